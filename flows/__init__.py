@@ -1,0 +1,8 @@
+"""Prefect flows of iris-sweep: they only wire tasks together."""
+
+import os
+
+# iris-sweep runs offline: the server's analytics heartbeat can only fail there, and its
+# errors clutter every run. prefect.toml says the same for runs from the project folder; this
+# covers runs from anywhere else. An explicit setting in the environment still wins.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,0 +1,99 @@
+"""The iris-sweep flow: validate, load and split, train every configuration in parallel, write."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.futures import as_completed
+
+from flows.runners import task_runner_from_env
+from irismodel.config import SweepConfig
+from irismodel.sweep import configuration_name
+from tasks.prepare import load_data, split_data, validate_parameters
+from tasks.results import write_run_results
+from tasks.train import evaluate, train
+
+DEFAULTS = SweepConfig()
+
+
+class SweepFailed(RuntimeError):
+    """Some configurations failed after their retries; the finished ones were written."""
+
+
+@flow(name="iris-sweep", task_runner=task_runner_from_env(), validate_parameters=True)
+def iris_sweep(
+    # Lists, so the Prefect UI shows editable defaults; the flow never mutates them.
+    hidden_dims: list[int] = list(DEFAULTS.hidden_dims),  # noqa: B006
+    optimizers: list[str] = list(DEFAULTS.optimizers),  # noqa: B006
+    seeds: list[int] = list(DEFAULTS.seeds),  # noqa: B006
+    learning_rate: float = DEFAULTS.learning_rate,
+    epochs: int = DEFAULTS.epochs,
+    test_size: float = DEFAULTS.test_size,
+    split_seed: int = DEFAULTS.split_seed,
+    standardize: bool = DEFAULTS.standardize,
+    positive_class: str | int = DEFAULTS.positive_class,
+    data_path: str | None = DEFAULTS.data_path,
+    device: str = DEFAULTS.device,
+    output_dir: str = DEFAULTS.output_dir,
+) -> str:
+    """Train a 4-h-1 ReLU network for every hidden_dim x optimizer x seed; return the Parquet path.
+
+    Every (hidden_dim, optimizer) trains all its seeds at once in one task; tasks run side by
+    side. If some still fail after their retries, the finished rows are written to a file
+    marked partial and the run ends Failed, naming them; a rerun trains only those.
+    """
+    context = validate_parameters(
+        hidden_dims=hidden_dims,
+        optimizers=optimizers,
+        seeds=seeds,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        test_size=test_size,
+        split_seed=split_seed,
+        standardize=standardize,
+        positive_class=positive_class,
+        data_path=data_path,
+        device=device,
+        output_dir=output_dir,
+    )
+    config = context.config
+    split = split_data(load_data(config.data_path), context)
+
+    evaluations = {}
+    for hidden_dim in config.hidden_dims:
+        for optimizer in config.optimizers:
+            name = configuration_name(hidden_dim, optimizer)
+            trained = train.with_options(task_run_name=f"train-{name}").submit(
+                split, hidden_dim, optimizer, context
+            )
+            evaluations[name] = evaluate.with_options(task_run_name=f"evaluate-{name}").submit(
+                trained, split, context
+            )
+
+    rows, failed = [], []
+    for future in as_completed(list(evaluations.values())):
+        future.wait()
+    for name, future in evaluations.items():
+        if future.state.is_completed():
+            rows.extend(future.result())
+        else:
+            failed.append(name)
+
+    if not rows:
+        raise SweepFailed(
+            f"all {len(failed)} configurations failed after their retries ({', '.join(failed)}); "
+            "nothing was written"
+        )
+    path = write_run_results(rows, context, failed)
+    if failed:
+        raise SweepFailed(
+            f"{len(failed)} of {len(evaluations)} configurations failed after their retries: "
+            f"{', '.join(failed)}. The {len(evaluations) - len(failed)} finished ones are in "
+            f"{path} (status partial); rerun the same sweep to train only the missing ones."
+        )
+    return path
+
+
+if __name__ == "__main__":
+    from flows.cli import main
+
+    raise SystemExit(main())

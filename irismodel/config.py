@@ -1,0 +1,153 @@
+"""The sweep's parameters, their defaults, and their validation, in one place."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from irismodel.devices import resolve_device
+from irismodel.optimizers import OPTIMIZERS
+from irismodel.storage import check_writable
+
+MAX_HIDDEN_DIM = 4096
+MAX_EPOCHS = 1_000_000
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One sweep: every (hidden_dim, optimizer) trained for every seed, then evaluated."""
+
+    hidden_dims: tuple[int, ...] = tuple(range(8, 15))  # the notebook's 8..14
+    optimizers: tuple[str, ...] = ("sgd", "manual")
+    seeds: tuple[int, ...] = tuple(range(10))
+    learning_rate: float = 0.1  # the notebook's
+    epochs: int = 1000  # the notebook's; full-batch epochs
+    test_size: float = 0.25  # share of rows held out, stratified; 0 = the notebook's all-rows
+    split_seed: int = 0  # seeds the train/test split, apart from the model seeds
+    standardize: bool = False  # fit mean/std on the training rows; the notebook did not
+    positive_class: str | int = "versicolor"  # class name or index; the notebook's target == 1
+    data_path: str | None = None  # None = scikit-learn's bundled Iris
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    output_dir: str = "results"  # local folder or pyarrow.fs URI
+    resolved_device: str = field(default="", compare=False)
+
+    def parameters(self) -> dict[str, Any]:
+        """Return the parameters as JSON-ready plain data (lists, not tuples)."""
+        params = asdict(self)
+        params.pop("resolved_device")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _int_list(name: str, values: Any, low: int, high: int) -> tuple[int, ...]:
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise ValueError(f"{name}: expected a list of integers, got {values!r}")
+    if len(values) == 0:
+        raise ValueError(f"{name}: must not be empty; give at least one integer in {low}..{high}")
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ValueError(f"{name}: {value!r} is not an integer; allowed are {low}..{high}")
+        if not low <= value <= high:
+            raise ValueError(f"{name}: {value} is out of range; allowed are {low}..{high}")
+        out.append(value)
+    duplicates = sorted({v for v in out if out.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"{name}: duplicate value(s) {duplicates}; each may appear once")
+    return tuple(out)
+
+
+def _positive_finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: {value} is not allowed; it must be a positive finite number")
+    return float(value)
+
+
+def validate_config(**parameters: Any) -> SweepConfig:
+    """Return a `SweepConfig` from sweep parameters, or raise `ValueError` naming the bad one.
+
+    Checks everything that needs no data: names, ranges, the device (CUDA must exist if asked
+    for) and that the output location can be written. Data-dependent checks (the positive
+    class, whether the split leaves rows of both classes) run when the data is split.
+    """
+    unknown = set(parameters) - (set(SweepConfig.__dataclass_fields__) - {"resolved_device"})
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}")
+    config = SweepConfig(**parameters)
+    hidden_dims = _int_list("hidden_dims", config.hidden_dims, 1, MAX_HIDDEN_DIM)
+    seeds = _int_list("seeds", config.seeds, 0, MAX_SEED)
+
+    optimizers = config.optimizers
+    if isinstance(optimizers, str) or not isinstance(optimizers, Sequence):
+        raise ValueError(f"optimizers: expected a list of names from {', '.join(OPTIMIZERS)}")
+    if len(optimizers) == 0:
+        raise ValueError(f"optimizers: must not be empty; valid names are {', '.join(OPTIMIZERS)}")
+    for name in optimizers:
+        if name not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizers: unknown optimizer {name!r}; valid names are {', '.join(OPTIMIZERS)}"
+            )
+    if len(set(optimizers)) != len(optimizers):
+        raise ValueError(f"optimizers: duplicate names in {list(optimizers)}; each may appear once")
+
+    learning_rate = _positive_finite("learning_rate", config.learning_rate)
+    epochs = config.epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
+        raise ValueError(
+            f"epochs: {epochs!r} is not allowed; it must be an integer in 1..{MAX_EPOCHS}"
+        )
+    test_size = config.test_size
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, int | float)
+        or not math.isfinite(test_size)
+        or not 0 <= test_size < 1
+    ):
+        raise ValueError(
+            f"test_size: {test_size!r} is not allowed; it must be in [0, 1) "
+            "(0 trains and evaluates on every row)"
+        )
+    split_seed = config.split_seed
+    if (
+        isinstance(split_seed, bool)
+        or not isinstance(split_seed, int)
+        or not 0 <= split_seed < 2**32
+    ):
+        raise ValueError(
+            f"split_seed: {split_seed!r} is not allowed; it must be an integer in 0..2**32-1"
+        )
+    if not isinstance(config.standardize, bool):
+        raise ValueError(f"standardize: expected true or false, got {config.standardize!r}")
+    positive_class = config.positive_class
+    if isinstance(positive_class, bool) or not isinstance(positive_class, str | int):
+        raise ValueError(f"positive_class: expected a class name or index, got {positive_class!r}")
+    if config.data_path is not None and (
+        not isinstance(config.data_path, str) or not config.data_path
+    ):
+        raise ValueError(
+            f"data_path: expected a CSV or Parquet file path, got {config.data_path!r}"
+        )
+    resolved_device = resolve_device(config.device)
+    check_writable(config.output_dir, "output_dir")
+    return SweepConfig(
+        hidden_dims=hidden_dims,
+        optimizers=tuple(optimizers),
+        seeds=seeds,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        test_size=float(test_size),
+        split_seed=split_seed,
+        standardize=config.standardize,
+        positive_class=positive_class,
+        data_path=config.data_path,
+        device=config.device,
+        output_dir=config.output_dir,
+        resolved_device=resolved_device,
+    )

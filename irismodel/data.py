@@ -1,0 +1,231 @@
+"""Iris data: load (bundled or from a file), binarize by a positive class, split, standardize."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+BUNDLED = "bundled:iris"
+FEATURE_COLUMNS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+LABEL_COLUMNS = ("species", "target", "label", "class")
+FILE_FORMATS = (".csv", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Labelled feature rows: the classes are `class_names`, labels index into them."""
+
+    features: np.ndarray  # (N, 4) float32
+    labels: np.ndarray  # (N,) int64, index into class_names
+    class_names: tuple[str, ...]
+    source: str  # BUNDLED or the file it was read from
+
+    def fingerprint(self) -> str:
+        """Return a SHA-256 of the rows and class names: equal data gives an equal fingerprint."""
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.features, dtype="<f4").tobytes())
+        digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
+        digest.update("\0".join(self.class_names).encode())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Split:
+    """A binarized train/test split ready for training; test arrays are empty when test_size=0."""
+
+    x_train: np.ndarray  # (N_train, 4) float32
+    y_train: np.ndarray  # (N_train,) float32 in {0, 1}
+    x_test: np.ndarray  # (N_test, 4) float32
+    y_test: np.ndarray  # (N_test,) float32 in {0, 1}
+    positive_class: str
+    data_fingerprint: str
+    data_source: str
+
+
+def load_dataset(data_path: str | None = None) -> Dataset:
+    """Load the bundled Iris data (no network) or a CSV/Parquet file.
+
+    A file needs the numeric columns `FEATURE_COLUMNS` and one label column, the first of
+    `LABEL_COLUMNS` present, holding class names or integer codes.
+    """
+    if data_path is None:
+        from sklearn.datasets import load_iris
+
+        iris = load_iris()
+        return Dataset(
+            features=iris.data.astype(np.float32),
+            labels=iris.target.astype(np.int64),
+            class_names=tuple(str(name) for name in iris.target_names),
+            source=BUNDLED,
+        )
+    return _dataset_from_frame(_read_table(data_path), data_path)
+
+
+def _read_table(data_path: str) -> pd.DataFrame:
+    if not isinstance(data_path, str) or not data_path:
+        raise ValueError(f"data_path: expected a CSV or Parquet file path, got {data_path!r}")
+    extension = os.path.splitext(data_path)[1].lower()
+    if extension not in FILE_FORMATS:
+        raise ValueError(
+            f"data_path: unsupported format {extension or '(no extension)'!r} of {data_path!r}; "
+            f"supported are {', '.join(FILE_FORMATS)}"
+        )
+    if not os.path.isfile(data_path):
+        raise ValueError(f"data_path: no such file {data_path!r}")
+    try:
+        if extension == ".csv":
+            return pd.read_csv(data_path)
+        return pd.read_parquet(data_path)
+    except Exception as error:  # a reader's own error names neither the parameter nor the fix
+        raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
+
+
+def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
+    expected = f"expected columns {', '.join(FEATURE_COLUMNS)} and a label column "
+    expected += f"({' or '.join(LABEL_COLUMNS)})"
+    missing = [column for column in FEATURE_COLUMNS if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"data_path: {source!r} has no feature column {', '.join(map(repr, missing))}; "
+            + expected
+        )
+    label_column = next((c for c in LABEL_COLUMNS if c in frame.columns), None)
+    if label_column is None:
+        raise ValueError(f"data_path: {source!r} has no label column; " + expected)
+    features = frame[list(FEATURE_COLUMNS)]
+    non_numeric = [c for c in FEATURE_COLUMNS if not pd.api.types.is_numeric_dtype(features[c])]
+    if non_numeric:
+        raise ValueError(
+            f"data_path: feature column(s) {', '.join(map(repr, non_numeric))} of {source!r} "
+            "are not numeric"
+        )
+    values = features.to_numpy(dtype=np.float64)
+    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad_rows.size:
+        raise ValueError(
+            f"data_path: {source!r} has NaN or infinite features in {bad_rows.size} row(s), "
+            f"first at row {int(bad_rows[0])}"
+        )
+    labels = frame[label_column]
+    if labels.isna().any():
+        raise ValueError(
+            f"data_path: label column {label_column!r} of {source!r} has missing values"
+        )
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        numeric = labels.to_numpy()
+        if not np.all(numeric == np.round(numeric)):
+            raise ValueError(
+                f"data_path: label column {label_column!r} of {source!r} must hold class names "
+                "or integer codes"
+            )
+        codes = sorted({int(v) for v in numeric})
+        class_names = tuple(str(code) for code in codes)
+        index = {code: i for i, code in enumerate(codes)}
+        label_index = np.array([index[int(v)] for v in numeric], dtype=np.int64)
+    else:
+        names = labels.astype(str).to_numpy()
+        class_names = tuple(sorted(set(names)))
+        index = {name: i for i, name in enumerate(class_names)}
+        label_index = np.array([index[name] for name in names], dtype=np.int64)
+    return Dataset(values.astype(np.float32), label_index, class_names, source)
+
+
+def _as_index(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def positive_index(dataset: Dataset, positive_class: str | int) -> int:
+    """Return the class index named by `positive_class`: a class name or an index into them."""
+    names = dataset.class_names
+    if isinstance(positive_class, str) and positive_class in names:
+        return names.index(positive_class)
+    as_index = _as_index(positive_class)
+    if as_index is not None and 0 <= as_index < len(names):
+        return as_index
+    raise ValueError(
+        f"positive_class: {positive_class!r} is not a class of the data; valid are the names "
+        f"{', '.join(names)} or an index 0..{len(names) - 1}"
+    )
+
+
+def binarize(dataset: Dataset, positive_class: str | int) -> tuple[np.ndarray, str]:
+    """Return the 0/1 float32 targets of `positive_class` against the rest, and the class's name."""
+    index = positive_index(dataset, positive_class)
+    targets = (dataset.labels == index).astype(np.float32)
+    name = dataset.class_names[index]
+    if targets.min() == targets.max():
+        raise ValueError(
+            f"positive_class: after binarizing by {name!r} the data of {dataset.source!r} holds a "
+            "single class; both a positive and a negative row are needed"
+        )
+    return targets, name
+
+
+def split_dataset(
+    dataset: Dataset,
+    positive_class: str | int = "versicolor",
+    test_size: float = 0.25,
+    split_seed: int = 0,
+    standardize: bool = False,
+) -> Split:
+    """Binarize, split stratified by the targets (seeded by `split_seed`), optionally standardize.
+
+    `test_size=0` trains and evaluates on every row, as the notebook did. Standardization is
+    fitted on the training rows only.
+    """
+    targets, name = binarize(dataset, positive_class)
+    x = dataset.features
+    counts = {label: int((targets == label).sum()) for label in (0.0, 1.0)}
+    needed = 2 if test_size > 0 else 1
+    if min(counts.values()) < needed:
+        raise ValueError(
+            f"data_path: {dataset.source!r} has {len(targets)} rows, {counts[1.0]} of class "
+            f"{name!r} and {counts[0.0]} of the rest; the split needs at least {needed} of each"
+        )
+    if test_size == 0:
+        x_train, y_train = x, targets
+        x_test, y_test = x[:0], targets[:0]
+    else:
+        from sklearn.model_selection import train_test_split
+
+        try:
+            x_train, x_test, y_train, y_test = train_test_split(
+                x, targets, test_size=test_size, random_state=split_seed, stratify=targets
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"test_size: {test_size} cannot split {len(targets)} rows into train and test "
+                f"rows of both classes: {error}"
+            ) from error
+        for part, labels in (("training", y_train), ("test", y_test)):
+            if labels.min() == labels.max():
+                raise ValueError(
+                    f"test_size: {test_size} leaves no {part} row of class "
+                    f"{name if labels.min() == 0 else 'rest'!r}; choose a value further from "
+                    f"{'1' if part == 'training' else '0'}"
+                )
+    if standardize:
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std[std == 0] = 1.0
+        x_train = (x_train - mean) / std
+        x_test = (x_test - mean) / std
+    return Split(
+        x_train=np.ascontiguousarray(x_train, dtype=np.float32),
+        y_train=np.ascontiguousarray(y_train, dtype=np.float32),
+        x_test=np.ascontiguousarray(x_test, dtype=np.float32),
+        y_test=np.ascontiguousarray(y_test, dtype=np.float32),
+        positive_class=name,
+        data_fingerprint=dataset.fingerprint(),
+        data_source=dataset.source,
+    )

@@ -1,0 +1,40 @@
+"""The closed set of device names a sweep accepts, resolved to a torch device string."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+_CUDA = re.compile(r"cuda(?::(\d+))?")
+
+
+def resolve_device(name: str) -> str:
+    """Return the torch device string for `name`, or raise `ValueError` naming the parameter.
+
+    `auto` is `cuda` when a CUDA device is present, else `cpu`. Asking for CUDA where there is
+    none is an error here, before any training starts.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"device: expected one of {DEVICE_CHOICES}, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return "cpu"
+    match = _CUDA.fullmatch(name)
+    if match is None:
+        raise ValueError(f"device: unknown device {name!r}; valid are {DEVICE_CHOICES}")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device: {name!r} asks for CUDA, but this machine has no CUDA device "
+            "(torch.cuda.is_available() is False); use 'cpu' or 'auto'"
+        )
+    index = match.group(1)
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device: {name!r} does not exist; this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s), cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
+    return name

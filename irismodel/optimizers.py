@@ -1,0 +1,127 @@
+"""The closed registry of update rules a sweep can train with, for both engines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+OPTIMIZERS: dict[str, str] = {
+    "sgd": "torch.optim.SGD(lr)",
+    "manual": "hand-written SGD step, p.add_(p.grad, alpha=-lr), gradients reset every epoch",
+    "manual-no-zero-grad": (
+        "the notebook's second loop as written: p -= lr * p.grad with gradients never reset, "
+        "so they accumulate epoch after epoch"
+    ),
+    "momentum": "torch.optim.SGD(lr, momentum=0.9)",
+    "adam": "torch.optim.Adam(lr)",
+}
+MOMENTUM = 0.9
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+def check_optimizer(name: str) -> str:
+    """Return `name` if it is a registered optimizer, else raise `ValueError` listing the valid ones."""
+    if name not in OPTIMIZERS:
+        raise ValueError(
+            f"optimizers: unknown optimizer {name!r}; valid names are {', '.join(OPTIMIZERS)}"
+        )
+    return name
+
+
+def resets_gradients(name: str) -> bool:
+    """Whether the rule starts every epoch from fresh gradients (all but the notebook's 2nd loop)."""
+    return check_optimizer(name) != "manual-no-zero-grad"
+
+
+class NotebookUpdate:
+    """The per-model update of the notebook's loop: a `torch.optim` optimizer or a hand-written rule.
+
+    Used by the reference engine; reads each parameter's `.grad` as autograd left it.
+    """
+
+    def __init__(self, name: str, params: Sequence[torch.Tensor], learning_rate: float) -> None:
+        self.name = check_optimizer(name)
+        self.params = list(params)
+        self.learning_rate = learning_rate
+        self.optimizer: torch.optim.Optimizer | None = None
+        if name == "sgd":
+            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate)
+        elif name == "momentum":
+            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate, momentum=MOMENTUM)
+        elif name == "adam":
+            self.optimizer = torch.optim.Adam(
+                self.params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS
+            )
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """Apply one update to every parameter from its `.grad`."""
+        if self.optimizer is not None:
+            self.optimizer.step()
+        elif self.name == "manual":
+            for p in self.params:
+                p.add_(p.grad, alpha=-self.learning_rate)
+        else:  # manual-no-zero-grad, as the notebook wrote it: two roundings, not one
+            for p in self.params:
+                p -= self.learning_rate * p.grad
+
+
+class FlatUpdate:
+    """The same rules applied to one flat tensor holding the parameters of many models.
+
+    Every rule is elementwise, so each model's slice is updated exactly as if it were alone.
+    Each rule repeats, op for op, the arithmetic of `torch.optim`'s single-tensor kernels
+    (`torch.optim.sgd._single_tensor_sgd`, `torch.optim.adam._single_tensor_adam`), which is what
+    `torch.optim` runs on CPU; calling the ops directly skips the per-step bookkeeping of those
+    functions, which costs more than the arithmetic for small batches. State buffers are
+    allocated once, so a step allocates nothing but Adam's denominator scratch (reused too).
+    """
+
+    def __init__(self, name: str, params: torch.Tensor, learning_rate: float) -> None:
+        self.name = check_optimizer(name)
+        self.params = params
+        self.learning_rate = learning_rate
+        self.steps = 0
+        # momentum's buffer, Adam's moments, or manual-no-zero-grad's never-reset .grad
+        self.buffer: torch.Tensor | None = None
+        if name == "adam":
+            self.exp_avg = torch.zeros_like(params)
+            self.exp_avg_sq = torch.zeros_like(params)
+            self.denom = torch.empty_like(params)
+        elif name == "manual-no-zero-grad":
+            self.scaled = torch.empty_like(params)
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> None:
+        """Apply one update from this epoch's gradient `grad` (same shape as the parameters)."""
+        lr = self.learning_rate
+        self.steps += 1
+        if self.name == "sgd" or self.name == "manual":
+            # torch.optim.SGD without momentum is exactly this one op, hence sgd == manual.
+            self.params.add_(grad, alpha=-lr)
+        elif self.name == "momentum":
+            if self.buffer is None:
+                self.buffer = grad.detach().clone()
+            else:
+                self.buffer.mul_(MOMENTUM).add_(grad, alpha=1.0)
+            self.params.add_(self.buffer, alpha=-lr)
+        elif self.name == "adam":
+            beta1, beta2 = ADAM_BETAS
+            step = float(self.steps)  # torch.optim keeps a float32 step; exact below 2**24
+            self.exp_avg.lerp_(grad, 1 - beta1)
+            self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            step_size = lr / bias_correction1
+            torch.sqrt(self.exp_avg_sq, out=self.denom)
+            self.denom.div_(bias_correction2**0.5).add_(ADAM_EPS)
+            self.params.addcdiv_(self.exp_avg, self.denom, value=-step_size)
+        else:  # the notebook's `p -= lr * p.grad`, with autograd's accumulation `.grad += new`
+            if self.buffer is None:
+                self.buffer = grad.detach().clone()
+            else:
+                self.buffer.add_(grad)
+            torch.mul(self.buffer, lr, out=self.scaled)
+            self.params.sub_(self.scaled)

@@ -58,36 +58,44 @@ def iris_sweep(
     config = context.config
     split = split_data(load_data(config.data_path), context)
 
-    evaluations = {}
+    trainings = {}
     for hidden_dim in config.hidden_dims:
         for optimizer in config.optimizers:
             name = configuration_name(hidden_dim, optimizer)
-            trained = train.with_options(task_run_name=f"train-{name}").submit(
+            trainings[name] = train.with_options(task_run_name=f"train-{name}").submit(
                 split, hidden_dim, optimizer, context
             )
-            evaluations[name] = evaluate.with_options(task_run_name=f"evaluate-{name}").submit(
-                trained, split, context
-            )
 
-    rows, failed = [], []
-    for future in as_completed(list(evaluations.values())):
-        future.wait()
-    for name, future in evaluations.items():
+    # Evaluate each configuration as soon as it is trained, so an evaluation never holds a
+    # worker while it waits for its training.
+    names = {future.task_run_id: name for name, future in trainings.items()}
+    evaluations = {}
+    for future in as_completed(list(trainings.values())):
+        future.wait()  # takes the final state from the runner, not from the API
         if future.state.is_completed():
-            rows.extend(future.result())
+            name = names[future.task_run_id]
+            evaluations[name] = evaluate.with_options(task_run_name=f"evaluate-{name}").submit(
+                future, split, context
+            )
+    tables, failed = [], [name for name in trainings if name not in evaluations]
+    for name, future in evaluations.items():
+        future.wait()
+        if future.state.is_completed():
+            tables.append(future.result())
         else:
             failed.append(name)
+    failed.sort(key=list(trainings).index)
 
-    if not rows:
+    if not tables:
         raise SweepFailed(
             f"all {len(failed)} configurations failed after their retries ({', '.join(failed)}); "
             "nothing was written"
         )
-    path = write_run_results(rows, context, failed)
+    path = write_run_results(tables, context, failed)
     if failed:
         raise SweepFailed(
-            f"{len(failed)} of {len(evaluations)} configurations failed after their retries: "
-            f"{', '.join(failed)}. The {len(evaluations) - len(failed)} finished ones are in "
+            f"{len(failed)} of {len(trainings)} configurations failed after their retries: "
+            f"{', '.join(failed)}. The {len(trainings) - len(failed)} finished ones are in "
             f"{path} (status partial); rerun the same sweep to train only the missing ones."
         )
     return path

@@ -81,16 +81,26 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Return row dicts (one per model, every column but `run_status`) as a table of SCHEMA."""
+    columns = {name: [row[name] for row in rows] for name in COLUMNS if name != "run_status"}
+    columns["run_status"] = [STATUS_COMPLETE] * len(rows)
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
+
+
 def to_table(
-    rows: Sequence[Mapping[str, Any]],
+    parts: Sequence[Mapping[str, Any]] | Sequence[pa.Table],
     parameters: Mapping[str, Any],
     status: str = STATUS_COMPLETE,
     failed: Sequence[str] = (),
 ) -> pa.Table:
-    """Build the results table from row dicts (one per model) with the run's file metadata."""
-    columns = {name: [row[name] for row in rows] for name in COLUMNS if name != "run_status"}
-    columns["run_status"] = [status] * len(rows)
-    table = pa.Table.from_pydict(columns, schema=SCHEMA)
+    """Build a run's results table, with its file metadata, from row dicts or row tables."""
+    if parts and all(isinstance(part, pa.Table) for part in parts):
+        table = pa.concat_tables([part.cast(SCHEMA) for part in parts])
+    else:
+        table = rows_to_table(parts)  # type: ignore[arg-type]
+    index = SCHEMA.get_field_index("run_status")
+    table = table.set_column(index, SCHEMA.field(index), pa.array([status] * len(table)))
     return table.replace_schema_metadata(
         {
             META_SCHEMA_VERSION: SCHEMA_VERSION,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pyarrow as pa
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -18,10 +19,12 @@ from irismodel.sweep import RunContext
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def write_run_results(rows: Sequence[dict], context: RunContext, failed: Sequence[str] = ()) -> str:
+def write_run_results(
+    tables: Sequence[pa.Table], context: RunContext, failed: Sequence[str] = ()
+) -> str:
     """Write the run's rows to `output_dir`, atomically, marked partial if configurations failed."""
     status = STATUS_PARTIAL if failed else STATUS_COMPLETE
-    table = to_table(rows, context.config.parameters(), status=status, failed=failed)
+    table = to_table(tables, context.config.parameters(), status=status, failed=failed)
     path = write_results(
         table, context.config.output_dir, file_name(context.flow_run_id, context.run_started_at)
     )

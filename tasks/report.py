@@ -1,0 +1,93 @@
+"""The report task (summary, answers, plots as Prefect artifacts) and the sweep's progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_logger
+
+from irismodel.report import (
+    EPOCH_OF_INTEREST,
+    build_report,
+    folder_of,
+    report_prefix,
+    summary_table,
+)
+from irismodel.results import read_results
+
+# Stable keys: the Prefect UI shows each key's history across runs.
+SUMMARY_KEY = "iris-sweep-summary"
+REPORT_KEY = "iris-sweep-report"
+RESULTS_KEY = "iris-sweep-results"
+PROGRESS_KEY = "iris-sweep-progress"
+
+
+@task(name="publish-report", cache_policy=NO_CACHE, persist_result=False)
+def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) -> str:
+    """Publish the run's summary, answers and plots as artifacts; return the terminal text.
+
+    The PNGs and the markdown go beside the Parquet file, named after it (`_<file>-*.png`),
+    so runs never overwrite each other's and folder readers skip them.
+    """
+    frame = read_results(path, flow_run_ids=[flow_run_id])
+    report = build_report(frame, folder_of(path), epoch, prefix=report_prefix(path))
+    create_table_artifact(
+        table=summary_table(report.summary).to_dict("records"),
+        key=SUMMARY_KEY,
+        description=f"Per (hidden_dim, optimizer): mean [95% CI] over seeds; run {flow_run_id}.",
+    )
+    create_markdown_artifact(
+        markdown=report.markdown,
+        key=REPORT_KEY,
+        description=f"The notebook's two questions answered, with plots; run {flow_run_id}.",
+    )
+    create_link_artifact(
+        link=path if "://" in path else Path(path).resolve().as_uri(),
+        link_text=path.rstrip("/").rsplit("/", 1)[-1],
+        key=RESULTS_KEY,
+        description=f"The results of run {flow_run_id}: one Parquet file, one row per model.",
+    )
+    get_run_logger().info("report of run %s:\n%s", flow_run_id, report.text)
+    return report.text
+
+
+def start_progress(total: int) -> UUID | None:
+    """Create the run's progress artifact at 0%; call it from the flow body.
+
+    A plain function, not a task: artifacts attach to the flow run from its own body. Returns
+    the artifact id for `advance_progress`, or None if the API could not be reached (a
+    progress bar is never worth failing a sweep).
+    """
+    try:
+        return create_progress_artifact(
+            progress=0.0,
+            key=PROGRESS_KEY,
+            description=f"Configurations trained and evaluated: 0 of {total}",
+        )
+    except Exception as error:  # a progress bar is never worth failing the sweep
+        get_logger("iris-sweep").warning("progress artifact not created: %s", error)
+        return None
+
+
+def advance_progress(artifact_id: UUID | None, done: int, total: int) -> None:
+    """Set the progress artifact to `done` of `total` configurations."""
+    if artifact_id is None:
+        return
+    try:
+        update_progress_artifact(
+            artifact_id=artifact_id,
+            progress=100.0 * done / max(total, 1),
+            description=f"Configurations trained and evaluated: {done} of {total}",
+        )
+    except Exception as error:  # a progress bar is never worth failing the sweep
+        get_logger("iris-sweep").warning("progress artifact not updated: %s", error)

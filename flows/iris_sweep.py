@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.futures import as_completed
 
+from flows.drain import uses_temporary_server, wait_until_recorded
 from flows.runners import task_runner_from_env
 from irismodel.config import SweepConfig
 from irismodel.sweep import configuration_name
@@ -92,6 +93,9 @@ def iris_sweep(
             "nothing was written"
         )
     path = write_run_results(tables, context, failed)
+    if uses_temporary_server():
+        # validate, load, split, the trainings, the evaluations, the write
+        wait_until_recorded(context.flow_run_id, 4 + len(trainings) + len(evaluations))
     if failed:
         raise SweepFailed(
             f"{len(failed)} of {len(trainings)} configurations failed after their retries: "

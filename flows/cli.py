@@ -116,20 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from flows.iris_sweep import iris_sweep
-    from irismodel.results import read_table
+    from irismodel.report import report_text
+    from irismodel.results import read_results
 
     path = iris_sweep(**parameters)
-    frame = read_table(path).to_pandas()
-    summary = (
-        frame.groupby(["hidden_dim", "optimizer"])
-        .agg(
-            seeds=("seed", "count"),
-            final_loss=("final_train_loss", "mean"),
-            train_accuracy=("train_accuracy", "mean"),
-            test_accuracy=("test_accuracy", "mean"),
-        )
-        .round(4)
-    )
-    print(summary.to_string())
+    print(report_text(read_results(path)))
     print(f"\nresults: {path}")
     return 0

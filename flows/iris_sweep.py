@@ -10,6 +10,7 @@ from flows.runners import task_runner_from_env
 from irismodel.config import SweepConfig
 from irismodel.sweep import configuration_name
 from tasks.prepare import load_data, split_data, validate_parameters
+from tasks.report import advance_progress, publish_report, start_progress
 from tasks.results import write_run_results
 from tasks.train import evaluate, train
 
@@ -59,6 +60,7 @@ def iris_sweep(
     config = context.config
     split = split_data(load_data(config.data_path), context)
 
+    progress = start_progress(len(config.hidden_dims) * len(config.optimizers))
     trainings = {}
     for hidden_dim in config.hidden_dims:
         for optimizer in config.optimizers:
@@ -71,8 +73,9 @@ def iris_sweep(
     # worker while it waits for its training.
     names = {future.task_run_id: name for name, future in trainings.items()}
     evaluations = {}
-    for future in as_completed(list(trainings.values())):
+    for done, future in enumerate(as_completed(list(trainings.values())), start=1):
         future.wait()  # takes the final state from the runner, not from the API
+        advance_progress(progress, done, len(trainings))
         if future.state.is_completed():
             name = names[future.task_run_id]
             evaluations[name] = evaluate.with_options(task_run_name=f"evaluate-{name}").submit(
@@ -93,9 +96,10 @@ def iris_sweep(
             "nothing was written"
         )
     path = write_run_results(tables, context, failed)
+    publish_report(path, context.flow_run_id)
     if uses_temporary_server():
-        # validate, load, split, the trainings, the evaluations, the write
-        wait_until_recorded(context.flow_run_id, 4 + len(trainings) + len(evaluations))
+        # validate, load, split, the trainings, the evaluations, the write, the report
+        wait_until_recorded(context.flow_run_id, 5 + len(trainings) + len(evaluations))
     if failed:
         raise SweepFailed(
             f"{len(failed)} of {len(trainings)} configurations failed after their retries: "

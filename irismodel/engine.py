@@ -70,8 +70,9 @@ def train_batched(
     Full batch, mean BCE-with-logits loss; the update rule is `optimizer`'s, applied to the
     stacked tensors (every rule is elementwise, so each model is updated as if alone).
     Models are independent, so they are trained `chunk_size` at a time, each chunk for all its
-    epochs: on CPU a chunk whose buffers fit in the core's cache runs several times faster than
-    one pass over thousands of models. `chunk_size=None` picks `default_chunk_size(...)`.
+    epochs: on CPU a chunk whose buffers stay in cache runs faster per model than one pass over
+    thousands of models. `chunk_size=None` picks `default_chunk_size(...)`. On CPU a model's
+    loss curve and weights are bit-identical whatever the batch or chunk it is trained in.
     """
     check_optimizer(optimizer)
     dev = torch.device(device)
@@ -120,19 +121,20 @@ def train_batched(
     )
 
 
-# Per-model bytes a CPU chunk may take; chosen so that a chunk's buffers stay in a 1 MiB L2
-# (AMD EPYC here; most x86 server cores have 1-2 MiB). Measured: 32-64 models of h=10, N=112
-# run ~3x faster per model-epoch than 1,400 at once.
-_CPU_CHUNK_BYTES = 1 << 20
+# Bytes of buffers one CPU chunk may take. Measured here (AMD EPYC, 1 MiB L2, 32 MiB L3, h=10,
+# N=112, 1 thread): chunks of 128-512 models run 1.3-1.5x faster per model-epoch than 1,400 at
+# once, and 32 at once is slower again (dispatch overhead); 8 MiB gives ~500 models.
+_CPU_CHUNK_BYTES = 8 << 20
 _LOSS_BLOCK = 16  # epochs of logits kept before their losses are computed in one pass
+_SIMD_BLOCK = 64  # floats; a multiple of ATen's widest vectorized-loop step (2 x AVX-512)
 
 
 def default_chunk_size(hidden_dim: int, n_rows: int, device: torch.device | str = "cpu") -> int:
     """Return how many models `train_batched` trains together on `device` by default.
 
     On CPU: as many as keep one chunk's working set (hidden activations, their gradient and the
-    buffered logits, all float32) within a core's L2 cache, at least 16. On GPU: all of them
-    (up to 65,536), since launch overhead, not cache, is what a GPU step costs.
+    buffered logits, all float32) within a share of the last-level cache, at least 16. On GPU:
+    all of them (up to 65,536), since launch overhead, not cache, is what a GPU step costs.
     """
     if torch.device(device).type != "cpu":
         return 65_536
@@ -159,15 +161,17 @@ def _train_chunk(
     dev = xa_t.device
     sign = 1.0 - 2.0 * y  # (1, 1, N): BCE(z, y) = softplus((1 - 2y) z) for y in {0, 1}
 
-    # One flat tensor holds every parameter, so that an update is one elementwise pass.
+    # One flat tensor holds every parameter, so that an update is one elementwise pass. Its
+    # length is padded to whole SIMD blocks: ATen runs an elementwise op's last partial block
+    # through scalar code, whose rounding can differ, and that block would hold the last models.
     sizes = (d1 * k * h, k * h, k)
-    theta = torch.empty(sum(sizes), device=dev)
+    theta = torch.zeros(-(-sum(sizes) // _SIMD_BLOCK) * _SIMD_BLOCK, device=dev)
     grad = torch.zeros_like(theta)
-    w1t, w2, b2 = _flat_views(theta, k, h, d1)  # (D+1, k*H), (k, 1, H), (k, 1, 1)
-    g_w1t, g_w2, g_b2 = _flat_views(grad, k, h, d1)
-    # columns of w1t are (model, hidden unit); its last row is fc1's bias
-    w1t[:d].copy_(init["fc1.weight"].reshape(k * h, d).t())
-    w1t[d].copy_(init["fc1.bias"].reshape(k * h))
+    w1, w2, b2 = _flat_views(theta, k, h, d1)  # (k*H, D+1), (k, 1, H), (k, 1, 1)
+    g_w1, g_w2, g_b2 = _flat_views(grad, k, h, d1)
+    # rows of w1 are (model, hidden unit); its last column is fc1's bias
+    w1[:, :d].copy_(init["fc1.weight"].reshape(k * h, d))
+    w1[:, d].copy_(init["fc1.bias"].reshape(k * h))
     w2.copy_(init["fc2.weight"])
     b2.copy_(init["fc2.bias"].reshape(k, 1, 1))
     update = FlatUpdate(optimizer, theta, learning_rate)
@@ -175,36 +179,51 @@ def _train_chunk(
     z1 = torch.empty(k * h, n, device=dev)  # (k*H, N): pre-activations, then activations
     a1 = z1.view(k, h, n)  # (k, H, N)
     dz1 = torch.empty(k, h, n, device=dev)  # (k, H, N)
+    # Rows padded by one column, so that elementwise ops cannot merge rows into one flat loop
+    # and each model's row meets the same vector/scalar split wherever it sits in the batch.
+    probabilities = torch.empty(k, 1, n + 1, device=dev)[..., :n]  # (k, 1, N)
     dz2 = torch.empty(k, 1, n, device=dev)  # (k, 1, N)
+    signed = torch.empty(_LOSS_BLOCK, k, 1, n + 1, device=dev)[..., :n]  # (B, k, 1, N)
     logits = torch.empty(_LOSS_BLOCK, k, 1, n, device=dev)  # last epochs' z2, for their losses
     curves = torch.empty(epochs, k, device=dev)  # (E, k)
-    w1 = w1t.t()  # (k*H, D+1) view: the matmul reads it transposed for free
+    g_w1_t = torch.empty(k, d1, h, device=dev)  # (k, D+1, H): fc1's gradient, transposed
     threshold_backward = torch.ops.aten.threshold_backward.grad_input
+    xa_bt = xa_t.expand(k, d1, n)  # (k, D+1, N), a view
+    w2_column, g_w2_column = w2.view(k, h, 1), g_w2.view(k, h, 1)  # same memory as (k, 1, H)
 
     for epoch in range(epochs):
         slot = epoch % _LOSS_BLOCK
         z2 = logits[slot]  # (k, 1, N)
         torch.mm(w1, xa_t, out=z1)  # (k*H, N)
         z1.relu_()
-        torch.baddbmm(b2, w2, a1, out=z2)  # (k, 1, N)
+        # Layer 2 and its weight gradient as multiply-then-reduce, not bmm: MKL's batched
+        # matrix-vector products round differently with the model's place (alignment) in the
+        # batch; a reduction over H or N runs in the same order for every model.
+        torch.mul(a1, w2_column, out=dz1)  # (k, H, N), dz1 used as scratch
+        torch.sum(dz1, 1, keepdim=True, out=z2)  # (k, 1, N)
+        z2.add_(b2)
         # d(mean BCE)/dz2 as autograd computes it: (sigmoid(z) - y) / N
-        torch.sigmoid(z2, out=dz2)
-        dz2.sub_(y).div_(n)
+        torch.sigmoid(z2, out=probabilities)
+        torch.sub(probabilities, y, out=dz2).div_(n)
         torch.sum(dz2, 2, keepdim=True, out=g_b2)  # (k, 1, 1)
-        torch.bmm(dz2, a1.transpose(1, 2), out=g_w2)  # (k, 1, H)
-        torch.mul(w2.transpose(1, 2), dz2, out=dz1)  # (k, H, N)
+        torch.mul(a1, dz2, out=dz1)  # (k, H, N), scratch again
+        torch.sum(dz1, 2, keepdim=True, out=g_w2_column)  # (k, H, 1)
+        torch.mul(w2_column, dz2, out=dz1)  # (k, H, N)
         threshold_backward(dz1, a1, 0, grad_input=dz1)  # ReLU's backward, in place
-        # (D+1, N) @ (N, k*H): this orientation is ~6x faster in MKL than (k*H, N) @ (N, D+1)
-        torch.mm(xa_t, dz1.view(k * h, n).t(), out=g_w1t)
+        # One small matmul per model, (D+1, N) @ (N, H): MKL's single big matmul picks its
+        # kernel (and so its rounding) by the number of models, which would make a model's
+        # result depend on its batch. This orientation is ~6x faster than (H, N) @ (N, D+1).
+        torch.bmm(xa_bt, dz1.transpose(1, 2), out=g_w1_t)  # (k, D+1, H)
+        g_w1.view(k, h, d1).copy_(g_w1_t.transpose(1, 2))
         update.step(grad)
         if slot == _LOSS_BLOCK - 1 or epoch == epochs - 1:
             first = epoch - slot
-            block = logits[: slot + 1]  # (b, k, 1, N)
-            curves[first : epoch + 1] = F.softplus(block * sign).mean(3).squeeze(2)
+            block = torch.mul(logits[: slot + 1], sign, out=signed[: slot + 1])  # (b, k, 1, N)
+            curves[first : epoch + 1] = F.softplus(block).mean(3).squeeze(2)
 
     final = {
-        "fc1.weight": w1t[:d].t().reshape(k, h, d).clone(),
-        "fc1.bias": w1t[d].reshape(k, h).clone(),
+        "fc1.weight": w1[:, :d].reshape(k, h, d).clone(),
+        "fc1.bias": w1[:, d].reshape(k, h).clone(),
         "fc2.weight": w2.clone(),
         "fc2.bias": b2.reshape(k, 1).clone(),
     }
@@ -212,10 +231,11 @@ def _train_chunk(
 
 
 def _flat_views(flat: torch.Tensor, k: int, h: int, d1: int) -> list[torch.Tensor]:
-    """Split a flat (k*((D+1)*H + H + 1),) tensor into (D+1, k*H), (k, 1, H), (k, 1, 1) views."""
-    sizes = (d1 * k * h, k * h, k)
-    shapes = ((d1, k * h), (k, 1, h), (k, 1, 1))
-    return [part.view(shape) for part, shape in zip(flat.split(sizes), shapes)]
+    """Split a flat (>= k*(H*(D+1) + H + 1),) tensor into (k*H, D+1), (k, 1, H), (k, 1, 1) views."""
+    sizes = (k * h * d1, k * h, k)
+    shapes = ((k * h, d1), (k, 1, h), (k, 1, 1))
+    parts = flat[: sum(sizes)].split(sizes)  # anything after is SIMD padding
+    return [part.view(shape) for part, shape in zip(parts, shapes, strict=True)]
 
 
 def train_reference(

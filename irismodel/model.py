@@ -44,7 +44,7 @@ def initial_parameters(hidden_dim: int, seed: int, input_dim: int = 4) -> dict[s
     generator = torch.Generator().manual_seed(seed)
     fc1_weight, fc1_bias = _linear_init(input_dim, hidden_dim, generator)
     fc2_weight, fc2_bias = _linear_init(hidden_dim, 1, generator)
-    return dict(zip(PARAMETER_NAMES, (fc1_weight, fc1_bias, fc2_weight, fc2_bias)))
+    return dict(zip(PARAMETER_NAMES, (fc1_weight, fc1_bias, fc2_weight, fc2_bias), strict=True))
 
 
 def seeded_net(hidden_dim: int, seed: int, input_dim: int = 4) -> NeuralNet:

@@ -22,7 +22,7 @@ ADAM_EPS = 1e-8
 
 
 def check_optimizer(name: str) -> str:
-    """Return `name` if it is a registered optimizer, else raise `ValueError` listing the valid ones."""
+    """Return `name` if registered, else raise `ValueError` listing the valid names."""
     if name not in OPTIMIZERS:
         raise ValueError(
             f"optimizers: unknown optimizer {name!r}; valid names are {', '.join(OPTIMIZERS)}"
@@ -31,12 +31,12 @@ def check_optimizer(name: str) -> str:
 
 
 def resets_gradients(name: str) -> bool:
-    """Whether the rule starts every epoch from fresh gradients (all but the notebook's 2nd loop)."""
+    """Whether the rule starts every epoch from fresh gradients (all but the 2nd loop)."""
     return check_optimizer(name) != "manual-no-zero-grad"
 
 
 class NotebookUpdate:
-    """The per-model update of the notebook's loop: a `torch.optim` optimizer or a hand-written rule.
+    """The per-model update of the notebook's loop: a `torch.optim` optimizer or a hand rule.
 
     Used by the reference engine; reads each parameter's `.grad` as autograd left it.
     """

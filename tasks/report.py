@@ -57,7 +57,14 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         key=RESULTS_KEY,
         description=f"The results of run {flow_run_id}: one Parquet file, one row per model.",
     )
-    get_run_logger().info("report of run %s:\n%s", flow_run_id, report.text)
+    get_run_logger().info(
+        "published artifacts %s, %s, %s; plots at %s and %s",
+        SUMMARY_KEY,
+        REPORT_KEY,
+        RESULTS_KEY,
+        report.paths["loss_curves"],
+        report.paths["accuracy"],
+    )
     return report.text
 
 

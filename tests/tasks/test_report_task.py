@@ -1,0 +1,129 @@
+"""publish_report and the progress helpers leave the expected artifacts on the flow run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from irismodel import results
+from irismodel.config import validate_config
+from irismodel.data import load_dataset, split_dataset
+from irismodel.sweep import RunContext, evaluate_configuration, train_configuration
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _write_run(output_dir: str, flow_run_id: str) -> str:
+    """Write a tiny real run's results, as the flow would, under this flow run's id."""
+    config = validate_config(
+        output_dir=output_dir, device="cpu", hidden_dims=[8, 9], optimizers=["sgd", "manual"],
+        seeds=[0, 1, 2], epochs=60,
+    )  # fmt: skip
+    split = split_dataset(load_dataset())
+    context = RunContext(flow_run_id, datetime.now(UTC), config)
+    rows = []
+    for hidden_dim in config.hidden_dims:
+        for optimizer in config.optimizers:
+            trained = train_configuration(split, hidden_dim, optimizer, config)
+            rows += evaluate_configuration(trained, split, context)
+    table = results.to_table(rows, config.parameters())
+    return results.write_results(
+        table, output_dir, results.file_name(flow_run_id, context.run_started_at)
+    )
+
+
+def _tiny_flow():
+    from prefect import flow
+    from prefect.runtime import flow_run
+
+    from tasks.report import advance_progress, publish_report, start_progress
+
+    @flow(name="report-under-test")
+    def report_under_test(output_dir: str) -> tuple[str, str, str]:
+        flow_run_id = flow_run.get_id()
+        progress = start_progress(4)
+        for done in range(1, 5):
+            advance_progress(progress, done, 4)
+        path = _write_run(output_dir, flow_run_id)
+        return flow_run_id, path, publish_report(path, flow_run_id)
+
+    return report_under_test
+
+
+async def _artifacts(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        return await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The tiny flow run twice into one folder: two runs, two sets of artifacts."""
+    folder = str(tmp_path_factory.mktemp("results"))
+    report_under_test = _tiny_flow()
+    return folder, [report_under_test(folder), report_under_test(folder)]
+
+
+def test_each_run_gets_one_artifact_of_each_kind_under_a_stable_key(two_runs):
+    """Table, markdown, link and progress artifacts exist once per run under fixed keys."""
+    _, runs = two_runs
+    run_ids = {flow_run_id for flow_run_id, _, _ in runs}
+    for key, kind in (
+        ("iris-sweep-summary", "table"),
+        ("iris-sweep-report", "markdown"),
+        ("iris-sweep-results", "markdown"),  # Prefect stores a link artifact as markdown
+        ("iris-sweep-progress", "progress"),
+    ):
+        artifacts = asyncio.run(_artifacts(key))
+        assert {str(a.flow_run_id) for a in artifacts} == run_ids, key
+        assert all(a.type == kind for a in artifacts), key
+
+
+def test_artifacts_hold_the_report(two_runs):
+    """The markdown embeds both plots and answers; the table has a row per configuration."""
+    _, runs = two_runs
+    flow_run_id, path, text = runs[-1]
+    mine = {
+        key: next(a for a in asyncio.run(_artifacts(key)) if str(a.flow_run_id) == flow_run_id)
+        for key in ("iris-sweep-summary", "iris-sweep-report", "iris-sweep-results")
+    }
+    markdown = mine["iris-sweep-report"].data
+    assert markdown.count("data:image/png;base64,") == 2
+    assert "manual matched sgd exactly" in markdown and "Spearman rho" in markdown
+    table = mine["iris-sweep-summary"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert len(table) == 2 * 2 and {row["optimizer"] for row in table} == {"sgd", "manual"}
+    link = mine["iris-sweep-results"].data
+    assert link == f"[{Path(path).name}]({Path(path).resolve().as_uri()})"
+    assert "2. Does the loss at epoch 100 fall" in text
+
+
+def test_progress_ends_at_100_percent(two_runs):
+    """The progress artifact advanced to 100 once every configuration was done."""
+    artifacts = asyncio.run(_artifacts("iris-sweep-progress"))
+    assert all(float(a.data) == 100.0 for a in artifacts)
+
+
+def test_plots_are_written_beside_each_results_file(two_runs):
+    """Each run's PNGs sit beside its Parquet file, named after it, never overwritten."""
+    folder, runs = two_runs
+    for _, path, _ in runs:
+        stem = Path(path).name.removesuffix(".parquet")
+        for suffix in ("-loss-curves.png", "-accuracy.png", ".md"):
+            assert (Path(folder) / f"_{stem}{suffix}").is_file()
+    assert len(list(Path(folder).glob("_*-loss-curves.png"))) == 2
+
+
+def test_advance_without_an_artifact_is_a_no_op():
+    """advance_progress with no artifact id (creation failed) does nothing and raises nothing."""
+    from tasks.report import advance_progress
+
+    assert advance_progress(None, 1, 2) is None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from irismodel.config import SweepConfig, validate_config
+from irismodel.config import SweepConfig, check_data, validate_config
 from irismodel.optimizers import OPTIMIZERS
 
 DEFAULTS = SweepConfig()
@@ -87,9 +87,7 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
         )
         seeds = _int_items(args.seeds) if args.seeds else list(DEFAULTS.seeds)
     except ValueError as error:
-        raise SystemExit(
-            f"iris-sweep: error: hidden_dims and seeds take integers or ranges like 8..14 ({error})"
-        ) from None
+        build_parser().error(f"hidden_dims and seeds take integers or ranges like 8..14 ({error})")
     return {
         "hidden_dims": hidden_dims,
         "optimizers": args.optimizers,
@@ -110,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Validate the options, run the flow, print where the results are and a summary."""
     parameters = parse_parameters(argv)
     try:
-        validate_config(**parameters)  # fail in a second, before Prefect starts
+        check_data(validate_config(**parameters))  # fail in seconds, before Prefect starts
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)
         return 2
@@ -123,3 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report_text(read_results(path)))
     print(f"\nresults: {path}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -99,7 +99,10 @@ def load(location: str, key: str) -> tuple[TrainingRun, dict[str, Any]] | None:
         with fs.open_input_stream(target) as stream:
             return _decode(stream.read())
     except (ValueError, KeyError, TypeError, OSError):
-        return None  # a damaged entry is a miss: the configuration is trained again
+        # A damaged entry is a miss: remove it, so that the retrained configuration replaces it.
+        with contextlib.suppress(OSError):
+            fs.delete_file(target)
+        return None
 
 
 def store(location: str, key: str, run: TrainingRun, extra: Mapping[str, Any]) -> None:

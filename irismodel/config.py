@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from irismodel.data import Split, check_data_path, load_dataset, split_dataset
 from irismodel.devices import resolve_device
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.storage import check_writable
@@ -14,6 +15,9 @@ from irismodel.storage import check_writable
 MAX_HIDDEN_DIM = 4096
 MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**63 - 1
+# Larger rates overflow float32 update steps (Adam's first step is 10 x lr) and crash torch
+# instead of diverging; 1e30 already turns every model's loss into NaN within an epoch or two.
+MAX_LEARNING_RATE = 1e30
 
 
 @dataclass(frozen=True)
@@ -62,24 +66,30 @@ def _int_list(name: str, values: Any, low: int, high: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _positive_finite(name: str, value: Any) -> float:
+def _positive_finite(name: str, value: Any, high: float) -> float:
+    allowed = f"it must be a positive finite number, at most {high:g}"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: {value} is not allowed; it must be a positive finite number")
+        raise ValueError(f"{name}: expected a number, got {value!r}; {allowed}")
+    if not math.isfinite(value) or not 0 < value <= high:
+        raise ValueError(f"{name}: {value} is not allowed; {allowed}")
     return float(value)
 
 
 def validate_config(**parameters: Any) -> SweepConfig:
     """Return a `SweepConfig` from sweep parameters, or raise `ValueError` naming the bad one.
 
-    Checks everything that needs no data: names, ranges, the device (CUDA must exist if asked
-    for) and that the output location can be written. Data-dependent checks (the positive
-    class, whether the split leaves rows of both classes) run when the data is split.
+    Checks everything that needs no reading of the data: names, ranges, the device (CUDA must
+    exist if asked for), that a `data_path` is an existing CSV or Parquet file, and that the
+    output location can be written. Nothing is written. The checks that read the data (its
+    columns and values, the positive class, whether the split leaves rows of both classes) are
+    `check_data`'s, run by the flow when it splits the data.
     """
-    unknown = set(parameters) - (set(SweepConfig.__dataclass_fields__) - {"resolved_device"})
+    known = [name for name in SweepConfig.__dataclass_fields__ if name != "resolved_device"]
+    unknown = set(parameters) - set(known)
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; valid are {', '.join(known)}"
+        )
     config = SweepConfig(**parameters)
     hidden_dims = _int_list("hidden_dims", config.hidden_dims, 1, MAX_HIDDEN_DIM)
     seeds = _int_list("seeds", config.seeds, 0, MAX_SEED)
@@ -97,7 +107,7 @@ def validate_config(**parameters: Any) -> SweepConfig:
     if len(set(optimizers)) != len(optimizers):
         raise ValueError(f"optimizers: duplicate names in {list(optimizers)}; each may appear once")
 
-    learning_rate = _positive_finite("learning_rate", config.learning_rate)
+    learning_rate = _positive_finite("learning_rate", config.learning_rate, MAX_LEARNING_RATE)
     epochs = config.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
         raise ValueError(
@@ -128,12 +138,8 @@ def validate_config(**parameters: Any) -> SweepConfig:
     positive_class = config.positive_class
     if isinstance(positive_class, bool) or not isinstance(positive_class, str | int):
         raise ValueError(f"positive_class: expected a class name or index, got {positive_class!r}")
-    if config.data_path is not None and (
-        not isinstance(config.data_path, str) or not config.data_path
-    ):
-        raise ValueError(
-            f"data_path: expected a CSV or Parquet file path, got {config.data_path!r}"
-        )
+    if config.data_path is not None:
+        check_data_path(config.data_path)
     resolved_device = resolve_device(config.device)
     check_writable(config.output_dir, "output_dir")
     return SweepConfig(
@@ -150,4 +156,16 @@ def validate_config(**parameters: Any) -> SweepConfig:
         device=config.device,
         output_dir=config.output_dir,
         resolved_device=resolved_device,
+    )
+
+
+def check_data(config: SweepConfig) -> Split:
+    """Load and split the data as a sweep of `config` would; raise `ValueError` naming the problem.
+
+    The data-dependent half of validation: `validate_config` then `check_data` refuse every bad
+    input before any training. Nothing is written; the split is returned for reuse.
+    """
+    dataset = load_dataset(config.data_path)
+    return split_dataset(
+        dataset, config.positive_class, config.test_size, config.split_seed, config.standardize
     )

@@ -65,19 +65,32 @@ def load_dataset(data_path: str | None = None) -> Dataset:
     return _dataset_from_frame(_read_table(data_path), data_path)
 
 
-def _read_table(data_path: str) -> pd.DataFrame:
-    if not isinstance(data_path, str) or not data_path:
-        raise ValueError(f"data_path: expected a CSV or Parquet file path, got {data_path!r}")
+def check_data_path(data_path: str) -> str:
+    """Return `data_path` if it names an existing CSV or Parquet file, else raise `ValueError`.
+
+    Checks the name and the file system only; the contents are checked when the file is read.
+    """
+    if not isinstance(data_path, str) or not data_path.strip():
+        raise ValueError(
+            f"data_path: expected a path to a {' or '.join(FILE_FORMATS)} file, got {data_path!r}"
+        )
     extension = os.path.splitext(data_path)[1].lower()
     if extension not in FILE_FORMATS:
         raise ValueError(
             f"data_path: unsupported format {extension or '(no extension)'!r} of {data_path!r}; "
             f"supported are {', '.join(FILE_FORMATS)}"
         )
-    if not os.path.isfile(data_path):
+    if not os.path.exists(data_path):
         raise ValueError(f"data_path: no such file {data_path!r}")
+    if not os.path.isfile(data_path):
+        raise ValueError(f"data_path: {data_path!r} is not a file; expected a CSV or Parquet file")
+    return data_path
+
+
+def _read_table(data_path: str) -> pd.DataFrame:
+    check_data_path(data_path)
     try:
-        if extension == ".csv":
+        if data_path.lower().endswith(".csv"):
             return pd.read_csv(data_path)
         return pd.read_parquet(data_path)
     except Exception as error:  # a reader's own error names neither the parameter nor the fix
@@ -87,6 +100,8 @@ def _read_table(data_path: str) -> pd.DataFrame:
 def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
     expected = f"expected columns {', '.join(FEATURE_COLUMNS)} and a label column "
     expected += f"({' or '.join(LABEL_COLUMNS)})"
+    if len(frame) == 0:
+        raise ValueError(f"data_path: {source!r} has no data rows, only a header")
     missing = [column for column in FEATURE_COLUMNS if column not in frame.columns]
     if missing:
         raise ValueError(
@@ -205,7 +220,8 @@ def split_dataset(
         except ValueError as error:
             raise ValueError(
                 f"test_size: {test_size} cannot split {len(targets)} rows into train and test "
-                f"rows of both classes: {error}"
+                f"rows of both classes ({error}); choose a test_size in [0, 1) that leaves rows "
+                "of both classes on each side, or 0 to train and evaluate on every row"
             ) from error
         for part, labels in (("training", y_train), ("test", y_test)):
             if labels.min() == labels.max():

@@ -201,7 +201,12 @@ def read_results(
 def file_metadata(path: str) -> dict[str, Any]:
     """Return a results file's metadata: schema version, parameters, versions, status, failed."""
     fs, inner = storage.resolve(path)
-    meta = pq.read_schema(inner, filesystem=fs).metadata or {}
+    try:
+        meta = pq.read_schema(inner, filesystem=fs).metadata or {}
+    except (pa.ArrowException, OSError) as error:
+        raise ResultsError(
+            f"results: cannot read {path!r}: not a readable Parquet file ({error})"
+        ) from error
     return {
         "schema_version": meta.get(META_SCHEMA_VERSION, b"").decode(),
         "parameters": json.loads(meta.get(META_PARAMETERS, b"{}")),

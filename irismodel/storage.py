@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import IO
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 TEMPORARY_SUFFIX = ".tmp"
@@ -23,14 +24,14 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     if _is_uri(location):
         try:
             return pafs.FileSystem.from_uri(location)
-        except (pafs.ArrowInvalid, OSError, ValueError) as error:  # type: ignore[attr-defined]
+        except (pa.ArrowException, OSError, ValueError) as error:  # ArrowInvalid is a ValueError
             raise ValueError(f"output_dir: cannot open {location!r}: {error}") from error
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(location))
 
 
 def join(location: str, name: str) -> str:
     """Join a file name onto a location, refusing names that would leave it."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
+    if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
         raise ValueError(
             f"refusing file name {name!r}: it must be a plain name inside the location"
         )
@@ -76,6 +77,15 @@ def check_writable(location: str, parameter: str = "output_dir") -> None:
         ) from error
 
 
+def _fsync_folder(path: str) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
 def write_atomically(location: str, name: str, write: Callable[[IO[bytes]], None]) -> str:
     """Write a file `name` under `location` through `write(stream)`, then publish it by rename.
 
@@ -96,8 +106,17 @@ def write_atomically(location: str, name: str, write: Callable[[IO[bytes]], None
                 stream.flush()
                 os.fsync(stream.fileno())
             # os.link fails if `final` appeared meanwhile, so no other run's file is replaced.
-            os.link(temporary, final)
-            os.remove(temporary)
+            try:
+                os.link(temporary, final)
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links (FAT, some network mounts)
+                if os.path.exists(final):
+                    raise FileExistsError(f"refusing to replace {final!r}") from None
+                os.rename(temporary, final)
+            else:
+                os.remove(temporary)
+            _fsync_folder(path)  # the new name survives a power cut, not only a killed process
         else:
             with fs.open_output_stream(temporary) as stream:
                 write(stream)

@@ -19,7 +19,7 @@ def test_flow_writes_one_row_per_model(tmp_path):
     path = iris_sweep(**TINY, output_dir=str(tmp_path))
     frame = read_results(str(tmp_path))
     assert len(frame) == 2 * 2 * 3
-    assert set(zip(frame.hidden_dim, frame.optimizer, frame.seed)) == {
+    assert set(zip(frame.hidden_dim, frame.optimizer, frame.seed, strict=True)) == {
         (h, o, s) for h in (8, 9) for o in ("sgd", "manual") for s in (0, 1, 2)
     }
     assert frame.flow_run_id.nunique() == 1

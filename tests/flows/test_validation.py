@@ -1,0 +1,259 @@
+"""Bad input fails the flow and the CLI in seconds, naming the parameter; divergence is data."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from irismodel.data import FEATURE_COLUMNS, load_dataset
+from irismodel.results import file_metadata, read_results
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(hidden_dims=[8, 9], optimizers=["sgd"], seeds=[0, 1], epochs=30, device="cpu")
+# Far below what a sweep with training takes here, far above a validation failure (~1-2 s).
+SECONDS_WITHOUT_TRAINING = 30
+
+
+def _data_files(folder: Path) -> dict[str, str]:
+    iris = load_dataset()
+    frame = pd.DataFrame(iris.features, columns=list(FEATURE_COLUMNS))
+    frame["species"] = [iris.class_names[i] for i in iris.labels]
+    with_nan = frame.copy()
+    with_nan.loc[4, "sepal_length"] = math.nan
+    frame.iloc[:50].to_csv(folder / "setosa.csv", index=False)
+    with_nan.to_csv(folder / "nan.csv", index=False)
+    frame.drop(columns="species").to_parquet(folder / "nolabel.parquet")
+    (folder / "iris.txt").write_text("not a table")
+    (folder / "a-file").write_text("not a folder")
+    return {name: str(folder / name) for name in os.listdir(folder)}
+
+
+# (parameters, exception type, pattern naming the parameter and what is allowed);
+# "{dir}" in a value is replaced by the test's data folder.
+BAD_FLOW_INPUTS = {
+    "hidden_dims 0": ({"hidden_dims": [8, 0]}, ValueError, r"hidden_dims: 0 .*1\.\.4096"),
+    # The flow's type hints refuse this before its first task, through Prefect's validation
+    "hidden_dims fractional": ({"hidden_dims": [8.5]}, Exception, r"hidden_dims.*valid integer"),
+    "optimizers unknown": (
+        {"optimizers": ["rmsprop"]},
+        ValueError,
+        r"optimizers: unknown optimizer 'rmsprop'; valid names are sgd, manual, ",
+    ),
+    "seeds duplicate": ({"seeds": [0, 0]}, ValueError, r"seeds: duplicate value\(s\) \[0\]"),
+    "learning_rate NaN": (
+        {"learning_rate": math.nan},
+        ValueError,
+        r"learning_rate: nan is not allowed; it must be a positive finite number",
+    ),
+    "epochs 0": ({"epochs": 0}, ValueError, r"epochs: 0 is not allowed.*integer in 1\.\."),
+    "test_size 1": ({"test_size": 1.0}, ValueError, r"test_size: 1\.0 is not allowed.*\[0, 1\)"),
+    "test_size leaves no training row": (
+        {"test_size": 0.995},
+        ValueError,
+        r"test_size: 0\.995 cannot split 150 rows",
+    ),
+    "positive_class unknown": (
+        {"positive_class": "rose"},
+        ValueError,
+        r"positive_class: 'rose' is not a class of the data; valid are the names setosa, ",
+    ),
+    "device unknown": ({"device": "tpu"}, ValueError, r"device: unknown device 'tpu'; valid are"),
+    "data_path missing": (
+        {"data_path": "{dir}/absent.csv"},
+        ValueError,
+        r"data_path: no such file",
+    ),
+    "data_path unsupported": (
+        {"data_path": "{dir}/iris.txt"},
+        ValueError,
+        r"data_path: unsupported format '\.txt'.*supported are \.csv, \.parquet",
+    ),
+    "data_path no label column": (
+        {"data_path": "{dir}/nolabel.parquet"},
+        ValueError,
+        r"data_path: .* has no label column; expected columns sepal_length",
+    ),
+    "data_path NaN feature": (
+        {"data_path": "{dir}/nan.csv"},
+        ValueError,
+        r"data_path: .* has NaN or infinite features",
+    ),
+    "data_path single class": (
+        {"data_path": "{dir}/setosa.csv", "positive_class": "setosa"},
+        ValueError,
+        r"positive_class: after binarizing by 'setosa' .* single class",
+    ),
+    "output_dir a file": (
+        {"output_dir": "{dir}/a-file"},
+        ValueError,
+        r"output_dir: .*a-file' is a file; it must be a folder",
+    ),
+    "output_dir not writable": (
+        {"output_dir": "/proc/iris-sweep-out"},
+        ValueError,
+        r"output_dir: '/proc/iris-sweep-out' is not writable",
+    ),
+}
+if not torch.cuda.is_available():
+    BAD_FLOW_INPUTS["device cuda without CUDA"] = (
+        {"device": "cuda"},
+        ValueError,
+        r"device: 'cuda' asks for CUDA, but this machine has no CUDA device",
+    )
+
+
+def _task_run_names(flow_run_id) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [run.name for run in runs]
+
+
+def _listing(folder: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("parameters", "error", "message"), list(BAD_FLOW_INPUTS.values()), ids=list(BAD_FLOW_INPUTS)
+)
+def test_bad_input_fails_the_flow_before_training(tmp_path, parameters, error, message):
+    """A bad parameter ends the flow run Failed in seconds, naming it; nothing is written."""
+    from flows.iris_sweep import iris_sweep
+
+    files = _data_files(tmp_path)
+    output = tmp_path / "out"
+    values = {"output_dir": str(output), **TINY}
+    values.update(
+        {k: v.format(dir=tmp_path) if isinstance(v, str) else v for k, v in parameters.items()}
+    )
+    before = _listing(tmp_path)
+    started = time.monotonic()
+    state = iris_sweep(**values, return_state=True)
+    seconds = time.monotonic() - started
+
+    assert state.is_failed()
+    assert re.search(message, state.message), state.message
+    with pytest.raises(error, match=message):
+        state.result()
+    assert not output.exists()
+    assert _listing(tmp_path) == before, "the flow wrote or changed files"
+    assert len(files) == 5
+    assert seconds < SECONDS_WITHOUT_TRAINING
+    names = _task_run_names(state.state_details.flow_run_id)
+    assert not [name for name in names if name.startswith(("train", "evaluate", "write"))]
+
+
+def test_bad_input_raises_when_called_from_python(tmp_path):
+    """Called from Python without return_state, the flow raises the ValueError itself."""
+    from flows.iris_sweep import iris_sweep
+
+    with pytest.raises(ValueError, match=r"optimizers: unknown optimizer 'SGD'; valid names are"):
+        iris_sweep(**{**TINY, "optimizers": ["SGD"]}, output_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def _run_cli(args: list[str], home: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+    )
+    home.mkdir()
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.iris_sweep", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+CLI_CASES = {
+    "hidden-dims 0": (["--hidden-dims", "0"], r"iris-sweep: error: hidden_dims: 0 .*1\.\.4096"),
+    "missing data file": (
+        ["--data-path", "absent.csv"],
+        r"iris-sweep: error: data_path: no such file 'absent\.csv'",
+    ),
+    "learning rate inf": (
+        ["--learning-rate", "inf"],
+        r"iris-sweep: error: learning_rate: inf is not allowed",
+    ),
+}
+
+
+def test_cli_refuses_bad_input_with_exit_code_2_and_starts_no_server(tmp_path):
+    """The command line prints `iris-sweep: error: <parameter>: ...`, exits 2, starts no server."""
+    output = tmp_path / "out"
+    started = time.monotonic()
+    processes = {
+        case: _run_cli([*args, "--output-dir", str(output)], tmp_path / f"home-{index}")
+        for index, (case, (args, _)) in enumerate(CLI_CASES.items())
+    }
+    outcomes = {case: process.communicate(timeout=240) for case, process in processes.items()}
+    seconds = time.monotonic() - started
+    for case, (_, message) in CLI_CASES.items():
+        stdout, stderr = outcomes[case]
+        assert processes[case].returncode == 2, (case, stderr[-2000:])
+        assert stdout == ""
+        assert re.search(message, stderr), (case, stderr[-2000:])
+        assert "Traceback" not in stderr
+    assert not output.exists()
+    # No temporary Prefect server ran: it would have created its database in PREFECT_HOME.
+    for index in range(len(CLI_CASES)):
+        assert not list((tmp_path / f"home-{index}").rglob("*.db"))
+    # Seconds each, imports included (torch is most of it), even on a busy shared machine.
+    assert seconds < 90
+
+
+def test_cli_refuses_a_non_integer_with_exit_code_2(tmp_path):
+    """A hidden dim that is no integer is a usage error too: exit 2, the parameter named."""
+    # Waits on flows/cli.py: parse_parameters exits 1 there today (SystemExit with a message).
+    process = _run_cli(["--hidden-dims", "eight", "--output-dir", str(tmp_path)], tmp_path / "h")
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 2, stderr[-2000:]
+    assert re.search(r"iris-sweep: error: .*hidden_dims.*integers", stderr), stderr[-2000:]
+
+
+def test_divergence_is_recorded_not_raised(tmp_path):
+    """A learning rate that blows training up completes, with NaN losses and `diverged` set."""
+    from flows.iris_sweep import iris_sweep
+
+    path = iris_sweep(
+        hidden_dims=[8],
+        optimizers=["sgd", "adam", "momentum"],
+        seeds=[0, 1],
+        epochs=30,
+        learning_rate=1e30,
+        device="cpu",
+        output_dir=str(tmp_path),
+    )
+    frame = read_results(str(tmp_path))
+    assert file_metadata(path)["status"] == "complete"
+    assert len(frame) == 6 and (frame.run_status == "complete").all()
+    assert frame.diverged.all()
+    for curve in frame.loss_curve:
+        assert not np.isfinite(curve).all()
+        assert np.isfinite(curve[0])  # the first forward pass, before any update, is finite
+    assert frame.final_train_loss.isna().all()
+    # Metrics of the predictions are computed; those that need finite probabilities are null.
+    assert frame.train_accuracy.notna().all() and frame.test_accuracy.notna().all()
+    assert frame.train_accuracy.between(0, 1).all()
+    assert frame.train_roc_auc.isna().all() and frame.train_log_loss.isna().all()

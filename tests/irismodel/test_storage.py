@@ -1,0 +1,138 @@
+"""Output locations: names cannot leave them, the write check leaves nothing, writes are atomic."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+import pytest
+
+from irismodel import storage
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", ".", "..", "../evil.parquet", "a/b.parquet", "/etc/passwd", "..\\evil", "a\0b"],
+)
+def test_join_refuses_names_that_leave_the_location(tmp_path, name):
+    """A name with a path separator, '..', '.', a NUL or nothing at all is refused."""
+    with pytest.raises(ValueError, match=r"refusing file name .*: it must be a plain name"):
+        storage.join(str(tmp_path), name)
+
+
+def test_join_keeps_plain_names_inside(tmp_path):
+    """A plain name, dots included, joins onto a folder or a URI inside it."""
+    assert storage.join(str(tmp_path), "..a.parquet") == str(tmp_path / "..a.parquet")
+    assert storage.join("s3://bucket/runs/", "x.parquet") == "s3://bucket/runs/x.parquet"
+
+
+def test_check_writable_leaves_nothing_behind(tmp_path):
+    """Checking an existing or a new folder creates no file and no folder."""
+    storage.check_writable(str(tmp_path))
+    storage.check_writable(str(tmp_path / "new" / "deeper"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_writable_names_the_parameter(tmp_path):
+    """The error names the parameter it is checking for."""
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match=r"cache_dir: .* is a file"):
+        storage.check_writable(str(tmp_path / "f"), "cache_dir")
+    with pytest.raises(ValueError, match=r"cache_dir: '/proc/x' is not writable"):
+        storage.check_writable("/proc/x", "cache_dir")
+
+
+def test_bad_uri_is_a_clear_error():
+    """A URI no pyarrow file system understands is an output_dir error, not a pyarrow one."""
+    with pytest.raises(ValueError, match=r"output_dir: cannot open 'nosuch://bucket/x'"):
+        storage.check_writable("nosuch://bucket/x")
+
+
+def test_write_goes_through_a_hidden_temporary(tmp_path):
+    """While bytes are written only a hidden temporary exists; after, only the final file."""
+    seen = []
+
+    def write(stream):
+        stream.write(b"half")
+        seen.append(sorted(os.listdir(tmp_path / "out")))
+        stream.write(b" and half")
+
+    path = storage.write_atomically(str(tmp_path / "out"), "run.parquet", write)
+    (during,) = seen
+    assert len(during) == 1 and during[0].startswith(".run.parquet.")
+    assert during[0].endswith(storage.TEMPORARY_SUFFIX)
+    assert path == str(tmp_path / "out" / "run.parquet")
+    assert os.listdir(tmp_path / "out") == ["run.parquet"]
+    assert (tmp_path / "out" / "run.parquet").read_bytes() == b"half and half"
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    """A write that raises leaves neither the file nor its temporary."""
+
+    def write(stream):
+        stream.write(b"partial")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        storage.write_atomically(str(tmp_path), "run.parquet", write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_is_never_replaced(tmp_path):
+    """Writing a name that exists raises FileExistsError and keeps the first file's bytes."""
+    storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"first"))
+    with pytest.raises(FileExistsError, match="refusing to replace"):
+        storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"second"))
+    assert (tmp_path / "run.parquet").read_bytes() == b"first"
+    assert os.listdir(tmp_path) == ["run.parquet"]
+
+
+def test_racing_writers_of_one_name_leave_one_whole_file(tmp_path):
+    """Writers racing on one name: exactly one wins, the file is whole, no temporary is left."""
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def writer(index):
+        def write(stream):
+            barrier.wait()  # every writer has its temporary open before any publishes
+            stream.write(bytes([index]) * 100_000)
+
+        try:
+            storage.write_atomically(str(tmp_path), "run.parquet", write)
+            outcomes.append(("won", index))
+        except FileExistsError:
+            outcomes.append(("lost", index))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [index for outcome, index in outcomes if outcome == "won"]
+    assert len(winners) == 1 and len(outcomes) == 8
+    assert (tmp_path / "run.parquet").read_bytes() == bytes(winners) * 100_000
+    assert os.listdir(tmp_path) == ["run.parquet"]
+
+
+def test_file_system_without_hard_links_still_publishes(tmp_path, monkeypatch):
+    """Where hard links are not supported, the temporary is renamed into place instead."""
+
+    def no_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(storage.os, "link", no_links)
+    storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"bytes"))
+    assert os.listdir(tmp_path) == ["run.parquet"]
+    with pytest.raises(FileExistsError):
+        storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"other"))
+    assert (tmp_path / "run.parquet").read_bytes() == b"bytes"
+    assert os.listdir(tmp_path) == ["run.parquet"]
+
+
+def test_uri_location_is_written_atomically(tmp_path):
+    """A file:// URI location is written under it and the URI of the file is returned."""
+    uri = f"file://{tmp_path}/out"
+    path = storage.write_atomically(uri, "run.parquet", lambda s: s.write(b"bytes"))
+    assert path == f"{uri}/run.parquet"
+    assert os.listdir(tmp_path / "out") == ["run.parquet"]

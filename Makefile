@@ -9,13 +9,15 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: install run test bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
+
+install: $(BIN)/.installed
 
 run: $(BIN)/.installed
 	$(BIN)/iris-sweep $(ARGS)

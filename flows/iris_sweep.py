@@ -89,11 +89,12 @@ def iris_sweep(
         else:
             failed.append(name)
     failed.sort(key=list(trainings).index)
+    causes = {name: (evaluations.get(name) or trainings[name]).state.message for name in failed}
 
     if not tables:
         raise SweepFailed(
             f"all {len(failed)} configurations failed after their retries ({', '.join(failed)}); "
-            "nothing was written"
+            f"nothing was written. First failure, {failed[0]}: {causes[failed[0]]}"
         )
     path = write_run_results(tables, context, failed)
     publish_report(path, context.flow_run_id)
@@ -104,7 +105,8 @@ def iris_sweep(
         raise SweepFailed(
             f"{len(failed)} of {len(trainings)} configurations failed after their retries: "
             f"{', '.join(failed)}. The {len(trainings) - len(failed)} finished ones are in "
-            f"{path} (status partial); rerun the same sweep to train only the missing ones."
+            f"{path} (status partial); rerun the same sweep to train only the missing ones. "
+            f"First failure, {failed[0]}: {causes[failed[0]]}"
         )
     return path
 

@@ -10,7 +10,7 @@ from typing import Any
 from irismodel.data import Split, check_data_path, load_dataset, split_dataset
 from irismodel.devices import resolve_device
 from irismodel.optimizers import OPTIMIZERS
-from irismodel.storage import check_writable
+from irismodel.storage import absolute, check_writable
 
 MAX_HIDDEN_DIM = 4096
 MAX_EPOCHS = 1_000_000
@@ -154,7 +154,7 @@ def validate_config(**parameters: Any) -> SweepConfig:
         positive_class=positive_class,
         data_path=config.data_path,
         device=config.device,
-        output_dir=config.output_dir,
+        output_dir=absolute(config.output_dir),
         resolved_device=resolved_device,
     )
 

@@ -19,6 +19,11 @@ def _is_uri(location: str) -> bool:
     return "://" in location
 
 
+def absolute(location: str) -> str:
+    """Return a local path made absolute (so every process of a cluster means the same folder)."""
+    return location if _is_uri(location) else os.path.abspath(os.path.expanduser(location))
+
+
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     """Return the filesystem and the path inside it for a local path or a `pyarrow.fs` URI."""
     if _is_uri(location):

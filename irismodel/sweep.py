@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,7 +87,14 @@ def train_configuration(
     )
     worker = this_worker()
     if use_cache:
-        cache.store(location, key, run, {"worker": worker})
+        try:
+            cache.store(location, key, run, {"worker": worker})
+        except OSError as error:
+            # The cache only saves a rerun's time: a worker that cannot write it still delivers.
+            warnings.warn(
+                f"could not cache {configuration_name(hidden_dim, optimizer)}: {error}",
+                stacklevel=2,
+            )
     return TrainedConfiguration(run, worker, cached=False)
 
 

@@ -1,0 +1,1 @@
+"""End-to-end tests: real Prefect server, worker and Dask processes on loopback."""

@@ -1,0 +1,265 @@
+"""Helpers of the end-to-end tests: loopback ports, process groups, health waits, Dask, rows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the environment's console scripts: prefect, dask
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def project_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return an environment for child processes: this one, the project importable, offline.
+
+    The project root goes first on PYTHONPATH, which is harmless where the project is also
+    installed (`pip install -e .` points at the same folder). IRIS_SWEEP_DASK_ADDRESS and
+    PREFECT_API_URL are dropped so a child only talks to what `extra` names.
+    """
+    dropped = ("IRIS_SWEEP_DASK_ADDRESS", "PREFECT_API_URL")
+    env = {name: value for name, value in os.environ.items() if name not in dropped}
+    paths = [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env["PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def prefect_env(home: Path, api_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return a child environment bound to one Prefect home and one server."""
+    return project_env({"PREFECT_HOME": str(home), "PREFECT_API_URL": api_url, **(extra or {})})
+
+
+def start_process(
+    args: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path = PROJECT_ROOT
+) -> subprocess.Popen:
+    """Start `args` in a new process group (session), its output going to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            list(args),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopping it stops all its children
+        )
+
+
+def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)  # the group id is the leader's pid (start_new_session)
+
+
+def stop_process(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """Stop a process started by `start_process` and every process in its group.
+
+    SIGTERM to the group, then SIGKILL to whatever is left after `grace_seconds`. The group
+    is signalled even if the leader already exited, so orphaned children go too.
+    """
+    _signal_group(process, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+    _signal_group(process, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+
+
+@contextlib.contextmanager
+def running(
+    args: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path = PROJECT_ROOT
+) -> Iterator[subprocess.Popen]:
+    """Run `args` for the duration of the block; stop its process group after, also on error."""
+    process = start_process(args, env, log_path, cwd)
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+def log_tail(log_path: Path, chars: int = 4000) -> str:
+    """Return the end of a process log, for failure messages."""
+    try:
+        return log_path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    process: subprocess.Popen | None = None,
+    log_path: Path | None = None,
+    interval: float = 0.25,
+) -> None:
+    """Poll `ready()` until it is true; fail early if `process` exits, late after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"{what}: the process exited with code {process.returncode} before it was ready\n"
+                + (log_tail(log_path) if log_path else "")
+            )
+        time.sleep(interval)
+    raise TimeoutError(
+        f"{what}: not ready after {timeout:.0f}s\n" + (log_tail(log_path) if log_path else "")
+    )
+
+
+def port_open(port: int) -> bool:
+    """Return whether something accepts TCP connections on loopback `port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((LOOPBACK, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    """Return whether GET `url` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path, timeout: float = 90.0) -> Iterator[str]:
+    """Run `prefect server start` on a free loopback port with its own home; yield its API URL.
+
+    The server keeps its SQLite database under `home`; it is stopped after the block.
+    """
+    port = free_port()
+    api_url = f"http://{LOOPBACK}:{port}/api"
+    env = prefect_env(home, api_url)
+    log_path = home / "server.log"
+    args = [str(BIN / "prefect"), "server", "start", "--host", LOOPBACK, "--port", str(port)]
+    with running(args, env, log_path) as server:
+        health = f"{api_url}/health"
+        wait_until(lambda: http_ok(health), timeout, "prefect server", server, log_path)
+        yield api_url
+
+
+def run_cli(
+    args: Sequence[str], env: Mapping[str, str], timeout: float = 120.0, cwd: Path = PROJECT_ROOT
+) -> subprocess.CompletedProcess:
+    """Run a command to its end in its own process group; raise with its output if it fails."""
+    process = subprocess.Popen(
+        list(args),
+        env=dict(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as error:
+        stop_process(process)
+        output, _ = process.communicate()
+        raise TimeoutError(
+            f"{' '.join(args)}: still running after {timeout:.0f}s\n{output}"
+        ) from error
+    finally:
+        stop_process(process, grace_seconds=1)  # anything it left running in its group
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {process.returncode}\n{output}")
+    return subprocess.CompletedProcess(list(args), process.returncode, output, None)
+
+
+@dataclass(frozen=True)
+class DaskCluster:
+    """A `dask scheduler` and its workers, started as processes of this test."""
+
+    address: str
+    scheduler_port: int
+    scheduler: subprocess.Popen
+    n_workers: int
+    folder: Path
+
+    def wait_for_workers(self) -> dict[str, int]:
+        """Wait until every worker has joined; return worker address -> pid of its process."""
+        from distributed import Client
+
+        log_path = self.folder / "scheduler.log"
+        ready = lambda: port_open(self.scheduler_port)  # noqa: E731
+        wait_until(ready, 60, "dask scheduler", self.scheduler, log_path)
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(self.n_workers, timeout=120)
+            return client.run(os.getpid)  # the processes that run tasks (not their nannies)
+
+
+@contextlib.contextmanager
+def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
+    """Start `dask scheduler` and one-thread `dask worker`s on loopback; stop them after.
+
+    The workers get the project only as an importable (installed) package and no Prefect API
+    URL: what a task needs must come with it. `--preload flows.iris_sweep` imports the
+    project as a worker starts, so the first task does not wait for torch and Prefect.
+    """
+    port = free_port()
+    address = f"tcp://{LOOPBACK}:{port}"
+    env = project_env({"PREFECT_HOME": str(folder / "prefect-home")})
+    dask = str(BIN / "dask")
+    scheduler = [dask, "scheduler", "--host", LOOPBACK, "--port", str(port), "--no-dashboard"]
+    with contextlib.ExitStack() as stack:
+        scheduler_process = stack.enter_context(running(scheduler, env, folder / "scheduler.log"))
+        for i in range(n_workers):
+            worker = [dask, "worker", address, "--nthreads", "1", "--host", LOOPBACK]
+            worker += ["--no-dashboard", "--local-directory", str(folder / "scratch")]
+            worker += ["--preload", "flows.iris_sweep", "--name", f"worker-{i}"]
+            stack.enter_context(running(worker, env, folder / f"worker-{i}.log"))
+        yield DaskCluster(address, port, scheduler_process, n_workers, folder)
+
+
+ROW_KEY = ["hidden_dim", "optimizer", "seed"]
+
+
+def assert_same_training(rows: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """Assert two runs' rows hold the same models, loss curves and metrics, bit for bit."""
+    rows = rows.sort_values(ROW_KEY).reset_index(drop=True)
+    expected = expected.sort_values(ROW_KEY).reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows[ROW_KEY], expected[ROW_KEY])
+    for curve, expected_curve in zip(rows["loss_curve"], expected["loss_curve"], strict=True):
+        np.testing.assert_array_equal(curve, expected_curve)
+    metrics = [
+        c for c in expected.columns if c.startswith(("train_", "test_")) and c != "train_seconds"
+    ]
+    metrics.append("final_train_loss")
+    pd.testing.assert_frame_equal(rows[metrics], expected[metrics], check_exact=True)
+
+
+def worker_pids(rows: pd.DataFrame) -> set[int]:
+    """Return the pids of the `worker` column (`host:pid`), checking the host is this one."""
+    hosts, pids = zip(*(worker.rsplit(":", 1) for worker in rows["worker"]), strict=True)
+    assert set(hosts) == {socket.gethostname()}, hosts
+    return {int(pid) for pid in pids}

@@ -1,0 +1,148 @@
+"""The deployments of prefect.yaml, deployed and run for real: server, work pool, worker."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import yaml
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.workers.process import ProcessWorker
+
+from flows.runners import DASK_ADDRESS_VARIABLE
+from irismodel.results import COLUMNS, file_metadata, list_result_files, read_results
+
+from . import servers
+
+pytestmark = pytest.mark.e2e
+
+PREFECT_YAML = servers.PROJECT_ROOT / "prefect.yaml"
+TINY = {"hidden_dims": [8, 9], "seeds": [0, 1], "epochs": 50}
+PREFECT = str(servers.BIN / "prefect")
+
+
+def work_pools() -> dict[str, str]:
+    """Return the work pool names that prefect.yaml defines once, under `definitions`."""
+    return yaml.safe_load(PREFECT_YAML.read_text())["definitions"]["work_pools"]
+
+
+def trigger(deployment: str, parameters: dict, env: dict[str, str], *options: str) -> UUID:
+    """Run a deployment as the README does, `prefect deployment run --param`; return the run id."""
+    params = [f"--param={name}={json.dumps(value)}" for name, value in parameters.items()]
+    output = servers.run_cli([PREFECT, "deployment", "run", deployment, *params, *options], env)
+    return UUID(re.search(r"UUID: ([0-9a-f-]{36})", output.stdout).group(1))
+
+
+def wait_for_final_state(client, flow_run_id: UUID, timeout: float, worker_log: Path):
+    """Return the flow run once its state is final, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        flow_run = client.read_flow_run(flow_run_id)
+        if flow_run.state is not None and flow_run.state.is_final():
+            assert flow_run.state.is_completed(), (
+                f"{flow_run.state}\nthe worker's log ends:\n{servers.log_tail(worker_log)}"
+            )
+            return flow_run
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"flow run {flow_run_id} still {flow_run.state_name} after {timeout:.0f}s; "
+                f"the worker's log ends:\n{servers.log_tail(worker_log)}"
+            )
+        time.sleep(0.5)
+
+
+def test_deployments_run_on_a_worker_and_write_the_results_schema(
+    prefect_server, prefect_client, tmp_path: Path
+) -> None:
+    """`prefect deploy --all` deploys prefect.yaml as written; a worker runs adhoc and adhoc-dask.
+
+    nightly carries its 03:00 UTC cron and adhoc none. adhoc, triggered with tiny parameters
+    as the README does, runs in a real `prefect worker` to Completed and writes one file of the
+    results schema, one row per (hidden_dim, optimizer, seed); adhoc-dask, pointed at a real
+    Dask cluster by its job variable, trains in the Dask worker and writes the same rows.
+    """
+    env = prefect_server.env()
+    pools = work_pools()
+    servers.run_cli([PREFECT, "work-pool", "create", pools["process"], "--type", "process"], env)
+    # The GPU pool only has to exist for `deploy --all`; the client is quicker than a CLI.
+    prefect_client.create_work_pool(
+        WorkPoolCreate(
+            name=pools["gpu"],
+            type="process",
+            base_job_template=ProcessWorker.get_default_base_job_template(),
+        )
+    )
+
+    # The worker starts in an unrelated folder: only the pull step can lead it to the code.
+    # It and the Dask cluster start now, so that their start overlaps the deploy.
+    worker_dir = tmp_path / "worker"
+    worker_dir.mkdir()
+    worker = [PREFECT, "worker", "start", "--pool", pools["process"]]
+    worker_env = prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1")
+    worker_log = tmp_path / "worker.log"
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(servers.running(worker, worker_env, worker_log, cwd=worker_dir))
+        cluster = stack.enter_context(servers.dask_cluster(tmp_path / "dask", n_workers=1))
+        servers.run_cli([PREFECT, "--no-prompt", "deploy", "--all"], env, timeout=180)
+
+        nightly = prefect_client.read_deployment_by_name("iris-sweep/nightly")
+        assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
+        assert nightly.schedules[0].schedule.timezone == "UTC"
+        assert nightly.parameters == {}
+        assert nightly.work_pool_name == pools["process"]
+        # The pull step sends the worker to the folder `prefect deploy` ran in: this project.
+        assert nightly.pull_steps == [
+            {
+                "prefect.deployments.steps.set_working_directory": {
+                    "directory": str(servers.PROJECT_ROOT)
+                }
+            }
+        ]
+        adhoc = prefect_client.read_deployment_by_name("iris-sweep/adhoc")
+        assert adhoc.schedules == []
+        assert adhoc.work_pool_name == pools["process"]
+        gpu = prefect_client.read_deployment_by_name("iris-sweep/gpu")
+        assert (gpu.parameters, gpu.work_pool_name) == ({"device": "cuda"}, pools["gpu"])
+        adhoc_dask = prefect_client.read_deployment_by_name("iris-sweep/adhoc-dask")
+        assert adhoc_dask.job_variables["env"][DASK_ADDRESS_VARIABLE].startswith("tcp://")
+
+        local_output = tmp_path / "adhoc"
+        adhoc_run = trigger("iris-sweep/adhoc", {**TINY, "output_dir": str(local_output)}, env)
+        dask_output = tmp_path / "adhoc-dask"
+        this_cluster = json.dumps({DASK_ADDRESS_VARIABLE: cluster.address})
+        dask_run = trigger(
+            "iris-sweep/adhoc-dask",
+            {**TINY, "output_dir": str(dask_output)},
+            env,
+            f"--job-variable=env={this_cluster}",
+        )
+        dask_pids = cluster.wait_for_workers()
+        flow_run = wait_for_final_state(prefect_client, adhoc_run, 120, worker_log)
+        wait_for_final_state(prefect_client, dask_run, 120, worker_log)
+
+    assert flow_run.deployment_id == adhoc.id
+    (path,) = list_result_files(str(local_output))
+    assert file_metadata(path)["status"] == "complete"
+    rows = read_results(str(local_output))  # checks the file against the results schema
+    assert tuple(rows.columns) == COLUMNS
+    assert len(rows) == 2 * 2 * 2  # hidden_dims x optimizers (sgd, manual) x seeds
+    assert set(rows["flow_run_id"]) == {str(adhoc_run)}
+    assert sorted(set(rows["hidden_dim"])) == TINY["hidden_dims"]
+    assert sorted(set(rows["seed"])) == TINY["seeds"]
+    assert rows["loss_curve"].map(len).eq(TINY["epochs"]).all()
+    task_runs = prefect_client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[adhoc_run]))
+    )
+    names = {task_run.name for task_run in task_runs}
+    assert {"train-h8-sgd", "train-h9-manual", "evaluate-h8-sgd"} <= names
+
+    rows_on_dask = read_results(str(dask_output))
+    assert set(rows_on_dask["flow_run_id"]) == {str(dask_run)}
+    assert servers.worker_pids(rows_on_dask) <= set(dask_pids.values())
+    servers.assert_same_training(rows_on_dask, rows)

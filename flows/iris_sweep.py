@@ -21,7 +21,12 @@ class SweepFailed(RuntimeError):
     """Some configurations failed after their retries; the finished ones were written."""
 
 
-@flow(name="iris-sweep", task_runner=task_runner_from_env(), validate_parameters=True)
+@flow(
+    name="iris-sweep",
+    task_runner=task_runner_from_env(),
+    validate_parameters=True,
+    persist_result=False,  # the result is a path; the Parquet file is what persists
+)
 def iris_sweep(
     # Lists, so the Prefect UI shows editable defaults; the flow never mutates them.
     hidden_dims: list[int] = list(DEFAULTS.hidden_dims),  # noqa: B006

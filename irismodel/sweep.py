@@ -6,16 +6,17 @@ import os
 import socket
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from irismodel import cache
-from irismodel.config import SweepConfig
+from irismodel.config import SweepConfig, check_data
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
 from irismodel.metrics import binary_metrics
+from irismodel.results import file_name, rows_to_table, to_table, write_results
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,28 @@ def evaluate_configuration(
             row[name] = None if np.isnan(value) else value
         rows.append(row)
     return rows
+
+
+def run_sweep(
+    config: SweepConfig,
+    flow_run_id: str = "local",
+    started_at: datetime | None = None,
+    use_cache: bool = True,
+) -> str:
+    """Run a whole sweep in this process, without Prefect: the flow's steps one after another.
+
+    Takes a validated config (`validate_config`); returns the path of the Parquet file written.
+    """
+    split = check_data(config)
+    context = RunContext(flow_run_id, started_at or datetime.now(UTC), config)
+    tables = [
+        rows_to_table(
+            evaluate_configuration(
+                train_configuration(split, hidden_dim, optimizer, config, use_cache), split, context
+            )
+        )
+        for hidden_dim in config.hidden_dims
+        for optimizer in config.optimizers
+    ]
+    table = to_table(tables, config.parameters())
+    return write_results(table, config.output_dir, file_name(flow_run_id, context.run_started_at))

@@ -18,9 +18,8 @@ from PIL import Image
 from scipy import stats
 
 from irismodel import report, results
-from irismodel.config import validate_config
-from irismodel.data import load_dataset, split_dataset
-from irismodel.sweep import RunContext, evaluate_configuration, train_configuration
+from irismodel.config import check_data, validate_config
+from irismodel.sweep import run_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EPOCHS = 150
@@ -32,19 +31,8 @@ NOT_HELD_OUT = "run-not-held-out"
 def _run(folder, run_id, minute, **parameters):
     """Run the flow's library path without Prefect: validate, split, train, evaluate, write."""
     config = validate_config(output_dir=str(folder), device="cpu", epochs=EPOCHS, **parameters)
-    split = split_dataset(
-        load_dataset(), config.positive_class, config.test_size, config.split_seed
-    )
-    started = datetime(2026, 1, 2, 3, minute, tzinfo=UTC)
-    context = RunContext(run_id, started, config)
-    rows = []
-    for hidden_dim in config.hidden_dims:
-        for optimizer in config.optimizers:
-            trained = train_configuration(split, hidden_dim, optimizer, config)
-            rows += evaluate_configuration(trained, split, context)
-    table = results.to_table(rows, config.parameters())
-    results.write_results(table, str(folder), results.file_name(run_id, started))
-    return split
+    run_sweep(config, run_id, datetime(2026, 1, 2, 3, minute, tzinfo=UTC))
+    return check_data(config)
 
 
 @pytest.fixture(scope="module")

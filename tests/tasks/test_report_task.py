@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from irismodel import results
 from irismodel.config import validate_config
-from irismodel.data import load_dataset, split_dataset
-from irismodel.sweep import RunContext, evaluate_configuration, train_configuration
+from irismodel.sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -23,17 +20,7 @@ def _write_run(output_dir: str, flow_run_id: str) -> str:
         output_dir=output_dir, device="cpu", hidden_dims=[8, 9], optimizers=["sgd", "manual"],
         seeds=[0, 1, 2], epochs=60,
     )  # fmt: skip
-    split = split_dataset(load_dataset())
-    context = RunContext(flow_run_id, datetime.now(UTC), config)
-    rows = []
-    for hidden_dim in config.hidden_dims:
-        for optimizer in config.optimizers:
-            trained = train_configuration(split, hidden_dim, optimizer, config)
-            rows += evaluate_configuration(trained, split, context)
-    table = results.to_table(rows, config.parameters())
-    return results.write_results(
-        table, output_dir, results.file_name(flow_run_id, context.run_started_at)
-    )
+    return run_sweep(config, flow_run_id)
 
 
 def _tiny_flow():

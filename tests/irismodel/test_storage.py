@@ -124,7 +124,7 @@ def test_file_system_without_hard_links_still_publishes(tmp_path, monkeypatch):
     monkeypatch.setattr(storage.os, "link", no_links)
     storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"bytes"))
     assert os.listdir(tmp_path) == ["run.parquet"]
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match="refusing to replace"):
         storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"other"))
     assert (tmp_path / "run.parquet").read_bytes() == b"bytes"
     assert os.listdir(tmp_path) == ["run.parquet"]

@@ -24,7 +24,7 @@ def code_version() -> str:
     """Return a hash of the library's training code: a change to it invalidates the cache."""
     digest = hashlib.sha256()
     package = Path(irismodel.__file__).parent
-    for name in ("model.py", "optimizers.py", "engine.py", "data.py"):
+    for name in ("model.py", "optimizers.py", "engine.py", "data.py", "native/train_loop.cpp"):
         digest.update((package / name).read_bytes())
     return digest.hexdigest()[:16]
 

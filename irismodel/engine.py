@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,10 +12,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from irismodel import native as native_loop
 from irismodel.model import PARAMETER_NAMES, initial_parameters, seeded_net
-from irismodel.optimizers import FlatUpdate, NotebookUpdate, check_optimizer, resets_gradients
+from irismodel.optimizers import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    MOMENTUM,
+    FlatUpdate,
+    NotebookUpdate,
+    check_optimizer,
+    resets_gradients,
+)
 
-ENGINES = ("batched", "reference")
+ENGINES = ("batched", "batched-native", "reference")  # values of TrainingRun.engine
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ def train_batched(
     device: str = "cpu",
     *,
     chunk_size: int | None = None,
+    native: bool | None = None,
 ) -> TrainingRun:
     """Train one model per seed, all at once, on stacked weights with a hand-written backward.
 
@@ -73,8 +85,19 @@ def train_batched(
     epochs: on CPU a chunk whose buffers stay in cache runs faster per model than one pass over
     thousands of models. `chunk_size=None` picks `default_chunk_size(...)`. On CPU a model's
     loss curve and weights are bit-identical whatever the batch or chunk it is trained in.
+
+    `native` picks the epoch loop: the same ops from C++ with the GIL released (see
+    `irismodel.native`; bit-identical on CPU, engine "batched-native") or from Python (engine
+    "batched"). None uses the C++ loop if it is already built and loads, else Python; True
+    requires it (RuntimeError if not built or not loadable); False always runs Python. Nothing
+    is ever compiled here: `python -m irismodel.native build` does that once.
     """
     check_optimizer(optimizer)
+    epoch_loop = _native_epoch_loop(native)
+    # ATen applies torch.set_num_threads to a new thread (a task's worker) only when that thread
+    # first asks for the count; until then MKL there runs its own default-size OpenMP team, and
+    # two workers oversubscribe the cores (measured: 2 threads slower than 1).
+    torch.get_num_threads()
     dev = torch.device(device)
     x, y = _as_tensors(x_train, y_train, dev)
     n, d = x.shape
@@ -94,7 +117,7 @@ def train_batched(
         for lo in range(0, k, chunk):
             part = {name: t[lo : lo + chunk] for name, t in stacked.items()}
             chunk_curves, chunk_params = _train_chunk(
-                xa_t, y.reshape(1, 1, n), part, optimizer, learning_rate, epochs
+                xa_t, y.reshape(1, 1, n), part, optimizer, learning_rate, epochs, epoch_loop
             )
             curves.append(chunk_curves)
             finals.append(chunk_params)
@@ -114,11 +137,29 @@ def train_batched(
         learning_rate=learning_rate,
         epochs=epochs,
         device=str(dev),
-        engine="batched",
+        engine="batched" if epoch_loop is None else "batched-native",
         loss_curves=loss_curves.astype(np.float32, copy=False),
         parameters=parameters,
         train_seconds=seconds,
     )
+
+
+def _native_epoch_loop(native: bool | None) -> Callable[..., None] | None:
+    """Return the compiled epoch loop if `native` asks for it and it loads, else None."""
+    if native is False:
+        return None
+    module = native_loop.load()
+    if module is None:
+        if native:
+            state = "does not load" if native_loop.is_built() else "is not built"
+            raise RuntimeError(
+                f"engine: native=True, but the native training loop {state} "
+                f"({native_loop.library_path()}); run `{native_loop.BUILD_COMMAND}` once, "
+                "or pass native=None to fall back to the Python loop"
+            )
+        logger.debug("engine: native loop unavailable; training with the eager Python loop")
+        return None
+    return module.train_epochs
 
 
 # Bytes of buffers one CPU chunk may take. Measured here (AMD EPYC, 1 MiB L2, 32 MiB L3, h=10,
@@ -149,11 +190,13 @@ def _train_chunk(
     optimizer: str,
     learning_rate: float,
     epochs: int,
+    epoch_loop: Callable[..., None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Train the k models of `init` for `epochs`; return (loss curves (k, E), final parameters).
 
     The step is a dozen ops on preallocated buffers (`out=` and in-place), because at these
-    sizes each op's dispatch costs as much as its arithmetic.
+    sizes each op's dispatch costs as much as its arithmetic. `epoch_loop`, when given, is the
+    compiled `train_epochs` of `irismodel.native`, which runs the loop below op for op.
     """
     d1, n = xa_t.shape
     d = d1 - 1
@@ -191,35 +234,77 @@ def _train_chunk(
     xa_bt = xa_t.expand(k, d1, n)  # (k, D+1, N), a view
     w2_column, g_w2_column = w2.view(k, h, 1), g_w2.view(k, h, 1)  # same memory as (k, 1, H)
 
-    for epoch in range(epochs):
-        slot = epoch % _LOSS_BLOCK
-        z2 = logits[slot]  # (k, 1, N)
-        torch.mm(w1, xa_t, out=z1)  # (k*H, N)
-        z1.relu_()
-        # Layer 2 and its weight gradient as multiply-then-reduce, not bmm: MKL's batched
-        # matrix-vector products round differently with the model's place (alignment) in the
-        # batch; a reduction over H or N runs in the same order for every model.
-        torch.mul(a1, w2_column, out=dz1)  # (k, H, N), dz1 used as scratch
-        torch.sum(dz1, 1, keepdim=True, out=z2)  # (k, 1, N)
-        z2.add_(b2)
-        # d(mean BCE)/dz2 as autograd computes it: (sigmoid(z) - y) / N
-        torch.sigmoid(z2, out=probabilities)
-        torch.sub(probabilities, y, out=dz2).div_(n)
-        torch.sum(dz2, 2, keepdim=True, out=g_b2)  # (k, 1, 1)
-        torch.mul(a1, dz2, out=dz1)  # (k, H, N), scratch again
-        torch.sum(dz1, 2, keepdim=True, out=g_w2_column)  # (k, H, 1)
-        torch.mul(w2_column, dz2, out=dz1)  # (k, H, N)
-        threshold_backward(dz1, a1, 0, grad_input=dz1)  # ReLU's backward, in place
-        # One small matmul per model, (D+1, N) @ (N, H): MKL's single big matmul picks its
-        # kernel (and so its rounding) by the number of models, which would make a model's
-        # result depend on its batch. This orientation is ~6x faster than (H, N) @ (N, D+1).
-        torch.bmm(xa_bt, dz1.transpose(1, 2), out=g_w1_t)  # (k, D+1, H)
-        g_w1.view(k, h, d1).copy_(g_w1_t.transpose(1, 2))
-        update.step(grad)
-        if slot == _LOSS_BLOCK - 1 or epoch == epochs - 1:
-            first = epoch - slot
-            block = torch.mul(logits[: slot + 1], sign, out=signed[: slot + 1])  # (b, k, 1, N)
-            curves[first : epoch + 1] = F.softplus(block).mean(3).squeeze(2)
+    if epoch_loop is not None:
+        buffers = {
+            "xa_t": xa_t,
+            "xa_bt": xa_bt,
+            "y": y,
+            "sign": sign,
+            "theta": theta,
+            "grad": grad,
+            "w1": w1,
+            "b2": b2,
+            "w2_column": w2_column,
+            "g_b2": g_b2,
+            "g_w2_column": g_w2_column,
+            "g_w1_khd": g_w1.view(k, h, d1),
+            "z1": z1,
+            "a1": a1,
+            "dz1": dz1,
+            "probabilities": probabilities,
+            "dz2": dz2,
+            "signed": signed,
+            "logits": logits,
+            "curves": curves,
+            "g_w1_t": g_w1_t,
+        }
+        # FlatUpdate's preallocated state, so both loops update through the same buffers
+        for name in ("exp_avg", "exp_avg_sq", "denom", "scaled"):
+            if hasattr(update, name):
+                buffers[name] = getattr(update, name)
+        beta1, beta2 = ADAM_BETAS
+        epoch_loop(
+            buffers,
+            optimizer,
+            learning_rate,
+            epochs,
+            _LOSS_BLOCK,
+            n,
+            MOMENTUM,
+            beta1,
+            beta2,
+            ADAM_EPS,
+        )
+    else:
+        for epoch in range(epochs):
+            slot = epoch % _LOSS_BLOCK
+            z2 = logits[slot]  # (k, 1, N)
+            torch.mm(w1, xa_t, out=z1)  # (k*H, N)
+            z1.relu_()
+            # Layer 2 and its weight gradient as multiply-then-reduce, not bmm: MKL's batched
+            # matrix-vector products round differently with the model's place (alignment) in the
+            # batch; a reduction over H or N runs in the same order for every model.
+            torch.mul(a1, w2_column, out=dz1)  # (k, H, N), dz1 used as scratch
+            torch.sum(dz1, 1, keepdim=True, out=z2)  # (k, 1, N)
+            z2.add_(b2)
+            # d(mean BCE)/dz2 as autograd computes it: (sigmoid(z) - y) / N
+            torch.sigmoid(z2, out=probabilities)
+            torch.sub(probabilities, y, out=dz2).div_(n)
+            torch.sum(dz2, 2, keepdim=True, out=g_b2)  # (k, 1, 1)
+            torch.mul(a1, dz2, out=dz1)  # (k, H, N), scratch again
+            torch.sum(dz1, 2, keepdim=True, out=g_w2_column)  # (k, H, 1)
+            torch.mul(w2_column, dz2, out=dz1)  # (k, H, N)
+            threshold_backward(dz1, a1, 0, grad_input=dz1)  # ReLU's backward, in place
+            # One small matmul per model, (D+1, N) @ (N, H): MKL's single big matmul picks its
+            # kernel (and so its rounding) by the number of models, which would make a model's
+            # result depend on its batch. This orientation is ~6x faster than (H, N) @ (N, D+1).
+            torch.bmm(xa_bt, dz1.transpose(1, 2), out=g_w1_t)  # (k, D+1, H)
+            g_w1.view(k, h, d1).copy_(g_w1_t.transpose(1, 2))
+            update.step(grad)
+            if slot == _LOSS_BLOCK - 1 or epoch == epochs - 1:
+                first = epoch - slot
+                block = torch.mul(logits[: slot + 1], sign, out=signed[: slot + 1])  # (b, k, 1, N)
+                curves[first : epoch + 1] = F.softplus(block).mean(3).squeeze(2)
 
     final = {
         "fc1.weight": w1[:, :d].reshape(k, h, d).clone(),

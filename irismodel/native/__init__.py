@@ -1,0 +1,127 @@
+"""The optional C++ training loop: an explicit build step, and a loader that never compiles.
+
+`build()` (or `python -m irismodel.native build`) compiles `train_loop.cpp` against the
+installed torch into `build_directory()`; `load()` imports that compiled module if it is there
+and returns None otherwise, so a sweep never pays the tens of seconds of a compile.
+
+Where the build goes, first match wins:
+1. `$IRISMODEL_NATIVE_DIR`
+2. `$TORCH_EXTENSIONS_DIR/irismodel`
+3. `$XDG_CACHE_HOME/irismodel/native`, by default `~/.cache/irismodel/native`
+Inside it, one folder per module name; the name carries a hash of the C++ source, the torch
+version and the Python version, so an edited source or an upgraded torch is simply "not built"
+(never a stale or ABI-incompatible module) until the next `build()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).with_name("train_loop.cpp")
+BUILD_COMMAND = "python -m irismodel.native build"
+_CFLAGS = ["-O2"]
+_LIBRARY_SUFFIX = ".pyd" if sys.platform == "win32" else ".so"  # what cpp_extension writes
+
+logger = logging.getLogger(__name__)
+_loaded: ModuleType | None = None
+
+
+def cache_root() -> Path:
+    """Return the folder under which compiled modules are kept (see the module docstring)."""
+    if explicit := os.environ.get("IRISMODEL_NATIVE_DIR"):
+        return Path(explicit).expanduser()
+    if torch_dir := os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return Path(torch_dir).expanduser() / "irismodel"
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "irismodel" / "native"
+
+
+@functools.cache
+def module_name() -> str:
+    """Return the compiled module's name: it changes with the source, torch and Python."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    for part in (torch.__version__, sys.version, platform.machine(), " ".join(_CFLAGS)):
+        digest.update(b"\0" + part.encode())
+    return f"irismodel_train_loop_{digest.hexdigest()[:16]}"
+
+
+def build_directory() -> Path:
+    """Return the folder that holds (or will hold) this source's compiled module."""
+    return cache_root() / module_name()
+
+
+def library_path() -> Path:
+    """Return the path of the compiled module for this source, torch and Python."""
+    return build_directory() / f"{module_name()}{_LIBRARY_SUFFIX}"
+
+
+def is_built() -> bool:
+    """Whether the compiled module for this source, torch and Python exists (it may still fail)."""
+    return library_path().is_file()
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the C++ loop into `build_directory()` (a no-op when up to date); return the .so.
+
+    Needs a C++ compiler and ninja (`pip install ninja` provides it). Raises whatever
+    `torch.utils.cpp_extension.load` raises when the compile fails.
+    """
+    global _loaded
+    from torch.utils import cpp_extension  # slow to import; only the build needs it
+
+    directory = build_directory()
+    directory.mkdir(parents=True, exist_ok=True)
+    module = cpp_extension.load(
+        name=module_name(),
+        sources=[str(SOURCE)],
+        extra_cflags=_CFLAGS,
+        build_directory=str(directory),
+        verbose=verbose,
+    )
+    _loaded = module
+    return library_path()
+
+
+def load() -> ModuleType | None:
+    """Return the compiled module if it is built and imports, else None; never compiles.
+
+    Any failure (not built, missing symbol, wrong ABI) is logged at debug level and yields None.
+    """
+    global _loaded
+    if _loaded is not None:
+        return _loaded
+    try:
+        name, path = module_name(), library_path()
+        if not path.is_file():
+            logger.debug("native loop not built (%s missing); run `%s`", path, BUILD_COMMAND)
+            return None
+        loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+        spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+        if spec is None:
+            raise ImportError(f"no import spec for {path}")
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+    except Exception:  # a broken build must never break a sweep: the eager loop still works
+        logger.debug("native loop failed to load; using the eager loop", exc_info=True)
+        return None
+    _loaded = module
+    return module
+
+
+def timed_build(verbose: bool = False) -> tuple[Path, float]:
+    """Run `build()` and return (the .so path, wall seconds it took)."""
+    start = time.perf_counter()
+    path = build(verbose=verbose)
+    return path, time.perf_counter() - start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import warnings
@@ -49,8 +50,6 @@ def this_worker() -> str:
 
 def training_key(split: Split, hidden_dim: int, optimizer: str, config: SweepConfig) -> str:
     """Return the cache key of one configuration: its training data, parameters, device, code."""
-    import hashlib
-
     data = hashlib.sha256(split.x_train.tobytes() + split.y_train.tobytes()).hexdigest()
     return cache.cache_key(
         {

@@ -24,7 +24,6 @@ from irismodel.optimizers import (
     resets_gradients,
 )
 
-ENGINES = ("batched", "batched-native", "reference")  # values of TrainingRun.engine
 logger = logging.getLogger(__name__)
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: the notebook's per-model loop against the batched engine, in one process per size."""
+"""Benchmark: the notebook's per-model loop against each loop of the batched engine."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
+from irismodel import native
 from irismodel.engine import predict_proba, train_batched, train_reference
 
 HIDDEN_DIMS = list(range(8, 15))
@@ -25,6 +26,7 @@ EPOCHS = 1000
 LEARNING_RATE = 0.1
 SIZES = {"default": 10, "10x": 100}  # seeds per (hidden_dim, optimizer): 140 and 1,400 models
 REFERENCE_SEEDS = 2  # the per-model loop is timed on this many seeds per task and scaled
+WARM_UP_EPOCHS = 20  # one short untimed run of every engine first: steady state, not first calls
 
 
 def training_data() -> tuple[np.ndarray, np.ndarray]:
@@ -41,50 +43,67 @@ def accuracy(parameters: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) ->
     return ((predict_proba(parameters, x) > 0.5) == y).mean(axis=1)
 
 
-def measure(seeds_per_task: int, device: str, threads: int) -> dict:
-    """Train one size with both engines in this process; return the figures."""
+def measure(seeds_per_task: int, device: str, threads: int, loops: list[str]) -> list[dict]:
+    """Train one size with the reference loop and each batched loop in this process."""
     torch.set_num_threads(threads)
     x, y = training_data()
     models = len(HIDDEN_DIMS) * len(OPTIMIZERS) * seeds_per_task
-    batched_seconds = reference_seconds = 0.0
-    reference_models = matches = compared = 0
-    for hidden_dim in HIDDEN_DIMS:
-        for optimizer in OPTIMIZERS:
-            seeds = list(range(seeds_per_task))
-            batched = train_batched(
-                x, y, hidden_dim, optimizer, seeds, LEARNING_RATE, EPOCHS, device
+    configurations = [(h, opt) for h in HIDDEN_DIMS for opt in OPTIMIZERS]
+    seeds = list(range(seeds_per_task))
+    subset = seeds[:REFERENCE_SEEDS]
+    train_reference(x, y, HIDDEN_DIMS[0], "sgd", subset, LEARNING_RATE, WARM_UP_EPOCHS, device)
+    reference_seconds, reference_accuracy = 0.0, {}
+    for hidden_dim, optimizer in configurations:
+        run = train_reference(x, y, hidden_dim, optimizer, subset, LEARNING_RATE, EPOCHS, device)
+        reference_seconds += run.train_seconds
+        reference_accuracy[hidden_dim, optimizer] = accuracy(run.parameters, x, y)
+    reference_models = len(configurations) * len(subset)
+    reference_rate = reference_models * EPOCHS / reference_seconds
+
+    rows = []
+    for loop in loops:
+        warm = train_batched(x, y, 8, "sgd", seeds, 0.1, WARM_UP_EPOCHS, device, loop=loop)
+        batched_seconds, matches = 0.0, 0
+        for hidden_dim, optimizer in configurations:  # one call per configuration, as the flow
+            run = train_batched(
+                x, y, hidden_dim, optimizer, seeds, LEARNING_RATE, EPOCHS, device, loop=loop
             )
-            batched_seconds += batched.train_seconds
-            subset = seeds[:REFERENCE_SEEDS]
-            reference = train_reference(
-                x, y, hidden_dim, optimizer, subset, LEARNING_RATE, EPOCHS, device
-            )
-            reference_seconds += reference.train_seconds
-            reference_models += len(subset)
+            batched_seconds += run.train_seconds
             same = (
-                accuracy(reference.parameters, x, y)
-                == accuracy(batched.parameters, x, y)[: len(subset)]
+                reference_accuracy[hidden_dim, optimizer]
+                == accuracy(run.parameters, x, y)[: len(subset)]
             )
             matches += int(same.sum())
-            compared += len(subset)
-    batched_rate = models * EPOCHS / batched_seconds
-    reference_rate = reference_models * EPOCHS / reference_seconds
+        batched_rate = models * EPOCHS / batched_seconds
+        rows.append(
+            {
+                "models": models,
+                "epochs": EPOCHS,
+                "threads": threads,
+                "loop": loop,
+                "engine": warm.engine,
+                "batched_seconds": batched_seconds,
+                "batched_model_epochs_per_s": batched_rate,
+                "reference_models_timed": reference_models,
+                "reference_model_epochs_per_s": reference_rate,
+                "reference_seconds_scaled": models * EPOCHS / reference_rate,
+                "speedup": batched_rate / reference_rate,
+                "same_accuracy_fraction": matches / reference_models,
+            }
+        )
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     peak_gpu = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
-    return {
-        "models": models,
-        "epochs": EPOCHS,
-        "threads": threads,
-        "batched_seconds": batched_seconds,
-        "batched_model_epochs_per_s": batched_rate,
-        "reference_models_timed": reference_models,
-        "reference_model_epochs_per_s": reference_rate,
-        "reference_seconds_scaled": models * EPOCHS / reference_rate,
-        "speedup": batched_rate / reference_rate,
-        "same_accuracy_fraction": matches / compared,
-        "peak_rss_bytes": peak_rss,
-        "peak_gpu_bytes": peak_gpu,
-    }
+    for row in rows:  # the process's peak, over every loop measured in it
+        row.update(peak_rss_bytes=peak_rss, peak_gpu_bytes=peak_gpu)
+    return rows
+
+
+def available_loops(device: str) -> list[str]:
+    """The batched loops that can run here: the compiled ones only when built."""
+    loops = ["eager"]
+    if native.load() is not None:
+        loops[:0] = ["fused", "native"] if device == "cpu" else ["native"]
+    return loops
 
 
 def machine(device: str) -> dict:
@@ -105,16 +124,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--max-models", type=int, default=2_000, help="skip larger sizes")
+    parser.add_argument(
+        "--loops", nargs="+", help="batched loops to time (default: all that run here)"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/engine.json"))
     parser.add_argument("--child", nargs=2, metavar=("SEEDS", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    loops = args.loops or available_loops(args.device)
     if args.child:  # one size in a fresh process, so that ru_maxrss is this size's peak
-        print(json.dumps(measure(int(args.child[0]), args.device, int(args.child[1]))))
+        seeds, threads = int(args.child[0]), int(args.child[1])
+        print(json.dumps(measure(seeds, args.device, threads, loops)))
         return
 
     rows = []
-    header = f"{'models':>7} {'thr':>3} {'batched me/s':>13} {'reference me/s':>15} {'ratio':>6}"
-    header += f" {'same acc':>8} {'peak RSS':>9}"
+    header = f"{'models':>7} {'thr':>3} {'engine':>15} {'batched me/s':>13} {'reference me/s':>15}"
+    header += f" {'ratio':>6} {'same acc':>8} {'peak RSS':>9}"
     print(header)
     for size in args.sizes:
         seeds = SIZES.get(size) or int(size)
@@ -122,21 +146,24 @@ def main() -> None:
             print(f"skipping {size}: above --max-models")
             continue
         for threads in args.threads:
-            command = [sys.executable, __file__, "--device", args.device]
+            command = [sys.executable, __file__, "--device", args.device, "--loops", *loops]
             command += ["--child", str(seeds), str(threads)]
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            row = {"size": size, **json.loads(out.strip().splitlines()[-1])}
-            rows.append(row)
-            print(
-                f"{row['models']:>7} {threads:>3} {row['batched_model_epochs_per_s']:>13,.0f}"
-                f" {row['reference_model_epochs_per_s']:>15,.0f} {row['speedup']:>5.0f}x"
-                f" {row['same_accuracy_fraction']:>8.0%} {row['peak_rss_bytes'] / 2**20:>7.0f}MB",
-                flush=True,
-            )
+            for row in json.loads(out.strip().splitlines()[-1]):
+                rows.append({"size": size, **row})
+                print(
+                    f"{row['models']:>7} {threads:>3} {row['engine']:>15}"
+                    f" {row['batched_model_epochs_per_s']:>13,.0f}"
+                    f" {row['reference_model_epochs_per_s']:>15,.0f} {row['speedup']:>5.0f}x"
+                    f" {row['same_accuracy_fraction']:>8.0%}"
+                    f" {row['peak_rss_bytes'] / 2**20:>7.0f}MB",
+                    flush=True,
+                )
     print(
         f"reference loop timed on {REFERENCE_SEEDS} seeds per (hidden_dim, optimizer), i.e. "
         f"{REFERENCE_SEEDS * len(HIDDEN_DIMS) * len(OPTIMIZERS)} models, and scaled; "
-        "ratio = batched / reference model-epochs per second, measured in the same process"
+        "ratio = batched / reference model-epochs per second, measured in the same process "
+        f"after an untimed warm-up of each; one batched call per (hidden_dim, optimizer)"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine(args.device), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}

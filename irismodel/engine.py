@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -73,7 +74,7 @@ def train_batched(
     device: str = "cpu",
     *,
     chunk_size: int | None = None,
-    native: bool | None = None,
+    loop: str = "auto",
 ) -> TrainingRun:
     """Train one model per seed, all at once, on stacked weights with a hand-written backward.
 
@@ -85,14 +86,21 @@ def train_batched(
     thousands of models. `chunk_size=None` picks `default_chunk_size(...)`. On CPU a model's
     loss curve and weights are bit-identical whatever the batch or chunk it is trained in.
 
-    `native` picks the epoch loop: the same ops from C++ with the GIL released (see
-    `irismodel.native`; bit-identical on CPU, engine "batched-native") or from Python (engine
-    "batched"). None uses the C++ loop if it is already built and loads, else Python; True
-    requires it (RuntimeError if not built or not loadable); False always runs Python. Nothing
-    is ever compiled here: `python -m irismodel.native build` does that once.
+    `loop` picks the code that runs the epochs (see `LOOPS`; the engine label in brackets):
+    - "fused" ("batched-fused"): the fused CPU kernel of `irismodel.native`, a whole epoch per
+      pass over the rows with models in SIMD lanes; equal to "eager" to float32 rounding, and
+      bit-identical whatever the batch, the thread count or the CPU's instruction set.
+      `chunk_size` does not apply: the kernel works on groups of 8 models, spread over
+      `torch.get_num_threads()` threads.
+    - "native" ("batched-native"): the eager loop's ATen ops from C++, bit-identical to it on CPU.
+    - "eager" ("batched"): the same ops from Python.
+    - "auto": "fused" on CPU and "native" on other devices when the compiled module is built
+      and loads, else "eager".
+    The two compiled loops release the GIL. Asking for one that is not built, or "fused" off
+    the CPU, raises RuntimeError. Nothing is ever compiled here:
+    `python -m irismodel.native build` does that once.
     """
     check_optimizer(optimizer)
-    epoch_loop = _native_epoch_loop(native)
     # ATen applies torch.set_num_threads to a new thread (a task's worker) only when that thread
     # first asks for the count; until then MKL there runs its own default-size OpenMP team, and
     # two workers oversubscribe the cores (measured: 2 threads slower than 1).
@@ -104,6 +112,10 @@ def train_batched(
     chunk = chunk_size if chunk_size is not None else default_chunk_size(h, n, dev)
     if chunk < 1:
         raise ValueError(f"engine: chunk_size must be a positive number of models, got {chunk}")
+    loop = _pick_loop(loop, dev, d)
+    if loop == "fused":
+        return _train_fused(x, y, hidden_dim, optimizer, seeds, learning_rate, epochs)
+    epoch_loop = _native_module(loop).train_epochs if loop == "native" else None
     inits = [initial_parameters(h, s, d) for s in seeds]
     stacked = {name: torch.stack([p[name] for p in inits]).to(dev) for name in PARAMETER_NAMES}
 
@@ -136,29 +148,98 @@ def train_batched(
         learning_rate=learning_rate,
         epochs=epochs,
         device=str(dev),
-        engine="batched" if epoch_loop is None else "batched-native",
+        engine=ENGINES[loop],
         loss_curves=loss_curves.astype(np.float32, copy=False),
         parameters=parameters,
         train_seconds=seconds,
     )
 
 
-def _native_epoch_loop(native: bool | None) -> Callable[..., None] | None:
-    """Return the compiled epoch loop if `native` asks for it and it loads, else None."""
-    if native is False:
-        return None
+LOOPS = ("auto", "fused", "native", "eager")
+ENGINES = {"fused": "batched-fused", "native": "batched-native", "eager": "batched"}
+
+
+def _pick_loop(loop: str, device: torch.device, features: int) -> str:
+    """Resolve `loop` ("auto" included) to the loop that will run, or raise if it cannot."""
+    if loop not in LOOPS:
+        raise ValueError(f"engine: loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    fused_fits = device.type == "cpu" and features <= native_loop.FUSED_MAX_FEATURES
+    if loop == "auto":
+        if native_loop.load() is None:
+            logger.debug("engine: native module unavailable; training with the eager loop")
+            return "eager"
+        return "fused" if fused_fits else "native"
+    if loop == "fused" and not fused_fits:
+        raise RuntimeError(
+            f"engine: loop='fused' runs on the CPU with at most "
+            f"{native_loop.FUSED_MAX_FEATURES} features, not on {device.type!r} with {features}; "
+            "use loop='auto'"
+        )
+    if loop != "eager":
+        _native_module(loop)  # raises now if it is not built
+    return loop
+
+
+def _native_module(loop: str) -> ModuleType:
+    """Return the compiled module, or raise RuntimeError saying how to build it."""
     module = native_loop.load()
     if module is None:
-        if native:
-            state = "does not load" if native_loop.is_built() else "is not built"
-            raise RuntimeError(
-                f"engine: native=True, but the native training loop {state} "
-                f"({native_loop.library_path()}); run `{native_loop.BUILD_COMMAND}` once, "
-                "or pass native=None to fall back to the Python loop"
-            )
-        logger.debug("engine: native loop unavailable; training with the eager Python loop")
-        return None
-    return module.train_epochs
+        state = "does not load" if native_loop.is_built() else "is not built"
+        raise RuntimeError(
+            f"engine: loop={loop!r} needs the native module, which {state} "
+            f"({native_loop.library_path()}); run `{native_loop.BUILD_COMMAND}` once, "
+            "or pass loop='auto' to fall back to the eager Python loop"
+        )
+    return module
+
+
+def _train_fused(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    hidden_dim: int,
+    optimizer: str,
+    seeds: Sequence[int],
+    learning_rate: float,
+    epochs: int,
+) -> TrainingRun:
+    """`train_batched` with the fused CPU kernel: one call trains every seed."""
+    d = x.shape[1]
+    inits = [initial_parameters(hidden_dim, s, d) for s in seeds]
+    parameters = {
+        name: torch.stack([p[name] for p in inits])
+        if inits
+        else torch.empty(0, *initial_parameters(hidden_dim, 0, d)[name].shape)
+        for name in PARAMETER_NAMES
+    }
+    curves = torch.empty(len(seeds), epochs)
+    beta1, beta2 = ADAM_BETAS
+    start = time.perf_counter()
+    _native_module("fused").train_fused(
+        x.contiguous(),
+        y.reshape(-1).contiguous(),
+        *(parameters[name] for name in PARAMETER_NAMES),  # updated in place
+        curves,
+        optimizer,
+        learning_rate,
+        epochs,
+        MOMENTUM,
+        beta1,
+        beta2,
+        ADAM_EPS,
+    )
+    seconds = time.perf_counter() - start
+    return TrainingRun(
+        hidden_dim=hidden_dim,
+        optimizer=optimizer,
+        seeds=list(seeds),
+        learning_rate=learning_rate,
+        epochs=epochs,
+        device="cpu",
+        engine=ENGINES["fused"],
+        loss_curves=curves.numpy(),
+        parameters={name: t.numpy() for name, t in parameters.items()},
+        train_seconds=seconds,
+    )
 
 
 # Bytes of buffers one CPU chunk may take. Measured here (AMD EPYC, 1 MiB L2, 32 MiB L3, h=10,

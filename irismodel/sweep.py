@@ -145,7 +145,11 @@ def evaluate_configuration(
         }
         for name, values in metrics.items():
             value = float(values[i])
-            row[name] = None if np.isnan(value) else value
+            # a diverged model's probabilities, even where finite, come from weights past any
+            # meaning (a loss of inf): the metrics that score probabilities are null for it
+            scores_probabilities = name.endswith(("_roc_auc", "_log_loss"))
+            missing = np.isnan(value) or (row["diverged"] and scores_probabilities)
+            row[name] = None if missing else value
         rows.append(row)
     return rows
 

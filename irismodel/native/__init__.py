@@ -1,6 +1,6 @@
-"""The optional C++ training loop: an explicit build step, and a loader that never compiles.
+"""The optional C++ training loops: an explicit build step, and a loader that never compiles.
 
-`build()` (or `python -m irismodel.native build`) compiles `train_loop.cpp` against the
+`build()` (or `python -m irismodel.native build`) compiles the C++ sources against the
 installed torch into `build_directory()`; `load()` imports that compiled module if it is there
 and returns None otherwise, so a sweep never pays the tens of seconds of a compile.
 
@@ -8,7 +8,7 @@ Where the build goes, first match wins:
 1. `$IRISMODEL_NATIVE_DIR`
 2. `$TORCH_EXTENSIONS_DIR/irismodel`
 3. `$XDG_CACHE_HOME/irismodel/native`, by default `~/.cache/irismodel/native`
-Inside it, one folder per module name; the name carries a hash of the C++ source, the torch
+Inside it, one folder per module name; the name carries a hash of the C++ sources, the torch
 version and the Python version, so an edited source or an upgraded torch is simply "not built"
 (never a stale or ABI-incompatible module) until the next `build()`.
 """
@@ -29,9 +29,16 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).with_name("train_loop.cpp")
+HERE = Path(__file__).parent
+# train_loop.cpp: the eager loop's ATen ops from C++, and the module's Python bindings;
+# fused.cpp/.h: the fused CPU kernel
+SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp")
+HEADERS = (HERE / "fused.h",)
 BUILD_COMMAND = "python -m irismodel.native build"
-_CFLAGS = ["-O2"]
+# -ffp-contract=off: no a*b+c fused on one instruction set and not another (fused.cpp's
+# results must not depend on the CPU); -fno-math-errno: sqrt may vectorize.
+_CFLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-Wno-psabi"]
+FUSED_MAX_FEATURES = 16  # fused.cpp's kMaxFeatures
 _LIBRARY_SUFFIX = ".pyd" if sys.platform == "win32" else ".so"  # what cpp_extension writes
 
 logger = logging.getLogger(__name__)
@@ -50,8 +57,10 @@ def cache_root() -> Path:
 
 @functools.cache
 def module_name() -> str:
-    """Return the compiled module's name: it changes with the source, torch and Python."""
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    """Return the compiled module's name: it changes with the sources, torch and Python."""
+    digest = hashlib.sha256()
+    for path in (*SOURCES, *HEADERS):
+        digest.update(path.read_bytes())
     for part in (torch.__version__, sys.version, platform.machine(), " ".join(_CFLAGS)):
         digest.update(b"\0" + part.encode())
     return f"irismodel_train_loop_{digest.hexdigest()[:16]}"
@@ -85,7 +94,7 @@ def build(verbose: bool = False) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     module = cpp_extension.load(
         name=module_name(),
-        sources=[str(SOURCE)],
+        sources=[str(path) for path in SOURCES],
         extra_cflags=_CFLAGS,
         build_directory=str(directory),
         verbose=verbose,

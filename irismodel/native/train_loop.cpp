@@ -20,6 +20,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "fused.h"
+
 namespace {
 
 using Buffers = std::map<std::string, at::Tensor>;
@@ -156,11 +158,18 @@ void train_epochs(const Buffers& buffers, const std::string& optimizer, double l
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
-  module.doc() = "irismodel's batched training loop in C++, bit-identical to the eager engine";
+  module.doc() = "irismodel's training loops in C++: the eager engine's ops, and the fused kernel";
   // Arguments are converted with the GIL held; the loop itself runs without it.
   module.def("train_epochs", &train_epochs, pybind11::call_guard<pybind11::gil_scoped_release>(),
              pybind11::arg("buffers"), pybind11::arg("optimizer"),
              pybind11::arg("learning_rate"), pybind11::arg("epochs"), pybind11::arg("loss_block"),
              pybind11::arg("n_rows"), pybind11::arg("momentum"), pybind11::arg("beta1"),
              pybind11::arg("beta2"), pybind11::arg("eps"));
+  module.def("train_fused", &irismodel::train_fused,
+             pybind11::call_guard<pybind11::gil_scoped_release>(), pybind11::arg("x"),
+             pybind11::arg("y"), pybind11::arg("fc1_weight"), pybind11::arg("fc1_bias"),
+             pybind11::arg("fc2_weight"), pybind11::arg("fc2_bias"), pybind11::arg("curves"),
+             pybind11::arg("optimizer"), pybind11::arg("learning_rate"), pybind11::arg("epochs"),
+             pybind11::arg("momentum"), pybind11::arg("beta1"), pybind11::arg("beta2"),
+             pybind11::arg("eps"));
 }

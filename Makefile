@@ -15,8 +15,9 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The native training loop (C++, ~25 s to compile, cached); without it the eager loop runs.
-	$(BIN)/python -m irismodel.native build || echo "native training loop not built: the eager loop will be used"
+	# The compiled training loops (C++: the fused CPU kernel and the native loop; ~30 s to
+	# compile, cached); without them the eager Python loop runs.
+	$(BIN)/python -m irismodel.native build || echo "compiled training loops not built: the eager loop will be used"
 	touch $@
 
 install: $(BIN)/.installed

@@ -114,7 +114,7 @@ def load() -> ModuleType | None:
     try:
         name, path = module_name(), library_path()
         if not path.is_file():
-            logger.debug("native loop not built (%s missing); run `%s`", path, BUILD_COMMAND)
+            logger.debug("native module not built (%s missing); run `%s`", path, BUILD_COMMAND)
             return None
         loader = importlib.machinery.ExtensionFileLoader(name, str(path))
         spec = importlib.util.spec_from_file_location(name, path, loader=loader)
@@ -123,7 +123,7 @@ def load() -> ModuleType | None:
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
     except Exception:  # a broken build must never break a sweep: the eager loop still works
-        logger.debug("native loop failed to load; using the eager loop", exc_info=True)
+        logger.debug("native module failed to load; using the eager loop", exc_info=True)
         return None
     _loaded = module
     return module

@@ -1,4 +1,4 @@
-"""Command line of the native loop: `python -m irismodel.native build|status`."""
+"""Command line of the compiled loops: `python -m irismodel.native build|status`."""
 
 from __future__ import annotations
 

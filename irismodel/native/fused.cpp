@@ -269,8 +269,9 @@ IRIS_INLINE void train_group(const Problem& problem, vfloat* theta, vfloat* curv
 
 // One copy of the kernel per instruction set; the loader picks the best the CPU has. All copies
 // give the same bits (see the top of this file).
+// (No AVX-512 copy: 256-bit vectors gain nothing from AVX-512F without AVX-512VL.)
 #if defined(__x86_64__) && defined(__GNUC__)
-#define IRIS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define IRIS_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define IRIS_CLONES
 #endif

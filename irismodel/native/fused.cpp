@@ -6,7 +6,7 @@
 // models ride in the lanes of a SIMD vector: kLanes models per group, every lane running the
 // same IEEE float32 operations. A model's results therefore do not depend on its lane, its
 // group, the other models, the thread count or the instruction set the function runs on:
-//  - the arithmetic is only +, -, *, / and comparisons, each correctly rounded;
+//  - the arithmetic is only +, -, *, /, sqrt and comparisons, each correctly rounded;
 //  - exp and log1p are this file's own polynomials, not libm's (whose vector and scalar
 //    versions round differently);
 //  - the build passes -ffp-contract=off, so no a*b+c is fused on one instruction set and not

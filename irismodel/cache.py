@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ CACHE_FOLDER = ".cache"
 CACHE_FORMAT = "iris-sweep-training-run/2"
 
 
+@functools.cache
 def code_version() -> str:
     """Return a hash of the library's training code: a change to it invalidates the cache."""
     digest = hashlib.sha256()
@@ -105,8 +107,12 @@ def load(location: str, key: str) -> tuple[TrainingRun, dict[str, Any]] | None:
         return None
     try:
         with fs.open_input_stream(target) as stream:
-            return _decode(stream.read())
-    except (ValueError, KeyError, TypeError, OSError):  # binascii.Error is a ValueError
+            blob = stream.read()
+    except OSError:  # unreadable now (a storage hiccup): a miss, but the entry may be fine
+        return None
+    try:
+        return _decode(blob)
+    except (ValueError, KeyError, TypeError):  # binascii.Error is a ValueError
         # A damaged entry is a miss: remove it, so that the retrained configuration replaces it.
         with contextlib.suppress(OSError):
             fs.delete_file(target)

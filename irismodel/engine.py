@@ -97,7 +97,7 @@ def train_batched(
     - "auto": "fused" on CPU and "native" on other devices when the compiled module is built
       and loads, else "eager".
     The two compiled loops release the GIL. Asking for one that is not built, or "fused" off
-    the CPU, raises RuntimeError. Nothing is ever compiled here:
+    the CPU or with more than 16 features, raises RuntimeError. Nothing is ever compiled here:
     `python -m irismodel.native build` does that once.
     """
     check_optimizer(optimizer)
@@ -116,8 +116,7 @@ def train_batched(
     if loop == "fused":
         return _train_fused(x, y, hidden_dim, optimizer, seeds, learning_rate, epochs)
     epoch_loop = _native_module(loop).train_epochs if loop == "native" else None
-    inits = [initial_parameters(h, s, d) for s in seeds]
-    stacked = {name: torch.stack([p[name] for p in inits]).to(dev) for name in PARAMETER_NAMES}
+    stacked = {name: t.to(dev) for name, t in _initial_stack(h, seeds, d).items()}
 
     curves, finals = [], []
     _synchronize(dev)
@@ -193,6 +192,15 @@ def _native_module(loop: str) -> ModuleType:
     return module
 
 
+def _initial_stack(hidden_dim: int, seeds: Sequence[int], d: int) -> dict[str, torch.Tensor]:
+    """Each seed's initial weights, stacked: PARAMETER_NAMES -> (K, *NeuralNet shape) on CPU."""
+    inits = [initial_parameters(hidden_dim, s, d) for s in seeds]
+    if not inits:  # no seeds: empty stacks of the right shapes
+        shapes = {name: t.shape for name, t in initial_parameters(hidden_dim, 0, d).items()}
+        return {name: torch.empty(0, *shape) for name, shape in shapes.items()}
+    return {name: torch.stack([p[name] for p in inits]) for name in PARAMETER_NAMES}
+
+
 def _train_fused(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -203,14 +211,7 @@ def _train_fused(
     epochs: int,
 ) -> TrainingRun:
     """`train_batched` with the fused CPU kernel: one call trains every seed."""
-    d = x.shape[1]
-    inits = [initial_parameters(hidden_dim, s, d) for s in seeds]
-    parameters = {
-        name: torch.stack([p[name] for p in inits])
-        if inits
-        else torch.empty(0, *initial_parameters(hidden_dim, 0, d)[name].shape)
-        for name in PARAMETER_NAMES
-    }
+    parameters = _initial_stack(hidden_dim, seeds, x.shape[1])
     curves = torch.empty(len(seeds), epochs)
     beta1, beta2 = ADAM_BETAS
     start = time.perf_counter()

@@ -15,13 +15,16 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def binary_metrics(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+def binary_metrics(
+    probabilities: np.ndarray, targets: np.ndarray, diverged: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Return each metric of `METRIC_NAMES` per model: (K,) float64 arrays.
 
     `probabilities` is (K, N), P(positive) for each model and row; `targets` is (N,) in {0, 1}.
     Predictions are `probability > 0.5`, as the notebook had it. A model whose probabilities
-    are not all finite (a diverged run) gets NaN for ROC AUC and log loss, the two metrics that
-    need probabilities; the others are computed from its predictions. With no rows (no test
+    are not all finite, or marked in `diverged` (K,) bool, gets NaN for ROC AUC and log loss,
+    the two metrics that score probabilities (a diverged model's finite ones come from weights
+    past any meaning); the others are computed from its predictions. With no rows (no test
     split) every metric is NaN.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -38,7 +41,9 @@ def binary_metrics(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, 
     recall = _safe_divide(true_pos, true_pos + false_neg)
     f1 = _safe_divide(2 * true_pos, 2 * true_pos + false_pos + false_neg)
 
-    finite = np.isfinite(probabilities).all(1)  # (K,)
+    finite = np.isfinite(probabilities).all(1)  # (K,): the models whose probabilities count
+    if diverged is not None:
+        finite &= ~np.asarray(diverged, dtype=bool)
     positives, negatives = targets.sum(), (~targets).sum()
     roc_auc = np.full(k, np.nan)
     log_loss = np.full(k, np.nan)

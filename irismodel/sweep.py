@@ -104,18 +104,19 @@ def evaluate_configuration(
     """Return one results row per seed: the run's parameters, loss curve and metrics."""
     run, config = trained.run, context.config
     k = len(run.seeds)
+    finite_curve = np.isfinite(run.loss_curves).all(1)
+    finite_params = np.ones(k, dtype=bool)
+    for values in run.parameters.values():
+        finite_params &= np.isfinite(values.reshape(k, -1)).all(1)
+    diverged = ~(finite_curve & finite_params)
     metrics = {}
     for part, x, y in (
         ("train", split.x_train, split.y_train),
         ("test", split.x_test, split.y_test),
     ):
-        scores = binary_metrics(predict_proba(run.parameters, x), y)
+        scores = binary_metrics(predict_proba(run.parameters, x), y, diverged)
         for name, values in scores.items():
             metrics[f"{part}_{name}"] = values
-    finite_curve = np.isfinite(run.loss_curves).all(1)
-    finite_params = np.ones(k, dtype=bool)
-    for values in run.parameters.values():
-        finite_params &= np.isfinite(values.reshape(k, -1)).all(1)
     rows = []
     for i, seed in enumerate(run.seeds):
         curve = run.loss_curves[i]
@@ -140,16 +141,12 @@ def evaluate_configuration(
             "worker": trained.worker,
             "loss_curve": curve.tolist(),
             "final_train_loss": float(curve[-1]),
-            "diverged": not (finite_curve[i] and finite_params[i]),
+            "diverged": bool(diverged[i]),
             "train_seconds": run.train_seconds / k,
         }
         for name, values in metrics.items():
             value = float(values[i])
-            # a diverged model's probabilities, even where finite, come from weights past any
-            # meaning (a loss of inf): the metrics that score probabilities are null for it
-            scores_probabilities = name.endswith(("_roc_auc", "_log_loss"))
-            missing = np.isnan(value) or (row["diverged"] and scores_probabilities)
-            row[name] = None if missing else value
+            row[name] = None if np.isnan(value) else value
         rows.append(row)
     return rows
 

@@ -40,8 +40,8 @@ typedef int32_t vint __attribute__((vector_size(kLanes * sizeof(int32_t))));
 
 #define IRIS_INLINE static inline __attribute__((always_inline))
 
-// An array of vectors on 64-byte-aligned heap memory (std::vector does not align vector types,
-// and aligned_alloc is not aligned under every allocator Python may run with).
+// An array of vectors on heap memory aligned to the vector's size (std::vector does not align
+// vector types, and aligned_alloc is not aligned under every allocator Python may run with).
 class Vectors {
  public:
   explicit Vectors(int64_t count)
@@ -172,7 +172,7 @@ IRIS_INLINE vfloat gradient(const Problem& problem, const vfloat* theta, vfloat*
       for (int64_t r = 0; r < count; ++r) {
         vfloat z = bias;
         for (int64_t k = 0; k < d; ++k) z = z + w[k] * x[r * d + k];
-        z = vmax(z, splat(0.0f));
+        z = z < 0.0f ? splat(0.0f) : z;  // relu, NaN kept as torch.relu keeps it
         a[r] = z;
         logit[r] = logit[r] + out * z;
       }
@@ -199,7 +199,7 @@ IRIS_INLINE vfloat gradient(const Problem& problem, const vfloat* theta, vfloat*
       for (int64_t k = 0; k < d; ++k) g_in[k] = splat(0.0f);
       for (int64_t r = 0; r < count; ++r) {
         g_out = g_out + a[r] * delta[r];
-        const vfloat da = a[r] > 0.0f ? out * delta[r] : splat(0.0f);
+        const vfloat da = a[r] <= 0.0f ? splat(0.0f) : out * delta[r];  // threshold_backward
         g_in_bias = g_in_bias + da;
         for (int64_t k = 0; k < d; ++k) g_in[k] = g_in[k] + da * x[r * d + k];
       }
@@ -298,7 +298,9 @@ void train_fused(at::Tensor x, at::Tensor y, at::Tensor fc1_weight, at::Tensor f
   }
   const int64_t models = fc1_weight.size(0), h = fc1_weight.size(1), d = fc1_weight.size(2);
   const int64_t n = x.size(0);
-  if (x.size(1) != d || y.numel() != n || curves.size(0) != models || curves.size(1) != epochs) {
+  if (x.dim() != 2 || x.size(1) != d || y.numel() != n || fc1_bias.numel() != models * h ||
+      fc2_weight.numel() != models * h || fc2_bias.numel() != models || curves.dim() != 2 ||
+      curves.size(0) != models || curves.size(1) != epochs) {
     throw std::invalid_argument("irismodel fused kernel: tensor shapes do not agree");
   }
   if (d > kMaxFeatures) {
@@ -365,7 +367,10 @@ void train_fused(at::Tensor x, at::Tensor y, at::Tensor fc1_weight, at::Tensor f
     }
   };
   std::vector<std::thread> threads;
-  for (int64_t worker = 1; worker < workers; ++worker) threads.emplace_back(guarded, worker);
+  try {
+    for (int64_t worker = 1; worker < workers; ++worker) threads.emplace_back(guarded, worker);
+  } catch (...) {  // no thread to be had: the ones started, and this one, do all the groups
+  }
   guarded(0);
   for (std::thread& thread : threads) thread.join();
   for (const std::exception_ptr& error : errors) {

@@ -181,6 +181,21 @@ def test_training_run_shapes_and_types(iris, engine, built):
     assert run.train_seconds > 0
 
 
+def test_no_seeds_gives_empty_runs_of_the_right_shapes(iris, loop_device):
+    """An empty seed list trains nothing and returns (0, E) curves and (0, ...) parameters."""
+    x, y = iris
+    loop, device = loop_device
+    run = train_batched(x, y, 3, "adam", [], 0.1, 2, device=device, loop=loop)
+    assert run.loss_curves.shape == (0, 2)
+    shapes = {name: values.shape for name, values in run.parameters.items()}
+    assert shapes == {
+        "fc1.weight": (0, 3, 4),
+        "fc1.bias": (0, 3),
+        "fc2.weight": (0, 1, 3),
+        "fc2.bias": (0, 1),
+    }
+
+
 def test_predict_proba_matches_the_network(iris):
     """predict_proba equals sigmoid(NeuralNet(x)) for every stacked model."""
     x, _ = iris

@@ -48,6 +48,16 @@ def test_diverged_model_keeps_prediction_metrics():
     assert ours["recall"][1] == 0.0
 
 
+def test_models_marked_diverged_get_no_probability_scores():
+    """Finite probabilities of a model marked diverged are not scored; its predictions are."""
+    targets = np.array([0, 1, 1, 0, 1])
+    probabilities = np.array([[0.1, 0.9, 0.8, 0.3, 0.7]] * 2)
+    ours = binary_metrics(probabilities, targets, diverged=np.array([False, True]))
+    assert ours["roc_auc"][0] == 1.0 and np.isnan(ours["roc_auc"][1])
+    assert np.isfinite(ours["log_loss"][0]) and np.isnan(ours["log_loss"][1])
+    assert ours["accuracy"][1] == ours["accuracy"][0] == 1.0
+
+
 def test_no_rows_gives_nan_everywhere():
     """With no evaluation rows (test_size=0 has no test split) every metric is NaN."""
     ours = binary_metrics(np.empty((3, 0)), np.empty(0))

@@ -77,6 +77,21 @@ def test_fused_kernel_matches_the_eager_loop(built, iris, optimizer):
     assert not np.array_equal(fused.loss_curves, eager.loss_curves)  # really another code path
 
 
+def test_fused_kernel_diverges_as_the_eager_loop_does(built, iris):
+    """At a learning rate that blows training up, the same weights end NaN, inf or finite as
+    in the eager loop (the ReLU keeps NaN as torch.relu does), and the same curves break."""
+    x, y = iris
+    eager = train_batched(x, y, 10, "sgd", list(range(32)), 1e30, 30, loop="eager")
+    fused = train_batched(x, y, 10, "sgd", list(range(32)), 1e30, 30, loop="fused")
+    for name in PARAMETER_NAMES:
+        for check in (np.isnan, np.isinf):
+            expected = check(eager.parameters[name])
+            np.testing.assert_array_equal(check(fused.parameters[name]), expected)
+    finite = np.isfinite(eager.loss_curves).all(1)
+    assert not finite.all()  # the rate really does blow up most models
+    np.testing.assert_array_equal(np.isfinite(fused.loss_curves).all(1), finite)
+
+
 def test_fused_kernel_works_for_any_width(built):
     """Hidden widths from 1 to 300 and 1 to 16 features train, and match the eager loop."""
     rng = np.random.default_rng(0)

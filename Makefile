@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 # already satisfied (a bare `torch` requirement would pull a multi-GB CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
+NATIVE_SOURCES := $(wildcard irismodel/native/*.cpp irismodel/native/*.h)
 
 .PHONY: install run test bench clean
 
@@ -15,22 +16,26 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# The compiled training loops (C++: the fused CPU kernel and the native loop; ~30 s to
-	# compile, cached); without them the eager Python loop runs.
-	$(BIN)/python -m irismodel.native build || echo "compiled training loops not built: the eager loop will be used"
 	touch $@
 
-install: $(BIN)/.installed
+# The compiled training loops (C++: the fused CPU kernel and the native loop; ~30 s to compile,
+# cached), rebuilt when their sources change. Without them the eager Python loop runs; a failed
+# build is tried again by the next make.
+$(BIN)/.native: $(BIN)/.installed $(NATIVE_SOURCES)
+	$(BIN)/python -m irismodel.native build && touch $@ \
+		|| echo "compiled training loops not built: the eager loop will be used"
 
-run: $(BIN)/.installed
+install: $(BIN)/.native
+
+run: $(BIN)/.native
 	$(BIN)/iris-sweep $(ARGS)
 
-test: $(BIN)/.installed
+test: $(BIN)/.native
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(ARGS)
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.native
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/flow.py
 

@@ -114,11 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from flows.iris_sweep import iris_sweep
-    from irismodel.report import report_text
-    from irismodel.results import read_results
+    from irismodel.report import written_text
 
     path = iris_sweep(**parameters)
-    print(report_text(read_results(path)))
+    print(written_text(path))  # the summary the flow's report task wrote
     print(f"\nresults: {path}")
     return 0
 

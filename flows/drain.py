@@ -5,13 +5,24 @@ from __future__ import annotations
 import time
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    TaskRunFilter,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.settings import get_current_settings
 
 
 def uses_temporary_server() -> bool:
     """Whether runs go to the temporary server Prefect starts when no API URL is set."""
     return not get_current_settings().api.url
+
+
+_FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]
+_PAGE = 200  # task runs per request
 
 
 def wait_until_recorded(flow_run_id: str, expected: int, timeout: float = 15.0) -> bool:
@@ -23,10 +34,18 @@ def wait_until_recorded(flow_run_id: str, expected: int, timeout: float = 15.0) 
     """
     deadline = time.monotonic() + timeout
     run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    final = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=_FINAL)))
     with get_client(sync_client=True) as client:
         while True:
-            runs = client.read_task_runs(flow_run_filter=run_filter, limit=200)
-            final = sum(1 for run in runs if run.state is not None and run.state.is_final())
-            if final >= expected or time.monotonic() > deadline:
-                return final >= expected
+            recorded, offset = 0, 0
+            while True:  # page through: a large sweep has more task runs than one request
+                page = client.read_task_runs(
+                    flow_run_filter=run_filter, task_run_filter=final, limit=_PAGE, offset=offset
+                )
+                recorded += len(page)
+                offset += _PAGE
+                if len(page) < _PAGE:
+                    break
+            if recorded >= expected or time.monotonic() > deadline:
+                return recorded >= expected
             time.sleep(0.2)

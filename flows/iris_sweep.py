@@ -96,16 +96,23 @@ def iris_sweep(
     failed.sort(key=list(trainings).index)
     causes = {name: (evaluations.get(name) or trainings[name]).state.message for name in failed}
 
-    if not tables:
-        raise SweepFailed(
-            f"all {len(failed)} configurations failed after their retries ({', '.join(failed)}); "
-            f"nothing was written. First failure, {failed[0]}: {causes[failed[0]]}"
-        )
-    path = write_run_results(tables, context, failed)
-    publish_report(path, context.flow_run_id)
-    if uses_temporary_server():
-        # validate, load, split, the trainings, the evaluations, the write, the report
-        wait_until_recorded(context.flow_run_id, 5 + len(trainings) + len(evaluations))
+    # validate-parameters, load-data, split-data, then write-results and publish-report once
+    # they are reached: the task runs the temporary server must record before it stops
+    one_off = 3
+    try:
+        if not tables:
+            raise SweepFailed(
+                f"all {len(failed)} configurations failed after their retries "
+                f"({', '.join(failed)}); nothing was written. "
+                f"First failure, {failed[0]}: {causes[failed[0]]}"
+            )
+        one_off += 1
+        path = write_run_results(tables, context, failed)
+        one_off += 1
+        publish_report(path, context.flow_run_id)
+    finally:
+        if uses_temporary_server():
+            wait_until_recorded(context.flow_run_id, one_off + len(trainings) + len(evaluations))
     if failed:
         raise SweepFailed(
             f"{len(failed)} of {len(trainings)} configurations failed after their retries: "

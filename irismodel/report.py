@@ -835,11 +835,6 @@ def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_
     return "\n".join(lines)
 
 
-def report_text(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> str:
-    """Return the terminal report of `frame`: the summary table and the two answers."""
-    return format_terminal(answer_questions(frame, epoch), summarize(frame, epoch), epoch)
-
-
 # --------------------------------------------------------------------------- files and CLI
 
 
@@ -861,6 +856,22 @@ class Report:
     paths: dict[str, str]
 
 
+def report_files(out_dir: str, prefix: str = REPORT_PREFIX) -> dict[str, str]:
+    """Return the paths `build_report` writes, by `loss_curves`, `accuracy`, `markdown`, `text`."""
+    return {
+        "loss_curves": storage.join(out_dir, f"{prefix}-loss-curves.png"),
+        "accuracy": storage.join(out_dir, f"{prefix}-accuracy.png"),
+        "markdown": storage.join(out_dir, f"{prefix}.md"),
+        "text": storage.join(out_dir, f"{prefix}.txt"),
+    }
+
+
+def written_text(results_path: str) -> str:
+    """Return the terminal text the flow's report wrote beside the results file `results_path`."""
+    text = report_files(folder_of(results_path), report_prefix(results_path))["text"]
+    return _read_bytes(text).decode()
+
+
 def build_report(
     frame: pd.DataFrame,
     out_dir: str,
@@ -876,12 +887,7 @@ def build_report(
     summary = summarize(frame, epoch)
     answers = answer_questions(frame, epoch)
     frame = _prepare(frame)
-    paths = {
-        "loss_curves": storage.join(out_dir, f"{prefix}-loss-curves.png"),
-        "accuracy": storage.join(out_dir, f"{prefix}-accuracy.png"),
-        "markdown": storage.join(out_dir, f"{prefix}.md"),
-        "text": storage.join(out_dir, f"{prefix}.txt"),
-    }
+    paths = report_files(out_dir, prefix)
     plot_loss_curves(frame, paths["loss_curves"], epoch)
     plot_test_accuracy(frame, paths["accuracy"])
     images = {"loss curves": paths["loss_curves"], "accuracy per seed": paths["accuracy"]}
@@ -915,16 +921,21 @@ def write_report(
     `build_report` says; keys of the returned dict: `loss_curves`, `accuracy`, `markdown`,
     `text`.
     """
-    return _report_of(source, out_dir, run_ids, epoch, prefix).paths
+    return report_of(source, out_dir, run_ids, epoch, prefix).paths
 
 
-def _report_of(
+def report_of(
     source: str | pd.DataFrame,
-    out_dir: str | None,
-    run_ids: Sequence[str] | None,
-    epoch: int,
-    prefix: str,
+    out_dir: str | None = None,
+    run_ids: Sequence[str] | None = None,
+    epoch: int = EPOCH_OF_INTEREST,
+    prefix: str = REPORT_PREFIX,
 ) -> Report:
+    """Build the report of a results location (or DataFrame), as `write_report`; return it all.
+
+    Raises `ReportError` when there are no rows to report on, or `out_dir` is missing for a
+    DataFrame.
+    """
     if isinstance(source, pd.DataFrame):
         frame = source
         if run_ids is not None:
@@ -967,7 +978,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the summary and the answers; write plots and report files. Exit 2 on bad input."""
     args = build_parser().parse_args(argv)
     try:
-        report = _report_of(args.location, args.out, args.runs, args.epoch, REPORT_PREFIX)
+        report = report_of(args.location, args.out, args.runs, args.epoch, REPORT_PREFIX)
     except ValueError as error:  # ReportError, ResultsError, bad locations
         print(f"iris-sweep-report: error: {error}", file=sys.stderr)
         return 2

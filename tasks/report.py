@@ -16,14 +16,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
-from irismodel.report import (
-    EPOCH_OF_INTEREST,
-    build_report,
-    folder_of,
-    report_prefix,
-    summary_table,
-)
-from irismodel.results import read_results
+from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
 
 # Stable keys: the Prefect UI shows each key's history across runs.
 SUMMARY_KEY = "iris-sweep-summary"
@@ -39,8 +32,7 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
     The PNGs and the markdown go beside the Parquet file, named after it (`_<file>-*.png`),
     so runs never overwrite each other's and folder readers skip them.
     """
-    frame = read_results(path, flow_run_ids=[flow_run_id])
-    report = build_report(frame, folder_of(path), epoch, prefix=report_prefix(path))
+    report = report_of(path, run_ids=[flow_run_id], epoch=epoch, prefix=report_prefix(path))
     create_table_artifact(
         table=summary_table(report.summary).to_dict("records"),
         key=SUMMARY_KEY,

@@ -222,9 +222,10 @@ class DaskCluster:
 def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
     """Start `dask scheduler` and one-thread `dask worker`s on loopback; stop them after.
 
-    The workers get the project only as an importable (installed) package and no Prefect API
-    URL: what a task needs must come with it. `--preload flows.iris_sweep` imports the
-    project as a worker starts, so the first task does not wait for torch and Prefect.
+    The workers import the project's code (from its folder, on PYTHONPATH) but get no data
+    and no Prefect API URL: what a task needs must come with it. `--preload flows.iris_sweep`
+    imports the project as a worker starts, so the first task does not wait for torch and
+    Prefect.
     """
     port = free_port()
     address = f"tcp://{LOOPBACK}:{port}"

@@ -15,6 +15,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
@@ -258,7 +259,6 @@ def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
         p.name.startswith(".") and p.name.endswith(storage.TEMPORARY_SUFFIX) for p in temporaries
     )
     assert temporaries, f"none of {kills} kills landed while a file was being written"
-    duckdb = pytest.importorskip("duckdb")
     query = f"select count(*) from read_parquet('{output}/*.parquet')"
     ((count,),) = duckdb.sql(query).fetchall()
     assert count == 200 * len(listed)

@@ -20,14 +20,14 @@ COLUMNS_HINT = r"expected columns sepal_length, sepal_width, petal_length, petal
 
 
 @pytest.fixture(scope="module")
-def iris() -> Dataset:
+def dataset() -> Dataset:
     return load_dataset()
 
 
 @pytest.fixture(scope="module")
-def iris_frame(iris) -> pd.DataFrame:
-    frame = pd.DataFrame(iris.features, columns=list(FEATURE_COLUMNS))
-    frame["species"] = [iris.class_names[i] for i in iris.labels]
+def iris_frame(dataset) -> pd.DataFrame:
+    frame = pd.DataFrame(dataset.features, columns=list(FEATURE_COLUMNS))
+    frame["species"] = [dataset.class_names[i] for i in dataset.labels]
     return frame
 
 
@@ -39,74 +39,74 @@ def _write(frame: pd.DataFrame, path) -> str:
     return str(path)
 
 
-def test_bundled_iris_has_150_rows_and_versicolor_is_index_1(iris):
+def test_bundled_iris_has_150_rows_and_versicolor_is_index_1(dataset):
     """The bundled data is Iris: 150 rows of 4 float32 features, versicolor is class 1."""
-    assert iris.features.shape == (150, 4) and iris.features.dtype == np.float32
-    assert iris.labels.dtype == np.int64
-    assert iris.class_names == ("setosa", "versicolor", "virginica")
-    assert np.bincount(iris.labels).tolist() == [50, 50, 50]
-    assert iris.source == BUNDLED
-    targets, name = binarize(iris, "versicolor")
+    assert dataset.features.shape == (150, 4) and dataset.features.dtype == np.float32
+    assert dataset.labels.dtype == np.int64
+    assert dataset.class_names == ("setosa", "versicolor", "virginica")
+    assert np.bincount(dataset.labels).tolist() == [50, 50, 50]
+    assert dataset.source == BUNDLED
+    targets, name = binarize(dataset, "versicolor")
     assert name == "versicolor"
-    np.testing.assert_array_equal(targets, (iris.labels == 1).astype(np.float32))
+    np.testing.assert_array_equal(targets, (dataset.labels == 1).astype(np.float32))
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".pq"])
-def test_a_file_with_the_same_rows_gives_the_same_dataset(tmp_path, iris, iris_frame, suffix):
+def test_a_file_with_the_same_rows_gives_the_same_dataset(tmp_path, dataset, iris_frame, suffix):
     """CSV and Parquet files holding Iris load to the bundled rows, classes and fingerprint."""
     loaded = load_dataset(_write(iris_frame, tmp_path / f"iris{suffix}"))
-    np.testing.assert_array_equal(loaded.features, iris.features)
-    np.testing.assert_array_equal(loaded.labels, iris.labels)
-    assert loaded.class_names == iris.class_names
-    assert loaded.fingerprint() == iris.fingerprint()
+    np.testing.assert_array_equal(loaded.features, dataset.features)
+    np.testing.assert_array_equal(loaded.labels, dataset.labels)
+    assert loaded.class_names == dataset.class_names
+    assert loaded.fingerprint() == dataset.fingerprint()
     assert loaded.source == str(tmp_path / f"iris{suffix}")
 
 
-def test_integer_label_codes_become_class_names(tmp_path, iris, iris_frame):
+def test_integer_label_codes_become_class_names(tmp_path, dataset, iris_frame):
     """A label column of integer codes loads with the codes as class names, in order."""
-    frame = iris_frame.drop(columns="species").assign(target=iris.labels)
+    frame = iris_frame.drop(columns="species").assign(target=dataset.labels)
     loaded = load_dataset(_write(frame, tmp_path / "codes.csv"))
     assert loaded.class_names == ("0", "1", "2")
-    np.testing.assert_array_equal(loaded.labels, iris.labels)
+    np.testing.assert_array_equal(loaded.labels, dataset.labels)
 
 
 @pytest.mark.parametrize("positive_class", ["versicolor", 1, "1"])
-def test_positive_class_by_name_or_index(iris, positive_class):
+def test_positive_class_by_name_or_index(dataset, positive_class):
     """The positive class may be given by name or by index (also as a string of digits)."""
-    split = split_dataset(iris, positive_class, test_size=0)
+    split = split_dataset(dataset, positive_class, test_size=0)
     assert split.positive_class == "versicolor"
     assert split.y_train.sum() == 50
 
 
-def test_stratified_split_sizes(iris):
+def test_stratified_split_sizes(dataset):
     """test_size 0.25 splits 150 rows into 112 training and 38 test rows, stratified."""
-    split = split_dataset(iris, "versicolor", test_size=0.25, split_seed=0)
+    split = split_dataset(dataset, "versicolor", test_size=0.25, split_seed=0)
     assert (len(split.y_train), len(split.y_test)) == (112, 38)
     assert split.x_train.shape == (112, 4) and split.x_test.shape == (38, 4)
     assert split.x_train.dtype == split.y_train.dtype == np.float32
     assert (split.y_train.sum(), split.y_test.sum()) == (37, 13)  # a third of each side
-    assert split.data_fingerprint == iris.fingerprint()
+    assert split.data_fingerprint == dataset.fingerprint()
 
 
-def test_split_is_seeded(iris):
+def test_split_is_seeded(dataset):
     """The same split_seed gives the same split; another gives another."""
-    a, b = split_dataset(iris, split_seed=3), split_dataset(iris, split_seed=3)
+    a, b = split_dataset(dataset, split_seed=3), split_dataset(dataset, split_seed=3)
     np.testing.assert_array_equal(a.x_train, b.x_train)
-    assert not np.array_equal(a.x_train, split_dataset(iris, split_seed=4).x_train)
+    assert not np.array_equal(a.x_train, split_dataset(dataset, split_seed=4).x_train)
 
 
-def test_test_size_zero_trains_on_every_row(iris):
+def test_test_size_zero_trains_on_every_row(dataset):
     """test_size 0 keeps all 150 rows for training, in order, and no test rows (the notebook)."""
-    split = split_dataset(iris, test_size=0)
+    split = split_dataset(dataset, test_size=0)
     assert len(split.y_train) == 150 and len(split.y_test) == 0
     assert split.x_test.shape == (0, 4)
-    np.testing.assert_array_equal(split.x_train, iris.features)
+    np.testing.assert_array_equal(split.x_train, dataset.features)
 
 
-def test_standardization_is_fitted_on_training_rows_only(iris):
+def test_standardization_is_fitted_on_training_rows_only(dataset):
     """Standardized training rows have mean 0 and std 1; test rows use the training statistics."""
-    raw = split_dataset(iris, test_size=0.25, split_seed=0)
-    scaled = split_dataset(iris, test_size=0.25, split_seed=0, standardize=True)
+    raw = split_dataset(dataset, test_size=0.25, split_seed=0)
+    scaled = split_dataset(dataset, test_size=0.25, split_seed=0, standardize=True)
     np.testing.assert_allclose(scaled.x_train.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(scaled.x_train.std(axis=0), 1, atol=1e-5)
     mean, std = raw.x_train.mean(axis=0), raw.x_train.std(axis=0)
@@ -248,10 +248,10 @@ def test_fewer_rows_than_the_split_needs(tmp_path, iris_frame):
 
 
 @pytest.mark.parametrize("test_size", [0.99, 0.995])
-def test_test_size_leaving_no_training_row_of_a_class(iris, test_size):
+def test_test_size_leaving_no_training_row_of_a_class(dataset, test_size):
     """A test_size so large that a class has no training row is refused by name."""
     with pytest.raises(ValueError, match=rf"test_size: {test_size} cannot split 150 rows"):
-        split_dataset(iris, "versicolor", test_size=test_size)
+        split_dataset(dataset, "versicolor", test_size=test_size)
 
 
 def test_single_class_after_binarization(tmp_path, iris_frame):
@@ -264,11 +264,11 @@ def test_single_class_after_binarization(tmp_path, iris_frame):
 
 
 @pytest.mark.parametrize("positive_class", ["rose", "Versicolor", 3, -1, "7", True])
-def test_positive_class_not_in_the_data(iris, positive_class):
+def test_positive_class_not_in_the_data(dataset, positive_class):
     """A positive class that is neither a class name nor an index is refused, listing both."""
     with pytest.raises(
         ValueError,
         match=r"positive_class: .* is not a class of the data; valid are the names setosa, "
         r"versicolor, virginica or an index 0\.\.2",
     ):
-        split_dataset(iris, positive_class)
+        split_dataset(dataset, positive_class)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from run_checks import assert_runs_equal
 from torch import nn
 
 from irismodel.engine import (
@@ -28,12 +29,6 @@ SAME_ACCURACY = {"sgd": 9, "manual": 9, "adam": 9, "momentum": 9, "manual-no-zer
 
 def accuracy(run: TrainingRun, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((predict_proba(run.parameters, x) > 0.5) == y).mean(axis=1)
-
-
-def assert_bit_identical(run: TrainingRun, expected: TrainingRun) -> None:
-    np.testing.assert_array_equal(run.loss_curves, expected.loss_curves)
-    for name in PARAMETER_NAMES:
-        np.testing.assert_array_equal(run.parameters[name], expected.parameters[name])
 
 
 def notebook_loop(x, y, hidden_dim, seed, epochs, device):
@@ -71,7 +66,7 @@ def test_manual_step_is_bit_identical_to_torch_sgd_in_the_notebook_loop(iris, de
     x, y = iris
     seeds = [0, 1, 2]
     sgd = train_reference(x, y, 10, "sgd", seeds, 0.1, 1000, device=device)
-    assert_bit_identical(train_reference(x, y, 10, "manual", seeds, 0.1, 1000, device=device), sgd)
+    assert_runs_equal(train_reference(x, y, 10, "manual", seeds, 0.1, 1000, device=device), sgd)
 
 
 def test_manual_step_is_bit_identical_to_torch_sgd_in_the_batched_engine(iris, loop_device):
@@ -81,7 +76,7 @@ def test_manual_step_is_bit_identical_to_torch_sgd_in_the_batched_engine(iris, l
     seeds = [0, 1, 2]
     sgd = train_batched(x, y, 10, "sgd", seeds, 0.1, 1000, device=device, loop=loop)
     manual = train_batched(x, y, 10, "manual", seeds, 0.1, 1000, device=device, loop=loop)
-    assert_bit_identical(manual, sgd)
+    assert_runs_equal(manual, sgd)
 
 
 def test_accumulating_gradients_end_at_the_majority_class(iris, loop_device):

@@ -33,11 +33,11 @@ def test_initial_parameters_ignore_concurrent_global_seeding():
     other = threading.Thread(target=reseed_and_draw)
     other.start()
     try:
-        drawn = {s: initial_parameters(10, s) for _ in range(50) for s in range(8)}
+        drawn = [(s, initial_parameters(10, s)) for _ in range(50) for s in range(8)]
     finally:
         stop.set()
         other.join()
-    for s, params in drawn.items():
+    for s, params in drawn:
         for name in PARAMETER_NAMES:
             assert torch.equal(params[name], expected[s][name])
 

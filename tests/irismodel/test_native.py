@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from run_checks import assert_runs_equal
 
 from irismodel import native
 from irismodel.engine import train_batched
@@ -23,17 +24,6 @@ def unbuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("IRISMODEL_NATIVE_DIR", str(tmp_path))
     monkeypatch.setattr(native, "_loaded", None)
     return tmp_path
-
-
-def assert_runs_equal(actual, expected, exact=True):
-    check = (
-        np.testing.assert_array_equal
-        if exact
-        else lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    )
-    check(actual.loss_curves, expected.loss_curves)
-    for name in PARAMETER_NAMES:
-        check(actual.parameters[name], expected.parameters[name])
 
 
 @pytest.mark.parametrize("chunk_size", [None, 5], ids=["one-chunk", "chunks-of-5"])

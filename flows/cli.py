@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from irismodel.config import SweepConfig, check_data, validate_config
 from irismodel.optimizers import OPTIMIZERS
+from irismodel.runs import resumed_config
+from irismodel.storage import redact
 
 DEFAULTS = SweepConfig()
 
@@ -75,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:N")
     add("--output-dir", default=DEFAULTS.output_dir, help="folder or pyarrow.fs URI")
+    add(
+        "--shard-size",
+        type=int,
+        default=DEFAULTS.shard_size,
+        metavar="N",
+        help="seeds per shard task (default: as many as keep a shard's loss curves within "
+        "32 MB, at most 10,000)",
+    )
+    add(
+        "--resume",
+        default=None,
+        metavar="RUN_ID",
+        help="finish the unfinished run RUN_ID in --output-dir (its own parameters are used): "
+        "only its missing shards are trained",
+    )
     return parser
 
 
@@ -85,7 +102,10 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
         hidden_dims = (
             _int_items(args.hidden_dims) if args.hidden_dims else list(DEFAULTS.hidden_dims)
         )
-        seeds = _int_items(args.seeds) if args.seeds else list(DEFAULTS.seeds)
+        # seeds stay text (`0..71428`): a million seeds need not become a list on the way
+        seeds = ", ".join(" ".join(args.seeds).replace(",", " ").split()) if args.seeds else (
+            DEFAULTS.seed_set.text()
+        )
     except ValueError as error:
         build_parser().error(f"hidden_dims and seeds take integers or ranges like 8..14 ({error})")
     return {
@@ -101,6 +121,8 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
         "data_path": args.data_path,
         "device": args.device,
         "output_dir": args.output_dir,
+        "shard_size": args.shard_size,
+        "resume": args.resume,
     }
 
 
@@ -108,7 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Validate the options, run the flow, print where the results are and a summary."""
     parameters = parse_parameters(argv)
     try:
-        check_data(validate_config(**parameters))  # fail in seconds, before Prefect starts
+        config = validate_config(**parameters)
+        if config.resume:
+            config = resumed_config(config)
+        check_data(config)  # fail in seconds, before Prefect starts
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)
         return 2
@@ -117,8 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from irismodel.report import written_text
 
     path = iris_sweep(**parameters)
-    print(written_text(path))  # the summary the flow's report task wrote
-    print(f"\nresults: {path}")
+    try:
+        print(written_text(path))  # the summary the flow's report task wrote
+    except OSError:
+        print("(no report: see the run's log for why it could not be made)")
+    print(f"\nresults: {redact(path)}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -10,11 +11,20 @@ from typing import Any
 from irismodel.data import Split, check_data_path, load_dataset, split_dataset
 from irismodel.devices import resolve_device
 from irismodel.optimizers import OPTIMIZERS
-from irismodel.storage import absolute, check_writable
+from irismodel.ranges import IntRanges, parse_ranges
+from irismodel.storage import check_location, redact
 
 MAX_HIDDEN_DIM = 4096
 MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**63 - 1
+# Bounds that keep a run's plan small and refuse a typo such as 0..1000000000 in seconds.
+MAX_SEEDS = 10_000_000
+MAX_SHARD_SIZE = 100_000
+# A shard's loss curves (float32) stay within this many values by default: 32 MB, so a shard
+# task's memory does not depend on the sweep's size (8,000 seeds at 1,000 epochs).
+SHARD_VALUES = 8_000_000
+DEFAULT_MAX_SHARD_SIZE = 10_000
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Larger rates overflow float32 update steps (Adam's first step is 10 x lr) and crash torch
 # instead of diverging; 1e30 already turns every model's loss into NaN within an epoch or two.
 MAX_LEARNING_RATE = 1e30
@@ -26,7 +36,7 @@ class SweepConfig:
 
     hidden_dims: tuple[int, ...] = tuple(range(8, 15))  # the notebook's 8..14
     optimizers: tuple[str, ...] = ("sgd", "manual")
-    seeds: tuple[int, ...] = tuple(range(10))
+    seeds: IntRanges | Sequence[int] | str = IntRanges.of(range(10))
     learning_rate: float = 0.1  # the notebook's
     epochs: int = 1000  # the notebook's; full-batch epochs
     test_size: float = 0.25  # share of rows held out, stratified; 0 = the notebook's all-rows
@@ -36,13 +46,36 @@ class SweepConfig:
     data_path: str | None = None  # None = scikit-learn's bundled Iris
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     output_dir: str = "results"  # local folder or pyarrow.fs URI
+    shard_size: int | None = None  # seeds per shard; None = default_shard_size(epochs)
+    resume: str | None = None  # the run id of an unfinished run to finish
     resolved_device: str = field(default="", compare=False)
 
     def parameters(self) -> dict[str, Any]:
-        """Return the parameters as JSON-ready plain data (lists, not tuples)."""
+        """Return the parameters as JSON-ready plain data: seeds as text (`0..29`), lists."""
         params = asdict(self)
         params.pop("resolved_device")
+        params["seeds"] = IntRanges.of(self.seeds).text() if not isinstance(
+            self.seeds, IntRanges
+        ) else self.seeds.text()
+        params["output_dir"] = redact(self.output_dir)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+    @property
+    def seed_set(self) -> IntRanges:
+        """The seeds, as validated (`validate_config` stores an `IntRanges`)."""
+        if isinstance(self.seeds, IntRanges):
+            return self.seeds
+        return IntRanges.of(self.seeds)  # type: ignore[arg-type]
+
+    @property
+    def seeds_per_shard(self) -> int:
+        """Seeds in each shard: `shard_size`, or the default for this many epochs."""
+        return self.shard_size if self.shard_size is not None else default_shard_size(self.epochs)
+
+
+def default_shard_size(epochs: int) -> int:
+    """Return the default seeds per shard: curves within `SHARD_VALUES` floats, at most 10,000."""
+    return max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // max(epochs, 1)))
 
 
 def _int_list(name: str, values: Any, low: int, high: int) -> tuple[int, ...]:
@@ -60,7 +93,8 @@ def _int_list(name: str, values: Any, low: int, high: int) -> tuple[int, ...]:
         if not low <= value <= high:
             raise ValueError(f"{name}: {value} is out of range; allowed are {low}..{high}")
         out.append(value)
-    duplicates = sorted({v for v in out if out.count(v) > 1})
+    seen: set[int] = set()
+    duplicates = sorted({v for v in out if v in seen or seen.add(v)})
     if duplicates:
         raise ValueError(f"{name}: duplicate value(s) {duplicates}; each may appear once")
     return tuple(out)
@@ -92,7 +126,7 @@ def validate_config(**parameters: Any) -> SweepConfig:
         )
     config = SweepConfig(**parameters)
     hidden_dims = _int_list("hidden_dims", config.hidden_dims, 1, MAX_HIDDEN_DIM)
-    seeds = _int_list("seeds", config.seeds, 0, MAX_SEED)
+    seeds = parse_ranges("seeds", config.seeds, 0, MAX_SEED, MAX_SEEDS)
 
     optimizers = config.optimizers
     if isinstance(optimizers, str) or not isinstance(optimizers, Sequence):
@@ -140,8 +174,24 @@ def validate_config(**parameters: Any) -> SweepConfig:
         raise ValueError(f"positive_class: expected a class name or index, got {positive_class!r}")
     if config.data_path is not None:
         check_data_path(config.data_path)
+    shard_size = config.shard_size
+    if shard_size is not None and (
+        isinstance(shard_size, bool)
+        or not isinstance(shard_size, int)
+        or not 1 <= shard_size <= MAX_SHARD_SIZE
+    ):
+        raise ValueError(
+            f"shard_size: {shard_size!r} is not allowed; it must be an integer in "
+            f"1..{MAX_SHARD_SIZE}, or null for the default ({SHARD_VALUES:,} loss values a shard)"
+        )
+    resume = config.resume
+    if resume is not None and (not isinstance(resume, str) or not _RUN_ID.fullmatch(resume)):
+        raise ValueError(
+            f"resume: {resume!r} is not a run id; give the id of the unfinished run to finish "
+            "(letters, digits, '-' and '_', as printed when the run started)"
+        )
     resolved_device = resolve_device(config.device)
-    check_writable(config.output_dir, "output_dir")
+    output_dir = check_location(config.output_dir, "output_dir")
     return SweepConfig(
         hidden_dims=hidden_dims,
         optimizers=tuple(optimizers),
@@ -154,7 +204,9 @@ def validate_config(**parameters: Any) -> SweepConfig:
         positive_class=positive_class,
         data_path=config.data_path,
         device=config.device,
-        output_dir=absolute(config.output_dir),
+        output_dir=output_dir,
+        shard_size=shard_size,
+        resume=resume,
         resolved_device=resolved_device,
     )
 

@@ -1,71 +1,187 @@
-"""Output locations: local paths or `pyarrow.fs` URIs, checked for writing, written atomically."""
+"""Output locations: local paths or `pyarrow.fs` URIs, checked in bounded time, written atomically."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import posixpath
+import re
+import stat
+import threading
 import uuid
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 TEMPORARY_SUFFIX = ".tmp"
+# How long a location may take to answer a check before it is reported as unreachable: a gs://
+# location without credentials otherwise retries for 15 minutes without a word.
+CHECK_TIMEOUT_SECONDS = float(os.environ.get("IRIS_SWEEP_LOCATION_TIMEOUT", "20"))
+# The longest name and path a run writes below its output location (`.staging/<run>/<part>`,
+# temporaries included); checked up front so that a long location fails at validation.
+LONGEST_RELATIVE_PATH = 240
+_SECRET_QUERY = re.compile(r"key|secret|token|password|credential|signature", re.IGNORECASE)
+T = TypeVar("T")
 
 
-def _is_uri(location: str) -> bool:
+def is_uri(location: str) -> bool:
+    """Whether `location` is a URI (`scheme://...`) rather than a local path."""
     return "://" in location
 
 
 def absolute(location: str) -> str:
     """Return a local path made absolute (so every process of a cluster means the same folder)."""
-    return location if _is_uri(location) else os.path.abspath(os.path.expanduser(location))
+    return location if is_uri(location) else os.path.abspath(os.path.expanduser(location))
+
+
+def redact(location: str) -> str:
+    """Return `location` fit to show or store: credentials and secret query values replaced."""
+    if not is_uri(location):
+        return location
+    parts = urlsplit(location)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = urlencode(
+        [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def child(location: str, *names: str) -> str:
+    """Return the location of `names` below `location`, keeping a URI's query options last."""
+    for name in names:
+        check_name(name)
+    if not is_uri(location):
+        return os.path.join(location, *names)
+    parts = urlsplit(location)
+    path = posixpath.join(parts.path.rstrip("/") or "/", *names)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a plain file name; refuse anything that could leave its folder."""
+    if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise ValueError(f"refusing file name {name!r}: it must be a plain name inside the location")
+    return name
+
+
+@functools.lru_cache(maxsize=64)
+def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(location)
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     """Return the filesystem and the path inside it for a local path or a `pyarrow.fs` URI."""
-    if _is_uri(location):
-        try:
-            return pafs.FileSystem.from_uri(location)
-        except (pa.ArrowException, OSError, ValueError) as error:  # ArrowInvalid is a ValueError
-            raise ValueError(f"output_dir: cannot open {location!r}: {error}") from error
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(location))
-
-
-def join(location: str, name: str) -> str:
-    """Join a file name onto a location, refusing names that would leave it."""
-    if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), absolute(location)
+    try:
+        return _filesystem(location)
+    except (pa.ArrowException, OSError, ValueError) as error:  # ArrowInvalid is a ValueError
         raise ValueError(
-            f"refusing file name {name!r}: it must be a plain name inside the location"
+            f"output_dir: cannot open {redact(location)!r}: {_first_line(error)}"
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def within_time(what: str, function: Callable[[], T], seconds: float | None = None) -> T:
+    """Return `function()`, or raise `ValueError` saying `what` did not answer within `seconds`.
+
+    The call runs in a daemon thread: a store that never answers leaves that thread behind,
+    not the caller.
+    """
+    seconds = CHECK_TIMEOUT_SECONDS if seconds is None else seconds
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as error:  # handed to the caller's thread below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name="iris-sweep-location-check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise ValueError(
+            f"{what} did not answer within {seconds:g} s; check the address, the network and "
+            "the credentials in the environment"
         )
-    return (
-        posixpath.join(location.rstrip("/"), name)
-        if _is_uri(location)
-        else os.path.join(location, name)
-    )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
-def check_writable(location: str, parameter: str = "output_dir") -> None:
-    """Raise `ValueError` naming `parameter` if files cannot be created under `location`.
+def check_location(location: str, parameter: str = "output_dir") -> str:
+    """Return the absolute location if files can be created under it, else raise `ValueError`.
 
-    Nothing is left behind: for a local folder, a probe file is created and removed in the
-    folder or, when it does not exist yet, in its nearest existing parent.
+    Refuses credentials inside a URI (they would end up in results metadata, logs and Prefect's
+    database), a file, a dangling or looping symbolic link, a path too long for the system, and
+    a location that does not answer within `CHECK_TIMEOUT_SECONDS`. A probe file is created and
+    removed (locally in the nearest existing folder), so nothing is left behind.
     """
     if not isinstance(location, str) or not location.strip():
         raise ValueError(f"{parameter}: expected a folder path or URI, got {location!r}")
-    fs, path = resolve(location)
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File:
-        raise ValueError(f"{parameter}: {location!r} is a file; it must be a folder")
-    if not isinstance(fs, pafs.LocalFileSystem):
-        return  # remote stores have no cheap, side-effect-free write check
-    probe_dir = path
-    while not os.path.isdir(probe_dir):
-        if os.path.exists(probe_dir):
+    if is_uri(location):
+        parts = urlsplit(location)
+        if "@" in parts.netloc and ":" in parts.netloc.rsplit("@", 1)[0]:
             raise ValueError(
-                f"{parameter}: {location!r} cannot be created: {probe_dir!r} is a file"
+                f"{parameter}: {redact(location)!r} holds credentials (user:secret@); they would "
+                "be stored with the results, in logs and in Prefect's database. Give them through "
+                "the environment instead (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://, "
+                "GOOGLE_APPLICATION_CREDENTIALS for gs://)"
+            )
+        if parts.scheme == "file":
+            return check_location(parts.path, parameter)
+        return within_time(
+            f"{parameter}: {redact(location)!r}", lambda: _check_remote(location, parameter)
+        )
+    return _check_local(absolute(location), parameter)
+
+
+def _check_local(path: str, parameter: str) -> str:
+    if os.path.islink(path) and not os.path.exists(path):
+        raise ValueError(
+            f"{parameter}: {path!r} is a symbolic link to nothing (or a loop of links); "
+            "give a folder, or a link to one"
+        )
+    try:
+        real = os.path.realpath(path, strict=False)
+    except OSError as error:  # a loop of links
+        raise ValueError(f"{parameter}: {path!r} cannot be resolved ({error.strerror})") from error
+    max_name = 255
+    with contextlib.suppress(OSError, ValueError):
+        existing = real
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        max_name = os.pathconf(existing, "PC_NAME_MAX")
+        max_path = os.pathconf(existing, "PC_PATH_MAX")
+        if len(real) + LONGEST_RELATIVE_PATH > max_path:
+            raise ValueError(
+                f"{parameter}: {path!r} is too long: runs write paths up to "
+                f"{LONGEST_RELATIVE_PATH} characters below it, and this system allows "
+                f"{max_path} in all"
+            )
+    too_long = [part for part in real.split(os.sep) if len(part) > max_name]
+    if too_long:
+        raise ValueError(
+            f"{parameter}: the folder name {too_long[0][:40]!r}... is longer than this file "
+            f"system's {max_name} characters"
+        )
+    probe_dir = real
+    while not os.path.isdir(probe_dir):
+        if os.path.lexists(probe_dir):
+            raise ValueError(
+                f"{parameter}: {path!r} cannot be created: {probe_dir!r} is a file"
+                if probe_dir != real
+                else f"{parameter}: {path!r} is a file; it must be a folder"
             )
         parent = os.path.dirname(probe_dir)
         if parent == probe_dir:
@@ -73,61 +189,195 @@ def check_writable(location: str, parameter: str = "output_dir") -> None:
         probe_dir = parent
     probe = os.path.join(probe_dir, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
     try:
-        with open(probe, "xb"):
-            pass
+        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.close(descriptor)
         os.remove(probe)
     except OSError as error:
         raise ValueError(
-            f"{parameter}: {location!r} is not writable ({error.strerror} in {probe_dir!r})"
+            f"{parameter}: {path!r} is not writable ({error.strerror} in {probe_dir!r})"
         ) from error
+    return real
 
 
-def _fsync_folder(path: str) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def write_atomically(location: str, name: str, write: Callable[[IO[bytes]], None]) -> str:
-    """Write a file `name` under `location` through `write(stream)`, then publish it by rename.
-
-    Readers never see a half-written file: the bytes go to a hidden temporary name that no
-    reader lists, and only a complete file is moved to `name`. An existing file is never
-    replaced. Returns the final path or URI.
-    """
+def _check_remote(location: str, parameter: str) -> str:
     fs, path = resolve(location)
-    fs.create_dir(path, recursive=True)
-    final = join(path, name)
-    temporary = join(path, f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
-    if fs.get_file_info(final).type != pafs.FileType.NotFound:
-        raise FileExistsError(f"refusing to replace {final!r}")
     try:
-        if isinstance(fs, pafs.LocalFileSystem):
-            with open(temporary, "xb") as stream:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            raise ValueError(f"{parameter}: {redact(location)!r} is a file; it must be a folder")
+        probe = posixpath.join(path, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+        with fs.open_output_stream(probe) as stream:
+            stream.write(b"")
+        fs.delete_file(probe)
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(
+            f"{parameter}: {redact(location)!r} cannot be written: {_first_line(error)}"
+        ) from error
+    if len(path) + LONGEST_RELATIVE_PATH > 1024:  # the object key limit of S3 and GCS
+        raise ValueError(f"{parameter}: {redact(location)!r} is too long for object keys")
+    return location
+
+
+def _fsync_folder(descriptor: int) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be synced
+        os.fsync(descriptor)
+
+
+@contextlib.contextmanager
+def _open_folder(root: str, names: tuple[str, ...], create: bool) -> Any:
+    """Yield a descriptor of `root/names...`, refusing any symbolic link below `root`."""
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in names:
+            check_name(name)
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=descriptor)
+            try:
+                inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+            except OSError as error:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISLNK(os.lstat(name, dir_fd=descriptor).st_mode):
+                        raise OSError(
+                            error.errno, f"refusing to write through the symbolic link {name!r}"
+                        ) from error
+                raise
+            os.close(descriptor)
+            descriptor = inner
+        yield descriptor
+    finally:
+        os.close(descriptor)
+
+
+def write_file(
+    root: str,
+    names: tuple[str, ...] | list[str],
+    write: Callable[[IO[bytes]], None],
+    *,
+    replace: bool = False,
+) -> str:
+    """Write the file `root/names...` through `write(stream)`, atomically; return its location.
+
+    The bytes go to a hidden temporary name beside the target and are published by one rename
+    (or a hard link when `replace` is false, so an existing file is never replaced), so readers
+    never see a half-written file. Locally no symbolic link below `root` is followed, neither a
+    folder nor the file itself (a planted link is replaced, never written through), and missing
+    folders are created. `root` itself is trusted: `check_location` resolved it.
+    """
+    *folders, name = names
+    check_name(name)
+    temporary = f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
+    if is_uri(root):
+        fs, base = resolve(root)
+        folder = posixpath.join(base, *folders)
+        final, scratch = posixpath.join(folder, name), posixpath.join(folder, temporary)
+        if not replace and fs.get_file_info(final).type != pafs.FileType.NotFound:
+            raise FileExistsError(f"refusing to replace {redact(child(root, *names))!r}")
+        try:
+            with fs.open_output_stream(scratch) as stream:
+                write(stream)
+            fs.move(scratch, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                fs.delete_file(scratch)
+            raise
+        return child(root, *names)
+    root = absolute(root)
+    os.makedirs(root, exist_ok=True)
+    with _open_folder(root, tuple(folders), create=True) as folder:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        descriptor = os.open(temporary, flags, 0o644, dir_fd=folder)
+        try:
+            with os.fdopen(descriptor, "wb") as stream:
                 write(stream)
                 stream.flush()
                 os.fsync(stream.fileno())
-            # os.link fails if `final` appeared meanwhile, so no other run's file is replaced.
-            try:
-                os.link(temporary, final)
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links (FAT, some network mounts)
-                if os.path.exists(final):
-                    raise FileExistsError(f"refusing to replace {final!r}") from None
-                os.rename(temporary, final)
+            if replace:
+                os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
             else:
-                os.remove(temporary)
-            _fsync_folder(path)  # the new name survives a power cut, not only a killed process
-        else:
-            with fs.open_output_stream(temporary) as stream:
-                write(stream)
-            fs.move(temporary, final)
-    except BaseException:
+                # link fails if `name` exists, so another writer's file is never replaced
+                os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+                os.unlink(temporary, dir_fd=folder)
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=folder)
+            raise FileExistsError(f"refusing to replace {os.path.join(root, *names)!r}") from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=folder)
+            raise
+        _fsync_folder(folder)
+    return os.path.join(root, *names)
+
+
+def write_atomically(
+    location: str, name: str, write: Callable[[IO[bytes]], None], *, replace: bool = False
+) -> str:
+    """Write the file `name` in the folder `location` atomically (see `write_file`)."""
+    return write_file(location, (name,), write, replace=replace)
+
+
+def read_bytes(location: str) -> bytes:
+    """Return the bytes of the file at `location` (a path or URI)."""
+    fs, path = resolve(location)
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def list_folder(location: str) -> list[pafs.FileInfo]:
+    """Return the entries directly inside `location`, or [] if it does not exist."""
+    fs, path = resolve(location)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return []
+    return fs.get_file_info(pafs.FileSelector(path, recursive=False))
+
+
+def publish_folder(root: str, source: tuple[str, ...], target: str) -> str:
+    """Move the folder `root/source...` to `root/target` as one step; return the new location.
+
+    Locally one rename: readers see all of the folder or none of it. On an object store, which
+    has no folders to rename, the files move one by one and `_run.json`, which readers wait for,
+    moves last. An existing target is never replaced.
+    """
+    check_name(target)
+    if is_uri(root):
+        fs, base = resolve(root)
+        src, dst = posixpath.join(base, *source), posixpath.join(base, target)
+        if fs.get_file_info(dst).type != pafs.FileType.NotFound:
+            raise FileExistsError(f"refusing to replace {redact(child(root, target))!r}")
+        files = [
+            f
+            for f in fs.get_file_info(pafs.FileSelector(src, recursive=True))
+            if f.type == pafs.FileType.File
+        ]
+        files.sort(key=lambda f: f.base_name == "_run.json")
+        for info in files:
+            fs.move(info.path, posixpath.join(dst, posixpath.relpath(info.path, src)))
         with contextlib.suppress(OSError):
-            fs.delete_file(temporary)
-        raise
-    return join(location, name) if _is_uri(location) else final
+            fs.delete_dir(src)
+        return child(root, target)
+    root = absolute(root)
+    *parents, name = source
+    with (
+        _open_folder(root, tuple(parents), create=False) as parent,
+        _open_folder(root, (), create=False) as top,
+    ):
+        check_name(name)
+        if os.path.lexists(os.path.join(root, target)):
+            raise FileExistsError(f"refusing to replace {os.path.join(root, target)!r}")
+        os.rename(name, target, src_dir_fd=parent, dst_dir_fd=top)
+        _fsync_folder(top)
+        _fsync_folder(parent)
+    return os.path.join(root, target)
+
+
+def remove_tree(location: str) -> None:
+    """Delete a folder and everything in it, if it exists."""
+    fs, path = resolve(location)
+    with contextlib.suppress(FileNotFoundError, OSError):
+        fs.delete_dir(path)
+
+
+def join(location: str, name: str) -> str:
+    """Return the location of the file `name` in the folder `location` (see `child`)."""
+    return child(location, name)

@@ -1,46 +1,46 @@
-"""One sweep's steps as plain functions: train a configuration (cached), evaluate it into rows."""
+"""A sweep's steps as plain functions: a shard trained, evaluated and written; a whole sweep."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from irismodel import cache
+from irismodel import storage
 from irismodel.config import SweepConfig, check_data
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
-from irismodel.metrics import binary_metrics
-from irismodel.results import file_name, rows_to_table, to_table, write_results
-
-
-@dataclass(frozen=True)
-class TrainedConfiguration:
-    """A trained (hidden_dim, optimizer) batch, with where it was trained and if it was cached."""
-
-    run: TrainingRun
-    worker: str  # host:pid of the process that trained it
-    cached: bool
+from irismodel.metrics import METRIC_NAMES, binary_metrics
+from irismodel.results import SCHEMA, STATUS_COMPLETE, part_metadata, write_parquet
+from irismodel.runs import OpenedRun, RunPlace, Shard, open_run, plan_shards, publish_run
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """What every row of one run shares."""
+    """What every shard of one run shares: small, so it travels to every task cheaply."""
 
-    flow_run_id: str
+    flow_run_id: str  # the run's id (a resumed run keeps the id it started with)
     run_started_at: datetime
     config: SweepConfig
+    place: RunPlace
 
 
-def configuration_name(hidden_dim: int, optimizer: str) -> str:
-    """Return the name of a (hidden_dim, optimizer) configuration, e.g. `h8-sgd`."""
-    return f"h{hidden_dim}-{optimizer}"
+@dataclass(frozen=True)
+class ShardSummary:
+    """What a shard task hands back: where its rows are and a few counts, never the curves."""
+
+    shard: str
+    rows: int
+    part: str  # the part file's name in the run folder
+    worker: str  # host:pid of the process that trained and wrote it
+    engine: str
+    train_seconds: float
+    n_diverged: int
+    reused: bool  # already written by an earlier attempt of the run, checked, kept
 
 
 def this_worker() -> str:
@@ -48,129 +48,137 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def training_key(split: Split, hidden_dim: int, optimizer: str, config: SweepConfig) -> str:
-    """Return the cache key of one configuration: its training data, parameters, device, code."""
-    data = hashlib.sha256(split.x_train.tobytes() + split.y_train.tobytes()).hexdigest()
-    return cache.cache_key(
-        {
-            "training_data": data,
-            "hidden_dim": hidden_dim,
-            "optimizer": optimizer,
-            "seeds": list(config.seeds),
-            "learning_rate": config.learning_rate,
-            "epochs": config.epochs,
-            "device": config.resolved_device,
-        }
-    )
+def configuration_name(hidden_dim: int, optimizer: str) -> str:
+    """Return the name of a (hidden_dim, optimizer) configuration, e.g. `h8-sgd`."""
+    return f"h{hidden_dim}-{optimizer}"
 
 
-def train_configuration(
-    split: Split, hidden_dim: int, optimizer: str, config: SweepConfig, use_cache: bool = True
-) -> TrainedConfiguration:
-    """Train every seed of one (hidden_dim, optimizer), or load it from the output's cache."""
-    key = training_key(split, hidden_dim, optimizer, config)
-    location = cache.cache_location(config.output_dir)
-    if use_cache:
-        hit = cache.load(location, key)
-        if hit is not None:
-            run, extra = hit
-            return TrainedConfiguration(run, str(extra.get("worker", "")), cached=True)
+def diverged_mask(run: TrainingRun) -> np.ndarray:
+    """Return (K,) bool: a model's loss or a final weight is NaN or infinite."""
+    k = len(run.seeds)
+    finite = np.isfinite(run.loss_curves).all(1)
+    for values in run.parameters.values():
+        finite &= np.isfinite(values.reshape(k, -1)).all(1)
+    return ~finite
+
+
+def shard_table(run: TrainingRun, split: Split, context: RunContext, shard: str, worker: str) -> pa.Table:
+    """Return the results rows of one trained shard as a table of SCHEMA, built from arrays."""
+    config = context.config
+    k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
+    diverged = diverged_mask(run)
+    curves = np.ascontiguousarray(run.loss_curves, dtype=np.float32).reshape(-1)  # (K*E,)
+    offsets = pa.array(np.arange(0, k * epochs + 1, epochs, dtype=np.int32))
+    columns: dict[str, pa.Array] = {}
+
+    def constant(name: str, value: object) -> None:
+        columns[name] = pa.array([value] * k, type=SCHEMA.field(name).type)
+
+    constant("flow_run_id", context.flow_run_id)
+    constant("run_started_at", context.run_started_at)
+    constant("run_status", STATUS_COMPLETE)
+    constant("hidden_dim", run.hidden_dim)
+    constant("optimizer", run.optimizer)
+    columns["seed"] = pa.array(np.asarray(run.seeds, dtype=np.int64))
+    constant("learning_rate", run.learning_rate)
+    constant("epochs", run.epochs)
+    constant("test_size", config.test_size)
+    constant("split_seed", config.split_seed)
+    constant("standardize", config.standardize)
+    constant("positive_class", split.positive_class)
+    constant("data_source", split.data_source)
+    constant("data_fingerprint", split.data_fingerprint)
+    constant("n_train", len(split.y_train))
+    constant("n_test", len(split.y_test))
+    constant("n_train_positive", int(split.y_train.sum()))
+    constant("n_test_positive", int(split.y_test.sum()))
+    constant("device", run.device)
+    constant("engine", run.engine)
+    constant("worker", worker)
+    constant("shard", shard)
+    columns["loss_curve"] = pa.ListArray.from_arrays(offsets, pa.array(curves))
+    last = run.loss_curves[:, -1] if k else np.empty(0, np.float32)
+    columns["final_train_loss"] = pa.array(last.astype(np.float64))
+    columns["diverged"] = pa.array(diverged)
+    for part, x, y in (("train", split.x_train, split.y_train), ("test", split.x_test, split.y_test)):
+        scores = binary_metrics(predict_proba(run.parameters, x), y, diverged)
+        for name in METRIC_NAMES:
+            values = scores[name]
+            columns[f"{part}_{name}"] = pa.array(values, mask=np.isnan(values))
+    constant("train_seconds", run.train_seconds / max(k, 1))
+    return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
+
+
+def run_shard(split: Split, shard: Shard, context: RunContext) -> ShardSummary:
+    """Train every seed of one shard at once, evaluate them, write their rows; return a summary.
+
+    The part file goes into the run's staging folder from this process (a thread of the flow or
+    a Dask worker), atomically; an older file of the same shard (from an attempt whose file
+    failed the resume checks) is replaced.
+    """
+    config = context.config
     run = train_batched(
         split.x_train,
         split.y_train,
-        hidden_dim,
-        optimizer,
-        config.seeds,
+        shard.hidden_dim,
+        shard.optimizer,
+        shard.seeds(config),
         config.learning_rate,
         config.epochs,
         device=config.resolved_device,
     )
     worker = this_worker()
-    if use_cache:
-        try:
-            cache.store(location, key, run, {"worker": worker})
-        except OSError as error:
-            # The cache only saves a rerun's time: a worker that cannot write it still delivers.
-            warnings.warn(
-                f"could not cache {configuration_name(hidden_dim, optimizer)}: {error}",
-                stacklevel=2,
-            )
-    return TrainedConfiguration(run, worker, cached=False)
+    table = shard_table(run, split, context, shard.name, worker)
+    table = table.replace_schema_metadata(
+        part_metadata(config.parameters(), context.flow_run_id, shard.name, worker)
+    )
+    place = context.place
+    storage.write_file(
+        place.root,
+        place.staging_names(shard.file_name),
+        lambda stream: write_parquet(table, stream),
+        replace=True,
+    )
+    return ShardSummary(
+        shard=shard.name,
+        rows=table.num_rows,
+        part=shard.file_name,
+        worker=worker,
+        engine=run.engine,
+        train_seconds=run.train_seconds,
+        n_diverged=int(table["diverged"].to_numpy().sum()),
+        reused=False,
+    )
 
 
-def evaluate_configuration(
-    trained: TrainedConfiguration, split: Split, context: RunContext
-) -> list[dict[str, Any]]:
-    """Return one results row per seed: the run's parameters, loss curve and metrics."""
-    run, config = trained.run, context.config
-    k = len(run.seeds)
-    finite_curve = np.isfinite(run.loss_curves).all(1)
-    finite_params = np.ones(k, dtype=bool)
-    for values in run.parameters.values():
-        finite_params &= np.isfinite(values.reshape(k, -1)).all(1)
-    diverged = ~(finite_curve & finite_params)
-    metrics = {}
-    for part, x, y in (
-        ("train", split.x_train, split.y_train),
-        ("test", split.x_test, split.y_test),
-    ):
-        scores = binary_metrics(predict_proba(run.parameters, x), y, diverged)
-        for name, values in scores.items():
-            metrics[f"{part}_{name}"] = values
-    rows = []
-    for i, seed in enumerate(run.seeds):
-        curve = run.loss_curves[i]
-        row: dict[str, Any] = {
-            "flow_run_id": context.flow_run_id,
-            "run_started_at": context.run_started_at,
-            "hidden_dim": run.hidden_dim,
-            "optimizer": run.optimizer,
-            "seed": seed,
-            "learning_rate": run.learning_rate,
-            "epochs": run.epochs,
-            "test_size": config.test_size,
-            "split_seed": config.split_seed,
-            "standardize": config.standardize,
-            "positive_class": split.positive_class,
-            "data_source": split.data_source,
-            "data_fingerprint": split.data_fingerprint,
-            "n_train": len(split.y_train),
-            "n_test": len(split.y_test),
-            "device": run.device,
-            "engine": run.engine,
-            "worker": trained.worker,
-            "loss_curve": curve.tolist(),
-            "final_train_loss": float(curve[-1]),
-            "diverged": bool(diverged[i]),
-            "train_seconds": run.train_seconds / k,
-        }
-        for name, values in metrics.items():
-            value = float(values[i])
-            row[name] = None if np.isnan(value) else value
-        rows.append(row)
-    return rows
+def reused_summary(shard: Shard) -> ShardSummary:
+    """Return the summary of a shard an earlier attempt already wrote (and the checks kept)."""
+    return ShardSummary(shard.name, len(shard), shard.file_name, "", "", 0.0, 0, reused=True)
+
+
+def context_of(opened: OpenedRun, config: SweepConfig) -> RunContext:
+    """Return the context every shard of an opened run shares."""
+    return RunContext(opened.run_id, opened.started_at, config, opened.place)
 
 
 def run_sweep(
     config: SweepConfig,
     flow_run_id: str = "local",
     started_at: datetime | None = None,
-    use_cache: bool = True,
 ) -> str:
     """Run a whole sweep in this process, without Prefect: the flow's steps one after another.
 
-    Takes a validated config (`validate_config`); returns the path of the Parquet file written.
+    Takes a validated config (`validate_config`); returns the location of the published run
+    folder. Resumes run `flow_run_id` (or `config.resume`) if it is unfinished there.
     """
     split = check_data(config)
-    context = RunContext(flow_run_id, started_at or datetime.now(UTC), config)
-    tables = [
-        rows_to_table(
-            evaluate_configuration(
-                train_configuration(split, hidden_dim, optimizer, config, use_cache), split, context
-            )
-        )
-        for hidden_dim in config.hidden_dims
-        for optimizer in config.optimizers
-    ]
-    table = to_table(tables, config.parameters())
-    return write_results(table, config.output_dir, file_name(flow_run_id, context.run_started_at))
+    opened = open_run(config, flow_run_id, started_at or datetime.now(UTC))
+    if opened.published:
+        return opened.place.published
+    context = context_of(opened, config)
+    for shard in plan_shards(config):
+        if shard.name not in opened.finished:
+            run_shard(split, shard, context)
+    published = publish_run(opened.place, failed=[])
+    assert published is not None
+    return published

@@ -1,35 +1,36 @@
-"""Tasks that check the parameters and prepare the data, before any training starts."""
+"""Tasks that check the parameters, prepare the data and open the run, before any training."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from irismodel.config import validate_config
+from irismodel.config import SweepConfig, validate_config
 from irismodel.data import Dataset, Split, load_dataset, split_dataset
-from irismodel.sweep import RunContext
+from irismodel.runs import open_run, plan_shards, resumed_config
+from irismodel.storage import redact
+from irismodel.sweep import RunContext, context_of
 
 
 @task(name="validate-parameters", cache_policy=NO_CACHE, persist_result=False)
-def validate_parameters(**parameters: Any) -> RunContext:
-    """Check every parameter (device and output location included) and open the run."""
+def validate_parameters(**parameters: Any) -> SweepConfig:
+    """Check every parameter (device and output location included); a resume takes its run's."""
     config = validate_config(**parameters)
+    if config.resume:
+        config = resumed_config(config)
     get_run_logger().info(
-        "sweep of %d configurations x %d seeds on %s, writing to %s",
+        "sweep of %d configurations x %d seeds (%d shards of up to %d seeds) on %s, into %s",
         len(config.hidden_dims) * len(config.optimizers),
-        len(config.seeds),
+        len(config.seed_set),
+        len(plan_shards(config)),
+        config.seeds_per_shard,
         config.resolved_device,
-        config.output_dir,
+        redact(config.output_dir),
     )
-    return RunContext(
-        flow_run_id=flow_run.get_id() or "local",
-        run_started_at=datetime.now(UTC),
-        config=config,
-    )
+    return config
 
 
 @task(name="load-data", cache_policy=NO_CACHE, persist_result=False)
@@ -41,9 +42,8 @@ def load_data(data_path: str | None) -> Dataset:
 
 
 @task(name="split-data", cache_policy=NO_CACHE, persist_result=False)
-def split_data(dataset: Dataset, context: RunContext) -> Split:
+def split_data(dataset: Dataset, config: SweepConfig) -> Split:
     """Binarize by the positive class and split into training and test rows."""
-    config = context.config
     split = split_dataset(
         dataset, config.positive_class, config.test_size, config.split_seed, config.standardize
     )
@@ -54,3 +54,25 @@ def split_data(dataset: Dataset, context: RunContext) -> Split:
         len(split.y_test),
     )
     return split
+
+
+@task(name="open-run", cache_policy=NO_CACHE, persist_result=False)
+def open_sweep_run(config: SweepConfig) -> tuple[RunContext, frozenset[str], bool]:
+    """Open the run's staging folder, or find what an earlier attempt of it already wrote.
+
+    Returns the context, the shards already written (and checked), and whether the run was
+    already published.
+    """
+    opened = open_run(config, flow_run.get_id() or "local")
+    logger = get_run_logger()
+    if opened.published:
+        logger.info("run %s is already published: %s", opened.run_id,
+                    redact(opened.place.published))
+    elif opened.resumed:
+        logger.info("resuming run %s: %d of %d shards already written and checked",
+                    opened.run_id, len(opened.finished), len(plan_shards(config)))
+    else:
+        logger.info("run %s: shards go to %s; if it stops unfinished, finish it with "
+                    "`iris-sweep --resume %s` (or Retry in the UI)", opened.run_id,
+                    redact(opened.place.staging), opened.run_id)
+    return context_of(opened, config), opened.finished, opened.published

@@ -47,7 +47,7 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         link=path if "://" in path else Path(path).resolve().as_uri(),
         link_text=path.rstrip("/").rsplit("/", 1)[-1],
         key=RESULTS_KEY,
-        description=f"The results of run {flow_run_id}: one Parquet file, one row per model.",
+        description=f"The results of run {flow_run_id}: a folder of Parquet files, a row per model.",
     )
     get_run_logger().info(
         "published artifacts %s, %s, %s; plots at %s and %s",
@@ -60,8 +60,8 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
     return report.text
 
 
-def start_progress(total: int) -> UUID | None:
-    """Create the run's progress artifact at 0%; call it from the flow body.
+def start_progress(total: int, done: int = 0) -> UUID | None:
+    """Create the run's progress artifact at `done` of `total` shards; call it from the flow.
 
     A plain function, not a task: artifacts attach to the flow run from its own body. Returns
     the artifact id for `advance_progress`, or None if the API could not be reached (a
@@ -69,9 +69,9 @@ def start_progress(total: int) -> UUID | None:
     """
     try:
         return create_progress_artifact(
-            progress=0.0,
+            progress=100.0 * done / max(total, 1),
             key=PROGRESS_KEY,
-            description=f"Configurations trained and evaluated: 0 of {total}",
+            description=_progress_text(done, total),
         )
     except Exception as error:  # a progress bar is never worth failing the sweep
         get_logger("iris-sweep").warning("progress artifact not created: %s", error)
@@ -79,14 +79,18 @@ def start_progress(total: int) -> UUID | None:
 
 
 def advance_progress(artifact_id: UUID | None, done: int, total: int) -> None:
-    """Set the progress artifact to `done` of `total` configurations."""
+    """Set the progress artifact to `done` of `total` shards."""
     if artifact_id is None:
         return
     try:
         update_progress_artifact(
             artifact_id=artifact_id,
             progress=100.0 * done / max(total, 1),
-            description=f"Configurations trained and evaluated: {done} of {total}",
+            description=_progress_text(done, total),
         )
     except Exception as error:  # a progress bar is never worth failing the sweep
         get_logger("iris-sweep").warning("progress artifact not updated: %s", error)
+
+
+def _progress_text(done: int, total: int) -> str:
+    return f"Shards trained, evaluated and written: {done} of {total}"

@@ -1,0 +1,155 @@
+"""Sets of integers written as ranges, `8..14` or `0, 3, 7..9`: seeds and hidden dims, compactly."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+_ITEM = re.compile(r"\s*(-?\d+)\s*(?:\.\.\s*(-?\d+)\s*)?")
+PATTERN = r"^\s*\d+\s*(\.\.\s*\d+\s*)?(,\s*\d+\s*(\.\.\s*\d+\s*)?)*$"
+
+
+@dataclass(frozen=True)
+class IntRanges:
+    """A set of integers, sorted, as half-open ranges `(start, stop)` that neither touch nor overlap.
+
+    Stores a million seeds `0..999999` as one pair, so a sweep's parameters, its plan and what
+    each task receives stay small however many models it trains.
+    """
+
+    ranges: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, values: Iterable[int]) -> IntRanges:
+        """Return the set of `values` (a `range` stays one pair). Duplicates must be removed first."""
+        if isinstance(values, range) and values.step == 1:
+            return cls(((values.start, values.stop),) if len(values) else ())
+        pairs = sorted((v, v + 1) for v in values)
+        return cls(_merge(pairs))
+
+    def __len__(self) -> int:
+        return sum(stop - start for start, stop in self.ranges)
+
+    def __iter__(self) -> Iterator[int]:
+        for start, stop in self.ranges:
+            yield from range(start, stop)
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+    def first(self) -> int:
+        """Return the smallest value."""
+        return self.ranges[0][0]
+
+    def last(self) -> int:
+        """Return the largest value."""
+        return self.ranges[-1][1] - 1
+
+    def take(self, start: int, stop: int) -> list[int]:
+        """Return the values at sorted positions `start..stop-1`, without expanding the others."""
+        out: list[int] = []
+        offset = 0
+        for low, high in self.ranges:
+            size = high - low
+            if offset + size > start and offset < stop:
+                a = max(start - offset, 0)
+                b = min(stop - offset, size)
+                out.extend(range(low + a, low + b))
+            offset += size
+            if offset >= stop:
+                break
+        return out
+
+    def array(self) -> np.ndarray:
+        """Return every value as an int64 array."""
+        if not self.ranges:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in self.ranges])
+
+    def text(self) -> str:
+        """Return the canonical text: `8..14`, `0, 3, 7..9`."""
+        return ", ".join(
+            str(start) if stop - start == 1 else f"{start}..{stop - 1}"
+            for start, stop in self.ranges
+        )
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+def _merge(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    merged: list[tuple[int, int]] = []
+    for start, stop in pairs:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    return tuple(merged)
+
+
+def _check_bounds(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name}: {value} is out of range; allowed are {low}..{high}")
+
+
+def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) -> IntRanges:
+    """Return the set named by `value`, or raise `ValueError` naming parameter `name`.
+
+    `value` is text (`8..14`, `0, 3, 7..9`; ranges are inclusive), a list of integers, or an
+    `IntRanges`. Every value must lie in `low..high` and appear once; at most `max_count`
+    values in all. Linear in the number of ranges, however many values they hold.
+    """
+    allowed = f"allowed are {low}..{high}"
+    if isinstance(value, IntRanges):
+        pairs = list(value.ranges)
+        for start, stop in pairs:
+            _check_bounds(name, start, low, high)
+            _check_bounds(name, stop - 1, low, high)
+    elif isinstance(value, str):
+        pairs = []
+        text = value.strip()
+        if not text:
+            raise ValueError(f"{name}: must not be empty; give integers or ranges like 8..14 ({allowed})")
+        for item in text.split(","):
+            match = _ITEM.fullmatch(item)
+            if match is None:
+                raise ValueError(
+                    f"{name}: {item.strip()!r} is not an integer or a range like 8..14; {allowed}"
+                )
+            start = int(match.group(1))
+            stop = int(match.group(2)) if match.group(2) is not None else start
+            _check_bounds(name, start, low, high)
+            _check_bounds(name, stop, low, high)
+            if stop < start:
+                raise ValueError(f"{name}: the range {start}..{stop} is empty; write it low..high")
+            pairs.append((start, stop + 1))
+    elif isinstance(value, list | tuple | range):
+        pairs = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int | np.integer):
+                raise ValueError(f"{name}: {item!r} is not an integer; {allowed}")
+            _check_bounds(name, int(item), low, high)
+            pairs.append((int(item), int(item) + 1))
+        if not pairs:
+            raise ValueError(f"{name}: must not be empty; give at least one integer in {low}..{high}")
+    else:
+        raise ValueError(
+            f"{name}: expected integers as text (8..14 or 0, 3, 7..9) or a list, got {value!r}"
+        )
+    if not pairs:
+        raise ValueError(f"{name}: must not be empty; give at least one integer in {low}..{high}")
+    pairs.sort()
+    # sorted by start, two ranges share a value only if some neighbours do
+    repeated = [b[0] for a, b in zip(pairs, pairs[1:], strict=False) if b[0] < a[1]]
+    if repeated:
+        shown = sorted(set(repeated))[:10]
+        raise ValueError(f"{name}: duplicate value(s) {shown}; each may appear once")
+    result = IntRanges(_merge(pairs))
+    if len(result) > max_count:
+        raise ValueError(
+            f"{name}: {len(result):,} values; at most {max_count:,} are allowed in one sweep"
+        )
+    return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,16 +15,26 @@ BUNDLED = "bundled:iris"
 FEATURE_COLUMNS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 LABEL_COLUMNS = ("species", "target", "label", "class")
 FILE_FORMATS = (".csv", ".parquet", ".pq")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+EXACT_FLOAT_CODES = 2**53  # float label codes beyond this are not exact integers
+LISTED_CLASSES = 20  # error messages list at most this many classes
+_INTEGER_TEXT = re.compile(r"[-+]?[0-9]{1,300}")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Labelled feature rows: the classes are `class_names`, labels index into them."""
+    """Labelled feature rows: the classes are `class_names`, labels index into them.
+
+    `integer_codes` says the file labelled its rows with integer codes (the class names are then
+    the codes in numeric order, e.g. "1", "2", "10"), so a `positive_class` of 1 means the code 1
+    and not an index.
+    """
 
     features: np.ndarray  # (N, 4) float32
     labels: np.ndarray  # (N,) int64, index into class_names
     class_names: tuple[str, ...]
     source: str  # BUNDLED or the file it was read from
+    integer_codes: bool = False
 
     def fingerprint(self) -> str:
         """Return a SHA-256 of the rows and class names: equal data gives an equal fingerprint."""
@@ -50,7 +62,9 @@ def load_dataset(data_path: str | None = None) -> Dataset:
     """Load the bundled Iris data (no network) or a CSV/Parquet file.
 
     A file needs the numeric columns `FEATURE_COLUMNS` and one label column, the first of
-    `LABEL_COLUMNS` present, holding class names or integer codes.
+    `LABEL_COLUMNS` present, holding class names or integer codes (numbers, or text such as
+    "1", that then make `Dataset.integer_codes` true). Class names are stripped of surrounding
+    spaces; features must fit float32.
     """
     if data_path is None:
         from sklearn.datasets import load_iris
@@ -91,10 +105,42 @@ def _read_table(data_path: str) -> pd.DataFrame:
     check_data_path(data_path)
     try:
         if data_path.lower().endswith(".csv"):
-            return pd.read_csv(data_path)
-        return pd.read_parquet(data_path)
+            frame = pd.read_csv(data_path)
+            # read_csv renames a repeated column ("sepal_length.1"); the raw header shows it
+            header = pd.read_csv(data_path, header=None, nrows=1, dtype=str).iloc[0].tolist()
+        else:
+            frame = pd.read_parquet(data_path)
+            header = list(frame.columns)
     except Exception as error:  # a reader's own error names neither the parameter nor the fix
         raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
+    counts = Counter(str(name) for name in header)
+    repeated = [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if counts[c] > 1]
+    if repeated:
+        raise ValueError(
+            f"data_path: {data_path!r} has more than one column named "
+            f"{', '.join(map(repr, repeated))}; each feature and label column must appear once"
+        )
+    return frame
+
+
+def _listing(names: tuple[str, ...]) -> str:
+    """Join class names for a message, at most `LISTED_CLASSES` of them."""
+    if len(names) <= LISTED_CLASSES:
+        return ", ".join(names)
+    return f"{', '.join(names[:LISTED_CLASSES])}, ... ({len(names)} in all)"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _canonical_integer(text: str) -> str | None:
+    """Return `text` as a canonical integer ("007" -> "7", "+3" -> "3"), or None if not one."""
+    if not _INTEGER_TEXT.fullmatch(text):
+        return None
+    digits = text.lstrip("-+").lstrip("0") or "0"
+    return "-" + digits if text.startswith("-") and digits != "0" else digits
 
 
 def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
@@ -125,28 +171,73 @@ def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
             f"data_path: {source!r} has NaN or infinite features in {bad_rows.size} row(s), "
             f"first at row {int(bad_rows[0])}"
         )
-    labels = frame[label_column]
-    if labels.isna().any():
+    # finite in float64 is not enough: 1e39 becomes inf in the model's float32
+    bad_rows = np.flatnonzero((np.abs(values) > FLOAT32_MAX).any(axis=1))
+    if bad_rows.size:
         raise ValueError(
-            f"data_path: label column {label_column!r} of {source!r} has missing values"
+            f"data_path: {source!r} has feature values beyond float32's range "
+            f"(|x| > {FLOAT32_MAX:.1e}) in {bad_rows.size} row(s), first at row "
+            f"{int(bad_rows[0])}; the model trains in float32"
         )
-    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+    class_names, label_index, integer_codes = _labels(frame[label_column], label_column, source)
+    return Dataset(values.astype(np.float32), label_index, class_names, source, integer_codes)
+
+
+def _is_label_value(value: object) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return False
+    return isinstance(value, str | int | np.integer)
+
+
+def _labels(
+    labels: pd.Series, column: str, source: str
+) -> tuple[tuple[str, ...], np.ndarray, bool]:
+    """Return the class names, each row's index into them, and whether they are integer codes."""
+    refused = f"data_path: label column {column!r} of {source!r} "
+    if labels.isna().any():
+        raise ValueError(refused + "has missing values")
+    numeric_codes = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    if numeric_codes:
         numeric = labels.to_numpy()
-        if not np.all(numeric == np.round(numeric)):
+        if numeric.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(numeric) | (numeric != np.round(numeric))
+                bad |= np.abs(numeric) > EXACT_FLOAT_CODES
+        else:  # integers are codes; anything else (complex) is not
+            bad = np.full(len(numeric), numeric.dtype.kind not in "iu")
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            value = numeric[row]
+            shown = repr(float(value)) if numeric.dtype.kind == "f" else _short(value)
             raise ValueError(
-                f"data_path: label column {label_column!r} of {source!r} must hold class names "
-                "or integer codes"
+                refused + f"must hold class names or integer codes; found {shown} at row {row}"
             )
-        codes = sorted({int(v) for v in numeric})
-        class_names = tuple(str(code) for code in codes)
-        index = {code: i for i, code in enumerate(codes)}
-        label_index = np.array([index[int(v)] for v in numeric], dtype=np.int64)
-    else:
-        names = labels.astype(str).to_numpy()
-        class_names = tuple(sorted(set(names)))
-        index = {name: i for i, name in enumerate(class_names)}
-        label_index = np.array([index[name] for name in names], dtype=np.int64)
-    return Dataset(values.astype(np.float32), label_index, class_names, source)
+        codes, inverse = np.unique(numeric, return_inverse=True)
+        names = tuple(str(int(code)) for code in codes)
+        return names, inverse.reshape(-1).astype(np.int64), True
+    if labels.dtype == object:  # a Parquet column may hold bytes, lists, decimals, ...
+        for row, value in enumerate(labels.to_numpy()):
+            if not _is_label_value(value):
+                raise ValueError(
+                    refused + "must hold class names or integer codes; found "
+                    f"{type(value).__name__} {_short(value)} at row {row}"
+                )
+    text = np.array([str(value).strip() for value in labels.to_numpy()], dtype=object)
+    blank = np.flatnonzero(text == "")
+    if blank.size:
+        raise ValueError(
+            refused + f"has blank class names in {blank.size} row(s), first at row "
+            f"{int(blank[0])}; every row needs a class name or integer code"
+        )
+    as_integers = [_canonical_integer(name) for name in text]
+    if all(code is not None for code in as_integers):  # "1", "2", "3" as text: integer codes
+        numeric = np.array([int(code) for code in as_integers], dtype=object)
+        codes = sorted(set(numeric))
+        position = {code: i for i, code in enumerate(codes)}
+        index = np.array([position[code] for code in numeric], dtype=np.int64)
+        return tuple(str(code) for code in codes), index, True
+    names, inverse = np.unique(text, return_inverse=True)
+    return tuple(str(name) for name in names), inverse.reshape(-1).astype(np.int64), False
 
 
 def _as_index(value: object) -> int | None:
@@ -154,22 +245,36 @@ def _as_index(value: object) -> int | None:
         return None
     if isinstance(value, int | np.integer):
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        canonical = _canonical_integer(value.strip())
+        return None if canonical is None else int(canonical)
     return None
 
 
 def positive_index(dataset: Dataset, positive_class: str | int) -> int:
-    """Return the class index named by `positive_class`: a class name or an index into them."""
+    """Return the class index named by `positive_class`.
+
+    With integer label codes an integer (or a string of digits) is a code, never an index. With
+    class names a name is that class and an integer is an index into the sorted names, unless
+    the data has a class of that name (labels such as "1", "2", "x").
+    """
     names = dataset.class_names
+    shown = repr(int(positive_class) if isinstance(positive_class, np.integer) else positive_class)
     if isinstance(positive_class, str) and positive_class in names:
         return names.index(positive_class)
-    as_index = _as_index(positive_class)
-    if as_index is not None and 0 <= as_index < len(names):
-        return as_index
+    as_integer = _as_index(positive_class)
+    if as_integer is not None and str(as_integer) in names:
+        return names.index(str(as_integer))
+    if dataset.integer_codes:
+        raise ValueError(
+            f"positive_class: {shown} is not a label of the data; its labels are the "
+            f"integer codes {_listing(names)}"
+        )
+    if as_integer is not None and 0 <= as_integer < len(names):
+        return as_integer
     raise ValueError(
-        f"positive_class: {positive_class!r} is not a class of the data; valid are the names "
-        f"{', '.join(names)} or an index 0..{len(names) - 1}"
+        f"positive_class: {shown} is not a class of the data; valid are the names "
+        f"{_listing(names)} or an index 0..{len(names) - 1}"
     )
 
 

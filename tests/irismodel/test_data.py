@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from irismodel.data import (
     binarize,
     check_data_path,
     load_dataset,
+    positive_index,
     split_dataset,
 )
 
@@ -66,7 +69,7 @@ def test_integer_label_codes_become_class_names(tmp_path, dataset, iris_frame):
     """A label column of integer codes loads with the codes as class names, in order."""
     frame = iris_frame.drop(columns="species").assign(target=dataset.labels)
     loaded = load_dataset(_write(frame, tmp_path / "codes.csv"))
-    assert loaded.class_names == ("0", "1", "2")
+    assert loaded.class_names == ("0", "1", "2") and loaded.integer_codes
     np.testing.assert_array_equal(loaded.labels, dataset.labels)
 
 
@@ -272,3 +275,193 @@ def test_positive_class_not_in_the_data(dataset, positive_class):
         r"versicolor, virginica or an index 0\.\.2",
     ):
         split_dataset(dataset, positive_class)
+
+
+# Values beyond float32: the finite check runs in float64, the model in float32.
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("huge", [1e39, -1e39, 1e300])
+def test_features_beyond_float32_are_refused(tmp_path, iris_frame, suffix, huge):
+    """A feature that is finite in float64 but inf in float32 is refused, naming the rows."""
+    frame = iris_frame.astype({"petal_width": np.float64})
+    frame.loc[[4, 20], "petal_width"] = huge
+    path = _write(frame, tmp_path / f"data{suffix}")
+    with pytest.raises(
+        ValueError,
+        match=r"data_path: '.*data\.(csv|parquet)' has feature values beyond float32's range "
+        r"\(\|x\| > 3\.4e\+38\) in 2 row\(s\), first at row 4; the model trains in float32$",
+    ):
+        load_dataset(path)
+
+
+def test_feature_at_float32_max_is_accepted(tmp_path, iris_frame):
+    """The largest float32 itself is accepted and stays finite."""
+    frame = iris_frame.astype({"sepal_length": np.float64})
+    frame.loc[0, "sepal_length"] = float(np.finfo(np.float32).max)
+    loaded = load_dataset(_write(frame, tmp_path / "edge.parquet"))
+    assert np.isfinite(loaded.features).all()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize(
+    ("bad", "shown"), [(np.inf, "inf"), (-np.inf, "-inf"), (1.5, "1.5"), (1e300, "1e+300")]
+)
+def test_numeric_label_that_is_not_an_integer_code(tmp_path, iris_frame, suffix, bad, shown):
+    """An infinite, fractional or inexact numeric label is refused naming the label column."""
+    codes = iris_frame["species"].map({"setosa": 1.0, "versicolor": 2.0, "virginica": 3.0})
+    codes[5] = bad
+    path = _write(iris_frame.assign(species=codes), tmp_path / f"data{suffix}")
+    with pytest.raises(
+        ValueError,
+        match=rf"data_path: label column 'species' of '.*data\.(csv|parquet)' must hold class "
+        rf"names or integer codes; found {re.escape(shown)} at row 5$",
+    ):
+        load_dataset(path)
+
+
+# Integer label codes: an integer positive_class is a code, never an index.
+@pytest.fixture
+def coded(tmp_path, dataset, iris_frame) -> Dataset:
+    """Iris labelled 1 (setosa), 2 (versicolor), 3 (virginica)."""
+    frame = iris_frame.drop(columns="species").assign(target=dataset.labels + 1)
+    return load_dataset(_write(frame, tmp_path / "coded.csv"))
+
+
+@pytest.mark.parametrize(
+    ("positive_class", "code"),
+    [(1, 1), (2, 2), (3, 3), ("1", 1), ("3", 3), (" 2", 2), ("03", 3), (np.int64(3), 3)],
+)
+def test_integer_positive_class_is_the_label_code(coded, dataset, positive_class, code):
+    """With codes 1, 2, 3 the positive class 1 is code 1 (setosa), 3 is code 3 (virginica)."""
+    assert coded.integer_codes and coded.class_names == ("1", "2", "3")
+    targets, name = binarize(coded, positive_class)
+    assert name == str(code)
+    np.testing.assert_array_equal(targets, (dataset.labels == code - 1).astype(np.float32))
+    assert positive_index(coded, positive_class) == code - 1
+    assert split_dataset(coded, positive_class, test_size=0).positive_class == str(code)
+
+
+@pytest.mark.parametrize(
+    ("positive_class", "shown"),
+    [(0, "0"), (4, "4"), (-1, "-1"), ("0", "'0'"), ("setosa", "'setosa'"), (np.int64(0), "0")],
+)
+def test_positive_class_that_is_not_a_code(coded, positive_class, shown):
+    """A positive class that is not one of the codes is refused, listing the codes."""
+    with pytest.raises(
+        ValueError,
+        match=rf"^positive_class: {shown} is not a label of the data; its labels are the "
+        r"integer codes 1, 2, 3$",
+    ):
+        split_dataset(coded, positive_class)
+
+
+def test_bundled_names_keep_integer_as_index(dataset):
+    """Class names are not codes: an integer stays an index into the sorted names."""
+    assert dataset.integer_codes is False
+    assert (
+        Dataset(dataset.features, dataset.labels, dataset.class_names, "x").integer_codes is False
+    )
+    assert binarize(dataset, 1)[1] == binarize(dataset, np.int64(1))[1] == "versicolor"
+    assert binarize(dataset, 0)[1] == "setosa"
+
+
+@pytest.mark.parametrize("texts", [["1", "2", "3"], ["01", "02", "03"], [" 1", "2 ", "+3"]])
+def test_integer_codes_written_as_text(tmp_path, dataset, iris_frame, texts):
+    """A text column of integers is read as codes, as a CSV of the same would be."""
+    frame = iris_frame.assign(species=[texts[i] for i in dataset.labels])
+    loaded = load_dataset(_write(frame, tmp_path / "text.parquet"))
+    assert loaded.integer_codes and loaded.class_names == ("1", "2", "3")
+    assert binarize(loaded, 1)[1] == "1"
+    with pytest.raises(ValueError, match=r"positive_class: 0 is not a label of the data"):
+        binarize(loaded, 0)
+
+
+def test_integer_codes_sort_numerically(tmp_path, iris_frame):
+    """Codes 2, 10 and -1 are ordered as numbers, not as text."""
+    frame = iris_frame.assign(species=np.resize([10, 2, -1], len(iris_frame)))
+    loaded = load_dataset(_write(frame, tmp_path / "sorted.csv"))
+    assert loaded.class_names == ("-1", "2", "10")
+    assert binarize(loaded, 10)[1] == "10" and binarize(loaded, "-1")[1] == "-1"
+
+
+def test_mixed_label_column_prefers_the_class_name(tmp_path, iris_frame):
+    """Labels 1, 2 and x are names; the positive class 1 is the class '1', not index 1 ('2')."""
+    frame = iris_frame.assign(species=np.resize(["1", "2", "x"], len(iris_frame)))
+    path = _write(frame, tmp_path / "mixed.csv")
+    loaded = load_dataset(path)
+    assert loaded.class_names == ("1", "2", "x") and not loaded.integer_codes
+    assert binarize(loaded, 1)[1] == "1" and binarize(loaded, "2")[1] == "2"
+    assert binarize(loaded, "x")[1] == "x"
+
+
+def test_many_classes_are_listed_briefly(tmp_path, iris_frame):
+    """An error about data with 150 classes lists 20 of them and the count, not all."""
+    frame = iris_frame.assign(species=[f"c{i:03d}" for i in range(len(iris_frame))])
+    loaded = load_dataset(_write(frame, tmp_path / "many.parquet"))
+    with pytest.raises(ValueError, match=r"^positive_class: 'rose' .*") as raised:
+        positive_index(loaded, "rose")
+    message = str(raised.value)
+    assert "c019, ... (150 in all) or an index 0..149" in message and "c020" not in message
+    assert len(message) < 300
+
+
+def test_huge_digit_positive_class_is_refused_by_name(dataset, coded):
+    """A positive class of thousands of digits is refused by name, not by int()'s digit limit."""
+    for data in (dataset, coded):
+        with pytest.raises(ValueError, match=r"^positive_class: '9999.* is not a"):
+            positive_index(data, "9" * 5000)
+
+
+def test_boolean_labels_are_names(tmp_path, iris_frame):
+    """A boolean label column loads as the names False and True, chosen by name or index."""
+    frame = iris_frame.assign(species=iris_frame["species"] == "versicolor")
+    loaded = load_dataset(_write(frame, tmp_path / "bool.parquet"))
+    assert loaded.class_names == ("False", "True") and not loaded.integer_codes
+    assert binarize(loaded, "True")[0].sum() == 50 and binarize(loaded, 1)[1] == "True"
+
+
+def test_class_names_are_stripped_of_spaces(tmp_path, dataset, iris_frame):
+    """'setosa ' and 'setosa' are one class: stray spaces do not split a class in two."""
+    frame = iris_frame.copy()
+    frame.loc[::2, "species"] = " " + frame.loc[::2, "species"] + " "
+    loaded = load_dataset(_write(frame, tmp_path / "spaces.csv"))
+    assert loaded.class_names == dataset.class_names
+    assert loaded.fingerprint() == dataset.fingerprint()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_blank_class_name_is_refused(tmp_path, iris_frame, suffix):
+    """A label of only spaces is refused: it names no class."""
+    frame = iris_frame.copy()
+    frame.loc[[3, 8], "species"] = "  "
+    with pytest.raises(
+        ValueError,
+        match=r"data_path: label column 'species' of .* has blank class names in 2 row\(s\), "
+        r"first at row 3; every row needs a class name or integer code",
+    ):
+        load_dataset(_write(frame, tmp_path / f"data{suffix}"))
+
+
+def test_label_values_that_are_not_text_are_refused(tmp_path, iris_frame):
+    """A Parquet label column of bytes is refused, not turned into names like "b'setosa'"."""
+    frame = iris_frame.assign(species=iris_frame["species"].map(str.encode).astype(object))
+    with pytest.raises(
+        ValueError,
+        match=r"data_path: label column 'species' of .* must hold class names or integer codes; "
+        r"found bytes b'setosa' at row 0",
+    ):
+        load_dataset(_write(frame, tmp_path / "bytes.parquet"))
+
+
+@pytest.mark.parametrize("column", ["sepal_length", "species"])
+def test_csv_with_a_repeated_column_is_refused(tmp_path, iris_frame, column):
+    """A CSV naming a column twice is refused: pandas would silently read only the first."""
+    frame = iris_frame.copy()
+    frame.insert(0, "extra", frame[column])
+    path = tmp_path / "dup.csv"
+    frame.to_csv(path, index=False, header=[column, *iris_frame.columns])
+    with pytest.raises(
+        ValueError,
+        match=rf"data_path: '.*dup\.csv' has more than one column named '{column}'; each "
+        "feature and label column must appear once",
+    ):
+        load_dataset(str(path))

@@ -103,8 +103,10 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
             _int_items(args.hidden_dims) if args.hidden_dims else list(DEFAULTS.hidden_dims)
         )
         # seeds stay text (`0..71428`): a million seeds need not become a list on the way
-        seeds = ", ".join(" ".join(args.seeds).replace(",", " ").split()) if args.seeds else (
-            DEFAULTS.seed_set.text()
+        seeds = (
+            ", ".join(" ".join(args.seeds).replace(",", " ").split())
+            if args.seeds
+            else (DEFAULTS.seed_set.text())
         )
     except ValueError as error:
         build_parser().error(f"hidden_dims and seeds take integers or ranges like 8..14 ({error})")

@@ -54,9 +54,11 @@ class SweepConfig:
         """Return the parameters as JSON-ready plain data: seeds as text (`0..29`), lists."""
         params = asdict(self)
         params.pop("resolved_device")
-        params["seeds"] = IntRanges.of(self.seeds).text() if not isinstance(
-            self.seeds, IntRanges
-        ) else self.seeds.text()
+        params["seeds"] = (
+            IntRanges.of(self.seeds).text()
+            if not isinstance(self.seeds, IntRanges)
+            else self.seeds.text()
+        )
         params["output_dir"] = redact(self.output_dir)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 

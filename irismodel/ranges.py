@@ -14,7 +14,7 @@ PATTERN = r"^\s*\d+\s*(\.\.\s*\d+\s*)?(,\s*\d+\s*(\.\.\s*\d+\s*)?)*$"
 
 @dataclass(frozen=True)
 class IntRanges:
-    """A set of integers, sorted, as half-open ranges `(start, stop)` that neither touch nor overlap.
+    """A set of integers as sorted half-open ranges `(start, stop)` that neither touch nor overlap.
 
     Stores a million seeds `0..999999` as one pair, so a sweep's parameters, its plan and what
     each task receives stay small however many models it trains.
@@ -24,7 +24,7 @@ class IntRanges:
 
     @classmethod
     def of(cls, values: Iterable[int]) -> IntRanges:
-        """Return the set of `values` (a `range` stays one pair). Duplicates must be removed first."""
+        """Return the set of distinct `values`; a `range` stays one pair."""
         if isinstance(values, range) and values.step == 1:
             return cls(((values.start, values.stop),) if len(values) else ())
         pairs = sorted((v, v + 1) for v in values)
@@ -112,7 +112,9 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
         pairs = []
         text = value.strip()
         if not text:
-            raise ValueError(f"{name}: must not be empty; give integers or ranges like 8..14 ({allowed})")
+            raise ValueError(
+                f"{name}: must not be empty; give integers or ranges like 8..14 ({allowed})"
+            )
         for item in text.split(","):
             match = _ITEM.fullmatch(item)
             if match is None:
@@ -134,7 +136,9 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
             _check_bounds(name, int(item), low, high)
             pairs.append((int(item), int(item) + 1))
         if not pairs:
-            raise ValueError(f"{name}: must not be empty; give at least one integer in {low}..{high}")
+            raise ValueError(
+                f"{name}: must not be empty; give at least one integer in {low}..{high}"
+            )
     else:
         raise ValueError(
             f"{name}: expected integers as text (8..14 or 0, 3, 7..9) or a list, got {value!r}"

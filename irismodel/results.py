@@ -225,7 +225,8 @@ def list_result_files(location: str, include_unfinished: bool = False) -> list[s
                     parts = sorted(
                         e.path
                         for e in fs.get_file_info(pafs.FileSelector(entry.path))
-                        if e.base_name.endswith(FILE_SUFFIX) and not e.base_name.startswith((".", "_"))
+                        if e.base_name.endswith(FILE_SUFFIX)
+                        and not e.base_name.startswith((".", "_"))
                     )
                 files.extend(parts or [])
     return sorted(files)

@@ -45,7 +45,7 @@ class RunError(ValueError):
 
 @dataclass(frozen=True)
 class Shard:
-    """One task's share of a sweep: seeds `start..stop-1` (sorted positions) of one configuration."""
+    """One task's share of a sweep: seeds at sorted positions `start..stop-1` of a configuration."""
 
     hidden_dim: int
     optimizer: str
@@ -155,8 +155,9 @@ def _manifest(place: RunPlace, staged: bool) -> dict[str, Any]:
     try:
         record = json.loads(storage.read_bytes(storage.child(folder, MANIFEST)))
     except (OSError, ValueError) as error:
-        raise RunError(f"resume: the run folder {storage.redact(folder)!r} has no readable manifest "
-                       f"({error})") from error
+        raise RunError(
+            f"resume: the run folder {storage.redact(folder)!r} has no readable manifest ({error})"
+        ) from error
     if not isinstance(record, dict) or record.get("format") != MANIFEST_FORMAT:
         raise RunError(f"resume: {storage.redact(folder)!r} is not an iris-sweep run folder")
     return record
@@ -165,8 +166,9 @@ def _manifest(place: RunPlace, staged: bool) -> dict[str, Any]:
 def write_manifest(place: RunPlace, record: Mapping[str, Any]) -> None:
     """Write (or replace) the run's manifest in its staging folder."""
     blob = json.dumps(dict(record), indent=1, sort_keys=True).encode()
-    storage.write_file(place.root, place.staging_names(MANIFEST), lambda s: s.write(blob),
-                       replace=True)
+    storage.write_file(
+        place.root, place.staging_names(MANIFEST), lambda s: s.write(blob), replace=True
+    )
 
 
 def _compared(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,12 +186,16 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
     if folder is None:
         done = _find(config.output_dir, config.resume, staged=False)
         if done is not None:
-            raise RunError(f"resume: run {config.resume} is already complete: "
-                           f"{storage.redact(storage.child(config.output_dir, done))}")
+            raise RunError(
+                f"resume: run {config.resume} is already complete: "
+                f"{storage.redact(storage.child(config.output_dir, done))}"
+            )
         waiting = unfinished_runs(config.output_dir)
         listed = ", ".join(waiting) if waiting else "none"
-        raise RunError(f"resume: no unfinished run {config.resume!r} in "
-                       f"{storage.redact(config.output_dir)!r}; unfinished runs there: {listed}")
+        raise RunError(
+            f"resume: no unfinished run {config.resume!r} in "
+            f"{storage.redact(config.output_dir)!r}; unfinished runs there: {listed}"
+        )
     record = _manifest(RunPlace(config.output_dir, folder), staged=True)
     stored = dict(record["parameters"])
     defaults = SweepConfig().parameters()
@@ -200,9 +206,11 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
         if value != stored.get(name) and value != defaults.get(name)
     ]
     if clashes:
-        raise RunError(f"resume: run {config.resume} was started with other values of "
-                       f"{', '.join(clashes)}; a resume uses the run's own parameters, so leave "
-                       "them out or give the same")
+        raise RunError(
+            f"resume: run {config.resume} was started with other values of "
+            f"{', '.join(clashes)}; a resume uses the run's own parameters, so leave "
+            "them out or give the same"
+        )
     stored.pop("resume", None)
     stored["output_dir"] = config.output_dir
     return validate_config(**stored, resume=config.resume)
@@ -223,37 +231,51 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
     if published is not None:
         place = RunPlace(root, published)
         record = _manifest(place, staged=False)
-        return OpenedRun(run_id, datetime.fromisoformat(record["started_at"]), place,
-                         frozenset(), published=True, resumed=True)
+        return OpenedRun(
+            run_id,
+            datetime.fromisoformat(record["started_at"]),
+            place,
+            frozenset(),
+            published=True,
+            resumed=True,
+        )
     staged = _find(root, run_id, staged=True)
     if staged is not None:
         place = RunPlace(root, staged)
         record = _manifest(place, staged=True)
         if _compared(record["parameters"]) != _compared(config.parameters()):
-            raise RunError(f"run {run_id} was started with other parameters than these; "
-                           "resume it with its own (resume=<id> takes them from the run)")
+            raise RunError(
+                f"run {run_id} was started with other parameters than these; "
+                "resume it with its own (resume=<id> takes them from the run)"
+            )
         started = datetime.fromisoformat(record["started_at"])
         finished = finished_shards(place, config, run_id)
-        record = {**record, "status": STATUS_RUNNING,
-                  "attempts": [*record.get("attempts", []), _now_text()]}
+        record = {
+            **record,
+            "status": STATUS_RUNNING,
+            "attempts": [*record.get("attempts", []), _now_text()],
+        }
         write_manifest(place, record)
         return OpenedRun(run_id, started, place, finished, published=False, resumed=True)
     if config.resume:
         resumed_config(config)  # raises the message naming what is there
     started = (now or datetime.now(UTC)).replace(microsecond=0)
     place = RunPlace(root, run_folder_name(run_id, started))
-    write_manifest(place, {
-        "format": MANIFEST_FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "started_at": started.isoformat(),
-        "parameters": config.parameters(),
-        "versions": package_versions(),
-        "shards": len(plan_shards(config)),
-        "status": STATUS_RUNNING,
-        "failed": [],
-        "attempts": [_now_text()],
-    })
+    write_manifest(
+        place,
+        {
+            "format": MANIFEST_FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "started_at": started.isoformat(),
+            "parameters": config.parameters(),
+            "versions": package_versions(),
+            "shards": len(plan_shards(config)),
+            "status": STATUS_RUNNING,
+            "failed": [],
+            "attempts": [_now_text()],
+        },
+    )
     return OpenedRun(run_id, started, place, frozenset(), published=False, resumed=False)
 
 
@@ -268,9 +290,12 @@ def finished_shards(place: RunPlace, config: SweepConfig, run_id: str) -> frozen
     done = set()
     for entry in storage.list_folder(place.staging):
         shard = plan.get(entry.base_name)
-        if shard is not None and entry.type == pafs.FileType.File:
-            if part_matches(fs, entry.path, shard, config, run_id):
-                done.add(shard.name)
+        if (
+            shard is not None
+            and entry.type == pafs.FileType.File
+            and part_matches(fs, entry.path, shard, config, run_id)
+        ):
+            done.add(shard.name)
     return frozenset(done)
 
 

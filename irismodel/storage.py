@@ -1,4 +1,4 @@
-"""Output locations: local paths or `pyarrow.fs` URIs, checked in bounded time, written atomically."""
+"""Output locations: local paths or `pyarrow.fs` URIs, checked in bounded time, written whole."""
 
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def child(location: str, *names: str) -> str:
 def check_name(name: str) -> str:
     """Return `name` if it is a plain file name; refuse anything that could leave its folder."""
     if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
-        raise ValueError(f"refusing file name {name!r}: it must be a plain name inside the location")
+        raise ValueError(
+            f"refusing file name {name!r}: it must be a plain name inside the location"
+        )
     return name
 
 
@@ -234,7 +236,9 @@ def _open_folder(root: str, names: tuple[str, ...], create: bool) -> Any:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, 0o777, dir_fd=descriptor)
             try:
-                inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+                inner = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor
+                )
             except OSError as error:
                 with contextlib.suppress(OSError):
                     if stat.S_ISLNK(os.lstat(name, dir_fd=descriptor).st_mode):

@@ -62,7 +62,9 @@ def diverged_mask(run: TrainingRun) -> np.ndarray:
     return ~finite
 
 
-def shard_table(run: TrainingRun, split: Split, context: RunContext, shard: str, worker: str) -> pa.Table:
+def shard_table(
+    run: TrainingRun, split: Split, context: RunContext, shard: str, worker: str
+) -> pa.Table:
     """Return the results rows of one trained shard as a table of SCHEMA, built from arrays."""
     config = context.config
     k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
@@ -100,7 +102,10 @@ def shard_table(run: TrainingRun, split: Split, context: RunContext, shard: str,
     last = run.loss_curves[:, -1] if k else np.empty(0, np.float32)
     columns["final_train_loss"] = pa.array(last.astype(np.float64))
     columns["diverged"] = pa.array(diverged)
-    for part, x, y in (("train", split.x_train, split.y_train), ("test", split.x_test, split.y_test)):
+    for part, x, y in (
+        ("train", split.x_train, split.y_train),
+        ("test", split.x_test, split.y_test),
+    ):
         scores = binary_metrics(predict_proba(run.parameters, x), y, diverged)
         for name in METRIC_NAMES:
             values = scores[name]

@@ -66,13 +66,22 @@ def open_sweep_run(config: SweepConfig) -> tuple[RunContext, frozenset[str], boo
     opened = open_run(config, flow_run.get_id() or "local")
     logger = get_run_logger()
     if opened.published:
-        logger.info("run %s is already published: %s", opened.run_id,
-                    redact(opened.place.published))
+        logger.info(
+            "run %s is already published: %s", opened.run_id, redact(opened.place.published)
+        )
     elif opened.resumed:
-        logger.info("resuming run %s: %d of %d shards already written and checked",
-                    opened.run_id, len(opened.finished), len(plan_shards(config)))
+        logger.info(
+            "resuming run %s: %d of %d shards already written and checked",
+            opened.run_id,
+            len(opened.finished),
+            len(plan_shards(config)),
+        )
     else:
-        logger.info("run %s: shards go to %s; if it stops unfinished, finish it with "
-                    "`iris-sweep --resume %s` (or Retry in the UI)", opened.run_id,
-                    redact(opened.place.staging), opened.run_id)
+        logger.info(
+            "run %s: shards go to %s; if it stops unfinished, finish it with "
+            "`iris-sweep --resume %s` (or Retry in the UI)",
+            opened.run_id,
+            redact(opened.place.staging),
+            opened.run_id,
+        )
     return context_of(opened, config), opened.finished, opened.published

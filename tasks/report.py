@@ -47,7 +47,7 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         link=path if "://" in path else Path(path).resolve().as_uri(),
         link_text=path.rstrip("/").rsplit("/", 1)[-1],
         key=RESULTS_KEY,
-        description=f"The results of run {flow_run_id}: a folder of Parquet files, a row per model.",
+        description=f"The results of run {flow_run_id}: a folder of Parquet files, a row a model.",
     )
     get_run_logger().info(
         "published artifacts %s, %s, %s; plots at %s and %s",

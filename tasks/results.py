@@ -24,8 +24,11 @@ def publish_results(context: RunContext, failed: Sequence[str] = ()) -> str | No
     path = publish_run(context.place, list(failed))
     logger = get_run_logger()
     if path is None:
-        logger.warning("%d shards failed; the finished ones stay in %s", len(failed),
-                       redact(context.place.staging))
+        logger.warning(
+            "%d shards failed; the finished ones stay in %s",
+            len(failed),
+            redact(context.place.staging),
+        )
     else:
         logger.info("published run %s: %s", context.flow_run_id, redact(path))
     return path

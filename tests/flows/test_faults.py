@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import pickle
 import random
 import signal
 import subprocess
@@ -25,7 +23,7 @@ from _fault_scripts import synthetic_table
 
 import irismodel.engine
 import irismodel.sweep
-from irismodel import cache, results, storage
+from irismodel import results, storage
 from irismodel.results import (
     ResultsError,
     file_metadata,
@@ -129,7 +127,9 @@ def _cli_args(output_dir: Path, hidden_dims, optimizers, seeds, epochs) -> list[
 def _assert_readers_see_only_whole_files(folder: Path) -> list[str]:
     """Every reader lists the same complete files; no *.parquet there is unreadable."""
     listed = list_result_files(str(folder))
-    globbed = sorted(str(p) for p in folder.glob("*.parquet"))
+    globbed = sorted(
+        str(p) for pattern in ("*.parquet", "iris-sweep-*/*.parquet") for p in folder.glob(pattern)
+    )
     assert listed == globbed
     for path in globbed:
         pq.read_table(path)  # raises on a half-written file
@@ -142,8 +142,8 @@ def _assert_readers_see_only_whole_files(folder: Path) -> list[str]:
 
 
 @flow_test
-def test_failing_configuration_is_retried_written_as_partial_then_completed(tmp_path, monkeypatch):
-    """A configuration that keeps failing: 3 tries, a partial file, and a rerun that completes."""
+def test_failing_shard_is_retried_kept_unpublished_then_resumed(tmp_path, monkeypatch):
+    """A shard that keeps failing: 3 tries, nothing published, the rest kept; a resume finishes."""
     from flows.iris_sweep import SweepFailed, iris_sweep
 
     failing = TrainingSpy(fail_hidden_dims={9})
@@ -151,74 +151,87 @@ def test_failing_configuration_is_retried_written_as_partial_then_completed(tmp_
     state = iris_sweep(**TINY, output_dir=str(tmp_path), return_state=True)
 
     assert state.is_failed()
-    assert "h9-sgd" in state.message and "h9-manual" in state.message
-    with pytest.raises(SweepFailed, match=r"2 of 4 configurations failed .*: h9-sgd, h9-manual"):
+    run_id = str(state.state_details.flow_run_id)
+    with pytest.raises(
+        SweepFailed,
+        match=rf"2 of 4 shards failed .*: h9-sgd-0000, h9-manual-0000\. The 2 finished ones are "
+        rf"kept, .*`iris-sweep --resume {run_id}`",
+    ):
         state.result()
     assert failing.calls == {(9, "sgd"): 3, (9, "manual"): 3, (8, "sgd"): 1, (8, "manual"): 1}
-    (partial_path,) = list_result_files(str(tmp_path))
-    meta = file_metadata(partial_path)
-    assert meta["status"] == "partial" and meta["failed"] == ["h9-sgd", "h9-manual"]
-    partial = read_results(str(tmp_path))
-    assert (partial.run_status == "partial").all()
-    assert sorted(set(zip(partial.hidden_dim, partial.optimizer, partial.seed, strict=True))) == [
+    assert list_result_files(str(tmp_path)) == []  # nothing published
+    assert len(read_results(str(tmp_path))) == 0
+    staged = read_results(str(tmp_path), include_unfinished=True)
+    assert (staged.run_status == "partial").all()
+    assert sorted(set(zip(staged.hidden_dim, staged.optimizer, staged.seed, strict=True))) == [
         (8, o, s) for o in ("manual", "sgd") for s in (0, 1)
     ]
+    kept = {p.name: p.read_bytes() for p in (tmp_path / results.STAGING).glob("*/*.parquet")}
+    assert len(kept) == 2
 
     spy = TrainingSpy()
     monkeypatch.setattr(irismodel.sweep, "train_batched", spy)
-    complete_path = iris_sweep(**TINY, output_dir=str(tmp_path))
+    path = iris_sweep(output_dir=str(tmp_path), resume=run_id)
 
-    assert spy.calls == {(9, "sgd"): 1, (9, "manual"): 1}  # the finished ones came from the cache
-    assert file_metadata(complete_path) | {"parameters": None, "versions": None} == {
-        "schema_version": results.SCHEMA_VERSION,
-        "parameters": None,
-        "versions": None,
-        "status": "complete",
-        "failed": [],
-    }
-    complete = read_table(complete_path).to_pandas()
+    assert spy.calls == {(9, "sgd"): 1, (9, "manual"): 1}  # only the missing shards
+    assert file_metadata(path)["status"] == "complete"
+    complete = read_results(path)
     assert len(complete) == 8 and (complete.run_status == "complete").all()
-    before, after = _rows_by_model(partial), _rows_by_model(complete)
-    assert len(before) == 4
-    for model, row in before.items():
-        _assert_same_rows(row, after[model])
-    assert sorted(list_result_files(str(tmp_path))) == sorted([partial_path, complete_path])
+    assert set(complete.flow_run_id) == {run_id}  # a resumed run keeps its id
+    for name, blob in kept.items():
+        assert (Path(path) / name).read_bytes() == blob
+    assert not any((tmp_path / results.STAGING).iterdir())
 
 
-@flow_test
-def test_sigkill_during_training_leaves_no_results_file_and_a_rerun_completes(
-    tmp_path, monkeypatch
-):
-    """A run killed while training leaves only whole cache entries; the rerun trains the rest."""
-    # ~1 s per configuration here: long enough to kill in the middle, short enough to rerun
+def _part_writers(folder: Path) -> dict[str, int]:
+    """Return part file name -> pid of the process that wrote it (from its metadata)."""
+    writers = {}
+    for part in folder.glob("*.parquet"):
+        meta = pq.read_schema(part).metadata
+        writers[part.name] = int(meta[results.META_WRITER].decode().rsplit(":", 1)[1])
+    return writers
+
+
+def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path):
+    """A run killed mid-sweep publishes nothing; `--resume` trains only the missing shards."""
+    # 24 shards of ~0.3 s each here: long enough to kill in the middle, short enough to rerun
     sweep = dict(hidden_dims=range(8, 14), optimizers=["sgd"], seeds=range(64), epochs=2500)
     output = tmp_path / "out"
-    process = _start(_cli_args(output, **sweep), tmp_path / "cli.log")
+    process = _start([*_cli_args(output, **sweep), "--shard-size", "16"], tmp_path / "cli.log")
+    staging = output / results.STAGING
     try:
         deadline = time.monotonic() + 240
-        while not list((output / cache.CACHE_FOLDER).glob("*.json")):
+        while len(list(staging.glob("*/*.parquet"))) < 2:
             assert process.poll() is None, (tmp_path / "cli.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no configuration was trained in time"
+            assert time.monotonic() < deadline, "no shard was written in time"
             time.sleep(0.05)
     finally:
         _kill(process)
     assert process.returncode == -signal.SIGKILL
 
     assert _assert_readers_see_only_whole_files(output) == []
-    assert len(read_results(str(output))) == 0
-    entries = list((output / cache.CACHE_FOLDER).glob("*.json"))
-    assert 1 <= len(entries) < 6, "the kill did not land during training"
-    for entry in entries:
-        assert json.loads(entry.read_bytes())["format"] == cache.CACHE_FORMAT
+    (run_folder,) = staging.iterdir()
+    before = {p.name: p.read_bytes() for p in run_folder.glob("*.parquet")}
+    assert 2 <= len(before) < 24, "the kill did not land during training"
+    assert set(_part_writers(run_folder).values()) == {process.pid}
+    run_id = run_folder.name.split("Z-", 1)[1]
 
-    from flows.iris_sweep import iris_sweep
-
-    spy = TrainingSpy()
-    monkeypatch.setattr(irismodel.sweep, "train_batched", spy)
-    parameters = {k: list(v) if isinstance(v, range) else v for k, v in sweep.items()}
-    path = iris_sweep(**parameters, device="cpu", output_dir=str(output))
-    assert sum(spy.calls.values()) == 6 - len(entries)
-    assert len(read_table(path)) == 6 * 64
+    resume = _start(["-m", "flows.iris_sweep", "--output-dir", str(output), "--resume", run_id],
+                    tmp_path / "resume.log")  # fmt: skip
+    try:
+        assert resume.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()[-3000:]
+    finally:
+        _kill(resume)
+    (published,) = output.glob("iris-sweep-*")
+    assert published.name == run_folder.name and not any(staging.iterdir())
+    writers = _part_writers(published)
+    assert len(writers) == 24
+    assert {n for n, pid in writers.items() if pid == process.pid} == set(before)
+    assert {n for n, pid in writers.items() if pid == resume.pid} == set(writers) - set(before)
+    for name, blob in before.items():
+        assert (published / name).read_bytes() == blob
+    frame = read_results(str(output))
+    assert len(frame) == 6 * 64 and set(frame.flow_run_id) == {run_id}
 
 
 def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
@@ -279,7 +292,8 @@ def test_two_runs_writing_at_once_both_land(tmp_path):
     for index, process in enumerate(processes):
         assert process.returncode == 0, (tmp_path / f"cli-{index}.log").read_text()[-3000:]
 
-    assert len(_assert_readers_see_only_whole_files(output)) == 2
+    assert len(_assert_readers_see_only_whole_files(output)) == 2 * 4  # 4 parts each
+    assert len(list(output.glob("iris-sweep-*"))) == 2
     frame = read_results(str(output))
     assert frame.flow_run_id.nunique() == 2 and len(frame) == 2 * 8
     assert (frame.run_status == "complete").all()
@@ -328,39 +342,6 @@ def test_foreign_or_corrupt_parquet_is_named_or_skipped(tmp_path, kind, message)
     assert list_result_files(str(tmp_path)) == sorted([valid, str(foreign)])
 
 
-@flow_test
-def test_cache_entries_are_json_and_a_pickle_planted_there_never_runs(tmp_path, monkeypatch):
-    """Cache entries are JSON; a pickle that would run code in their place is a miss, not a run."""
-    from flows.iris_sweep import iris_sweep
-
-    iris_sweep(**TINY, output_dir=str(tmp_path))
-    entries = sorted((tmp_path / cache.CACHE_FOLDER).glob("*.json"))
-    records = {path: json.loads(path.read_bytes()) for path in entries}
-    assert len(records) == 4
-    (target,) = [
-        p for p, r in records.items() if (r["hidden_dim"], r["optimizer"]) == (8, "manual")
-    ]
-
-    marker = tmp_path / "pwned"
-
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    planted = pickle.dumps(Payload())
-    pickle.loads(planted)  # the payload is live: unpickling it runs the command
-    assert marker.exists()
-    marker.unlink()
-    target.write_bytes(planted)
-
-    spy = TrainingSpy()
-    monkeypatch.setattr(irismodel.sweep, "train_batched", spy)
-    path = iris_sweep(**TINY, output_dir=str(tmp_path))
-    assert not marker.exists()
-    assert spy.calls == {(8, "manual"): 1}  # the planted entry was a miss: retrained
-    assert file_metadata(path)["status"] == "complete" and len(read_table(path)) == 8
-
-
 def test_run_ids_and_names_cannot_write_outside_the_output(tmp_path):
     """A run id or file name with '..', '/' or an absolute path never leaves the output folder."""
     output = tmp_path / "out"
@@ -376,6 +357,6 @@ def test_run_ids_and_names_cannot_write_outside_the_output(tmp_path):
         with pytest.raises(ValueError, match=r"refusing file name"):
             results.write_results(table, str(output), name)
     with pytest.raises(ValueError, match=r"refusing file name"):
-        storage.write_atomically(str(output / ".cache"), "../../evil.json", lambda s: None)
+        storage.write_atomically(str(output / ".staging"), "../../evil.json", lambda s: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert all(p.parent == output for p in output.iterdir())

@@ -13,11 +13,14 @@ TINY = dict(hidden_dims=[8, 9], optimizers=["sgd", "manual"], seeds=[0, 1, 2], e
 
 
 def test_flow_writes_one_row_per_model(tmp_path):
-    """A tiny sweep writes one Parquet file with a row per (hidden_dim, optimizer, seed)."""
+    """A tiny sweep publishes one run folder with a row per (hidden_dim, optimizer, seed)."""
     from flows.iris_sweep import iris_sweep
 
-    path = iris_sweep(**TINY, output_dir=str(tmp_path))
+    path = iris_sweep(**TINY, output_dir=str(tmp_path), shard_size=2)
     frame = read_results(str(tmp_path))
+    assert sorted(frame["shard"].unique()) == [
+        f"h{h}-{o}-{i:04d}" for h in (8, 9) for o in ("manual", "sgd") for i in (0, 1)
+    ]
     assert len(frame) == 2 * 2 * 3
     assert set(zip(frame.hidden_dim, frame.optimizer, frame.seed, strict=True)) == {
         (h, o, s) for h in (8, 9) for o in ("sgd", "manual") for s in (0, 1, 2)
@@ -95,7 +98,7 @@ def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
         timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    files = list(out.glob("*.parquet"))
-    assert len(files) == 1
-    assert f"results: {files[0]}" in completed.stdout
+    folders = list(out.glob("iris-sweep-*"))
+    assert len(folders) == 1 and folders[0].is_dir()
+    assert f"results: {folders[0]}" in completed.stdout
     assert len(read_results(str(out))) == 4

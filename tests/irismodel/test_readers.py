@@ -13,7 +13,8 @@ import pytest
 from irismodel import report, results
 from irismodel.config import validate_config
 from irismodel.data import load_dataset, split_dataset
-from irismodel.sweep import RunContext, evaluate_configuration, train_configuration
+from irismodel.runs import open_run, plan_shards
+from irismodel.sweep import context_of, run_shard, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,37 +37,34 @@ def snippets() -> dict[str, str]:
     return {name: found[0] for name, found in _reader_blocks().items()}
 
 
-def _run(folder: Path, run_id: str, minute: int, optimizers: list[str]) -> None:
-    """Write one real run with the flow's library path, caching into `folder/.cache`."""
+def _run(folder: Path, run_id: str, minute: int, optimizers: list[str]) -> str:
+    """Write one real run with the flow's library path, in shards of two seeds."""
     config = validate_config(
         output_dir=str(folder), device="cpu", hidden_dims=[8, 9], optimizers=optimizers,
-        seeds=[0, 1, 2], epochs=120,
+        seeds=[0, 1, 2], epochs=120, shard_size=2,
     )  # fmt: skip
-    split = split_dataset(load_dataset())
-    started = datetime(2026, 1, 2, 3, minute, tzinfo=UTC)
-    context = RunContext(run_id, started, config)
-    rows = []
-    for hidden_dim in config.hidden_dims:
-        for optimizer in config.optimizers:
-            rows += evaluate_configuration(
-                train_configuration(split, hidden_dim, optimizer, config), split, context
-            )
-    table = results.to_table(rows, config.parameters())
-    results.write_results(table, str(folder), results.file_name(run_id, started))
+    return run_sweep(config, run_id, datetime(2026, 1, 2, 3, minute, tzinfo=UTC))
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """`<tmp>/results`: two runs, a half-written temporary file, the cache, and report files."""
+    """`<tmp>/results`: two runs, an unfinished run, a half-written part, report files."""
     workdir = tmp_path_factory.mktemp("readers")
     folder = workdir / "results"
     _run(folder, "run-a", 0, ["sgd", "manual"])
     _run(folder, "run-b", 1, ["sgd"])
-    # what a crashed writer leaves: storage.write_atomically's hidden temporary name
-    final = results.file_name("run-c", datetime(2026, 1, 2, 3, 2, tzinfo=UTC))
-    (folder / f".{final}.{uuid.uuid4().hex}.tmp").write_bytes(b"PAR1 not a finished file")
+    # an unfinished run: its shards wait in staging, never seen by a reader
+    config = validate_config(output_dir=str(folder), device="cpu", hidden_dims=[8], seeds=[0],
+                             epochs=120)  # fmt: skip
+    opened = open_run(config, "run-c", datetime(2026, 1, 2, 3, 2, tzinfo=UTC))
+    split = split_dataset(load_dataset())
+    for shard in plan_shards(config):
+        run_shard(split, shard, context_of(opened, config))
+    # what a crashed writer leaves: storage.write_file's hidden temporary name
+    published = next(folder.glob("iris-sweep-*-run-a"))
+    (published / f".h8-sgd-0009.parquet.{uuid.uuid4().hex}.tmp").write_bytes(b"PAR1 unfinished")
     report.write_report(str(folder))
-    assert list((folder / ".cache").glob("*.json")), "the fixture should hold the cache"
+    assert list((folder / results.STAGING).glob("*/*.parquet")), "the fixture's unfinished run"
     assert list(folder.glob("_*.png")), "the fixture should hold the report's plots"
     return workdir
 
@@ -111,7 +109,7 @@ def test_pyarrow_snippet_reads_every_row(workdir, expected_rows):
 
 
 def test_duckdb_snippet_reads_every_row(workdir, expected_rows):
-    """DuckDB's `read_parquet('results/*.parquet')` sees every model, epoch 100 1-based."""
+    """DuckDB's `read_parquet('results/iris-sweep-*/*.parquet')` sees every published model."""
     per_configuration = _execute("duckdb", workdir)["per_configuration"]
     assert per_configuration["models"].sum() == expected_rows
     assert len(per_configuration) == 2 * 2  # (8, 9) x (sgd, manual)
@@ -122,7 +120,7 @@ def test_duckdb_snippet_reads_every_row(workdir, expected_rows):
 
 
 def test_polars_snippet_reads_every_row(workdir, expected_rows):
-    """polars' `pl.read_parquet('results/*.parquet')` reads every run's rows."""
+    """polars' `pl.read_parquet('results/iris-sweep-*/*.parquet')` reads every published row."""
     frame = _execute("polars", workdir)["frame"]
     assert frame.height == expected_rows
     assert frame["loss_at_100"].to_list() == [curve[99] for curve in frame["loss_curve"]]

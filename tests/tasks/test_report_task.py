@@ -105,13 +105,13 @@ def test_progress_ends_at_100_percent(two_runs):
 
 
 def test_plots_are_written_beside_each_results_file(two_runs):
-    """Each run's PNGs sit beside its Parquet file, named after it, never overwritten."""
+    """Each run's PNGs sit in its run folder, named after it, never overwritten."""
     folder, runs = two_runs
     for _, path, _ in runs:
-        stem = Path(path).name.removesuffix(".parquet")
+        stem = Path(path).name
         for suffix in ("-loss-curves.png", "-accuracy.png", ".md"):
-            assert (Path(folder) / f"_{stem}{suffix}").is_file()
-    assert len(list(Path(folder).glob("_*-loss-curves.png"))) == 2
+            assert (Path(path) / f"_{stem}{suffix}").is_file()
+    assert len(list(Path(folder).glob("*/_*-loss-curves.png"))) == 2
 
 
 def test_advance_without_an_artifact_is_a_no_op():

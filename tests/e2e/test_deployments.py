@@ -127,8 +127,9 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         wait_for_final_state(prefect_client, dask_run, 120, worker_log)
 
     assert flow_run.deployment_id == adhoc.id
-    (path,) = list_result_files(str(local_output))
-    assert file_metadata(path)["status"] == "complete"
+    (path,) = local_output.glob("iris-sweep-*")  # one published run folder
+    assert len(list_result_files(str(path))) == 4  # a part file per shard
+    assert file_metadata(str(path))["status"] == "complete"
     rows = read_results(str(local_output))  # checks the file against the results schema
     assert tuple(rows.columns) == COLUMNS
     assert len(rows) == 2 * 2 * 2  # hidden_dims x optimizers (sgd, manual) x seeds
@@ -140,7 +141,7 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[adhoc_run]))
     )
     names = {task_run.name for task_run in task_runs}
-    assert {"train-h8-sgd", "train-h9-manual", "evaluate-h8-sgd"} <= names
+    assert {"train-h8-sgd-0000", "train-h9-manual-0000"} <= names
 
     rows_on_dask = read_results(str(dask_output))
     assert set(rows_on_dask["flow_run_id"]) == {str(dask_run)}

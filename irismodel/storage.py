@@ -158,19 +158,19 @@ def _check_local(path: str, parameter: str) -> str:
         real = os.path.realpath(path, strict=False)
     except OSError as error:  # a loop of links
         raise ValueError(f"{parameter}: {path!r} cannot be resolved ({error.strerror})") from error
-    max_name = 255
-    with contextlib.suppress(OSError, ValueError):
+    max_name, max_path = 255, 4096
+    with contextlib.suppress(OSError, ValueError):  # limits unknown: keep the usual ones
         existing = real
         while not os.path.exists(existing):
             existing = os.path.dirname(existing)
         max_name = os.pathconf(existing, "PC_NAME_MAX")
         max_path = os.pathconf(existing, "PC_PATH_MAX")
-        if len(real) + LONGEST_RELATIVE_PATH > max_path:
-            raise ValueError(
-                f"{parameter}: {path!r} is too long: runs write paths up to "
-                f"{LONGEST_RELATIVE_PATH} characters below it, and this system allows "
-                f"{max_path} in all"
-            )
+    if len(real) + LONGEST_RELATIVE_PATH > max_path:
+        raise ValueError(
+            f"{parameter}: {path!r} is too long: runs write paths up to "
+            f"{LONGEST_RELATIVE_PATH} characters below it, and this system allows "
+            f"{max_path} in all"
+        )
     too_long = [part for part in real.split(os.sep) if len(part) > max_name]
     if too_long:
         raise ValueError(
@@ -240,11 +240,14 @@ def _open_folder(root: str, names: tuple[str, ...], create: bool) -> Any:
                     name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor
                 )
             except OSError as error:
-                with contextlib.suppress(OSError):
-                    if stat.S_ISLNK(os.lstat(name, dir_fd=descriptor).st_mode):
-                        raise OSError(
-                            error.errno, f"refusing to write through the symbolic link {name!r}"
-                        ) from error
+                try:
+                    is_link = stat.S_ISLNK(os.lstat(name, dir_fd=descriptor).st_mode)
+                except OSError:
+                    is_link = False
+                if is_link:
+                    raise OSError(
+                        error.errno, f"refusing to write through the symbolic link {name!r}"
+                    ) from error
                 raise
             os.close(descriptor)
             descriptor = inner
@@ -277,6 +280,7 @@ def write_file(
         final, scratch = posixpath.join(folder, name), posixpath.join(folder, temporary)
         if not replace and fs.get_file_info(final).type != pafs.FileType.NotFound:
             raise FileExistsError(f"refusing to replace {redact(child(root, *names))!r}")
+        fs.create_dir(folder, recursive=True)
         try:
             with fs.open_output_stream(scratch) as stream:
                 write(stream)
@@ -299,9 +303,7 @@ def write_file(
             if replace:
                 os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
             else:
-                # link fails if `name` exists, so another writer's file is never replaced
-                os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-                os.unlink(temporary, dir_fd=folder)
+                _link_or_rename(temporary, name, folder)
         except FileExistsError:
             with contextlib.suppress(OSError):
                 os.unlink(temporary, dir_fd=folder)
@@ -312,6 +314,21 @@ def write_file(
             raise
         _fsync_folder(folder)
     return os.path.join(root, *names)
+
+
+def _link_or_rename(temporary: str, name: str, folder: int) -> None:
+    """Publish `temporary` as `name` in `folder` unless `name` exists."""
+    try:
+        # link fails if `name` exists, so another writer's file is never replaced
+        os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links (FAT, some network mounts)
+        if os.path.lexists(f"/proc/self/fd/{folder}/{name}"):
+            raise FileExistsError(name) from None
+        os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+        return
+    os.unlink(temporary, dir_fd=folder)
 
 
 def write_atomically(

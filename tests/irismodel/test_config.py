@@ -161,7 +161,7 @@ def test_valid_parameters_give_a_normalised_config(tmp_path):
     )
     assert config.hidden_dims == (8, 9) and all(type(h) is int for h in config.hidden_dims)
     assert config.optimizers == ("sgd", "adam")
-    assert config.seeds == (3, 1)
+    assert list(config.seed_set) == [1, 3] and config.parameters()["seeds"] == "1, 3"
     assert config.learning_rate == 1.0 and type(config.learning_rate) is float
     assert config.test_size == 0.0
     assert config.resolved_device == "cpu"

@@ -27,26 +27,26 @@ def test_join_keeps_plain_names_inside(tmp_path):
     assert storage.join("s3://bucket/runs/", "x.parquet") == "s3://bucket/runs/x.parquet"
 
 
-def test_check_writable_leaves_nothing_behind(tmp_path):
+def test_check_location_leaves_nothing_behind(tmp_path):
     """Checking an existing or a new folder creates no file and no folder."""
-    storage.check_writable(str(tmp_path))
-    storage.check_writable(str(tmp_path / "new" / "deeper"))
+    storage.check_location(str(tmp_path))
+    storage.check_location(str(tmp_path / "new" / "deeper"))
     assert list(tmp_path.iterdir()) == []
 
 
-def test_check_writable_names_the_parameter(tmp_path):
+def test_check_location_names_the_parameter(tmp_path):
     """The error names the parameter it is checking for."""
     (tmp_path / "f").write_text("")
     with pytest.raises(ValueError, match=r"cache_dir: .* is a file"):
-        storage.check_writable(str(tmp_path / "f"), "cache_dir")
+        storage.check_location(str(tmp_path / "f"), "cache_dir")
     with pytest.raises(ValueError, match=r"cache_dir: '/proc/x' is not writable"):
-        storage.check_writable("/proc/x", "cache_dir")
+        storage.check_location("/proc/x", "cache_dir")
 
 
 def test_bad_uri_is_a_clear_error():
     """A URI no pyarrow file system understands is an output_dir error, not a pyarrow one."""
     with pytest.raises(ValueError, match=r"output_dir: cannot open 'nosuch://bucket/x'"):
-        storage.check_writable("nosuch://bucket/x")
+        storage.check_location("nosuch://bucket/x")
 
 
 def test_write_goes_through_a_hidden_temporary(tmp_path):
@@ -118,7 +118,7 @@ def test_racing_writers_of_one_name_leave_one_whole_file(tmp_path):
 def test_file_system_without_hard_links_still_publishes(tmp_path, monkeypatch):
     """Where hard links are not supported, the temporary is renamed into place instead."""
 
-    def no_links(source, target):
+    def no_links(source, target, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(storage.os, "link", no_links)
@@ -136,3 +136,80 @@ def test_uri_location_is_written_atomically(tmp_path):
     path = storage.write_atomically(uri, "run.parquet", lambda s: s.write(b"bytes"))
     assert path == f"{uri}/run.parquet"
     assert os.listdir(tmp_path / "out") == ["run.parquet"]
+
+
+def test_child_keeps_a_uri_s_query_options_last():
+    """Names join onto a URI's path; its query options (endpoint, region) stay at the end."""
+    uri = "s3://bucket/runs?endpoint_override=127.0.0.1:9000&region=eu-west-1"
+    assert storage.child(uri, ".staging", "h8.parquet") == (
+        "s3://bucket/runs/.staging/h8.parquet?endpoint_override=127.0.0.1:9000&region=eu-west-1"
+    )
+
+
+def test_credentials_in_a_uri_are_refused_and_never_shown():
+    """A URI holding user:secret@ is refused without echoing the secret; redact hides it too."""
+    uri = "s3://AKIAEXAMPLE:topsecret@bucket/runs?secret_key=other&region=x"
+    with pytest.raises(ValueError, match=r"output_dir: .* holds credentials.*environment") as error:
+        storage.check_location(uri)
+    assert "topsecret" not in str(error.value) and "AKIAEXAMPLE" not in str(error.value)
+    shown = storage.redact(uri)
+    assert "topsecret" not in shown and "other" not in shown and "region=x" in shown
+
+
+def test_a_dangling_or_looping_link_is_refused(tmp_path):
+    """An output location that is a link to nothing, or a loop of links, fails at validation."""
+    (tmp_path / "dangling").symlink_to(tmp_path / "absent")
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    for name in ("dangling", "loop-a"):
+        with pytest.raises(ValueError, match=r"output_dir: .* symbolic link to nothing"):
+            storage.check_location(str(tmp_path / name))
+
+
+def test_a_path_over_the_system_limits_is_refused(tmp_path):
+    """A location too long for the file system fails at validation, not after training."""
+    with pytest.raises(ValueError, match=r"output_dir: the folder name 'xxxx.*longer than"):
+        storage.check_location(str(tmp_path / ("x" * 300)))
+    deep = str(tmp_path / "/".join(["d" * 200] * 20))
+    with pytest.raises(ValueError, match=r"output_dir: .* is too long"):
+        storage.check_location(deep)
+
+
+def test_writes_never_follow_a_planted_link(tmp_path):
+    """A link planted where a file or a folder will be written is replaced or refused, never
+    written through: the file outside the output location keeps its bytes."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").symlink_to(victim)
+    storage.write_atomically(str(out), "report.md", lambda s: s.write(b"report"), replace=True)
+    assert victim.read_bytes() == b"precious"
+    assert not (out / "report.md").is_symlink() and (out / "report.md").read_bytes() == b"report"
+    (out / "sub").symlink_to(outside)
+    with pytest.raises(OSError, match=r"refusing to write through the symbolic link 'sub'"):
+        storage.write_file(str(out), ("sub", "victim.txt"), lambda s: s.write(b"evil"))
+    assert victim.read_bytes() == b"precious" and sorted(os.listdir(outside)) == ["victim.txt"]
+
+
+def test_a_location_that_never_answers_fails_within_the_timeout(monkeypatch):
+    """An object store that accepts connections and never answers is refused in bounded time."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts, never answers
+    port = listener.getsockname()[1]
+    monkeypatch.setattr(storage, "CHECK_TIMEOUT_SECONDS", 2.0)
+    uri = f"s3://bucket/runs?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
+    start = time.monotonic()
+    try:
+        with pytest.raises(ValueError, match=r"output_dir: 's3://bucket/runs\?.*' did not answer "
+                                             r"within 2 s"):  # fmt: skip
+            storage.check_location(uri)
+    finally:
+        listener.close()
+    assert time.monotonic() - start < 10

@@ -20,6 +20,7 @@ MAX_SEED = 2**63 - 1
 # Bounds that keep a run's plan small and refuse a typo such as 0..1000000000 in seconds.
 MAX_SEEDS = 10_000_000
 MAX_SHARD_SIZE = 100_000
+MAX_SHARDS = 100_000  # shard tasks in one run: each is a Prefect task run
 # A shard's loss curves (float32) stay within this many values by default: 32 MB, so a shard
 # task's memory does not depend on the sweep's size (8,000 seeds at 1,000 epochs).
 SHARD_VALUES = 8_000_000
@@ -185,6 +186,13 @@ def validate_config(**parameters: Any) -> SweepConfig:
         raise ValueError(
             f"shard_size: {shard_size!r} is not allowed; it must be an integer in "
             f"1..{MAX_SHARD_SIZE}, or null for the default ({SHARD_VALUES:,} loss values a shard)"
+        )
+    per_shard = shard_size if shard_size is not None else default_shard_size(epochs)
+    shards = len(hidden_dims) * len(optimizers) * -(-len(seeds) // per_shard)
+    if shards > MAX_SHARDS:
+        raise ValueError(
+            f"shard_size: {per_shard} seeds per shard makes {shards:,} shard tasks; at most "
+            f"{MAX_SHARDS:,} are allowed in one run, so raise shard_size (or leave it out)"
         )
     resume = config.resume
     if resume is not None and (not isinstance(resume, str) or not _RUN_ID.fullmatch(resume)):

@@ -86,6 +86,18 @@ BAD_PARAMETERS = {
         r"data_path: unsupported format '\.xlsx'.*supported are \.csv, \.parquet, \.pq",
     ),
     "data_path empty": ({"data_path": ""}, r"data_path: expected a path to a \.csv or"),
+    "shard_size 0": ({"shard_size": 0}, r"shard_size: 0 is not allowed.*1\.\.100000"),
+    "too many shards": (
+        {"seeds": "0..999999", "shard_size": 1},
+        r"shard_size: 1 seeds per shard makes 14,000,000 shard tasks; at most 100,000",
+    ),
+    "seeds beyond the bound": (
+        {"seeds": "0..1000000000"},
+        r"seeds: 1,000,000,001 values; at most 10,000,000 are allowed",
+    ),
+    "seeds text not a range": ({"seeds": "0..x"}, r"seeds: '0\.\.x' is not an integer or a range"),
+    "seeds overlapping ranges": ({"seeds": "0..9, 5..20"}, r"seeds: duplicate value\(s\) \[5\]"),
+    "resume not a run id": ({"resume": "../x"}, r"resume: '\.\./x' is not a run id"),
     "unknown parameter": (
         {"hidden_dim": [8]},
         r"unknown parameter\(s\) hidden_dim; valid are hidden_dims, ",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
 
 from flows.drain import uses_temporary_server, wait_until_recorded
 from flows.fanout import SweepFailed, failure_message, train_all
@@ -25,21 +26,22 @@ __all__ = ["SweepFailed", "iris_sweep"]
     persist_result=False,  # the result is a path; the Parquet files are what persists
 )
 def iris_sweep(
-    # Lists, so the Prefect UI shows editable defaults; the flow never mutates them.
-    hidden_dims: list[int] = list(DEFAULTS.hidden_dims),  # noqa: B006
-    optimizers: list[str] = list(DEFAULTS.optimizers),  # noqa: B006
-    seeds: list[int] | str = list(DEFAULTS.seed_set),  # noqa: B006
-    learning_rate: float = DEFAULTS.learning_rate,
-    epochs: int = DEFAULTS.epochs,
-    test_size: float = DEFAULTS.test_size,
-    split_seed: int = DEFAULTS.split_seed,
-    standardize: bool = DEFAULTS.standardize,
-    positive_class: str | int = DEFAULTS.positive_class,
-    data_path: str | None = DEFAULTS.data_path,
-    device: str = DEFAULTS.device,
-    output_dir: str = DEFAULTS.output_dir,
-    shard_size: int | None = DEFAULTS.shard_size,
-    resume: str | None = DEFAULTS.resume,
+    # Strict types: Prefect would otherwise turn True into 1, "8" into 8 and "yes" into True
+    # before validation could refuse them. Lists, so the UI shows editable defaults.
+    hidden_dims: list[StrictInt] = list(DEFAULTS.hidden_dims),  # noqa: B006
+    optimizers: list[StrictStr] = list(DEFAULTS.optimizers),  # noqa: B006
+    seeds: list[StrictInt] | StrictStr = list(DEFAULTS.seed_set),  # noqa: B006
+    learning_rate: StrictFloat = DEFAULTS.learning_rate,
+    epochs: StrictInt = DEFAULTS.epochs,
+    test_size: StrictFloat = DEFAULTS.test_size,
+    split_seed: StrictInt = DEFAULTS.split_seed,
+    standardize: StrictBool = DEFAULTS.standardize,
+    positive_class: StrictStr | StrictInt = DEFAULTS.positive_class,
+    data_path: StrictStr | None = DEFAULTS.data_path,
+    device: StrictStr = DEFAULTS.device,
+    output_dir: StrictStr = DEFAULTS.output_dir,
+    shard_size: StrictInt | None = DEFAULTS.shard_size,
+    resume: StrictStr | None = DEFAULTS.resume,
 ) -> str:
     """Train a 4-h-1 ReLU network for every hidden_dim x optimizer x seed; return the run folder.
 

@@ -43,6 +43,11 @@ BAD_FLOW_INPUTS = {
     "hidden_dims 0": ({"hidden_dims": [8, 0]}, ValueError, r"hidden_dims: 0 .*1\.\.4096"),
     # The flow's type hints refuse this before its first task, through Prefect's validation
     "hidden_dims fractional": ({"hidden_dims": [8.5]}, Exception, r"hidden_dims.*valid integer"),
+    # Strict types: Prefect must not turn these into values the library would accept
+    "hidden_dims a bool": ({"hidden_dims": [True]}, Exception, r"hidden_dims\.0.*valid integer"),
+    "hidden_dims a string": ({"hidden_dims": ["8"]}, Exception, r"hidden_dims\.0.*valid integer"),
+    "standardize a string": ({"standardize": "yes"}, Exception, r"standardize.*valid boolean"),
+    "epochs a float": ({"epochs": 30.0}, Exception, r"epochs.*valid integer"),
     "optimizers unknown": (
         {"optimizers": ["rmsprop"]},
         ValueError,

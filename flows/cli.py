@@ -6,7 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from irismodel import native
 from irismodel.config import SweepConfig, check_data, validate_config
+from irismodel.estimate import check_fits, estimate
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.runs import resumed_config
 from irismodel.storage import redact
@@ -92,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="finish the unfinished run RUN_ID in --output-dir (its own parameters are used): "
         "only its missing shards are trained",
     )
+    add(
+        "--force",
+        action="store_true",
+        help="start even if the forecast says the disk or memory is too small",
+    )
     return parser
 
 
@@ -125,6 +132,7 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
         "output_dir": args.output_dir,
         "shard_size": args.shard_size,
         "resume": args.resume,
+        "force": args.force,
     }
 
 
@@ -136,10 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.resume:
             config = resumed_config(config)
         check_data(config)  # fail in seconds, before Prefect starts
+        forecast = estimate(config, compiled=native.load() is not None)
+        check_fits(config, forecast, config.force)
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)
         return 2
 
+    print(f"iris-sweep: {forecast.text()}", file=sys.stderr)
     from flows.iris_sweep import iris_sweep
     from irismodel.report import written_text
 

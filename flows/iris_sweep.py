@@ -42,6 +42,7 @@ def iris_sweep(
     output_dir: StrictStr = DEFAULTS.output_dir,
     shard_size: StrictInt | None = DEFAULTS.shard_size,
     resume: StrictStr | None = DEFAULTS.resume,
+    force: StrictBool = DEFAULTS.force,
 ) -> str:
     """Train a 4-h-1 ReLU network for every hidden_dim x optimizer x seed; return the run folder.
 
@@ -65,6 +66,7 @@ def iris_sweep(
         output_dir=output_dir,
         shard_size=shard_size,
         resume=resume,
+        force=force,
     )
     split = split_data(load_data(config.data_path), config)
     context, finished, published = open_sweep_run(config)

@@ -49,6 +49,7 @@ class SweepConfig:
     output_dir: str = "results"  # local folder or pyarrow.fs URI
     shard_size: int | None = None  # seeds per shard; None = default_shard_size(epochs)
     resume: str | None = None  # the run id of an unfinished run to finish
+    force: bool = False  # start even if the estimate says the disk or memory is too small
     resolved_device: str = field(default="", compare=False)
 
     def parameters(self) -> dict[str, Any]:
@@ -170,6 +171,8 @@ def validate_config(**parameters: Any) -> SweepConfig:
         raise ValueError(
             f"split_seed: {split_seed!r} is not allowed; it must be an integer in 0..2**32-1"
         )
+    if not isinstance(config.force, bool):
+        raise ValueError(f"force: expected true or false, got {config.force!r}")
     if not isinstance(config.standardize, bool):
         raise ValueError(f"standardize: expected true or false, got {config.standardize!r}")
     positive_class = config.positive_class
@@ -189,10 +192,16 @@ def validate_config(**parameters: Any) -> SweepConfig:
         )
     per_shard = shard_size if shard_size is not None else default_shard_size(epochs)
     shards = len(hidden_dims) * len(optimizers) * -(-len(seeds) // per_shard)
-    if shards > MAX_SHARDS:
+    if shards > MAX_SHARDS and shard_size is not None:
         raise ValueError(
             f"shard_size: {per_shard} seeds per shard makes {shards:,} shard tasks; at most "
             f"{MAX_SHARDS:,} are allowed in one run, so raise shard_size (or leave it out)"
+        )
+    if shards > MAX_SHARDS:
+        raise ValueError(
+            f"seeds: {len(seeds):,} seeds x {epochs:,} epochs make {shards:,} shard tasks of "
+            f"{per_shard} seeds (a shard's curves stay within {SHARD_VALUES:,} values); at most "
+            f"{MAX_SHARDS:,} are allowed in one run: sweep fewer, or give a larger shard_size"
         )
     resume = config.resume
     if resume is not None and (not isinstance(resume, str) or not _RUN_ID.fullmatch(resume)):
@@ -217,6 +226,7 @@ def validate_config(**parameters: Any) -> SweepConfig:
         output_dir=output_dir,
         shard_size=shard_size,
         resume=resume,
+        force=config.force,
         resolved_device=resolved_device,
     )
 

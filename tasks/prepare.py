@@ -8,8 +8,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from irismodel import native
 from irismodel.config import SweepConfig, validate_config
 from irismodel.data import Dataset, Split, load_dataset, split_dataset
+from irismodel.estimate import check_fits, estimate
 from irismodel.runs import open_run, plan_shards, resumed_config
 from irismodel.storage import redact
 from irismodel.sweep import RunContext, context_of
@@ -21,6 +23,9 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
     config = validate_config(**parameters)
     if config.resume:
         config = resumed_config(config)
+    forecast = estimate(config, compiled=native.load() is not None)
+    check_fits(config, forecast, config.force)
+    get_run_logger().info("forecast: %s", forecast.text())
     get_run_logger().info(
         "sweep of %d configurations x %d seeds (%d shards of up to %d seeds) on %s, into %s",
         len(config.hidden_dims) * len(config.optimizers),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -151,10 +152,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     print(f"iris-sweep: {forecast.text()}", file=sys.stderr)
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from flows.drain import drain_clients, register_temporary
     from flows.iris_sweep import iris_sweep
+    from flows.server import check_api, temporary_server
     from irismodel.report import written_text
 
-    path = iris_sweep(**parameters)
+    with contextlib.ExitStack() as stack:
+        url = get_current_settings().api.url
+        if url:
+            try:
+                check_api(url)
+            except RuntimeError as error:
+                print(error, file=sys.stderr)
+                return 2
+        else:
+            # Our own temporary server, not Prefect's: it dies with this process, even when
+            # the process is killed (SIGKILL, OOM, `timeout`), and SIGTERM unwinds through here.
+            url = stack.enter_context(temporary_server())
+            register_temporary(url)
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+            stack.callback(drain_clients)  # runs first on the way out: before the server stops
+        path = iris_sweep(**parameters)
     try:
         print(written_text(path))  # the summary the flow's report task wrote
     except OSError:

@@ -15,10 +15,18 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.settings import get_current_settings
 
+_TEMPORARY: set[str] = set()
+
+
+def register_temporary(api_url: str) -> None:
+    """Mark `api_url` as a server that stops when this run's command ends (see flows/server.py)."""
+    _TEMPORARY.add(api_url)
+
 
 def uses_temporary_server() -> bool:
-    """Whether runs go to the temporary server Prefect starts when no API URL is set."""
-    return not get_current_settings().api.url
+    """Whether runs go to a temporary server: Prefect's own (no API URL set) or the CLI's."""
+    url = get_current_settings().api.url
+    return not url or url in _TEMPORARY
 
 
 _FINAL = [StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]
@@ -49,3 +57,15 @@ def wait_until_recorded(flow_run_id: str, expected: int, timeout: float = 15.0) 
             if recorded >= expected or time.monotonic() > deadline:
                 return recorded >= expected
             time.sleep(0.2)
+
+
+def drain_clients(timeout: float = 10.0) -> None:
+    """Send the logs and events this process still holds, before a temporary server stops.
+
+    Without it, Prefect's workers keep retrying a server that is gone, for minutes at exit.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
+import certifi
 import httpx
 
 LOOPBACK = "127.0.0.1"
-STOP_GRACE_SECONDS = 10.0  # the server needs ~3 s to stop after SIGTERM on a busy 2-core machine
+STOP_GRACE_SECONDS = 10.0  # it stops in well under 1 s after SIGTERM; room for a busy machine
 LOG_TAIL_LINES = 30
 PORT_ATTEMPTS = 3
 
@@ -51,7 +53,7 @@ def _server_env(home: Path | None) -> dict[str, str]:
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     env["PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY"] = "false"
-    # Like Prefect's own temporary server: no UI, which also saves seconds of start-up.
+    # Like Prefect's own temporary server: no UI (nobody has a temporary server's page open).
     env["PREFECT_SERVER_UI_ENABLED"] = "false"
     env["PYTHONUNBUFFERED"] = "1"  # the log is complete when a failed start quotes it
     if home is not None:
@@ -67,11 +69,11 @@ def _server_args(port: int) -> list[str]:
     return server  # no PR_SET_PDEATHSIG elsewhere: only the SIGTERM handler and `finally` stop it
 
 
-def _log_tail(log_path: Path) -> str:
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
+def _log_tail(log: IO[bytes], since: int = 0, max_bytes: int = 64_000) -> str:
+    # pread: the child shares the file's offset, so a seek here would misplace its next writes.
+    size = os.fstat(log.fileno()).st_size
+    start = max(since, size - max_bytes)
+    lines = os.pread(log.fileno(), size - start, start).decode(errors="replace").splitlines()
     return "\n".join(lines[-LOG_TAIL_LINES:]) or "(empty log)"
 
 
@@ -111,16 +113,15 @@ def _healthy(client: httpx.Client, health_url: str) -> bool:
         return False
 
 
-def _spawn(port: int, home: Path | None, log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            _server_args(port),
-            env=_server_env(home),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            process_group=0,  # its own group: Ctrl-C misses it, killpg gets all of it
-        )
+def _spawn(port: int, home: Path | None, log: IO[bytes]) -> subprocess.Popen:
+    return subprocess.Popen(
+        _server_args(port),
+        env=_server_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        process_group=0,  # its own group: Ctrl-C misses it, killpg gets all of it
+    )
 
 
 def _wait_healthy(process: subprocess.Popen, api_url: str, deadline: float) -> bool:
@@ -141,6 +142,49 @@ def _sigterm_to_exit(signum: int, frame: object) -> None:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM during the block, then deliver them to the handlers of the time.
+
+    A second Ctrl-C or `kill` (often sent at once, by `timeout` among others) would otherwise
+    cut the server's stop short, before it was signalled or reaped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread runs Python signal handlers, and only it can set them
+        return
+    held: list[int] = []
+    replaced: dict[int, object] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None and handler != signal.SIG_IGN:  # None: set outside Python
+            replaced[signum] = signal.signal(signum, lambda number, frame: held.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
+
+
+def _stop_despite_signals(process: subprocess.Popen | None, log: IO[bytes]) -> None:
+    """Stop the server and close its log, then raise what a signal raised meanwhile."""
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            with _signals_held():
+                if process is not None:
+                    _stop(process)  # idempotent: a second round only reaps
+                log.close()
+            break
+        except (KeyboardInterrupt, SystemExit) as error:
+            # Raised before the signals were held (two Ctrl-C, or `timeout` forwarding its own
+            # SIGINT, come microseconds apart), or delivered after: make sure of the stop first.
+            interrupted = error
+    if interrupted is not None:
+        raise interrupted
+
+
+@contextlib.contextmanager
 def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterator[str]:
     """Run `prefect server start` on a free loopback port for the block; yield its API URL.
 
@@ -156,7 +200,6 @@ def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterat
     start`. Raises RuntimeError, with the end of the server's log, if it does not answer on
     /api/health within `timeout` seconds.
     """
-    folder = Path(tempfile.mkdtemp(prefix="iris-sweep-server-"))
     previous = signal.getsignal(signal.SIGTERM)
     # Handlers can only be set from the main thread; `None` marks a handler set outside Python,
     # which could not be restored: leave that alone.
@@ -164,7 +207,9 @@ def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterat
     if handle_sigterm:
         signal.signal(signal.SIGTERM, _sigterm_to_exit)
     process: subprocess.Popen | None = None
-    held: list[int] = []
+    # The log is a temporary file with no name (unlinked at once): nothing is left behind, even
+    # when this process is SIGKILLed; its end goes into the error of a failed start.
+    log = tempfile.TemporaryFile(prefix="iris-sweep-server-")  # noqa: SIM115 - closed below
     try:
         deadline = time.monotonic() + timeout
         for attempt in range(1, PORT_ATTEMPTS + 1):
@@ -172,13 +217,13 @@ def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterat
             # something took it meanwhile, the server exits at once, and another port will do.
             port = _free_port()
             api_url = f"http://{LOOPBACK}:{port}/api"
-            log_path = folder / f"server-{attempt}.log"
-            process = _spawn(port, home, log_path)
+            since = os.fstat(log.fileno()).st_size
+            process = _spawn(port, home, log)
             if _wait_healthy(process, api_url, deadline):
                 break
             if _exited(process):
                 code = process.wait()
-                tail = _log_tail(log_path)
+                tail = _log_tail(log, since)
                 if "already in use" in tail.lower() and attempt < PORT_ATTEMPTS:
                     continue
                 raise RuntimeError(
@@ -187,30 +232,37 @@ def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterat
                 )
             raise RuntimeError(
                 f"iris-sweep: the temporary Prefect server did not answer on {api_url} within "
-                f"{timeout:g} s; its log ends:\n{_log_tail(log_path)}"
+                f"{timeout:g} s; its log ends:\n{_log_tail(log, since)}"
             )
         yield api_url
     finally:
-        if handle_sigterm:
-            # A second SIGTERM must not cut the server's stop short: hold it, exit after.
-            signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
         try:
-            if process is not None:
-                _stop(process)
-            shutil.rmtree(folder, ignore_errors=True)
+            _stop_despite_signals(process, log)
         finally:
             if handle_sigterm:
                 signal.signal(signal.SIGTERM, previous)
-        if held:
-            raise SystemExit(128 + held[0])
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The TLS verification of Prefect's own client, so a self-hosted https API checks the same."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings().api
+    if settings.tls_insecure_skip_verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=settings.ssl_cert_file or certifi.where())
 
 
 def api_reachable(url: str, timeout: float = 3.0) -> bool:
     """Whether GET `{url}/health` answers 200 (through the environment's proxies, as Prefect)."""
     try:
-        return httpx.get(f"{url.rstrip('/')}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, verify=_tls_context())
+    except (httpx.HTTPError, OSError):
         return False
+    return response.status_code == 200
 
 
 def _api_url_source() -> tuple[str, str]:
@@ -246,8 +298,14 @@ def _api_url_source() -> tuple[str, str]:
 
 
 def check_api(url: str) -> None:
-    """Raise RuntimeError, in one line saying where the setting comes from, if `url` is down."""
-    if api_reachable(url):
+    """Raise RuntimeError, in one line saying where the setting comes from, if `url` is down.
+
+    Prefect Cloud is not checked: its workspace URLs need the API key, which Prefect's client
+    sends and reports on itself.
+    """
+    from prefect.settings import get_current_settings
+
+    if url.startswith(get_current_settings().cloud.api_url) or api_reachable(url):
         return
     where, drop = _api_url_source()
     raise RuntimeError(

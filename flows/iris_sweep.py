@@ -9,7 +9,7 @@ from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
 from flows.drain import uses_temporary_server, wait_until_recorded
 from flows.fanout import SweepFailed, failure_message, train_all
 from flows.runners import task_runner_from_env
-from irismodel.config import SweepConfig
+from irismodel.config import SweepConfig, run_label
 from irismodel.runs import plan_shards
 from tasks.prepare import load_data, open_sweep_run, split_data, validate_parameters
 from tasks.report import publish_report
@@ -19,8 +19,13 @@ DEFAULTS = SweepConfig()
 __all__ = ["SweepFailed", "iris_sweep"]
 
 
+def _run_name() -> str:
+    return run_label(flow_run.parameters)
+
+
 @flow(
     name="iris-sweep",
+    flow_run_name=_run_name,  # e.g. h8-14_sgd+manual_s10_e1000, not a random name
     task_runner=task_runner_from_env(),
     validate_parameters=True,
     persist_result=False,  # the result is a path; the Parquet files are what persists

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -241,3 +241,39 @@ def check_data(config: SweepConfig) -> Split:
     return split_dataset(
         dataset, config.positive_class, config.test_size, config.split_seed, config.standardize
     )
+
+
+def _span(values: Sequence[int]) -> str:
+    ordered = sorted(values)
+    if len(ordered) > 1 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ",".join(str(v) for v in ordered[:4]) + ("..." if len(ordered) > 4 else "")
+
+
+def run_label(parameters: Mapping[str, Any]) -> str:
+    """Return a run's name from its parameters, e.g. `h8-14_sgd+manual_s10_e1000`.
+
+    Tolerant of any input (it names runs whose parameters may be refused a moment later).
+    """
+    defaults = SweepConfig()
+    try:
+        dims = list(parameters.get("hidden_dims") or defaults.hidden_dims)
+        rules = list(parameters.get("optimizers") or defaults.optimizers)
+        seeds = parameters.get("seeds") or defaults.seed_set
+        count = len(parse_ranges("seeds", seeds, 0, MAX_SEED, MAX_SEEDS))
+        epochs = int(parameters.get("epochs") or defaults.epochs)
+        return f"h{_span(dims)}_{'+'.join(map(str, rules))}_s{count}_e{epochs}"
+    except (TypeError, ValueError):
+        return "iris-sweep"
+
+
+def run_tags(config: SweepConfig) -> list[str]:
+    """Return the tags of a run: what it sweeps, so the Runs page can be filtered by it."""
+    return [
+        "iris-sweep",
+        f"h{_span(config.hidden_dims)}",
+        *config.optimizers,
+        f"seeds:{len(config.seed_set)}",
+        f"epochs:{config.epochs}",
+        config.resolved_device,
+    ]

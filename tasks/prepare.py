@@ -6,10 +6,11 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
 from irismodel import native
-from irismodel.config import SweepConfig, validate_config
+from irismodel.config import SweepConfig, run_tags, validate_config
 from irismodel.data import Dataset, Split, load_dataset, split_dataset
 from irismodel.estimate import check_fits, estimate
 from irismodel.runs import open_run, plan_shards, resumed_config
@@ -23,6 +24,7 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
     config = validate_config(**parameters)
     if config.resume:
         config = resumed_config(config)
+    tag_run(run_tags(config))
     forecast = estimate(config, compiled=native.load() is not None)
     check_fits(config, forecast, config.force)
     get_run_logger().info("forecast: %s", forecast.text())
@@ -36,6 +38,19 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
         redact(config.output_dir),
     )
     return config
+
+
+def tag_run(tags: list[str]) -> None:
+    """Add `tags` to this flow run (ad hoc runs have none otherwise); never fails the run."""
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            existing = client.read_flow_run(run_id).tags
+            client.update_flow_run(run_id, tags=list(dict.fromkeys([*existing, *tags])))
+    except Exception as error:  # tags help find runs; they are never worth failing one
+        get_run_logger().warning("could not tag the run: %s", error)
 
 
 @task(name="load-data", cache_policy=NO_CACHE, persist_result=False)

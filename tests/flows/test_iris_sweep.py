@@ -102,3 +102,16 @@ def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
     assert len(folders) == 1 and folders[0].is_dir()
     assert f"results: {folders[0]}" in completed.stdout
     assert len(read_results(str(out))) == 4
+
+
+def test_runs_are_named_and_tagged_by_what_they_sweep(tmp_path):
+    """A run is named after its sweep and tagged with it, so the Runs page can be filtered."""
+    from prefect.client.orchestration import get_client
+
+    from flows.iris_sweep import iris_sweep
+
+    state = iris_sweep(**TINY, output_dir=str(tmp_path), return_state=True)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == "h8-9_sgd+manual_s3_e60"
+    assert {"iris-sweep", "h8-9", "sgd", "manual", "seeds:3", "epochs:60", "cpu"} <= set(run.tags)

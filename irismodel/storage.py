@@ -399,6 +399,12 @@ def remove_tree(location: str) -> None:
         fs.delete_dir(path)
 
 
-def join(location: str, name: str) -> str:
-    """Return the location of the file `name` in the folder `location` (see `child`)."""
-    return child(location, name)
+
+
+def split(location: str) -> tuple[str, str]:
+    """Return (folder, file name) of a file's location; a URI's query stays with the folder."""
+    if not is_uri(location):
+        return os.path.dirname(location) or ".", os.path.basename(location)
+    parts = urlsplit(location)
+    folder, name = posixpath.split(parts.path)
+    return urlunsplit((parts.scheme, parts.netloc, folder, parts.query, parts.fragment)), name

@@ -6,13 +6,17 @@ import base64
 import io
 import math
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from scipy import stats
@@ -321,3 +325,253 @@ def test_display_order_names_every_registered_optimizer():
     from irismodel.optimizers import OPTIMIZERS
 
     assert set(report.OPTIMIZER_ORDER) == set(OPTIMIZERS)
+
+
+# --------------------------------------------------------------------------- synthetic, at scale
+
+SYNTHETIC_DIMS = (4, 8, 16, 32)
+SYNTHETIC_OPTIMIZERS = ("sgd", "manual", "manual-no-zero-grad", "momentum", "adam")
+N_TRAIN, N_TEST, TRAIN_POSITIVE, TEST_POSITIVE = 112, 38, 37, 13
+
+
+def synthetic_run(
+    run_id: str,
+    started: datetime,
+    seeds: np.ndarray,
+    epochs: int,
+    rng: np.random.Generator,
+    *,
+    new_columns: bool = True,
+    learning_rate: float = 0.1,
+) -> pa.Table:
+    """One run's results: every hidden_dim x optimizer x seed, float32 curves, a few diverged.
+
+    manual's curves equal sgd's (same hidden_dim and seed), as the real update guarantees;
+    accuracy, precision and recall come from one confusion matrix, so the majority class can
+    be inferred from them as well as read from `n_*_positive` (written when `new_columns`).
+    """
+    dims, optimizers, seed = (
+        a.ravel()
+        for a in np.meshgrid(
+            np.array(SYNTHETIC_DIMS), np.arange(len(SYNTHETIC_OPTIMIZERS)), seeds, indexing="ij"
+        )
+    )
+    n = len(seed)
+    kind = np.where(optimizers == 1, 0, optimizers)  # manual draws sgd's curve
+    keys, which = np.unique(
+        np.stack([dims, kind, np.searchsorted(seeds, seed)]), axis=1, return_inverse=True
+    )
+    k = keys.shape[1]
+    t = np.arange(epochs, dtype=np.float32)
+    start = rng.uniform(0.5, 0.8, k).astype(np.float32)
+    floor = rng.uniform(0.01, 0.4, k).astype(np.float32)
+    tau = rng.uniform(5, epochs / 2, k).astype(np.float32)
+    curves = floor[:, None] + (start - floor)[:, None] * np.exp(-t[None, :] / tau[:, None])
+    curves += np.abs(rng.standard_normal((k, epochs), dtype=np.float32)) * np.float32(0.01)
+    curves = curves[which.ravel()]
+    diverged = (optimizers == 2) & (rng.random(n) < 0.02)
+    curves[diverged, epochs // 2 :] = np.nan
+    columns: dict[str, Any] = {}
+    for part, size, positive in (
+        ("train", N_TRAIN, TRAIN_POSITIVE),
+        ("test", N_TEST, TEST_POSITIVE),
+    ):
+        true_pos = rng.integers(1, positive + 1, n)
+        false_pos = rng.integers(0, (size - positive) // 3, n)
+        columns[f"{part}_accuracy"] = (true_pos + size - positive - false_pos) / size
+        columns[f"{part}_precision"] = true_pos / (true_pos + false_pos)
+        columns[f"{part}_recall"] = true_pos / positive
+    values = {
+        "flow_run_id": pa.array([run_id] * n),
+        "run_started_at": pa.array([started] * n, pa.timestamp("us", tz="UTC")),
+        "run_status": pa.array(["complete"] * n),
+        "hidden_dim": pa.array(dims.astype(np.int32)),
+        "optimizer": pa.array(np.array(SYNTHETIC_OPTIMIZERS)[optimizers]),
+        "seed": pa.array(seed.astype(np.int64)),
+        "learning_rate": pa.array(np.full(n, learning_rate)),
+        "epochs": pa.array(np.full(n, epochs, dtype=np.int32)),
+        "test_size": pa.array(np.full(n, 0.25)),
+        "split_seed": pa.array(np.zeros(n, dtype=np.int64)),
+        "standardize": pa.array(np.zeros(n, dtype=bool)),
+        "positive_class": pa.array(["versicolor"] * n),
+        "data_fingerprint": pa.array(["f" * 64] * n),
+        "n_train": pa.array(np.full(n, N_TRAIN, dtype=np.int32)),
+        "n_test": pa.array(np.full(n, N_TEST, dtype=np.int32)),
+        "loss_curve": pa.ListArray.from_arrays(
+            pa.array(np.arange(n + 1, dtype=np.int32) * epochs), pa.array(curves.ravel())
+        ),
+        "final_train_loss": pa.array(np.where(diverged, np.nan, curves[:, -1]).astype(np.float64)),
+        "diverged": pa.array(diverged),
+        **{name: pa.array(column) for name, column in columns.items()},
+    }
+    if new_columns:
+        values["outcome"] = pa.array(np.where(diverged, "diverged", "converged"))
+        values["n_train_positive"] = pa.array(np.full(n, TRAIN_POSITIVE, dtype=np.int32))
+        values["n_test_positive"] = pa.array(np.full(n, TEST_POSITIVE, dtype=np.int32))
+    return pa.table(values)
+
+
+def write_synthetic(folder: Path, tables: list[pa.Table]) -> list[Path]:
+    """Write each table as its own results file, as a run's part files are."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, table in enumerate(tables):
+        path = folder / f"iris-sweep-part-{i:05d}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        paths.append(path)
+    return paths
+
+
+SYNTHETIC_EPOCHS = 200
+
+
+def _curves_of(table: pa.Table) -> np.ndarray:
+    return table.column("loss_curve").combine_chunks().flatten().to_numpy().reshape(len(table), -1)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """20,000 models x 200 epochs in four runs' files, and a later rerun that replaces run-0."""
+    folder = tmp_path_factory.mktemp("synthetic") / "results"
+    rng = np.random.default_rng(7)
+    runs = [
+        synthetic_run(
+            f"run-{i}", datetime(2026, 1, 1, i, tzinfo=UTC), np.arange(i * 250, (i + 1) * 250),
+            SYNTHETIC_EPOCHS, rng, new_columns=i % 2 == 0,
+        )
+        for i in range(4)
+    ]  # fmt: skip
+    rerun = synthetic_run(
+        "run-0-again", datetime(2026, 1, 2, tzinfo=UTC), np.arange(250), SYNTHETIC_EPOCHS, rng
+    )
+    # a run in several part files, as the new layout writes them
+    parts = [runs[0], runs[1], runs[2].slice(0, 1000), runs[2].slice(1000), runs[3], rerun]
+    write_synthetic(folder, parts)
+    common = runs[1].column_names  # an old-style run: no outcome, no positive counts
+    kept = pa.concat_tables([t.select(common) for t in (runs[1], runs[2], runs[3], rerun)])
+    return folder, kept
+
+
+def test_a_streamed_folder_matches_numpy(synthetic, tmp_path):
+    """report_of on a folder of part files: counts, loss at epoch 100, majority class, and the
+    plotted mean and percentiles per epoch equal a direct numpy computation of the latest runs."""
+    folder, kept = synthetic
+    built = report.report_of(str(folder), out_dir=str(tmp_path))
+    scalars = kept.drop_columns(["loss_curve"]).to_pandas()
+    curves = _curves_of(kept).astype(np.float64)
+    summary, plotted = built.summary, built.curves
+    assert len(summary) == len(SYNTHETIC_DIMS) * len(SYNTHETIC_OPTIMIZERS)
+    assert (summary.n_seeds == 1000).all() and (summary.epoch == 100).all()
+    for row in summary.itertuples():
+        mine = (scalars.hidden_dim == row.hidden_dim) & (scalars.optimizer == row.optimizer)
+        ok = (mine & ~scalars.diverged).to_numpy()
+        assert row.n_diverged == int((mine & scalars.diverged).sum())
+        assert row.loss_at_epoch_mean == pytest.approx(curves[ok, 99].mean(), rel=1e-12)
+        assert row.train_majority_accuracy == pytest.approx(1 - TRAIN_POSITIVE / N_TRAIN)
+        drawn = plotted[
+            (plotted.hidden_dim == row.hidden_dim) & (plotted.optimizer == row.optimizer)
+        ]
+        assert list(drawn.epoch) == list(range(1, SYNTHETIC_EPOCHS + 1))
+        assert (drawn.n == ok.sum()).all()
+        np.testing.assert_allclose(drawn["mean"], curves[ok].mean(axis=0), rtol=1e-9)
+        low, median, high = np.quantile(curves[ok], [0.1, 0.5, 0.9], axis=0)
+        # percentiles come from log-spaced histograms, 9% wide bins: close, not exact
+        np.testing.assert_allclose(drawn["median"], median, rtol=0.03)
+        np.testing.assert_allclose(drawn["q10"], low, rtol=0.05)
+        np.testing.assert_allclose(drawn["q90"], high, rtol=0.05)
+    numbers = built.answers.numbers["settings"][0]["question1"]
+    assert numbers["manual_matches_sgd_exactly"] is True
+    assert numbers["manual_vs_sgd_pairs"] == len(SYNTHETIC_DIMS) * 1000
+    assert numbers["majority_accuracy"] == pytest.approx(1 - TEST_POSITIVE / N_TEST)
+    assert "10-90% of seeds" not in built.markdown  # the plot says it; PNGs are valid
+    for name in ("loss_curves", "accuracy"):
+        _png_size(Path(built.paths[name]).read_bytes())
+
+
+def test_a_streamed_folder_keeps_only_the_runs_asked_for(synthetic, tmp_path):
+    """Run ids filter rows as they are read."""
+    folder, _ = synthetic
+    built = report.report_of(str(folder), out_dir=str(tmp_path), run_ids=["run-2"])
+    assert (built.summary.n_seeds == 250).all()
+    assert "run-2 (" in built.markdown and "run-1 (" not in built.markdown
+
+
+def test_the_drawn_epochs_are_few_and_include_the_epoch_of_interest():
+    """Long curves are drawn through at most ~200 epochs: the first, the last and epoch 100."""
+    grid = report._grid(100_000, 100) + 1
+    assert len(grid) <= 202 and {1, 100, 100_000} <= set(grid.tolist())
+    assert (np.diff(grid) > 0).all()
+    assert list(report._grid(150, 100) + 1) == list(range(1, 151))
+
+
+def test_a_differing_manual_curve_is_measured_exactly(tmp_path, monkeypatch):
+    """One manual curve off by 0.25 at one epoch: the largest difference is that, read from a
+    run split over two files in several bounded passes, and the same from a DataFrame."""
+    table = synthetic_run("run-x", datetime(2026, 1, 1, tzinfo=UTC), np.arange(30), 50,
+                          np.random.default_rng(3))  # fmt: skip
+    curves = _curves_of(table).copy()
+    manual = np.flatnonzero(table.column("optimizer").to_numpy(zero_copy_only=False) == "manual")
+    row = manual[7]
+    before = curves[row, 9]
+    curves[row, 9] = before + np.float32(0.25)
+    expected = float(curves[row, 9]) - float(before)
+    offsets = pa.array(np.arange(len(table) + 1, dtype=np.int32) * 50)
+    table = table.set_column(
+        table.schema.get_field_index("loss_curve"),
+        "loss_curve",
+        pa.ListArray.from_arrays(offsets, pa.array(curves.ravel())),
+    )
+    folder = tmp_path / "results"
+    write_synthetic(folder, [table.slice(0, 1000), table.slice(1000)])
+    monkeypatch.setattr(report, "DIFFERENCE_VALUES", 64)  # a pass per pair or so
+    built = report.report_of(str(folder), out_dir=str(tmp_path / "out"))
+    numbers = built.answers.numbers["settings"][0]["question1"]
+    assert numbers["manual_matches_sgd_exactly"] is False
+    assert numbers["manual_vs_sgd_max_abs_difference"] == expected
+    assert f"largest absolute difference of the loss curves is {expected:.3g}" in (
+        built.answers.question1
+    )
+    again = report.answer_questions(table.to_pandas()).numbers["settings"][0]["question1"]
+    assert again["manual_vs_sgd_max_abs_difference"] == expected
+
+
+def test_values_from_the_data_cannot_inject_html_or_break_the_table(frame, tmp_path):
+    """A class name and a run id holding HTML, a pipe and a newline reach the markdown escaped:
+    no raw tag, and every table row has as many cells as the header."""
+    evil = "<img src=x onerror=alert(1)>|x"
+    rows = _rows(frame, MAIN)
+    other = rows.assign(
+        positive_class=evil,
+        flow_run_id="<b>run</b>|\nx",
+        run_started_at=rows.run_started_at + pd.Timedelta(hours=1),
+    )
+    built = report.build_report(pd.concat([rows, other], ignore_index=True), str(tmp_path))
+    markdown = built.markdown
+    assert "<img" not in markdown and "<b>" not in markdown and "|\nx" not in markdown
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;\\|x" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("|")]
+    cells = len(re.split(r"(?<!\\)\|", table[0]))
+    assert len(table) == 2 + 12
+    for line in table:
+        assert len(re.split(r"(?<!\\)\|", line)) == cells
+    assert sum("\\|x" in line for line in table) == 6
+    assert "positive_class=&lt;img" in markdown  # the answers name the setting, escaped
+    assert evil in built.text  # the terminal shows the value as it is, on one line
+    # matplotlib reads $...$ as math: a class named like broken math still plots
+    broken = other.assign(positive_class="$\\frac{$", flow_run_id="run-$")
+    report.build_report(pd.concat([rows, broken], ignore_index=True), str(tmp_path), prefix="_m")
+
+
+def test_a_corrupt_or_foreign_file_is_named(tmp_path):
+    """A results folder with a file that is not Parquet, or lacks the results columns, raises
+    ResultsError naming the file; the command line exits 2 with that message."""
+    table = synthetic_run("run-y", datetime(2026, 1, 1, tzinfo=UTC), np.arange(3), 20,
+                          np.random.default_rng(1))  # fmt: skip
+    folder = tmp_path / "results"
+    write_synthetic(folder, [table])
+    (folder / "iris-sweep-broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(results.ResultsError, match="iris-sweep-broken.parquet"):
+        report.report_of(str(folder), out_dir=str(tmp_path / "out"))
+    (folder / "iris-sweep-broken.parquet").unlink()
+    pq.write_table(table.drop_columns(["loss_curve"]), folder / "iris-sweep-other.parquet")
+    assert report.main([str(folder), "--out", str(tmp_path / "out")]) == 2

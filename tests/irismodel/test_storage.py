@@ -18,13 +18,14 @@ from irismodel import storage
 def test_join_refuses_names_that_leave_the_location(tmp_path, name):
     """A name with a path separator, '..', '.', a NUL or nothing at all is refused."""
     with pytest.raises(ValueError, match=r"refusing file name .*: it must be a plain name"):
-        storage.join(str(tmp_path), name)
+        storage.child(str(tmp_path), name)
 
 
 def test_join_keeps_plain_names_inside(tmp_path):
     """A plain name, dots included, joins onto a folder or a URI inside it."""
-    assert storage.join(str(tmp_path), "..a.parquet") == str(tmp_path / "..a.parquet")
-    assert storage.join("s3://bucket/runs/", "x.parquet") == "s3://bucket/runs/x.parquet"
+    assert storage.child(str(tmp_path), "..a.parquet") == str(tmp_path / "..a.parquet")
+    assert storage.child("s3://bucket/runs/", "x.parquet") == "s3://bucket/runs/x.parquet"
+    assert storage.split("s3://b/runs/x.png?region=r") == ("s3://b/runs?region=r", "x.png")
 
 
 def test_check_location_leaves_nothing_behind(tmp_path):

@@ -399,8 +399,6 @@ def remove_tree(location: str) -> None:
         fs.delete_dir(path)
 
 
-
-
 def split(location: str) -> tuple[str, str]:
     """Return (folder, file name) of a file's location; a URI's query stays with the folder."""
     if not is_uri(location):
@@ -408,3 +406,22 @@ def split(location: str) -> tuple[str, str]:
     parts = urlsplit(location)
     folder, name = posixpath.split(parts.path)
     return urlunsplit((parts.scheme, parts.netloc, folder, parts.query, parts.fragment)), name
+
+
+def browser_url(location: str) -> str | None:
+    """Return an https address a browser opens for `location`, where one exists, else None.
+
+    Only AWS S3 and Google Cloud Storage have one (the console of the bucket's object); a local
+    path (whose file:// link an http page may not open) and a store at a custom endpoint have
+    none.
+    """
+    if not is_uri(location):
+        return None
+    parts = urlsplit(location)
+    query = dict(parse_qsl(parts.query))
+    key = parts.path.strip("/")
+    if parts.scheme == "s3" and "endpoint_override" not in query:
+        return f"https://s3.console.aws.amazon.com/s3/buckets/{parts.netloc}?prefix={key}/"
+    if parts.scheme in ("gs", "gcs") and "endpoint_override" not in query:
+        return f"https://console.cloud.google.com/storage/browser/{parts.netloc}/{key}"
+    return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -17,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
+from irismodel.storage import browser_url, redact
 
 # Stable keys: the Prefect UI shows each key's history across runs.
 SUMMARY_KEY = "iris-sweep-summary"
@@ -43,12 +43,25 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         key=REPORT_KEY,
         description=f"The notebook's two questions answered, with plots; run {flow_run_id}.",
     )
-    create_link_artifact(
-        link=path if "://" in path else Path(path).resolve().as_uri(),
-        link_text=path.rstrip("/").rsplit("/", 1)[-1],
-        key=RESULTS_KEY,
-        description=f"The results of run {flow_run_id}: a folder of Parquet files, a row a model.",
-    )
+    shown = redact(path)
+    url = browser_url(path)
+    if url is not None:
+        create_link_artifact(
+            link=url,
+            link_text=shown.rstrip("/").rsplit("/", 1)[-1],
+            key=RESULTS_KEY,
+            description=f"The results of run {flow_run_id}: a folder of Parquet files.",
+        )
+    else:  # a file:// link does not open from an http page: show the location to copy instead
+        create_markdown_artifact(
+            markdown=(
+                f"The results of run `{flow_run_id}`, a folder of Parquet files, one row a "
+                f"model:\n\n```\n{shown}\n```\n\nRead them with "
+                f'`pandas.read_parquet("{shown}")` or `irismodel.results.read_results`.'
+            ),
+            key=RESULTS_KEY,
+            description=f"Where the results of run {flow_run_id} are.",
+        )
     get_run_logger().info(
         "published artifacts %s, %s, %s; plots at %s and %s",
         SUMMARY_KEY,

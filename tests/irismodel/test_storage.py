@@ -214,3 +214,15 @@ def test_a_location_that_never_answers_fails_within_the_timeout(monkeypatch):
     finally:
         listener.close()
     assert time.monotonic() - start < 10
+
+
+def test_browser_urls_exist_only_for_public_object_stores():
+    """S3 and GCS locations get a console address; local paths and custom endpoints get none."""
+    assert storage.browser_url("s3://bucket/runs/r1") == (
+        "https://s3.console.aws.amazon.com/s3/buckets/bucket?prefix=runs/r1/"
+    )
+    assert storage.browser_url("gs://bucket/runs/r1") == (
+        "https://console.cloud.google.com/storage/browser/bucket/runs/r1"
+    )
+    assert storage.browser_url("/data/iris/r1") is None
+    assert storage.browser_url("s3://b/r?endpoint_override=localhost:9000") is None

@@ -13,6 +13,9 @@ import pytest
 import yaml
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import ConcurrencyLimitStrategy, State, StateType
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.states import Cancelled, Pending
 from prefect.workers.process import ProcessWorker
 
 from flows.runners import DASK_ADDRESS_VARIABLE
@@ -57,15 +60,41 @@ def wait_for_final_state(client, flow_run_id: UUID, timeout: float, worker_log: 
         time.sleep(0.5)
 
 
+def assert_concurrency(deployment, limit: int, strategy: ConcurrencyLimitStrategy) -> None:
+    """Assert the deployment's concurrency limit and collision strategy, as prefect.yaml sets."""
+    assert deployment.global_concurrency_limit is not None, deployment.name
+    assert deployment.global_concurrency_limit.limit == limit
+    assert deployment.concurrency_options.collision_strategy == strategy
+
+
+def second_run_meets_the_limit(client, deployment) -> State:
+    """Start two runs of a limit-1 deployment as a worker does; return where the second ends.
+
+    A worker proposes Pending before it starts a run; the server gives the deployment's one
+    slot to the first and orchestrates the second by the collision strategy. The first is
+    cancelled after, which frees the slot.
+    """
+    first, second = (client.create_flow_run_from_deployment(deployment.id) for _ in range(2))
+    assert client.set_flow_run_state(first.id, Pending()).status == SetStateStatus.ACCEPT
+    refused = client.set_flow_run_state(second.id, Pending())
+    assert refused.status == SetStateStatus.REJECT, refused
+    assert refused.details.reason == "Deployment concurrency limit reached."
+    assert client.read_flow_run(second.id).state.type == refused.state.type
+    client.set_flow_run_state(first.id, Cancelled(), force=True)
+    return refused.state
+
+
 def test_deployments_run_on_a_worker_and_write_the_results_schema(
     prefect_server, prefect_client, tmp_path: Path
 ) -> None:
     """`prefect deploy --all` deploys prefect.yaml as written; a worker runs adhoc and adhoc-dask.
 
-    nightly carries its 03:00 UTC cron and adhoc none. adhoc, triggered with tiny parameters
-    as the README does, runs in a real `prefect worker` to Completed and writes one file of the
-    results schema, one row per (hidden_dim, optimizer, seed); adhoc-dask, pointed at a real
-    Dask cluster by its job variable, trains in the Dask worker and writes the same rows.
+    nightly carries its 03:00 UTC cron and adhoc none; nightly (CANCEL_NEW) and gpu (ENQUEUE) a
+    concurrency limit of 1, which the server enforces when a second run would start. adhoc,
+    triggered with tiny parameters as the README does, runs in a real `prefect worker` to
+    Completed and writes one file of the results schema, one row per (hidden_dim, optimizer,
+    seed); adhoc-dask, pointed at a real Dask cluster by its job variable, trains in the Dask
+    worker and writes the same rows.
     """
     env = prefect_server.env()
     pools = work_pools()
@@ -95,6 +124,7 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
         assert nightly.schedules[0].schedule.timezone == "UTC"
         assert nightly.parameters == {}
+        assert_concurrency(nightly, 1, ConcurrencyLimitStrategy.CANCEL_NEW)
         assert nightly.work_pool_name == pools["process"]
         # The pull step sends the worker to the folder `prefect deploy` ran in: this project.
         assert nightly.pull_steps == [
@@ -107,8 +137,10 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         adhoc = prefect_client.read_deployment_by_name("iris-sweep/adhoc")
         assert adhoc.schedules == []
         assert adhoc.work_pool_name == pools["process"]
+        assert adhoc.global_concurrency_limit is None
         gpu = prefect_client.read_deployment_by_name("iris-sweep/gpu")
         assert (gpu.parameters, gpu.work_pool_name) == ({"device": "cuda"}, pools["gpu"])
+        assert_concurrency(gpu, 1, ConcurrencyLimitStrategy.ENQUEUE)
         adhoc_dask = prefect_client.read_deployment_by_name("iris-sweep/adhoc-dask")
         assert adhoc_dask.job_variables["env"][DASK_ADDRESS_VARIABLE].startswith("tcp://")
 
@@ -125,6 +157,12 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         dask_pids = cluster.wait_for_workers()
         flow_run = wait_for_final_state(prefect_client, adhoc_run, 120, worker_log)
         wait_for_final_state(prefect_client, dask_run, 120, worker_log)
+
+    # The worker has stopped, so no run of nightly starts for real: the guards, by hand.
+    cancelled = second_run_meets_the_limit(prefect_client, nightly)
+    assert cancelled.type == StateType.CANCELLED  # a second nightly never starts
+    waiting = second_run_meets_the_limit(prefect_client, gpu)
+    assert (waiting.type, waiting.name) == (StateType.SCHEDULED, "AwaitingConcurrencySlot")
 
     assert flow_run.deployment_id == adhoc.id
     (path,) = local_output.glob("iris-sweep-*")  # one published run folder

@@ -1,0 +1,178 @@
+"""`python -m flows.notify` on a real server: its automation POSTs to a webhook on failures."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from flows.notify import AUTOMATION_NAME, EVENTS, check_webhook
+
+from . import servers
+
+pytestmark = pytest.mark.e2e
+
+BLOCK_TYPE = "custom-webhook"
+
+
+class Webhook:
+    """A loopback HTTP server, in a thread, that records the JSON body of every POST."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.received = threading.Condition()
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with webhook.received:
+                    webhook.bodies.append(json.loads(body))
+                    webhook.received.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((servers.LOOPBACK, 0), Handler)
+        self.url = f"http://{servers.LOOPBACK}:{self.server.server_address[1]}/hook"
+
+    def wait_for(self, wanted: Callable[[dict], bool], timeout: float = 60.0) -> dict:
+        """Return the first body for which `wanted` is true; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.received:
+            while True:
+                for body in self.bodies:
+                    if wanted(body):
+                        return body
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no such POST after {timeout:.0f}s; got {self.bodies}")
+                self.received.wait(left)
+
+
+@pytest.fixture()
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    thread = threading.Thread(target=hook.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hook
+    finally:
+        hook.server.shutdown()
+        hook.server.server_close()
+        thread.join(10)
+
+
+def notify(env: dict[str, str], *args: str) -> str:
+    """Run `python -m flows.notify ARGS` as the README does; return its output."""
+    command = [sys.executable, "-m", "flows.notify", *args]
+    return servers.run_cli(command, env, timeout=60).stdout
+
+
+FAIL_A_SWEEP = """
+import sys
+from flows.iris_sweep import iris_sweep
+state = iris_sweep(epochs=0, output_dir=sys.argv[1], return_state=True)
+print("RESULT", state.state_details.flow_run_id, state.type.value)
+"""
+
+
+def test_a_failed_sweep_posts_its_run_state_message_and_link(
+    prefect_server, prefect_client, webhook: Webhook, tmp_path: Path
+) -> None:
+    env = prefect_server.env()
+    notify(env, "--webhook", webhook.url)
+
+    # epochs=0 passes the flow's types but not validate-parameters: a real Failed run.
+    output = servers.run_cli(
+        [sys.executable, "-c", FAIL_A_SWEEP, str(tmp_path / "out")], env, timeout=120
+    ).stdout
+    run_id, state = re.search(r"RESULT ([0-9a-f-]{36}) (\w+)", output).groups()
+    assert state == "FAILED", output
+    flow_run = prefect_client.read_flow_run(UUID(run_id))
+
+    body = webhook.wait_for(lambda body: run_id in body["body"])
+    assert body["subject"] == f"iris-sweep flow run {flow_run.name} is Failed"
+    assert f"Flow run {flow_run.name} ({run_id}) of iris-sweep entered Failed." in body["body"]
+    assert "epochs: 0 is not allowed" in body["body"]  # the state's message
+    ui_url = prefect_server.api_url.removesuffix("/api")
+    assert f"UI: {ui_url}/runs/flow-run/{run_id}" in body["body"]
+    assert body["text"] == f"{body['subject']}\n{body['body']}"
+
+
+def test_a_crashed_sweep_posts_and_another_flow_does_not(
+    prefect_server, prefect_client, webhook: Webhook
+) -> None:
+    from prefect import flow
+    from prefect.states import Crashed, Failed, Running
+
+    notify(prefect_server.env(), "--webhook", webhook.url)
+
+    @flow(name="not-iris-sweep")
+    def other() -> None: ...
+
+    @flow(name="iris-sweep")
+    def stand_in() -> None: ...  # the same flow, by name, as flows.iris_sweep's
+
+    # A Failed run of another flow first: its event is processed before the crash's.
+    other_run = prefect_client.create_flow_run(other, state=Running())
+    prefect_client.set_flow_run_state(other_run.id, Failed(message="not ours"), force=True)
+    crashed = prefect_client.create_flow_run(stand_in, state=Running())
+    message = "the worker's machine went away"
+    prefect_client.set_flow_run_state(crashed.id, Crashed(message=message), force=True)
+
+    body = webhook.wait_for(lambda body: str(crashed.id) in body["body"])
+    assert body["subject"] == f"iris-sweep flow run {crashed.name} is Crashed"
+    assert f"Message: {message}" in body["body"]
+    assert not [body for body in webhook.bodies if str(other_run.id) in body["body"]]
+
+
+def test_notify_twice_leaves_one_automation_and_one_block(
+    prefect_server, prefect_client, webhook: Webhook
+) -> None:
+    env = prefect_server.env()
+    first = notify(env, "--webhook", "http://127.0.0.1:9/old", "--name", "twice")
+    assert f"automation {AUTOMATION_NAME!r}" in first
+    second = notify(env, "--webhook", webhook.url, "--name", "twice")
+    assert "(updated)" in second
+
+    blocks = prefect_client.read_block_documents_by_type(BLOCK_TYPE)
+    (block,) = [block for block in blocks if block.name == "twice"]
+    assert block.data["url"] == webhook.url  # the second run's URL replaced the first
+    assert block.data["method"] == "POST"
+
+    (automation,) = prefect_client.read_automations_by_name(AUTOMATION_NAME)
+    assert automation.enabled
+    assert automation.trigger.expect == set(EVENTS)
+    assert automation.trigger.match_related.model_dump() == {
+        "prefect.resource.role": "flow",
+        "prefect.resource.name": "iris-sweep",
+    }
+    (action,) = automation.actions
+    assert (action.type, action.block_document_id) == ("send-notification", block.id)
+    assert "{{ flow_run.state.message }}" in action.body
+
+
+def test_the_webhook_must_be_an_http_url() -> None:
+    assert check_webhook("https://hooks.example.com/x") == "https://hooks.example.com/x"
+    with pytest.raises(ValueError, match="http:// or https:// URL with a host"):
+        check_webhook("ftp://hooks.example.com/x")
+    with pytest.raises(ValueError, match="with a host, not 'http:///x'"):
+        check_webhook("http:///x")
+
+
+def test_notify_refuses_to_run_without_a_server(tmp_path: Path) -> None:
+    # No PREFECT_API_URL (project_env drops it) and an empty home: no profile names a server.
+    env = servers.project_env({"PREFECT_HOME": str(tmp_path / "home")})
+    with pytest.raises(RuntimeError, match="PREFECT_API_URL is not set"):
+        notify(env, "--webhook", "http://127.0.0.1:9/hook")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from irismodel import native
 from irismodel.config import SweepConfig, check_data, validate_config
+from irismodel.engine import request_stop, stop_requested
 from irismodel.estimate import check_fits, estimate
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.runs import resumed_config
@@ -137,6 +141,46 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C stops training at its next epoch; a second Ctrl-C stops waiting at once.
+
+    SIGTERM stops training too and exits with 143 at once (the server stops on the way out).
+
+    The first SIGINT asks every training in this process to stop (`request_stop`): running
+    shards end within an epoch, none is retried or started, the shards already written stay
+    for a resume, and the run ends unpublished. A second SIGINT ends the process at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if stop_requested():
+            # Not KeyboardInterrupt: an interpreter shutting down under running training
+            # threads can abort in C++. Written shards are whole; the server dies with us.
+            print("\niris-sweep: stopped at once", file=sys.stderr, flush=True)
+            os._exit(130)
+        request_stop()
+        print(
+            "\niris-sweep: stopping: the running shards end at their next epoch and the written "
+            "ones are kept (Ctrl-C again to stop waiting)",
+            file=sys.stderr,
+        )
+
+    def on_terminate(signum: int, frame: object) -> None:
+        request_stop()  # running shards end within an epoch instead of holding the exit
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous_term = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Validate the options, run the flow, print where the results are and a summary."""
     parameters = parse_parameters(argv)
@@ -155,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     from flows.drain import drain_clients, register_temporary
-    from flows.iris_sweep import iris_sweep
+    from flows.iris_sweep import SweepFailed, iris_sweep
     from flows.server import check_api, temporary_server
     from irismodel.report import written_text
 
@@ -174,7 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             register_temporary(url)
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
             stack.callback(drain_clients)  # runs first on the way out: before the server stops
-        path = iris_sweep(**parameters)
+        stack.enter_context(_interruptible())
+        try:
+            path = iris_sweep(**parameters)
+        except SweepFailed as error:
+            if stop_requested():
+                print(f"iris-sweep: interrupted. {error}", file=sys.stderr)
+                return 130
+            print(f"iris-sweep: error: {error}", file=sys.stderr)
+            return 1
     try:
         print(written_text(path))  # the summary the flow's report task wrote
     except OSError:

@@ -1,4 +1,8 @@
-"""Training engines: many seeds of one (hidden_dim, optimizer) at once, and the notebook's loop."""
+"""Training engines: many seeds of one (hidden_dim, optimizer) at once, and the notebook's loop.
+
+Every loop can be stopped from any thread: `request_stop()` makes each training of the process
+raise `TrainingInterrupted` at its next check (between epochs), until `clear_stop()`.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,43 @@ from irismodel.optimizers import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingInterrupted(RuntimeError):
+    """A training stopped by `request_stop()` before its last epoch; it returns no results."""
+
+
+def request_stop() -> None:
+    """Ask every training of this process to stop: each raises `TrainingInterrupted`.
+
+    Every loop (fused, native, eager, reference), in every thread, checks between epochs, so
+    trainings stop within an epoch's time; a training started while the request stands stops
+    before its first epoch. Safe from any thread and from a signal handler (it neither blocks
+    nor loads anything). The request stays until `clear_stop()`.
+    """
+    native_loop.request_stop()
+
+
+def clear_stop() -> None:
+    """Withdraw the stop request, so that trainings started from now on run to the end."""
+    native_loop.clear_stop()
+
+
+def stop_requested() -> bool:
+    """Whether a stop request is pending."""
+    return native_loop.stop_requested()
+
+
+def _interrupted(epoch: int, epochs: int) -> TrainingInterrupted:
+    """The exception of a loop that saw the stop request after `epoch` epochs (as C++ words it)."""
+    return TrainingInterrupted(
+        f"training interrupted by a stop request after epoch {epoch} of {epochs}"
+    )
+
+
+def _trained(stop: Exception, done: int, models: int) -> TrainingInterrupted:
+    """`stop`'s message, completed with how many of the call's models were trained."""
+    return TrainingInterrupted(f"{stop} ({done} of {models} models trained)")
 
 
 @dataclass(frozen=True)
@@ -98,7 +139,8 @@ def train_batched(
       and loads, else "eager".
     The two compiled loops release the GIL. Asking for one that is not built, or "fused" off
     the CPU or with more than 16 features, raises RuntimeError. Nothing is ever compiled here:
-    `python -m irismodel.native build` does that once.
+    `python -m irismodel.native build` does that once. Every loop checks the stop request
+    (`request_stop()`) between epochs and raises `TrainingInterrupted` when it is set.
     """
     check_optimizer(optimizer)
     # ATen applies torch.set_num_threads to a new thread (a task's worker) only when that thread
@@ -126,9 +168,12 @@ def train_batched(
         xa_t = torch.cat([x.t(), torch.ones(1, n, device=dev)])
         for lo in range(0, k, chunk):
             part = {name: t[lo : lo + chunk] for name, t in stacked.items()}
-            chunk_curves, chunk_params = _train_chunk(
-                xa_t, y.reshape(1, 1, n), part, optimizer, learning_rate, epochs, epoch_loop
-            )
+            try:
+                chunk_curves, chunk_params = _train_chunk(
+                    xa_t, y.reshape(1, 1, n), part, optimizer, learning_rate, epochs, epoch_loop
+                )
+            except TrainingInterrupted as stop:
+                raise _trained(stop, lo, k) from None
             curves.append(chunk_curves)
             finals.append(chunk_params)
         _synchronize(dev)
@@ -215,19 +260,23 @@ def _train_fused(
     curves = torch.empty(len(seeds), epochs)
     beta1, beta2 = ADAM_BETAS
     start = time.perf_counter()
-    _native_module("fused").train_fused(
-        x.contiguous(),
-        y.reshape(-1).contiguous(),
-        *(parameters[name] for name in PARAMETER_NAMES),  # updated in place
-        curves,
-        optimizer,
-        learning_rate,
-        epochs,
-        MOMENTUM,
-        beta1,
-        beta2,
-        ADAM_EPS,
-    )
+    module = _native_module("fused")
+    try:
+        module.train_fused(
+            x.contiguous(),
+            y.reshape(-1).contiguous(),
+            *(parameters[name] for name in PARAMETER_NAMES),  # updated in place
+            curves,
+            optimizer,
+            learning_rate,
+            epochs,
+            MOMENTUM,
+            beta1,
+            beta2,
+            ADAM_EPS,
+        )
+    except module.TrainingStopped as stop:  # its message says how far training went
+        raise TrainingInterrupted(str(stop)) from None
     seconds = time.perf_counter() - start
     return TrainingRun(
         hidden_dim=hidden_dim,
@@ -278,6 +327,7 @@ def _train_chunk(
     The step is a dozen ops on preallocated buffers (`out=` and in-place), because at these
     sizes each op's dispatch costs as much as its arithmetic. `epoch_loop`, when given, is the
     compiled `train_epochs` of `irismodel.native`, which runs the loop below op for op.
+    Both loops check the stop request between epochs and raise `TrainingInterrupted`.
     """
     d1, n = xa_t.shape
     d = d1 - 1
@@ -344,20 +394,26 @@ def _train_chunk(
             if hasattr(update, name):
                 buffers[name] = getattr(update, name)
         beta1, beta2 = ADAM_BETAS
-        epoch_loop(
-            buffers,
-            optimizer,
-            learning_rate,
-            epochs,
-            _LOSS_BLOCK,
-            n,
-            MOMENTUM,
-            beta1,
-            beta2,
-            ADAM_EPS,
-        )
+        stopped = _native_module("native").TrainingStopped
+        try:
+            epoch_loop(
+                buffers,
+                optimizer,
+                learning_rate,
+                epochs,
+                _LOSS_BLOCK,
+                n,
+                MOMENTUM,
+                beta1,
+                beta2,
+                ADAM_EPS,
+            )
+        except stopped as stop:
+            raise TrainingInterrupted(str(stop)) from None
     else:
         for epoch in range(epochs):
+            if native_loop.stop_requested():
+                raise _interrupted(epoch, epochs)
             slot = epoch % _LOSS_BLOCK
             z2 = logits[slot]  # (k, 1, N)
             torch.mm(w1, xa_t, out=z1)  # (k*H, N)
@@ -416,20 +472,23 @@ def train_reference(
 ) -> TrainingRun:
     """Train one model per seed with the notebook's loop: autograd, one model at a time.
 
-    The oracle for the batched engine and the baseline for benchmarks.
+    The oracle for the batched engine and the baseline for benchmarks. Checks the stop request
+    (`request_stop()`) between epochs and raises `TrainingInterrupted` when it is set.
     """
     dev = torch.device(device)
     x, y = _as_tensors(x_train, y_train, dev)
     curves, finals = [], []
     _synchronize(dev)
     start = time.perf_counter()
-    for seed in seeds:
+    for done, seed in enumerate(seeds):
         net = seeded_net(hidden_dim, seed, x.shape[1]).to(dev)
         criterion = nn.BCEWithLogitsLoss()
         update = NotebookUpdate(optimizer, list(net.parameters()), learning_rate)
         zero_grad = resets_gradients(optimizer)
         curve = []
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            if native_loop.stop_requested():
+                raise _trained(_interrupted(epoch, epochs), done, len(seeds))
             loss = criterion(net(x), y)
             curve.append(loss.detach())
             if zero_grad:

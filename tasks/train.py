@@ -7,14 +7,21 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from irismodel.data import Split
+from irismodel.engine import stop_requested
 from irismodel.runs import Shard
 from irismodel.sweep import RunContext, ShardSummary, run_shard
+
+
+def _retry_unless_stopped(task: object, task_run: object, state: object) -> bool:
+    """Retry a failed shard, unless training was asked to stop (Ctrl-C): then end it now."""
+    return not stop_requested()
 
 
 @task(
     name="train",
     retries=2,
     retry_delay_seconds=1,
+    retry_condition_fn=_retry_unless_stopped,
     cache_policy=NO_CACHE,  # the part file in the run's folder is the durable result
     persist_result=False,
 )

@@ -11,6 +11,11 @@ Where the build goes, first match wins:
 Inside it, one folder per module name; the name carries a hash of the C++ sources, the torch
 version and the Python version, so an edited source or an upgraded torch is simply "not built"
 (never a stale or ABI-incompatible module) until the next `build()`.
+
+The stop request (`request_stop()`, `clear_stop()`, `stop_requested()`; irismodel.engine
+re-exports them) is a flag kept twice: here, for the Python loops and for when nothing is
+built, and in every compiled module loaded, where the C++ loops read it without the GIL. A
+module loaded after the request takes it over when it loads.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import os
 import platform
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -43,6 +49,43 @@ _LIBRARY_SUFFIX = ".pyd" if sys.platform == "win32" else ".so"  # what cpp_exten
 
 logger = logging.getLogger(__name__)
 _loaded: ModuleType | None = None
+_load_lock = threading.Lock()  # threads that load at once get one module object
+_stop = False  # the stop request, as the Python loops see it
+_modules: list[ModuleType] = []  # every compiled module loaded in this process
+
+
+def request_stop() -> None:
+    """Ask every training of this process, in every loop and thread, to stop at its next check.
+
+    Sets the Python flag and the flag of each compiled module loaded; safe to call from any
+    thread or a signal handler. The request stays until `clear_stop()`.
+    """
+    global _stop
+    _stop = True  # before the modules: one adopted meanwhile reads it after joining the list
+    for module in list(_modules):
+        module.request_stop()
+
+
+def clear_stop() -> None:
+    """Withdraw the stop request, so that trainings started from now on run to the end."""
+    global _stop
+    _stop = False
+    for module in list(_modules):
+        module.clear_stop()
+
+
+def stop_requested() -> bool:
+    """Whether a stop request is pending."""
+    return _stop
+
+
+def _adopt(module: ModuleType) -> ModuleType:
+    """Record a freshly loaded compiled module and hand it the current stop request."""
+    if all(module is not known for known in _modules):
+        _modules.append(module)
+    if _stop:
+        module.request_stop()
+    return module
 
 
 def cache_root() -> Path:
@@ -99,7 +142,7 @@ def build(verbose: bool = False) -> Path:
         build_directory=str(directory),
         verbose=verbose,
     )
-    _loaded = module
+    _loaded = _adopt(module)
     return library_path()
 
 
@@ -108,8 +151,15 @@ def load() -> ModuleType | None:
 
     Any failure (not built, missing symbol, wrong ABI) is logged at debug level and yields None.
     """
-    global _loaded
     if _loaded is not None:
+        return _loaded
+    with _load_lock:
+        return _load_once()
+
+
+def _load_once() -> ModuleType | None:
+    global _loaded
+    if _loaded is not None:  # another thread loaded it meanwhile
         return _loaded
     try:
         name, path = module_name(), library_path()
@@ -125,7 +175,7 @@ def load() -> ModuleType | None:
     except Exception:  # a broken build must never break a sweep: the eager loop still works
         logger.debug("native module failed to load; using the eager loop", exc_info=True)
         return None
-    _loaded = module
+    _loaded = _adopt(module)
     return module
 
 

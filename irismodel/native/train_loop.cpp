@@ -15,10 +15,16 @@
 #include <pybind11/stl.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
+#ifdef __GLIBCXX__
+#include <cxxabi.h>  // abi::__forced_unwind
+#endif
 
 #include "fused.h"
 
@@ -98,6 +104,7 @@ class FlatUpdate {
 };
 
 // Train for `epochs` epochs in place: parameters in buffers["theta"], losses in buffers["curves"].
+// Before each epoch, a stop request (irismodel::stop_flag) throws irismodel::TrainingStopped.
 void train_epochs(const Buffers& buffers, const std::string& optimizer, double learning_rate,
                   int64_t epochs, int64_t loss_block, int64_t n_rows, double momentum,
                   double beta1, double beta2, double eps) {
@@ -129,6 +136,7 @@ void train_epochs(const Buffers& buffers, const std::string& optimizer, double l
   FlatUpdate update(buffers, optimizer, learning_rate, momentum, beta1, beta2, eps);
 
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+    if (irismodel::stop_requested()) throw irismodel::TrainingStopped(epoch, epochs);
     const int64_t slot = epoch % loss_block;
     at::Tensor z2 = logits.select(0, slot);  // (k, 1, N)
     at::mm_out(z1, w1, xa_t);
@@ -155,18 +163,68 @@ void train_epochs(const Buffers& buffers, const std::string& optimizer, double l
   }
 }
 
+// Take the GIL back after PyEval_SaveThread. A thread that does so while the interpreter
+// finalizes (the main thread left, e.g. on a second Ctrl-C, without waiting for the workers) is
+// ended by CPython 3.13 and older with pthread_exit, whose unwinding runs the destructors of
+// the call's frames; a tensor that Python holds takes the GIL in its destructor to release its
+// Python object, meets pthread_exit again, and inside a destructor that is std::terminate
+// ("terminate called without an active exception"). Such a thread sleeps here instead until
+// the process exits, as Python 3.14 does. For the same reason the functions run without the GIL
+// take tensors by reference: a by-value copy released without the GIL takes the GIL too.
+void take_gil_back(PyThreadState* state) {
+#ifdef __GLIBCXX__
+  try {
+    PyEval_RestoreThread(state);
+  } catch (abi::__forced_unwind&) {  // never rethrown: this handler never ends
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+#else
+  PyEval_RestoreThread(state);
+#endif
+}
+
+// `function` as a binding that runs it with the GIL released. Not pybind11's
+// gil_scoped_release, whose (noexcept) destructor retakes the GIL: see take_gil_back.
+template <typename... Args>
+auto without_gil(void (*function)(Args...)) {
+  return [function](Args... args) {
+    PyThreadState* state = PyEval_SaveThread();
+    try {
+      function(std::forward<Args>(args)...);
+    } catch (...) {
+      take_gil_back(state);
+      throw;
+    }
+    take_gil_back(state);
+  };
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.doc() = "irismodel's training loops in C++: the eager engine's ops, and the fused kernel";
+  // A loop that saw the stop request raises this (engine.py raises TrainingInterrupted from it).
+  // pybind11 makes the class once per process; set it on every module object of this library
+  // (loading it again gives a new one), not only on the first.
+  module.attr("TrainingStopped") = pybind11::register_local_exception<irismodel::TrainingStopped>(
+      module, "TrainingStopped", PyExc_RuntimeError);
+  // The stop request: a flag that the loops read between epochs, in every thread, without the
+  // GIL. Set it from any thread (a SIGINT handler included); it stays set until cleared.
+  module.def(
+      "request_stop", [] { irismodel::stop_flag = true; },
+      "Ask every training of this process to stop before its next epoch.");
+  module.def(
+      "clear_stop", [] { irismodel::stop_flag = false; },
+      "Withdraw the stop request, so that trainings run again.");
+  module.def(
+      "stop_requested", [] { return irismodel::stop_flag.load(); },
+      "Whether a stop request is pending.");
   // Arguments are converted with the GIL held; the loop itself runs without it.
-  module.def("train_epochs", &train_epochs, pybind11::call_guard<pybind11::gil_scoped_release>(),
-             pybind11::arg("buffers"), pybind11::arg("optimizer"),
-             pybind11::arg("learning_rate"), pybind11::arg("epochs"), pybind11::arg("loss_block"),
+  module.def("train_epochs", without_gil(&train_epochs), pybind11::arg("buffers"),
+             pybind11::arg("optimizer"), pybind11::arg("learning_rate"), pybind11::arg("epochs"), pybind11::arg("loss_block"),
              pybind11::arg("n_rows"), pybind11::arg("momentum"), pybind11::arg("beta1"),
              pybind11::arg("beta2"), pybind11::arg("eps"));
-  module.def("train_fused", &irismodel::train_fused,
-             pybind11::call_guard<pybind11::gil_scoped_release>(), pybind11::arg("x"),
+  module.def("train_fused", without_gil(&irismodel::train_fused), pybind11::arg("x"),
              pybind11::arg("y"), pybind11::arg("fc1_weight"), pybind11::arg("fc1_bias"),
              pybind11::arg("fc2_weight"), pybind11::arg("fc2_bias"), pybind11::arg("curves"),
              pybind11::arg("optimizer"), pybind11::arg("learning_rate"), pybind11::arg("epochs"),

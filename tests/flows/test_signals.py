@@ -1,0 +1,120 @@
+"""Signals to the command line: Ctrl-C stops training promptly and keeps what was written; no
+signal, not even SIGKILL of its pid alone, leaves its temporary Prefect server behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from irismodel import results
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# ~2 s a shard here, 24 shards: a run that is surely mid-sweep when a signal comes
+LONG_SWEEP = ["--hidden-dims", "8..13", "--optimizers", "sgd", "--seeds", "0..63",
+              "--epochs", "20000", "--shard-size", "16", "--device", "cpu"]  # fmt: skip
+
+
+def _start(tmp_path: Path, output: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # its own server
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+    )
+    log = open(tmp_path / "cli.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.iris_sweep", *LONG_SWEEP, "--output-dir", str(output)],
+        cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _descendants(pid: int) -> set[int]:
+    found, stack = set(), [pid]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    children = [int(p) for p in handle.read().split()]
+                found.update(children)
+                stack.extend(children)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(condition, timeout: float, what: str, process: subprocess.Popen, tmp_path: Path):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, (tmp_path / "cli.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(0.05)
+
+
+def _cleanup(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path):
+    """SIGINT mid-sweep: training stops within seconds, written shards stay for a resume, the
+    run is not published, the exit status is 130, and no process is left behind."""
+    output = tmp_path / "out"
+    process = _start(tmp_path, output)
+    try:
+        staged = lambda: list((output / results.STAGING).glob("*/*.parquet"))  # noqa: E731
+        _wait_for(lambda: len(staged()) >= 1, 240, "a written shard", process, tmp_path)
+        helpers = _descendants(process.pid)
+        sent = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+        stopped_after = time.monotonic() - sent
+    finally:
+        _cleanup(process)
+    log = (tmp_path / "cli.log").read_text()
+    assert code == 130, log[-3000:]
+    assert stopped_after < 30, f"took {stopped_after:.1f} s to stop"  # not 24 shards' worth
+    assert "iris-sweep: interrupted." in log and "iris-sweep --resume " in log
+    assert "terminate called" not in log
+    assert results.list_result_files(str(output)) == []  # nothing published
+    kept = staged()
+    assert 1 <= len(kept) < 24
+    assert not [pid for pid in helpers if _alive(pid)], "a child process outlived the command"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_command_line_alone_leaves_no_server(tmp_path, sig):
+    """SIGTERM or SIGKILL of the command line's pid only (as `timeout` or the OOM killer send
+    it) takes its temporary Prefect server down too."""
+    output = tmp_path / "out"
+    process = _start(tmp_path, output)
+    try:
+        _wait_for(lambda: (output / results.STAGING).exists(), 240, "the run", process, tmp_path)
+        children = _descendants(process.pid)
+        assert children, "the command line should have started its server"
+        os.kill(process.pid, sig)  # the pid only, not its group
+        code = process.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in children if _alive(pid)]
+    finally:
+        _cleanup(process)
+    assert code == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+    assert left == [], f"still running after the command line died: {left}"

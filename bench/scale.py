@@ -1,8 +1,8 @@
 """Scale benchmark: sweeps of 10k, 100k (and 1M) models through the command line, server warm.
 
-For each size, `iris-sweep --hidden-dims 8..14 --optimizers sgd manual-no-zero-grad --seeds 0..N`
-runs against an already started `prefect server start` (its own PREFECT_HOME) into a fresh
-folder. Measured per size: wall seconds of the whole command, model-epochs per second end to
+For each size, `iris-sweep --hidden-dims 8..14 --optimizers sgd manual-no-zero-grad --seeds 0..N
+--no-report` runs against an already started `prefect server start` (its own PREFECT_HOME) into
+a fresh folder; the report of the published run is then made on its own. Measured per size: wall seconds of the whole command, model-epochs per second end to
 end, the peak of the summed RSS of the command's process tree (sampled from /proc every 0.2 s),
 the bytes written, and the report's own wall time and peak RSS (`iris-sweep-report` on the
 published run, in its own process). The engine's throughput on the same hidden dims and update
@@ -141,6 +141,7 @@ def main() -> int:
             command = [
                 str(bin_dir / "iris-sweep"), "--hidden-dims", HIDDEN, "--optimizers", *OPTIMIZERS,
                 "--seeds", f"0..{seeds - 1}", "--epochs", str(EPOCHS), "--output-dir", str(out),
+                "--no-report",  # the sweep alone; its report is measured on its own below
             ]  # fmt: skip
             wall, peak, code = _run_measured(command, env, work / f"{size}.log")
             if code != 0:

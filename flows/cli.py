@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "only its missing shards are trained",
     )
     add(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.report,
+        help="make the report once the results are published (--no-report: make it later "
+        "with iris-sweep-report)",
+    )
+    add(
         "--force",
         action="store_true",
         help="start even if the forecast says the disk or memory is too small",
@@ -138,6 +145,7 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
         "shard_size": args.shard_size,
         "resume": args.resume,
         "force": args.force,
+        "report": args.report,
     }
 
 
@@ -227,10 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 130
             print(f"iris-sweep: error: {error}", file=sys.stderr)
             return 1
-    try:
-        print(written_text(path))  # the summary the flow's report task wrote
-    except OSError:
-        print("(no report: see the run's log for why it could not be made)")
+    if parameters["report"]:
+        try:
+            print(written_text(path))  # the summary the flow's report task wrote
+        except OSError:
+            print("(no report: see the run's log for why it could not be made)")
     print(f"\nresults: {redact(path)}")
     return 0
 

@@ -48,6 +48,7 @@ def iris_sweep(
     shard_size: StrictInt | None = DEFAULTS.shard_size,
     resume: StrictStr | None = DEFAULTS.resume,
     force: StrictBool = DEFAULTS.force,
+    report: StrictBool = DEFAULTS.report,
 ) -> str:
     """Train a 4-h-1 ReLU network for every hidden_dim x optimizer x seed; return the run folder.
 
@@ -72,6 +73,7 @@ def iris_sweep(
         shard_size=shard_size,
         resume=resume,
         force=force,
+        report=report,
     )
     split = split_data(load_data(config.data_path), config)
     context, finished, published = open_sweep_run(config)
@@ -85,7 +87,7 @@ def iris_sweep(
         else:
             recorded += 1
             path = publish_results(context, results.failed)
-        if path is not None:
+        if path is not None and config.report:
             recorded += 1
             try:
                 publish_report(path, context.flow_run_id)

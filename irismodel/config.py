@@ -50,6 +50,7 @@ class SweepConfig:
     shard_size: int | None = None  # seeds per shard; None = default_shard_size(epochs)
     resume: str | None = None  # the run id of an unfinished run to finish
     force: bool = False  # start even if the estimate says the disk or memory is too small
+    report: bool = True  # make the report (artifacts, plots) once the results are published
     resolved_device: str = field(default="", compare=False)
 
     def parameters(self) -> dict[str, Any]:
@@ -171,8 +172,9 @@ def validate_config(**parameters: Any) -> SweepConfig:
         raise ValueError(
             f"split_seed: {split_seed!r} is not allowed; it must be an integer in 0..2**32-1"
         )
-    if not isinstance(config.force, bool):
-        raise ValueError(f"force: expected true or false, got {config.force!r}")
+    for name in ("force", "report"):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{name}: expected true or false, got {getattr(config, name)!r}")
     if not isinstance(config.standardize, bool):
         raise ValueError(f"standardize: expected true or false, got {config.standardize!r}")
     positive_class = config.positive_class
@@ -227,6 +229,7 @@ def validate_config(**parameters: Any) -> SweepConfig:
         shard_size=shard_size,
         resume=resume,
         force=config.force,
+        report=config.report,
         resolved_device=resolved_device,
     )
 

@@ -36,7 +36,7 @@ STATUS_RUNNING = "running"
 STATUS_FAILED = "failed"
 STATUS_COMPLETE = "complete"
 # Parameters that do not change what a run computes: a resume may differ in them.
-_NOT_COMPARED = ("resume", "output_dir", "force")
+_NOT_COMPARED = ("resume", "output_dir", "force", "report")
 
 
 class RunError(ValueError):

@@ -18,6 +18,8 @@ from irismodel.metrics import METRIC_NAMES, binary_metrics
 from irismodel.results import SCHEMA, STATUS_COMPLETE, part_metadata, write_parquet
 from irismodel.runs import OpenedRun, RunPlace, Shard, open_run, plan_shards, publish_run
 
+METRICS_CHUNK = 512  # models evaluated at once
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -106,7 +108,14 @@ def shard_table(
         ("train", split.x_train, split.y_train),
         ("test", split.x_test, split.y_test),
     ):
-        scores = binary_metrics(predict_proba(run.parameters, x), y, diverged)
+        scores = {name: np.empty(k) for name in METRIC_NAMES}
+        # in chunks: predict_proba's float64 (models, rows, hidden) scratch stays a few MB
+        for lo in range(0, k, METRICS_CHUNK):
+            chunk = {n: v[lo : lo + METRICS_CHUNK] for n, v in run.parameters.items()}
+            probabilities = predict_proba(chunk, x)
+            chunk_scores = binary_metrics(probabilities, y, diverged[lo : lo + METRICS_CHUNK])
+            for name in METRIC_NAMES:
+                scores[name][lo : lo + METRICS_CHUNK] = chunk_scores[name]
         for name in METRIC_NAMES:
             values = scores[name]
             columns[f"{part}_{name}"] = pa.array(values, mask=np.isnan(values))

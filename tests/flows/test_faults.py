@@ -360,3 +360,21 @@ def test_run_ids_and_names_cannot_write_outside_the_output(tmp_path):
         storage.write_atomically(str(output / ".staging"), "../../evil.json", lambda s: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert all(p.parent == output for p in output.iterdir())
+
+
+@flow_test
+def test_a_report_that_cannot_be_made_leaves_the_run_completed(tmp_path, monkeypatch):
+    """The results are the product: a failing report (a full disk, a broken plot) is a warning
+    and missing report files, never a failed run."""
+    import tasks.report
+    from flows.iris_sweep import iris_sweep
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tasks.report, "report_of", disk_full)
+    state = iris_sweep(**TINY, output_dir=str(tmp_path), return_state=True)
+    assert state.is_completed(), state.message
+    path = state.result()
+    assert file_metadata(path)["status"] == "complete" and len(read_results(path)) == 8
+    assert not list(Path(path).glob("_*"))  # no report files, no half-written PNG

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.shard_size,
         metavar="N",
         help="seeds per shard task (default: as many as keep a shard's loss curves within "
-        "32 MB, at most 10,000)",
+        "8 MB: 2,000 seeds at 1,000 epochs; at most 10,000)",
     )
     add(
         "--resume",

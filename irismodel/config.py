@@ -21,9 +21,9 @@ MAX_SEED = 2**63 - 1
 MAX_SEEDS = 10_000_000
 MAX_SHARD_SIZE = 100_000
 MAX_SHARDS = 100_000  # shard tasks in one run: each is a Prefect task run
-# A shard's loss curves (float32) stay within this many values by default: 32 MB, so a shard
-# task's memory does not depend on the sweep's size (8,000 seeds at 1,000 epochs).
-SHARD_VALUES = 8_000_000
+# A shard's loss curves (float32) stay within this many values by default: 8 MB, so a shard
+# task's memory does not depend on the sweep's size (2,000 seeds at 1,000 epochs).
+SHARD_VALUES = 2_000_000
 DEFAULT_MAX_SHARD_SIZE = 10_000
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Larger rates overflow float32 update steps (Adam's first step is 10 x lr) and crash torch

@@ -135,13 +135,21 @@ def build(verbose: bool = False) -> Path:
 
     directory = build_directory()
     directory.mkdir(parents=True, exist_ok=True)
-    module = cpp_extension.load(
-        name=module_name(),
-        sources=[str(path) for path in SOURCES],
-        extra_cflags=_CFLAGS,
-        build_directory=str(directory),
-        verbose=verbose,
-    )
+    # The build runs `ninja`: the one `pip install ninja` put beside this Python (a venv's
+    # bin/) is not on PATH unless the venv is activated, so put it first.
+    scripts = os.path.dirname(sys.executable)
+    path_before = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([scripts, path_before])
+    try:
+        module = cpp_extension.load(
+            name=module_name(),
+            sources=[str(path) for path in SOURCES],
+            extra_cflags=_CFLAGS,
+            build_directory=str(directory),
+            verbose=verbose,
+        )
+    finally:
+        os.environ["PATH"] = path_before
     _loaded = _adopt(module)
     return library_path()
 
@@ -164,6 +172,7 @@ def _load_once() -> ModuleType | None:
     try:
         name, path = module_name(), library_path()
         if not path.is_file():
+            _why_not["reason"] = f"not built ({path} is missing)"
             logger.debug("native module not built (%s missing); run `%s`", path, BUILD_COMMAND)
             return None
         loader = importlib.machinery.ExtensionFileLoader(name, str(path))
@@ -172,11 +181,20 @@ def _load_once() -> ModuleType | None:
             raise ImportError(f"no import spec for {path}")
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
-    except Exception:  # a broken build must never break a sweep: the eager loop still works
+    except Exception as error:  # a broken build must never break a sweep: eager still works
+        _why_not["reason"] = f"it does not load ({type(error).__name__}: {error})"
         logger.debug("native module failed to load; using the eager loop", exc_info=True)
         return None
     _loaded = _adopt(module)
     return module
+
+
+_why_not: dict[str, str] = {}
+
+
+def unavailable_reason() -> str | None:
+    """Return why the compiled module is not in use (not built, or does not load), or None."""
+    return None if load() is not None else _why_not.get("reason", "unknown")
 
 
 def timed_build(verbose: bool = False) -> tuple[Path, float]:

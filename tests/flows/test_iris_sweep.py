@@ -115,3 +115,29 @@ def test_runs_are_named_and_tagged_by_what_they_sweep(tmp_path):
         run = client.read_flow_run(state.state_details.flow_run_id)
     assert run.name == "h8-9_sgd+manual_s3_e60"
     assert {"iris-sweep", "h8-9", "sgd", "manual", "seeds:3", "epochs:60", "cpu"} <= set(run.tags)
+
+
+def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
+    """A shard trained by the eager loop logs, at INFO, that it is slower, why, and the fix."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "IRISMODEL_NATIVE_DIR": str(tmp_path / "nothing-built-here"),
+    }
+    args = ["--hidden-dims", "8", "--seeds", "0", "1", "--epochs", "20", "--optimizers", "sgd"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "flows.iris_sweep", *args, "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    log = completed.stdout + completed.stderr
+    assert "INFO" in log and "h8-sgd-0000: trained with the eager Python loop, 3-12x slower, " \
+        "because the compiled loops are not built (" in log  # fmt: skip
+    assert "python -m irismodel.native build" in log
+    assert set(read_results(str(tmp_path / "out"))["engine"]) == {"batched"}

@@ -377,4 +377,4 @@ def test_a_report_that_cannot_be_made_leaves_the_run_completed(tmp_path, monkeyp
     assert state.is_completed(), state.message
     path = state.result()
     assert file_metadata(path)["status"] == "complete" and len(read_results(path)) == 8
-    assert not list(Path(path).glob("_*"))  # no report files, no half-written PNG
+    assert not list(Path(path).glob("_iris-sweep-*"))  # no report files, no half-written PNG

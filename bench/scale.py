@@ -2,16 +2,16 @@
 
 For each size, `iris-sweep --hidden-dims 8..14 --optimizers sgd manual-no-zero-grad --seeds 0..N
 --no-report` runs against an already started `prefect server start` (its own PREFECT_HOME) into
-a fresh folder; the report of the published run is then made on its own. Measured per size: wall seconds of the whole command, model-epochs per second end to
-end, the peak of the summed RSS of the command's process tree (sampled from /proc every 0.2 s),
-the bytes written, and the report's own wall time and peak RSS (`iris-sweep-report` on the
-published run, in its own process). The engine's throughput on the same hidden dims and update
-rules (the fused kernel on every core, one call per configuration, 1,000 seeds each) is
-measured in the same benchmark run, in its own process, and each size's end-to-end throughput
-is given as a share of it.
+a fresh folder; the report of the published run is then made on its own. Measured per size:
+wall seconds of the whole command, model-epochs per second end to end, the peak of the summed
+RSS of the command's process tree (sampled from /proc every 0.2 s), the bytes written, and the
+report's own wall time and peak RSS (`iris-sweep-report` on the published run, in its own
+process). The engine's throughput on the same hidden dims and update rules (the fused kernel on
+every core, one call per configuration, 1,000 seeds each) is measured in the same benchmark
+run, in its own process, and each size's end-to-end throughput is given as a share of it.
 
-    python bench/scale.py                     # 10k and 100k models
-    python bench/scale.py --sizes 10k 1m      # the million-model run too (~10 minutes here)
+    python bench/scale.py                       # 10k and 100k models
+    python bench/scale.py --sizes 10k 100k 1m   # the million-model run too (~8 minutes here)
 """
 
 from __future__ import annotations

@@ -222,7 +222,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             # Our own temporary server, not Prefect's: it dies with this process, even when
             # the process is killed (SIGKILL, OOM, `timeout`), and SIGTERM unwinds through here.
-            url = stack.enter_context(temporary_server())
+            try:
+                url = stack.enter_context(temporary_server())
+            except RuntimeError as error:
+                home = os.environ.get("PREFECT_HOME", "~/.prefect")
+                print(
+                    f"iris-sweep: error: the temporary Prefect server did not start; check that "
+                    f"PREFECT_HOME ({home}) is a writable folder. "
+                    f"{str(error).splitlines()[0]}",
+                    file=sys.stderr,
+                )
+                return 2
             register_temporary(url)
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
             stack.callback(drain_clients)  # runs first on the way out: before the server stops

@@ -31,6 +31,10 @@ class IntRanges:
         return cls(_merge(pairs))
 
     def __len__(self) -> int:
+        return self.count()
+
+    def count(self) -> int:
+        """Return how many values there are (`len` cannot say past sys.maxsize)."""
         return sum(stop - start for start, stop in self.ranges)
 
     def __iter__(self) -> Iterator[int]:
@@ -152,8 +156,8 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
         shown = sorted(set(repeated))[:10]
         raise ValueError(f"{name}: duplicate value(s) {shown}; each may appear once")
     result = IntRanges(_merge(pairs))
-    if len(result) > max_count:
+    if result.count() > max_count:
         raise ValueError(
-            f"{name}: {len(result):,} values; at most {max_count:,} are allowed in one sweep"
+            f"{name}: {result.count():,} values; at most {max_count:,} are allowed in one sweep"
         )
     return result

@@ -1829,7 +1829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = report_of(args.location, args.out, args.runs, args.epoch, REPORT_PREFIX)
-    except ValueError as error:  # ReportError, ResultsError, bad locations
+    except (ValueError, OSError) as error:  # ReportError, ResultsError, locations, --out
         print(f"iris-sweep-report: error: {error}", file=sys.stderr)
         return 2
     print(report.text)

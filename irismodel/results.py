@@ -181,13 +181,25 @@ def _parts(fs: pafs.FileSystem, folder: str) -> list[str] | None:
     entries = fs.get_file_info(pafs.FileSelector(folder, recursive=False))
     if not any(e.base_name == MANIFEST and e.type == pafs.FileType.File for e in entries):
         return None  # an object-store publication still moving its files
-    return sorted(
+    parts = sorted(
         e.path
         for e in entries
         if e.type == pafs.FileType.File
         and e.base_name.endswith(FILE_SUFFIX)
         and not e.base_name.startswith((".", "_"))
     )
+    try:
+        with fs.open_input_stream(f"{folder.rstrip('/')}/{MANIFEST}") as stream:
+            manifest = json.loads(stream.read())
+        expected = int(manifest["shards"]) if manifest.get("status") == "complete" else None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ResultsError(f"results: {folder!r} has an unreadable {MANIFEST} ({error})") from error
+    if expected is not None and len(parts) != expected:
+        raise ResultsError(
+            f"results: the run folder {folder!r} holds {len(parts)} part files of the "
+            f"{expected} its {MANIFEST} lists; the run is incomplete (files were removed or added)"
+        )
+    return parts
 
 
 def list_result_files(location: str, include_unfinished: bool = False) -> list[str]:
@@ -294,8 +306,13 @@ def read_results(
     """
     if on_foreign not in ("error", "skip"):
         raise ValueError(f"on_foreign: {on_foreign!r} is not allowed; valid are 'error', 'skip'")
+    if isinstance(flow_run_ids, str):
+        raise ValueError(
+            f"flow_run_ids: expected a list of run ids, got the string {flow_run_ids!r}; "
+            "write [id] for one run"
+        )
     fs, root = storage.resolve(location)
-    wanted = None if flow_run_ids is None else set(flow_run_ids)
+    wanted = None if flow_run_ids is None else {str(run) for run in flow_run_ids}
     staging = f"{root.rstrip('/')}/{STAGING}/"
     tables = []
     for path in list_result_files(location, include_unfinished=include_unfinished):
@@ -311,7 +328,8 @@ def read_results(
             status = pa.array([STATUS_PARTIAL] * len(table))
             table = table.set_column(index, SCHEMA.field(index), status)
         if wanted is not None:
-            table = table.filter(pc.is_in(table["flow_run_id"], pa.array(sorted(wanted))))
+            keep = pa.array(sorted(wanted), type=pa.string())
+            table = table.filter(pc.is_in(table["flow_run_id"], keep))
         tables.append(table.replace_schema_metadata(None))
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return table.to_pandas()

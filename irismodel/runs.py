@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -231,6 +232,13 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
     if published is not None:
         place = RunPlace(root, published)
         record = _manifest(place, staged=False)
+        if record.get("run_id") != run_id or _compared(record["parameters"]) != _compared(
+            config.parameters()
+        ):
+            raise RunError(
+                f"run {run_id!r}: {storage.redact(place.published)!r} is already published "
+                "by a run with another id or other parameters; give another run id"
+            )
         return OpenedRun(
             run_id,
             datetime.fromisoformat(record["started_at"]),
@@ -304,6 +312,8 @@ def part_matches(
 ) -> bool:
     """Whether the part file at `path` holds exactly shard `shard` of run `run_id`; never raises."""
     try:
+        if isinstance(fs, pafs.LocalFileSystem) and os.path.islink(path):
+            return False  # the run would depend on a file outside it: train the shard again
         parquet = pq.ParquetFile(path, filesystem=fs)
         meta = parquet.schema_arrow.metadata or {}
         if (

@@ -177,6 +177,28 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: the folder name {too_long[0][:40]!r}... is longer than this file "
             f"system's {max_name} characters"
         )
+    inside, folder = None, real
+    while inside is None:  # the location and each folder above it
+        if os.path.basename(folder) == ".staging" or os.path.isfile(
+            os.path.join(folder, "_run.json")
+        ):
+            inside = folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if inside is not None:
+        raise ValueError(
+            f"{parameter}: {path!r} is inside {inside!r}, a run's folder or a staging folder "
+            "of another output location; give a folder of its own"
+        )
+    if os.path.lexists(os.path.join(real, ".staging")) and not os.path.isdir(
+        os.path.join(real, ".staging")
+    ):
+        raise ValueError(
+            f"{parameter}: {os.path.join(real, '.staging')!r} must be the folder where runs are "
+            "built, and it is a file; remove it or give another folder"
+        )
     probe_dir = real
     while not os.path.isdir(probe_dir):
         if os.path.lexists(probe_dir):

@@ -53,3 +53,9 @@ def test_bad_values_are_refused_by_name(value, message):
     """Every bad value is a ValueError naming the parameter and what is allowed."""
     with pytest.raises(ValueError, match=message):
         parse_ranges("seeds", value, 0, 100, 50)
+
+
+def test_a_range_too_long_to_count_with_len_is_refused_by_its_bound():
+    """A range of 2**63 values is refused by the bound, not by an OverflowError."""
+    with pytest.raises(ValueError, match=r"seeds: 9,223,372,036,854,775,808 values; at most"):
+        parse_ranges("seeds", "0..9223372036854775807", 0, 2**63 - 1, 10_000_000)

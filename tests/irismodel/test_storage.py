@@ -226,3 +226,19 @@ def test_browser_urls_exist_only_for_public_object_stores():
     )
     assert storage.browser_url("/data/iris/r1") is None
     assert storage.browser_url("s3://b/r?endpoint_override=localhost:9000") is None
+
+
+def test_a_location_inside_a_run_or_a_staging_folder_is_refused(tmp_path):
+    """An output location inside another run's folder or a staging folder is refused."""
+    run = tmp_path / "out" / "iris-sweep-20260101T000000Z-x"
+    run.mkdir(parents=True)
+    (run / "_run.json").write_text("{}")
+    for inside in (run, run / "deeper", tmp_path / "out" / ".staging" / "y"):
+        with pytest.raises(ValueError, match=r"output_dir: .* is inside .*, a run's folder or a "
+                                             r"staging folder"):  # fmt: skip
+            storage.check_location(str(inside))
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / ".staging").write_text("a file")
+    with pytest.raises(ValueError, match=r"output_dir: .*\.staging' must be the folder where "
+                                         r"runs are built, and it is a file"):  # fmt: skip
+        storage.check_location(str(tmp_path / "plain"))

@@ -239,3 +239,44 @@ def test_manifest_records_the_run(tmp_path):
     assert manifest["parameters"]["seeds"] == "0..6"
     assert manifest["started_at"] == STARTED.isoformat()
     assert Path(path).name == results.run_folder_name("run", STARTED)
+
+
+def test_a_published_run_is_reused_only_by_itself(tmp_path):
+    """Opening an id whose run is published with other parameters is refused, never reused."""
+    sweep.run_sweep(_config(tmp_path, hidden_dims=[8], optimizers=["sgd"]), "same-id")
+    with pytest.raises(ValueError, match=r"run 'same-id': .* is already published by a run with "
+                                         r"another id or other parameters"):  # fmt: skip
+        sweep.run_sweep(_config(tmp_path, hidden_dims=[9], optimizers=["adam"]), "same-id")
+
+
+def test_a_published_run_missing_a_part_is_an_error_naming_it(tmp_path):
+    """A published run folder that lost a part file is not read as if it were whole."""
+    path = sweep.run_sweep(_config(tmp_path, shard_size=4), "run")
+    next(Path(path).glob("h8-sgd-*.parquet")).unlink()
+    with pytest.raises(results.ResultsError, match=r"holds 7 part files of the 8 its _run\.json "
+                                                   r"lists; the run is incomplete"):  # fmt: skip
+        results.read_results(str(tmp_path))
+
+
+def test_a_symlinked_part_is_trained_again_not_kept(tmp_path):
+    """A part file replaced by a link to a copy outside the run is a miss on resume."""
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "run")
+    staged = folder / results.STAGING / opened.place.folder / shards[0].file_name
+    outside = tmp_path / "outside.parquet"
+    shutil.copy(staged, outside)
+    staged.unlink()
+    staged.symlink_to(outside)
+    assert runs.open_run(config, "run").finished == {shards[1].name}
+    path = sweep.run_sweep(config, "run")
+    assert not any(p.is_symlink() for p in Path(path).iterdir())
+
+
+def test_read_results_takes_a_list_of_run_ids(tmp_path):
+    """A bare string is refused by name (it would match nothing); an empty list keeps nothing."""
+    sweep.run_sweep(_config(tmp_path, hidden_dims=[8], optimizers=["sgd"]), "one")
+    with pytest.raises(ValueError, match=r"flow_run_ids: expected a list of run ids, got the "
+                                         r"string 'one'"):  # fmt: skip
+        results.read_results(str(tmp_path), flow_run_ids="one")
+    assert len(results.read_results(str(tmp_path), flow_run_ids=[])) == 0
+    assert len(results.read_results(str(tmp_path), flow_run_ids=["one"])) == 7

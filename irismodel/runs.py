@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -257,6 +259,7 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
                 "resume it with its own (resume=<id> takes them from the run)"
             )
         started = datetime.fromisoformat(record["started_at"])
+        take_lock(place, run_id)
         finished = finished_shards(place, config, run_id)
         record = {
             **record,
@@ -284,6 +287,7 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
             "attempts": [_now_text()],
         },
     )
+    take_lock(place, run_id)
     return OpenedRun(run_id, started, place, frozenset(), published=False, resumed=False)
 
 
@@ -352,10 +356,54 @@ def publish_run(place: RunPlace, failed: list[str]) -> str | None:
     if failed:
         record.update(status=STATUS_FAILED, failed=sorted(failed))
         write_manifest(place, record)
+        release_lock(place)
         return None
     record.update(status=STATUS_COMPLETE, failed=[])
     write_manifest(place, record)
+    release_lock(place)
     return storage.publish_folder(place.root, place.staging_names(), place.folder)
+
+
+LOCK = "_writer"
+
+
+def take_lock(place: RunPlace, run_id: str) -> None:
+    """Mark this process as the one writing the run; refuse if a live process on this host is.
+
+    A lock left by a process that died (a kill, a crash) or by another host is taken over:
+    only a live writer on this machine can be told apart from a dead one.
+    """
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    names = place.staging_names(LOCK)
+    try:
+        holder = storage.read_bytes(storage.child(place.root, *names)).decode().strip()
+    except (OSError, ValueError):
+        holder = ""
+    host, _, pid = holder.rpartition(":")
+    if holder and holder != me and host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            pass  # the writer died: its lock is stale
+        except PermissionError:  # alive, under another user
+            raise RunError(_busy(run_id, holder)) from None
+        else:
+            raise RunError(_busy(run_id, holder))
+    storage.write_file(place.root, names, lambda s: s.write(me.encode()), replace=True)
+
+
+def _busy(run_id: str, holder: str) -> str:
+    return (
+        f"run {run_id} is being written right now by process {holder}; wait for it to end "
+        "(or stop it) before resuming it"
+    )
+
+
+def release_lock(place: RunPlace) -> None:
+    """Drop this run's writer mark (before the folder is published, so it never is)."""
+    fs, _ = storage.resolve(place.root)
+    with contextlib.suppress(OSError, FileNotFoundError):
+        fs.delete_file(storage.resolve(storage.child(place.root, *place.staging_names(LOCK)))[1])
 
 
 def shard_count_text(total: int, done: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -280,3 +281,26 @@ def test_read_results_takes_a_list_of_run_ids(tmp_path):
         results.read_results(str(tmp_path), flow_run_ids="one")
     assert len(results.read_results(str(tmp_path), flow_run_ids=[])) == 0
     assert len(results.read_results(str(tmp_path), flow_run_ids=["one"])) == 7
+
+
+def test_a_run_being_written_cannot_be_resumed_at_the_same_time(tmp_path):
+    """While a live process writes a run, opening it again is refused; a dead writer's mark is
+    taken over, and a finished run keeps no mark."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "busy")  # this process holds the run
+    lock = folder / results.STAGING / opened.place.folder / runs.LOCK
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{os.uname().nodename}:{holder.pid}")
+        with pytest.raises(ValueError, match=rf"run busy is being written right now by process "
+                                             rf".*:{holder.pid}; wait for it to end"):  # fmt: skip
+            runs.open_run(config, "busy")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert runs.open_run(config, "busy").finished == {s.name for s in shards[:2]}  # stale: taken
+    path = sweep.run_sweep(config, "busy")
+    assert not (Path(path) / runs.LOCK).exists()

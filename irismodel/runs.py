@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import socket
@@ -401,12 +400,6 @@ def _busy(run_id: str, holder: str) -> str:
 
 def release_lock(place: RunPlace) -> None:
     """Drop this run's writer mark (before the folder is published, so it never is)."""
-    fs, _ = storage.resolve(place.root)
-    with contextlib.suppress(OSError, FileNotFoundError):
-        fs.delete_file(storage.resolve(storage.child(place.root, *place.staging_names(LOCK)))[1])
-
-
-def shard_count_text(total: int, done: int) -> str:
-    """Return `done of total` with the percentage, for logs and progress."""
-    share = 100.0 * done / total if total else 100.0
-    return f"{done} of {total} shards ({math.floor(share)}%)"
+    fs, path = storage.resolve(storage.child(place.root, *place.staging_names(LOCK)))
+    with contextlib.suppress(OSError):  # FileNotFoundError included
+        fs.delete_file(path)

@@ -414,13 +414,6 @@ def publish_folder(root: str, source: tuple[str, ...], target: str) -> str:
     return os.path.join(root, target)
 
 
-def remove_tree(location: str) -> None:
-    """Delete a folder and everything in it, if it exists."""
-    fs, path = resolve(location)
-    with contextlib.suppress(FileNotFoundError, OSError):
-        fs.delete_dir(path)
-
-
 def split(location: str) -> tuple[str, str]:
     """Return (folder, file name) of a file's location; a URI's query stays with the folder."""
     if not is_uri(location):

@@ -105,7 +105,7 @@ def test_server_answers_then_stops_with_no_process_left(tmp_path: Path) -> None:
             raise
     assert not alive(server)
     assert not port_open(port)
-    with pytest.raises(ProcessLookupError):
+    with pytest.raises(ProcessLookupError, match="No such process"):
         os.kill(server, 0)  # reaped, not a zombie
 
 

@@ -8,145 +8,94 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from irismodel import native
-from irismodel.config import SweepConfig, check_data, validate_config
+from irismodel.config import PARAMETERS, check_data, form_defaults, validate_config
 from irismodel.engine import request_stop, stop_requested
 from irismodel.estimate import check_fits, estimate
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.runs import resumed_config
 from irismodel.storage import redact
 
-DEFAULTS = SweepConfig()
-
-
-def _int_items(values: Sequence[str]) -> list[int]:
-    """Parse integers and inclusive ranges: `8 9 10` or `8..14`."""
-    out: list[int] = []
-    for value in values:
-        for item in value.replace(",", " ").split():
-            if ".." in item:
-                low, high = item.split("..", 1)
-                out.extend(range(int(low), int(high) + 1))
-            else:
-                out.append(int(item))
-    return out
-
 
 def _positive_class(value: str) -> str | int:
-    return int(value) if value.lstrip("-").isdigit() else value
+    digits = value.removeprefix("-")
+    return int(value) if digits.isascii() and digits.isdigit() else value
+
+
+def _optional(kind: type) -> Callable[[str], object]:
+    """Read a value of `kind`, or nothing from an empty string (`--data-path ''`)."""
+
+    def read(value: str) -> object:
+        return None if value == "" else kind(value)
+
+    read.__name__ = kind.__name__  # argparse names the type in its errors
+    return read
+
+
+_READERS: dict[str, Callable[[str], object]] = {
+    "int": int,
+    "float": float,
+    "text": str,
+    "class": _positive_class,
+}
+
+
+def _option(name: str, kind: str, default: object, description: str) -> tuple[str, dict]:
+    """Return the flag and `add_argument` options of one parameter, from its declaration."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(default, list):
+        default = " ".join(map(str, default))
+    shown = "" if default is None else f" (default: {default})"
+    help_text = (description + shown).replace("%", "%%")
+    if kind == "ranges":  # repeatable: --seeds 0..9 --seeds 20 sweeps both
+        return flag, {"nargs": "+", "action": "extend", "metavar": "N|A..B", "help": help_text}
+    if kind == "names":
+        options = {"nargs": "+", "action": "extend", "choices": OPTIMIZERS, "metavar": "NAME"}
+        return flag, {**options, "help": help_text}
+    if kind == "bool":
+        return flag, {"action": argparse.BooleanOptionalAction, "help": help_text}
+    reader = _READERS[kind]
+    if default is None:
+        reader = _optional(int if kind == "int" else str)
+    return flag, {"type": reader, "help": help_text}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser: one option per flow parameter, with the flow's defaults."""
+    """Return the parser: one option per sweep parameter, made from `SweepConfig`'s declaration."""
     parser = argparse.ArgumentParser(
         prog="iris-sweep",
         description="Train a 4-h-1 ReLU network on Iris (one class against the rest) for every "
         "hidden_dim x optimizer x seed and write the results to Parquet.",
     )
-    add = parser.add_argument
-    add(
-        "--hidden-dims",
-        nargs="+",
-        default=None,
-        metavar="N",
-        help="e.g. 8 9 10 or 8..14 (default 8..14)",
-    )
-    add(
-        "--optimizers",
-        nargs="+",
-        default=list(DEFAULTS.optimizers),
-        metavar="NAME",
-        help=f"of {', '.join(OPTIMIZERS)} (default sgd manual)",
-    )
-    add("--seeds", nargs="+", default=None, metavar="S", help="e.g. 0 1 2 or 0..9 (default 0..9)")
-    add("--learning-rate", type=float, default=DEFAULTS.learning_rate)
-    add("--epochs", type=int, default=DEFAULTS.epochs)
-    add(
-        "--test-size",
-        type=float,
-        default=DEFAULTS.test_size,
-        help="0 trains and evaluates on all rows",
-    )
-    add("--split-seed", type=int, default=DEFAULTS.split_seed)
-    add("--standardize", action=argparse.BooleanOptionalAction, default=DEFAULTS.standardize)
-    add(
-        "--positive-class",
-        type=_positive_class,
-        default=DEFAULTS.positive_class,
-        help="class name or index",
-    )
-    add(
-        "--data-path",
-        default=DEFAULTS.data_path,
-        help="CSV or Parquet file (default: bundled Iris)",
-    )
-    add("--device", default=DEFAULTS.device, help="auto, cpu, cuda or cuda:N")
-    add("--output-dir", default=DEFAULTS.output_dir, help="folder or pyarrow.fs URI")
-    add(
-        "--shard-size",
-        type=int,
-        default=DEFAULTS.shard_size,
-        metavar="N",
-        help="seeds per shard task (default: as many as keep a shard's loss curves within "
-        "8 MB: 2,000 seeds at 1,000 epochs; at most 10,000)",
-    )
-    add(
-        "--resume",
-        default=None,
-        metavar="RUN_ID",
-        help="finish the unfinished run RUN_ID in --output-dir (its own parameters are used): "
-        "only its missing shards are trained",
-    )
-    add(
-        "--report",
-        action=argparse.BooleanOptionalAction,
-        default=DEFAULTS.report,
-        help="make the report once the results are published (--no-report: make it later "
-        "with iris-sweep-report)",
-    )
-    add(
-        "--force",
-        action="store_true",
-        help="start even if the forecast says the disk or memory is too small",
-    )
+    defaults = form_defaults()
+    for parameter in PARAMETERS:
+        flag, options = _option(
+            parameter.name,
+            parameter.metadata["cli"],
+            defaults[parameter.name],
+            parameter.metadata["description"],
+        )
+        parser.add_argument(flag, dest=parameter.name, default=None, **options)
     return parser
 
 
 def parse_parameters(argv: Sequence[str] | None = None) -> dict:
-    """Return the flow parameters given on the command line."""
-    args = build_parser().parse_args(argv)
-    try:
-        hidden_dims = (
-            _int_items(args.hidden_dims) if args.hidden_dims else list(DEFAULTS.hidden_dims)
-        )
-        # seeds stay text (`0..71428`): a million seeds need not become a list on the way
-        seeds = (
-            ", ".join(" ".join(args.seeds).replace(",", " ").split())
-            if args.seeds
-            else (DEFAULTS.seed_set.text())
-        )
-    except ValueError as error:
-        build_parser().error(f"hidden_dims and seeds take integers or ranges like 8..14 ({error})")
-    return {
-        "hidden_dims": hidden_dims,
-        "optimizers": args.optimizers,
-        "seeds": seeds,
-        "learning_rate": args.learning_rate,
-        "epochs": args.epochs,
-        "test_size": args.test_size,
-        "split_seed": args.split_seed,
-        "standardize": args.standardize,
-        "positive_class": args.positive_class,
-        "data_path": args.data_path,
-        "device": args.device,
-        "output_dir": args.output_dir,
-        "shard_size": args.shard_size,
-        "resume": args.resume,
-        "force": args.force,
-        "report": args.report,
-    }
+    """Return the flow parameters given on the command line, the defaults for the rest.
+
+    hidden_dims and seeds stay text (`0..71428`): a million seeds need not become a list.
+    """
+    args = vars(build_parser().parse_args(argv))
+    parameters = form_defaults()
+    for parameter in PARAMETERS:
+        value = args[parameter.name]
+        if value is None:
+            continue
+        if parameter.metadata["cli"] == "ranges":
+            value = ", ".join(" ".join(value).replace(",", " ").split())
+        parameters[parameter.name] = value
+    return parameters
 
 
 @contextlib.contextmanager

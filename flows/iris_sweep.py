@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
 
 from flows.drain import uses_temporary_server, wait_until_recorded
 from flows.fanout import SweepFailed, failure_message, train_all
 from flows.runners import task_runner_from_env
-from irismodel.config import SweepConfig, run_label
+from irismodel.config import run_label, sweep_parameters
 from irismodel.runs import plan_shards
 from tasks.prepare import load_data, open_sweep_run, split_data, validate_parameters
 from tasks.report import publish_report
 from tasks.results import publish_results
 
-DEFAULTS = SweepConfig()
 __all__ = ["SweepFailed", "iris_sweep"]
 
 
@@ -25,31 +25,13 @@ def _run_name() -> str:
 
 @flow(
     name="iris-sweep",
-    flow_run_name=_run_name,  # e.g. h8-14_sgd+manual_s10_e1000, not a random name
+    flow_run_name=_run_name,  # e.g. h8-14_sgd+manual_s30_e1000, not a random name
     task_runner=task_runner_from_env(),
     validate_parameters=True,
     persist_result=False,  # the result is a path; the Parquet files are what persists
 )
-def iris_sweep(
-    # Strict types: Prefect would otherwise turn True into 1, "8" into 8 and "yes" into True
-    # before validation could refuse them. Lists, so the UI shows editable defaults.
-    hidden_dims: list[StrictInt] = list(DEFAULTS.hidden_dims),  # noqa: B006
-    optimizers: list[StrictStr] = list(DEFAULTS.optimizers),  # noqa: B006
-    seeds: list[StrictInt] | StrictStr = list(DEFAULTS.seed_set),  # noqa: B006
-    learning_rate: StrictFloat = DEFAULTS.learning_rate,
-    epochs: StrictInt = DEFAULTS.epochs,
-    test_size: StrictFloat = DEFAULTS.test_size,
-    split_seed: StrictInt = DEFAULTS.split_seed,
-    standardize: StrictBool = DEFAULTS.standardize,
-    positive_class: StrictStr | StrictInt = DEFAULTS.positive_class,
-    data_path: StrictStr | None = DEFAULTS.data_path,
-    device: StrictStr = DEFAULTS.device,
-    output_dir: StrictStr = DEFAULTS.output_dir,
-    shard_size: StrictInt | None = DEFAULTS.shard_size,
-    resume: StrictStr | None = DEFAULTS.resume,
-    force: StrictBool = DEFAULTS.force,
-    report: StrictBool = DEFAULTS.report,
-) -> str:
+@sweep_parameters  # the signature, run form and parameter docs, from SweepConfig
+def iris_sweep(**parameters: Any) -> str:
     """Train a 4-h-1 ReLU network for every hidden_dim x optimizer x seed; return the run folder.
 
     Seeds are cut into shards; one task per shard trains, evaluates and writes its rows into the
@@ -57,24 +39,7 @@ def iris_sweep(
     some shards still fail after their retries, the run stays unpublished and ends Failed; a
     Retry of the flow run, or `resume=<run id>`, trains only the missing shards.
     """
-    config = validate_parameters(
-        hidden_dims=hidden_dims,
-        optimizers=optimizers,
-        seeds=seeds,
-        learning_rate=learning_rate,
-        epochs=epochs,
-        test_size=test_size,
-        split_seed=split_seed,
-        standardize=standardize,
-        positive_class=positive_class,
-        data_path=data_path,
-        device=device,
-        output_dir=output_dir,
-        shard_size=shard_size,
-        resume=resume,
-        force=force,
-        report=report,
-    )
+    config = validate_parameters(**parameters)
     split = split_data(load_data(config.data_path), config)
     context, finished, published = open_sweep_run(config)
     shards = plan_shards(config)
@@ -99,9 +64,3 @@ def iris_sweep(
     if results.failed:
         raise SweepFailed(failure_message(results, len(shards), context))
     return path
-
-
-if __name__ == "__main__":
-    from flows.cli import main
-
-    raise SystemExit(main())

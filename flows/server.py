@@ -47,14 +47,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _server_env(home: Path | None) -> dict[str, str]:
+def _server_env(home: Path | None, port: int, ui: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     # The server serves; it is no client of another API (and the caller has none set anyway).
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     env["PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY"] = "false"
     # Like Prefect's own temporary server: no UI (nobody has a temporary server's page open).
-    env["PREFECT_SERVER_UI_ENABLED"] = "false"
+    env["PREFECT_SERVER_UI_ENABLED"] = str(ui).lower()
+    env["PREFECT_UI_API_URL"] = f"http://{LOOPBACK}:{port}/api"  # the page's API: this server
     env["PYTHONUNBUFFERED"] = "1"  # the log is complete when a failed start quotes it
     if home is not None:
         env["PREFECT_HOME"] = str(home)
@@ -113,10 +114,10 @@ def _healthy(client: httpx.Client, health_url: str) -> bool:
         return False
 
 
-def _spawn(port: int, home: Path | None, log: IO[bytes]) -> subprocess.Popen:
+def _spawn(port: int, home: Path | None, log: IO[bytes], ui: bool) -> subprocess.Popen:
     return subprocess.Popen(
         _server_args(port),
-        env=_server_env(home),
+        env=_server_env(home, port, ui),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -185,7 +186,9 @@ def _stop_despite_signals(process: subprocess.Popen | None, log: IO[bytes]) -> N
 
 
 @contextlib.contextmanager
-def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterator[str]:
+def temporary_server(
+    home: Path | None = None, timeout: float = 120.0, ui: bool = False
+) -> Iterator[str]:
     """Run `prefect server start` on a free loopback port for the block; yield its API URL.
 
     The server is a child in its own process group, so Ctrl-C in a terminal reaches only the
@@ -197,7 +200,8 @@ def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterat
 
     The database is that of `home` (PREFECT_HOME for the server), by default the user's Prefect
     home, as Prefect's own temporary server uses: runs stay visible to a later `prefect server
-    start`. Raises RuntimeError, with the end of the server's log, if it does not answer on
+    start`. `ui` serves the UI too (off by default, like Prefect's own temporary server). Raises
+    RuntimeError, with the end of the server's log, if it does not answer on
     /api/health within `timeout` seconds.
     """
     previous = signal.getsignal(signal.SIGTERM)
@@ -218,7 +222,7 @@ def temporary_server(home: Path | None = None, timeout: float = 120.0) -> Iterat
             port = _free_port()
             api_url = f"http://{LOOPBACK}:{port}/api"
             since = os.fstat(log.fileno()).st_size
-            process = _spawn(port, home, log)
+            process = _spawn(port, home, log, ui)
             if _wait_healthy(process, api_url, deadline):
                 break
             if _exited(process):

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Annotated, Any
+
+from pydantic import (
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 
 from irismodel.data import Split, check_data_path, load_dataset, split_dataset
 from irismodel.devices import resolve_device
@@ -15,6 +25,10 @@ from irismodel.ranges import IntRanges, parse_ranges
 from irismodel.storage import check_location, redact
 
 MAX_HIDDEN_DIM = 4096
+MAX_HIDDEN_DIMS = 4096  # sizes in one sweep
+MAX_SPLIT_SEED = 2**32 - 1
+MAX_REFERENCE_SEEDS = 1000
+DEVICE_CHOICES = ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(8)))
 MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**63 - 1
 # Bounds that keep a run's plan small and refuse a typo such as 0..1000000000 in seconds.
@@ -31,37 +45,180 @@ _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_LEARNING_RATE = 1e30
 
 
+Form = Any  # a pydantic-ready annotation: the type a flow accepts and its run-form schema
+
+
+def _form(kind: Any, **schema: Any) -> Form:
+    """Return `kind` annotated with what the run form shows beside it (enum, minimum, ...).
+
+    Limits are shown, not enforced here: `validate_config` enforces them with its own messages.
+    """
+    return Annotated[kind, Field(json_schema_extra=schema)] if schema else kind
+
+
+def _optional(kind: Any, schema: dict[str, Any]) -> Form:
+    """Return `kind | None` shown in the run form as one plain field (left empty: None)."""
+    return Annotated[kind | None, WithJsonSchema(schema)]
+
+
+# hidden_dims and seeds: one text field in the form (`0..29`), a list from Python too
+_RANGES_FORM = Annotated[
+    StrictStr | list[StrictInt], WithJsonSchema({"type": "string", "minLength": 1})
+]
+
+
+def _parameter(default: Any, description: str, form: Form, cli: str) -> Any:
+    """Declare one sweep parameter: default, description, run-form type, command-line reader.
+
+    `cli` is how the command line reads it: `ranges`, `names`, `int`, `float`, `text`, `bool`
+    or `class`.
+    """
+    metadata = {"description": description, "form": form, "cli": cli}
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class SweepConfig:
-    """One sweep: every (hidden_dim, optimizer) trained for every seed, then evaluated."""
+    """One sweep: every (hidden_dim, optimizer) trained for every seed, then evaluated.
 
-    hidden_dims: tuple[int, ...] = tuple(range(8, 15))  # the notebook's 8..14
-    optimizers: tuple[str, ...] = ("sgd", "manual")
-    seeds: IntRanges | Sequence[int] | str = IntRanges.of(range(10))
-    learning_rate: float = 0.1  # the notebook's
-    epochs: int = 1000  # the notebook's; full-batch epochs
-    test_size: float = 0.25  # share of rows held out, stratified; 0 = the notebook's all-rows
-    split_seed: int = 0  # seeds the train/test split, apart from the model seeds
-    standardize: bool = False  # fit mean/std on the training rows; the notebook did not
-    positive_class: str | int = "versicolor"  # class name or index; the notebook's target == 1
-    data_path: str | None = None  # None = scikit-learn's bundled Iris
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    output_dir: str = "results"  # local folder or pyarrow.fs URI
-    shard_size: int | None = None  # seeds per shard; None = default_shard_size(epochs)
-    resume: str | None = None  # the run id of an unfinished run to finish
-    force: bool = False  # start even if the estimate says the disk or memory is too small
-    report: bool = True  # make the report (artifacts, plots) once the results are published
+    The one declaration of the sweep's parameters: the flow's signature and run form
+    (`flow_signature`), its docstring (`parameter_docs`) and the command line are made from it.
+    """
+
+    hidden_dims: tuple[int, ...] | IntRanges | str = _parameter(
+        tuple(range(8, 15)),
+        f"Hidden layer sizes to sweep: a range such as 8..14, a list such as 8, 10, 12, or both "
+        f"(8..10, 16); each in 1..{MAX_HIDDEN_DIM}. The notebook's: 8..14.",
+        _RANGES_FORM,
+        "ranges",
+    )
+    optimizers: tuple[str, ...] = _parameter(
+        ("sgd", "manual", "manual-no-zero-grad"),
+        "Update rules to compare: sgd (torch.optim.SGD), manual (the notebook's hand-written "
+        "step, gradients reset every epoch), manual-no-zero-grad (the same step as the notebook "
+        "first wrote it: gradients accumulate), momentum (SGD, momentum 0.9), adam.",
+        _form(list[StrictStr], items={"type": "string", "enum": list(OPTIMIZERS)}, minItems=1),
+        "names",
+    )
+    seeds: IntRanges | Sequence[int] | str = _parameter(
+        IntRanges.of(range(30)),
+        f"Model seeds: one model per seed for every hidden_dim and optimizer; a range such as "
+        f"0..29, a list, or both; at most {MAX_SEEDS:,} seeds. Seed s gives the same initial "
+        "weights at every hidden_dim, so models are compared seed by seed.",
+        _RANGES_FORM,
+        "ranges",
+    )
+    learning_rate: float = _parameter(
+        0.1,
+        f"Step size of every update rule (the notebook's 0.1); above 0, at most "
+        f"{MAX_LEARNING_RATE:g}.",
+        _form(StrictFloat, exclusiveMinimum=0, maximum=MAX_LEARNING_RATE),
+        "float",
+    )
+    epochs: int = _parameter(
+        1000,
+        f"Full-batch training epochs per model (the notebook's 1000); 1..{MAX_EPOCHS:,}.",
+        _form(StrictInt, minimum=1, maximum=MAX_EPOCHS),
+        "int",
+    )
+    test_size: float = _parameter(
+        0.25,
+        "Share of rows held out for evaluation, stratified by class, in [0, 1); 0 trains and "
+        "evaluates on every row, as the notebook did.",
+        _form(StrictFloat, minimum=0, exclusiveMaximum=1),
+        "float",
+    )
+    split_seed: int = _parameter(
+        0,
+        f"Seed of the train/test split, apart from the model seeds; 0..{MAX_SPLIT_SEED}.",
+        _form(StrictInt, minimum=0, maximum=MAX_SPLIT_SEED),
+        "int",
+    )
+    standardize: bool = _parameter(
+        False,
+        "Scale the features by the training rows' mean and standard deviation (the notebook "
+        "did not).",
+        StrictBool,
+        "bool",
+    )
+    positive_class: str | int = _parameter(
+        "versicolor",
+        "The class told apart from the rest: a class name, or its integer code in the data "
+        "(the notebook's: versicolor, code 1).",
+        StrictStr | StrictInt,
+        "class",
+    )
+    data_path: str | None = _parameter(
+        None,
+        "A CSV or Parquet file with the columns sepal_length, sepal_width, petal_length, "
+        "petal_width and a label column; empty for scikit-learn's bundled Iris.",
+        _optional(StrictStr, {"type": "string"}),
+        "text",
+    )
+    device: str = _parameter(
+        "auto",
+        "Where to train: auto (the GPU if there is one, else the CPU), cpu, cuda or cuda:N.",
+        _form(StrictStr, enum=list(DEVICE_CHOICES)),
+        "text",
+    )
+    output_dir: str = _parameter(
+        "results",
+        "Where results go: a folder, or a pyarrow filesystem URI such as s3://bucket/prefix; "
+        "each run writes one folder in it.",
+        StrictStr,
+        "text",
+    )
+    shard_size: int | None = _parameter(
+        None,
+        f"Seeds per shard task, 1..{MAX_SHARD_SIZE:,}; empty for the default, which keeps a "
+        f"shard's loss curves within {SHARD_VALUES:,} values (8 MB): 2,000 seeds at 1,000 epochs, "
+        f"at most {DEFAULT_MAX_SHARD_SIZE:,}.",
+        _optional(StrictInt, {"type": "integer", "minimum": 1, "maximum": MAX_SHARD_SIZE}),
+        "int",
+    )
+    reference_seeds: int = _parameter(
+        1,
+        f"Seeds per hidden_dim and optimizer (the run's first seeds) retrained with the "
+        f"notebook's own loop to check the batched engine, row by row; 0 switches the check "
+        f"off; at most {MAX_REFERENCE_SEEDS:,}.",
+        _form(StrictInt, minimum=0, maximum=MAX_REFERENCE_SEEDS),
+        "int",
+    )
+    reference_epochs: int = _parameter(
+        100,
+        "Epochs of that check, from the start of training (the notebook's question is asked at "
+        f"epoch 100); 1..{MAX_EPOCHS:,}, and at most the run's epochs.",
+        _form(StrictInt, minimum=1, maximum=MAX_EPOCHS),
+        "int",
+    )
+    resume: str | None = _parameter(
+        None,
+        "The run id of an unfinished run in output_dir to finish, with that run's own "
+        "parameters: only its missing shards are trained. Empty for a new run.",
+        _optional(StrictStr, {"type": "string", "pattern": f"^{_RUN_ID.pattern}$"}),
+        "text",
+    )
+    force: bool = _parameter(
+        False,
+        "Start even if the forecast says the disk or the memory is too small.",
+        StrictBool,
+        "bool",
+    )
+    report: bool = _parameter(
+        True,
+        "Make the report (answers, plots, summary table) once the results are published; "
+        "without it, make it later with iris-sweep-report.",
+        StrictBool,
+        "bool",
+    )
     resolved_device: str = field(default="", compare=False)
 
     def parameters(self) -> dict[str, Any]:
         """Return the parameters as JSON-ready plain data: seeds as text (`0..29`), lists."""
         params = asdict(self)
         params.pop("resolved_device")
-        params["seeds"] = (
-            IntRanges.of(self.seeds).text()
-            if not isinstance(self.seeds, IntRanges)
-            else self.seeds.text()
-        )
+        params["seeds"] = self.seed_set.text()
+        params["hidden_dims"] = list(self.hidden_dims)
         params["output_dir"] = redact(self.output_dir)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
@@ -76,6 +233,49 @@ class SweepConfig:
     def seeds_per_shard(self) -> int:
         """Seeds in each shard: `shard_size`, or the default for this many epochs."""
         return self.shard_size if self.shard_size is not None else default_shard_size(self.epochs)
+
+
+PARAMETERS = tuple(f for f in fields(SweepConfig) if "description" in f.metadata)
+PARAMETER_NAMES = tuple(f.name for f in PARAMETERS)
+
+
+def form_defaults() -> dict[str, Any]:
+    """Return each parameter's default as the run form and the command line show it."""
+    defaults = SweepConfig().parameters()
+    defaults["hidden_dims"] = IntRanges.of(SweepConfig.hidden_dims).text()  # type: ignore[arg-type]
+    return defaults
+
+
+def flow_signature() -> inspect.Signature:
+    """Return the flow's signature: every parameter keyword-only, with its form type and default."""
+    defaults = form_defaults()
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=defaults[f.name],
+                annotation=f.metadata["form"],
+            )
+            for f in PARAMETERS
+        ],
+        return_annotation=str,
+    )
+
+
+def parameter_docs() -> str:
+    """Return a Google-style `Args:` section of every parameter (Prefect's form reads it)."""
+    lines = ["", "Args:"]
+    for f in PARAMETERS:
+        lines.append(f"    {f.name}: {f.metadata['description']}")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_parameters(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Give `function(**parameters)` the sweep's signature and parameter docs (a decorator)."""
+    function.__signature__ = flow_signature()  # type: ignore[attr-defined]
+    function.__doc__ = inspect.cleandoc(function.__doc__ or "") + "\n" + parameter_docs()
+    return function
 
 
 def default_shard_size(epochs: int) -> int:
@@ -123,14 +323,20 @@ def validate_config(**parameters: Any) -> SweepConfig:
     columns and values, the positive class, whether the split leaves rows of both classes) are
     `check_data`'s, run by the flow when it splits the data.
     """
-    known = [name for name in SweepConfig.__dataclass_fields__ if name != "resolved_device"]
-    unknown = set(parameters) - set(known)
+    unknown = set(parameters) - set(PARAMETER_NAMES)
     if unknown:
         raise ValueError(
-            f"unknown parameter(s) {', '.join(sorted(unknown))}; valid are {', '.join(known)}"
+            f"unknown parameter(s) {', '.join(sorted(unknown))}; "
+            f"valid are {', '.join(PARAMETER_NAMES)}"
         )
-    config = SweepConfig(**parameters)
-    hidden_dims = _int_list("hidden_dims", config.hidden_dims, 1, MAX_HIDDEN_DIM)
+    # an emptied form field: the same as leaving it out
+    empty = {name: None for name in ("data_path", "resume") if parameters.get(name) == ""}
+    config = SweepConfig(**{**parameters, **empty})
+    if isinstance(config.hidden_dims, str | IntRanges):
+        dims = parse_ranges("hidden_dims", config.hidden_dims, 1, MAX_HIDDEN_DIM, MAX_HIDDEN_DIMS)
+        hidden_dims = tuple(dims)
+    else:
+        hidden_dims = _int_list("hidden_dims", config.hidden_dims, 1, MAX_HIDDEN_DIM)
     seeds = parse_ranges("seeds", config.seeds, 0, MAX_SEED, MAX_SEEDS)
 
     optimizers = config.optimizers
@@ -167,11 +373,21 @@ def validate_config(**parameters: Any) -> SweepConfig:
     if (
         isinstance(split_seed, bool)
         or not isinstance(split_seed, int)
-        or not 0 <= split_seed < 2**32
+        or not 0 <= split_seed <= MAX_SPLIT_SEED
     ):
         raise ValueError(
-            f"split_seed: {split_seed!r} is not allowed; it must be an integer in 0..2**32-1"
+            f"split_seed: {split_seed!r} is not allowed; it must be an integer in "
+            f"0..{MAX_SPLIT_SEED}"
         )
+    for name, low, high in (
+        ("reference_seeds", 0, MAX_REFERENCE_SEEDS),
+        ("reference_epochs", 1, MAX_EPOCHS),
+    ):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(
+                f"{name}: {value!r} is not allowed; it must be an integer in {low}..{high:,}"
+            )
     for name in ("force", "report"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"{name}: expected true or false, got {getattr(config, name)!r}")
@@ -227,6 +443,8 @@ def validate_config(**parameters: Any) -> SweepConfig:
         device=config.device,
         output_dir=output_dir,
         shard_size=shard_size,
+        reference_seeds=config.reference_seeds,
+        reference_epochs=min(config.reference_epochs, epochs),
         resume=resume,
         force=config.force,
         report=config.report,
@@ -260,7 +478,8 @@ def run_label(parameters: Mapping[str, Any]) -> str:
     """
     defaults = SweepConfig()
     try:
-        dims = list(parameters.get("hidden_dims") or defaults.hidden_dims)
+        dims_given = parameters.get("hidden_dims") or defaults.hidden_dims
+        dims = list(parse_ranges("hidden_dims", dims_given, 1, MAX_HIDDEN_DIM, MAX_HIDDEN_DIMS))
         rules = list(parameters.get("optimizers") or defaults.optimizers)
         seeds = parameters.get("seeds") or defaults.seed_set
         count = len(parse_ranges("seeds", seeds, 0, MAX_SEED, MAX_SEEDS))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_ITEM = re.compile(r"\s*(-?\d+)\s*(?:\.\.\s*(-?\d+)\s*)?")
+_ITEM = re.compile(r"\s*(-?[0-9]+)\s*(?:\.\.\s*(-?[0-9]+)\s*)?")
 PATTERN = r"^\s*\d+\s*(\.\.\s*\d+\s*)?(,\s*\d+\s*(\.\.\s*\d+\s*)?)*$"
 
 

@@ -1,11 +1,12 @@
 """The results table: its Arrow schema, part files written where rows are made, and the reader.
 
-Layout (schema version 2): one folder per run, `<output_dir>/iris-sweep-<UTC start>Z-<run id>/`,
-holding one Parquet part file per shard (`h8-sgd-0003.parquet`) and the run's manifest
-`_run.json`. A run is built in `<output_dir>/.staging/<run folder>/` and published by moving that
-folder as a whole, so a reader sees every part of a finished run or nothing of it. Version 1
-(iris-sweep 0.1) wrote one file per run, `<output_dir>/iris-sweep-<UTC start>Z-<run id>.parquet`;
-such files are still listed and read, with the columns added since filled with nulls.
+Layout (schema version 2 and later): one folder per run,
+`<output_dir>/iris-sweep-<UTC start>Z-<run id>/`, holding one Parquet part file per shard
+(`h8-sgd-0003.parquet`) and the run's manifest `_run.json`. A run is built in
+`<output_dir>/.staging/<run folder>/` and published by moving that folder as a whole, so a
+reader sees every part of a finished run or nothing of it. Version 1 (iris-sweep 0.1) wrote one
+file per run, `<output_dir>/iris-sweep-<UTC start>Z-<run id>.parquet`; such files are still
+listed and read, with the columns added since filled with nulls.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import pyarrow.parquet as pq
 
 from irismodel import storage
 
-SCHEMA_VERSION = "2"
-READABLE_VERSIONS = ("1", "2")
+SCHEMA_VERSION = "3"
+READABLE_VERSIONS = ("1", "2", "3")
 FILE_PREFIX = "iris-sweep-"
 FILE_SUFFIX = ".parquet"
 MANIFEST = "_run.json"
@@ -79,12 +80,30 @@ SCHEMA = pa.schema(
         pa.field("diverged", pa.bool_(), nullable=False),
         *_METRIC_FIELDS,
         pa.field("train_seconds", pa.float64(), nullable=False),
+        pa.field("outcome", pa.string()),
+        pa.field("baseline_loss", pa.float64()),
+        pa.field("reference_checked", pa.bool_()),
+        pa.field("reference_epochs", pa.int32()),
+        pa.field("reference_max_abs_diff", pa.float64()),
+        pa.field("reference_agrees", pa.bool_()),
+        pa.field("reference_loss_curve", pa.list_(pa.float32())),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
-# Columns added by schema version 2; version 1 files read with them null.
+# Columns added by schema versions 2 and 3; older files read with them null.
 ADDED_IN_2 = ("n_train_positive", "n_test_positive", "shard")
-SCHEMA_V1 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_2])
+ADDED_IN_3 = (
+    "outcome",
+    "baseline_loss",
+    "reference_checked",
+    "reference_epochs",
+    "reference_max_abs_diff",
+    "reference_agrees",
+    "reference_loss_curve",
+)
+SCHEMA_V2 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_3])
+SCHEMA_V1 = pa.schema([f for f in SCHEMA_V2 if f.name not in ADDED_IN_2])
+SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA}
 
 
 class ResultsError(ValueError):
@@ -164,7 +183,7 @@ def write_results(table: pa.Table, location: str, name: str) -> str:
 
 def write_parquet(table: pa.Table, stream: Any) -> None:
     """Write `table` to `stream` as Parquet: zstd, and no dictionary for the float curves."""
-    dictionary = [name for name in table.column_names if name != "loss_curve"]
+    dictionary = [name for name in table.column_names if not name.endswith("loss_curve")]
     pq.write_table(table, stream, compression="zstd", use_dictionary=dictionary)
 
 
@@ -284,7 +303,7 @@ def read_table(
             f"results: {path!r} has schema version {version_text}; this reader reads "
             f"versions {', '.join(READABLE_VERSIONS)}"
         )
-    expected = SCHEMA if version_text == SCHEMA_VERSION else SCHEMA_V1
+    expected = SCHEMAS[version_text]
     if not table.schema.equals(expected, check_metadata=False):
         raise ResultsError(f"results: {path!r} does not match the results schema")
     table = _upgrade(table, version_text)

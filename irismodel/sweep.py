@@ -15,6 +15,8 @@ from irismodel.config import SweepConfig, check_data
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
+from irismodel.outcomes import baseline_loss, classify
+from irismodel.reference import ReferenceCheck, check_against_reference, checked_seeds
 from irismodel.results import SCHEMA, STATUS_COMPLETE, part_metadata, write_parquet
 from irismodel.runs import OpenedRun, RunPlace, Shard, open_run, plan_shards, publish_run
 
@@ -65,9 +67,17 @@ def diverged_mask(run: TrainingRun) -> np.ndarray:
 
 
 def shard_table(
-    run: TrainingRun, split: Split, context: RunContext, shard: str, worker: str
+    run: TrainingRun,
+    split: Split,
+    context: RunContext,
+    shard: str,
+    worker: str,
+    check: ReferenceCheck | None = None,
 ) -> pa.Table:
-    """Return the results rows of one trained shard as a table of SCHEMA, built from arrays."""
+    """Return the results rows of one trained shard as a table of SCHEMA, built from arrays.
+
+    `check` is the shard's reference check (`check_against_reference`); None: none checked.
+    """
     config = context.config
     k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
     diverged = diverged_mask(run)
@@ -120,6 +130,21 @@ def shard_table(
             values = scores[name]
             columns[f"{part}_{name}"] = pa.array(values, mask=np.isnan(values))
     constant("train_seconds", run.train_seconds / max(k, 1))
+    baseline = baseline_loss(split.x_train, split.y_train)
+    columns["outcome"] = pa.array(classify(run.loss_curves, diverged, baseline), pa.string())
+    constant("baseline_loss", baseline)
+    if check is None:
+        check = check_against_reference(split, run, run.learning_rate, set(), 0)
+    columns["reference_checked"] = pa.array(check.checked)
+    unchecked = ~check.checked
+    columns["reference_epochs"] = pa.array(
+        np.full(k, check.epochs, np.int32), pa.int32(), mask=unchecked
+    )
+    columns["reference_max_abs_diff"] = pa.array(check.max_abs_diff, mask=unchecked)
+    columns["reference_agrees"] = pa.array(check.agrees, mask=unchecked)
+    columns["reference_loss_curve"] = pa.array(
+        check.curves, SCHEMA.field("reference_loss_curve").type
+    )
     return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 
 
@@ -141,8 +166,15 @@ def run_shard(split: Split, shard: Shard, context: RunContext) -> ShardSummary:
         config.epochs,
         device=config.resolved_device,
     )
+    check = check_against_reference(
+        split,
+        run,
+        config.learning_rate,
+        checked_seeds(config.seed_set, config.reference_seeds),
+        config.reference_epochs,
+    )
     worker = this_worker()
-    table = shard_table(run, split, context, shard.name, worker)
+    table = shard_table(run, split, context, shard.name, worker, check)
     table = table.replace_schema_metadata(
         part_metadata(config.parameters(), context.flow_run_id, shard.name, worker)
     )

@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
 from irismodel import native
-from irismodel.config import SweepConfig, run_tags, validate_config
+from irismodel.config import SweepConfig, run_label, run_tags, validate_config
 from irismodel.data import Dataset, Split, load_dataset, split_dataset
 from irismodel.estimate import check_fits, estimate
 from irismodel.runs import open_run, plan_shards, resumed_config
@@ -24,7 +24,8 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
     config = validate_config(**parameters)
     if config.resume:
         config = resumed_config(config)
-    tag_run(run_tags(config))
+    # a resume runs its own parameters: name it after them, not after the defaults it was given
+    tag_run(run_tags(config), run_label(config.parameters()) if config.resume else None)
     forecast = estimate(config, compiled=native.load() is not None)
     check_fits(config, forecast, config.force)
     get_run_logger().info("forecast: %s", forecast.text())
@@ -40,15 +41,18 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
     return config
 
 
-def tag_run(tags: list[str]) -> None:
-    """Add `tags` to this flow run (ad hoc runs have none otherwise); never fails the run."""
+def tag_run(tags: list[str], name: str | None = None) -> None:
+    """Add `tags` to this flow run (ad hoc runs have none otherwise), and rename it to `name`.
+
+    Never fails the run.
+    """
     run_id = flow_run.get_id()
     if run_id is None:
         return
     try:
         with get_client(sync_client=True) as client:
             existing = client.read_flow_run(run_id).tags
-            client.update_flow_run(run_id, tags=list(dict.fromkeys([*existing, *tags])))
+            client.update_flow_run(run_id, tags=list(dict.fromkeys([*existing, *tags])), name=name)
     except Exception as error:  # tags help find runs; they are never worth failing one
         get_run_logger().warning("could not tag the run: %s", error)
 

@@ -108,7 +108,7 @@ def _kill(process: subprocess.Popen) -> None:
 def _cli_args(output_dir: Path, hidden_dims, optimizers, seeds, epochs) -> list[str]:
     return [
         "-m",
-        "flows.iris_sweep",
+        "flows.cli",
         "--hidden-dims",
         *map(str, hidden_dims),
         "--optimizers",
@@ -216,7 +216,7 @@ def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path)
     assert set(_part_writers(run_folder).values()) == {process.pid}
     run_id = run_folder.name.split("Z-", 1)[1]
 
-    resume = _start(["-m", "flows.iris_sweep", "--output-dir", str(output), "--resume", run_id],
+    resume = _start(["-m", "flows.cli", "--output-dir", str(output), "--resume", run_id],
                     tmp_path / "resume.log")  # fmt: skip
     try:
         assert resume.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()[-3000:]

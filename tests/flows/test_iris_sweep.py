@@ -66,7 +66,7 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
 
 
 def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
-    """`python -m flows.iris_sweep` with options runs the sweep and prints where the file is."""
+    """`python -m flows.cli` with options runs the sweep and prints where the file is."""
     import os
     import subprocess
     import sys
@@ -79,7 +79,7 @@ def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
         [
             sys.executable,
             "-m",
-            "flows.iris_sweep",
+            "flows.cli",
             "--hidden-dims",
             "8..9",
             "--seeds",
@@ -132,7 +132,7 @@ def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
     }
     args = ["--hidden-dims", "8", "--seeds", "0", "1", "--epochs", "20", "--optimizers", "sgd"]
     completed = subprocess.run(
-        [sys.executable, "-m", "flows.iris_sweep", *args, "--output-dir", str(tmp_path / "out")],
+        [sys.executable, "-m", "flows.cli", *args, "--output-dir", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]

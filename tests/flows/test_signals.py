@@ -31,7 +31,7 @@ def _start(tmp_path: Path, output: Path) -> subprocess.Popen:
     )
     log = open(tmp_path / "cli.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.iris_sweep", *LONG_SWEEP, "--output-dir", str(output)],
+        [sys.executable, "-m", "flows.cli", *LONG_SWEEP, "--output-dir", str(output)],
         cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip

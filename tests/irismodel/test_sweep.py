@@ -304,3 +304,19 @@ def test_a_run_being_written_cannot_be_resumed_at_the_same_time(tmp_path):
     assert runs.open_run(config, "busy").finished == {s.name for s in shards[:2]}  # stale: taken
     path = sweep.run_sweep(config, "busy")
     assert not (Path(path) / runs.LOCK).exists()
+
+
+def test_version_2_runs_read_with_the_columns_added_since_null(tmp_path):
+    """A run folder written by schema version 2 (no outcome, no reference check) still reads."""
+    folder = tmp_path / "out"
+    path = Path(sweep.run_sweep(_config(folder, hidden_dims=[8], optimizers=["sgd"]), "v2"))
+    for part in path.glob("*.parquet"):
+        table = pq.read_table(part)
+        meta = {**table.schema.metadata, results.META_SCHEMA_VERSION: b"2"}
+        old = table.select(results.SCHEMA_V2.names).replace_schema_metadata(meta)
+        pq.write_table(old, part)
+    frame = results.read_results(str(folder))
+    assert len(frame) == 7 and frame["n_train_positive"].notna().all()
+    for column in results.ADDED_IN_3:
+        assert frame[column].isna().all(), column
+    assert list(frame.columns) == list(results.COLUMNS)

@@ -1,0 +1,89 @@
+"""The reference check: a sample of a run's models retrained with the notebook's own loop."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from irismodel.data import Split
+from irismodel.engine import TrainingRun, predict_proba, train_batched, train_reference
+from irismodel.ranges import IntRanges
+
+# Largest loss difference over the checked epochs that still counts as reproducing the
+# notebook's loop: float32 rounding of the same sums in another order stays near 1e-7.
+TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """The check of one shard's models: per model (K,), with NaN/None where not checked."""
+
+    checked: np.ndarray  # (K,) bool
+    epochs: int  # epochs compared (0 when none was checked)
+    max_abs_diff: np.ndarray  # (K,) float64, NaN where not checked
+    agrees: np.ndarray  # (K,) bool, meaningful where checked
+    curves: list[np.ndarray | None]  # (K,) the reference loop's loss curve, None where not
+
+
+def checked_seeds(seeds: IntRanges, per_configuration: int) -> set[int]:
+    """Return the seeds checked in every configuration: the first `per_configuration` of the run."""
+    return set(itertools.islice(iter(seeds), max(per_configuration, 0)))
+
+
+def _curve_difference(batched: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Return (K,) max |batched - reference| per model; NaN against a number counts as inf."""
+    a = batched.astype(np.float64)
+    b = reference.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - b)
+    both_nan = np.isnan(a) & np.isnan(b)
+    diff[both_nan] = 0.0
+    diff[np.isnan(diff)] = np.inf  # one NaN, the other not; or inf against inf of other sign
+    return diff.max(axis=1) if diff.shape[1] else np.zeros(len(diff))
+
+
+def check_against_reference(
+    split: Split,
+    run: TrainingRun,
+    learning_rate: float,
+    seeds: set[int],
+    epochs: int,
+    loop: str = "auto",
+) -> ReferenceCheck:
+    """Retrain `run`'s models whose seed is in `seeds` with the notebook's loop; compare.
+
+    `learning_rate` is the one asked for (not the one the engine reports it used).
+    The notebook's code (`train_reference`: an `nn.Module`, `torch.optim.SGD` or the literal
+    hand-written update, with or without `zero_grad`) runs for the first `epochs` epochs; its
+    loss curve is compared with the first `epochs` values of each batched model's curve, and
+    its test-set predictions with those of the batched engine run for as many epochs.
+    """
+    k = len(run.seeds)
+    positions = [i for i, seed in enumerate(run.seeds) if seed in seeds]
+    checked = np.zeros(k, dtype=bool)
+    max_abs_diff = np.full(k, np.nan)
+    agrees = np.zeros(k, dtype=bool)
+    curves: list[np.ndarray | None] = [None] * k
+    epochs = min(epochs, run.epochs)
+    if not positions or epochs < 1:
+        return ReferenceCheck(checked, 0, max_abs_diff, agrees, curves)
+    sample = [run.seeds[i] for i in positions]
+    arguments = (split.x_train, split.y_train, run.hidden_dim, run.optimizer, sample)
+    reference = train_reference(*arguments, learning_rate, epochs, run.device)
+    short = train_batched(*arguments, learning_rate, epochs, run.device, loop=loop)
+    rows = np.asarray(positions)
+    max_abs_diff[rows] = _curve_difference(run.loss_curves[rows, :epochs], reference.loss_curves)
+    # predictions where they are judged: the test rows, or every row when none is held out
+    x = split.x_test if len(split.x_test) else split.x_train
+    same = (predict_proba(reference.parameters, x) > 0.5) == (
+        predict_proba(short.parameters, x) > 0.5
+    )
+    # the short batched run is the stored rows' computation only if its curve is theirs
+    same_run = _curve_difference(short.loss_curves, run.loss_curves[rows, :epochs]) == 0
+    agrees[rows] = same.all(axis=1) & same_run
+    checked[rows] = True
+    for row, curve in zip(positions, reference.loss_curves, strict=True):
+        curves[row] = curve
+    return ReferenceCheck(checked, epochs, max_abs_diff, agrees, curves)

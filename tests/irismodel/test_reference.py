@@ -1,0 +1,99 @@
+"""The reference check: the notebook's own loop retrained beside the batched rows, in every run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import irismodel.sweep as sweep
+from irismodel import results
+from irismodel.config import validate_config
+from irismodel.ranges import IntRanges
+from irismodel.reference import TOLERANCE, checked_seeds
+
+
+def _run(folder, **overrides):
+    params = dict(
+        hidden_dims="8, 12",
+        optimizers=["sgd", "manual", "manual-no-zero-grad"],
+        seeds="3..8",
+        epochs=150,
+        output_dir=str(folder),
+        device="cpu",
+        shard_size=4,
+    )
+    config = validate_config(**{**params, **overrides})
+    return results.read_results(sweep.run_sweep(config, "run"))
+
+
+def test_the_first_seeds_of_every_configuration_are_checked(tmp_path):
+    frame = _run(tmp_path, reference_seeds=2, reference_epochs=100)
+    checked = frame[frame["reference_checked"]]
+    assert sorted(set(checked["seed"])) == [3, 4]  # the run's first two seeds
+    assert len(checked) == 2 * 2 * 3  # in every (hidden_dim, optimizer)
+    assert checked["reference_epochs"].eq(100).all()
+    assert all(len(curve) == 100 for curve in checked["reference_loss_curve"])
+    unchecked = frame[~frame["reference_checked"]]
+    assert unchecked["reference_max_abs_diff"].isna().all()
+    assert unchecked["reference_loss_curve"].isna().all()
+    # sgd and the hand-written step with zero_grad reproduce the notebook's loop closely
+    exact = checked[checked["optimizer"] != "manual-no-zero-grad"]
+    assert (exact["reference_max_abs_diff"] <= TOLERANCE).all()
+    assert exact["reference_agrees"].all()
+
+
+def test_manual_equals_sgd_in_the_notebook_s_own_code_and_no_zero_grad_does_not(tmp_path):
+    """Question 1 measured in the run: the reference curves of sgd and manual, seed by seed."""
+    checked = _run(tmp_path)
+    checked = checked[checked["reference_checked"]].set_index(["optimizer", "hidden_dim", "seed"])
+    for hidden_dim in (8, 12):
+        sgd = np.asarray(checked.loc[("sgd", hidden_dim, 3), "reference_loss_curve"])
+        manual = np.asarray(checked.loc[("manual", hidden_dim, 3), "reference_loss_curve"])
+        accumulated = checked.loc[("manual-no-zero-grad", hidden_dim, 3), "reference_loss_curve"]
+        assert sgd.tobytes() == manual.tobytes()
+        assert np.abs(sgd - np.asarray(accumulated)).max() > 1e-3
+
+
+def test_a_perturbed_engine_is_flagged(tmp_path, monkeypatch):
+    """An engine one part in a thousand off in its step size no longer matches the notebook."""
+    train = sweep.train_batched
+
+    def perturbed(x, y, hidden_dim, optimizer, seeds, learning_rate, *args, **kwargs):
+        return train(x, y, hidden_dim, optimizer, seeds, learning_rate * 1.001, *args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train_batched", perturbed)
+    frame = _run(tmp_path, optimizers=["sgd", "manual"])
+    checked = frame[frame["reference_checked"]]
+    assert len(checked) == 4
+    assert (checked["reference_max_abs_diff"] > TOLERANCE).all()
+
+
+def test_no_check_when_switched_off(tmp_path):
+    frame = _run(tmp_path, reference_seeds=0)
+    assert not frame["reference_checked"].any()
+    assert frame["reference_loss_curve"].isna().all()
+
+
+def test_reference_epochs_beyond_the_run_are_capped(tmp_path):
+    frame = _run(tmp_path, epochs=30, reference_epochs=100, optimizers=["sgd"])
+    assert frame.loc[frame["reference_checked"], "reference_epochs"].eq(30).all()
+
+
+def test_checked_seeds_are_the_first_of_the_run():
+    assert checked_seeds(IntRanges.of([5, 9, 2]), 2) == {2, 5}
+    assert checked_seeds(IntRanges.of(range(10**7)), 1) == {0}
+    assert checked_seeds(IntRanges.of([1]), 0) == set()
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"reference_seeds": -1}, r"reference_seeds: -1 is not allowed; .*0\.\.1,000"),
+        ({"reference_epochs": 0}, r"reference_epochs: 0 is not allowed; .*1\.\.1,000,000"),
+        ({"reference_seeds": True}, r"reference_seeds: True is not allowed"),
+    ],
+)
+def test_bad_check_parameters_are_refused(tmp_path, parameters, message):
+    with pytest.raises(ValueError, match=message):
+        validate_config(output_dir=str(tmp_path / "out"), **parameters)
+    assert not (tmp_path / "out").exists()

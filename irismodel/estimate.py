@@ -20,6 +20,8 @@ BYTES_PER_ROW = 300
 # A worker's memory besides its shards: torch, pyarrow, scikit-learn, Prefect imported.
 BASE_BYTES = 600 << 20
 COPIES_PER_SHARD = 4  # curves in float32: the engine's, the table's, Parquet's buffers, spare
+# The reference check's loop (the notebook's, one model at a time): ~2,000 model-epochs/s a core.
+REFERENCE_SECONDS = 5e-4
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Estimate:
 
     models: int
     model_epochs: int
-    seconds: float  # wall seconds on `workers` cores, training only
+    seconds: float  # wall seconds on `workers` cores: training and the reference check
     workers: int
     peak_bytes: int  # memory of the process that runs the tasks, all workers together
     disk_bytes: int
@@ -59,10 +61,12 @@ def estimate(config: SweepConfig, workers: int | None = None, compiled: bool = T
     factor = 1.0 if compiled and config.resolved_device in ("", "cpu") else EAGER_FACTOR
     models = seeds * len(config.optimizers) * len(config.hidden_dims)
     shard = min(config.seeds_per_shard, seeds) * config.epochs * 4 * COPIES_PER_SHARD
+    checked = min(config.reference_seeds, seeds) * len(config.optimizers) * len(config.hidden_dims)
+    reference = checked * min(config.reference_epochs, config.epochs) * REFERENCE_SECONDS
     return Estimate(
         models=models,
         model_epochs=models * config.epochs,
-        seconds=unit_epochs * FUSED_SECONDS * factor / workers,
+        seconds=(unit_epochs * FUSED_SECONDS * factor + reference) / workers,
         workers=workers,
         peak_bytes=BASE_BYTES + workers * shard,
         disk_bytes=int(models * (config.epochs * BYTES_PER_VALUE + BYTES_PER_ROW)),
@@ -105,12 +109,12 @@ def check_fits(config: SweepConfig, forecast: Estimate, force: bool = False) -> 
             f"output_dir: this sweep writes about {forecast.disk_bytes / 2**30:.1f} GiB "
             f"({forecast.models:,} models x {config.epochs} epochs) and "
             f"{storage.redact(config.output_dir)!r} has {free / 2**30:.1f} GiB free; free some "
-            "space, sweep less, or pass force=true to start anyway"
+            "space, sweep less, or pass force=true (--force) to start anyway"
         )
     memory = _available_memory()
     if memory is not None and forecast.peak_bytes > memory:
         raise ValueError(
             f"shard_size: {config.seeds_per_shard} seeds x {config.epochs} epochs a shard need "
             f"about {forecast.peak_bytes / 2**30:.1f} GiB on {forecast.workers} workers, and "
-            f"{memory / 2**30:.1f} GiB are available; lower shard_size or pass force=true"
+            f"{memory / 2**30:.1f} GiB are available; lower shard_size or pass force=true (--force)"
         )

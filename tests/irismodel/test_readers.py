@@ -124,3 +124,20 @@ def test_polars_snippet_reads_every_row(workdir, expected_rows):
     frame = _execute("polars", workdir)["frame"]
     assert frame.height == expected_rows
     assert frame["loss_at_100"].to_list() == [curve[99] for curve in frame["loss_curve"]]
+
+
+def test_the_readme_lists_every_parameter_as_declared():
+    """The README's parameter table is `SweepConfig`'s declaration: names, defaults, meanings."""
+    import json
+
+    from irismodel.config import PARAMETERS, form_defaults
+
+    text = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `(.*?)` \| (.*) \|$", text, flags=re.MULTILINE)
+    declared = form_defaults()
+    table = {name: (default, meaning) for name, default, meaning in rows if name in declared}
+    assert list(table) == [p.name for p in PARAMETERS]
+    for parameter in PARAMETERS:
+        default, meaning = table[parameter.name]
+        assert json.loads(default) == declared[parameter.name], parameter.name
+        assert meaning == parameter.metadata["description"], parameter.name

@@ -42,7 +42,7 @@ def screenshot(browser: str, url: str, path: Path, size: str, profile: Path) -> 
         f"--user-data-dir={profile}",
         f"--screenshot={path}",
         f"--window-size={size}",
-        "--virtual-time-budget=15000",
+        "--virtual-time-budget=30000",
         url,
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)

@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.resume:
             config = resumed_config(config)
         check_data(config)  # fail in seconds, before Prefect starts
-        forecast = estimate(config, compiled=native.load() is not None)
+        forecast = estimate(config, compiled=native.expected())
         check_fits(config, forecast, config.force)
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)

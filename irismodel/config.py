@@ -61,9 +61,17 @@ def _optional(kind: Any, schema: dict[str, Any]) -> Form:
     return Annotated[kind | None, WithJsonSchema(schema)]
 
 
-# hidden_dims and seeds: one text field in the form (`0..29`), a list from Python too
+# hidden_dims and seeds: one text field in the form (`0..29`), or a list
 _RANGES_FORM = Annotated[
-    StrictStr | list[StrictInt], WithJsonSchema({"type": "string", "minLength": 1})
+    StrictStr | list[StrictInt],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "title": "ranges"},
+                {"type": "array", "items": {"type": "integer"}, "minItems": 1, "title": "list"},
+            ]
+        }
+    ),
 ]
 
 

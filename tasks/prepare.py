@@ -26,7 +26,7 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
         config = resumed_config(config)
     # a resume runs its own parameters: name it after them, not after the defaults it was given
     tag_run(run_tags(config), run_label(config.parameters()) if config.resume else None)
-    forecast = estimate(config, compiled=native.load() is not None)
+    forecast = estimate(config, compiled=native.expected())
     check_fits(config, forecast, config.force)
     get_run_logger().info("forecast: %s", forecast.text())
     get_run_logger().info(

@@ -129,6 +129,7 @@ def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
         **os.environ,
         "PREFECT_API_URL": PREFECT_API_URL.value(),
         "IRISMODEL_NATIVE_DIR": str(tmp_path / "nothing-built-here"),
+        "IRISMODEL_NATIVE_BUILD": "0",
     }
     args = ["--hidden-dims", "8", "--seeds", "0", "1", "--epochs", "20", "--optimizers", "sgd"]
     completed = subprocess.run(

@@ -172,6 +172,7 @@ def test_a_chunked_training_counts_the_models_of_its_finished_chunks(iris, monke
 def test_the_request_works_without_the_compiled_module(iris, tmp_path, monkeypatch):
     """Nothing built: the flag lives in Python alone, and the eager loop sees it."""
     monkeypatch.setenv("IRISMODEL_NATIVE_DIR", str(tmp_path))
+    monkeypatch.setenv("IRISMODEL_NATIVE_BUILD", "0")  # nor built on first use
     monkeypatch.setattr(native, "_loaded", None)
     monkeypatch.setattr(native, "_modules", [])
     x, y = iris

@@ -135,12 +135,15 @@ def train_batched(
       `torch.get_num_threads()` threads.
     - "native" ("batched-native"): the eager loop's ATen ops from C++, bit-identical to it on CPU.
     - "eager" ("batched"): the same ops from Python.
-    - "auto": "fused" on CPU and "native" on other devices when the compiled module is built
-      and loads, else "eager".
-    The two compiled loops release the GIL. Asking for one that is not built, or "fused" off
-    the CPU or with more than 16 features, raises RuntimeError. Nothing is ever compiled here:
-    `python -m irismodel.native build` does that once. Every loop checks the stop request
-    (`request_stop()`) between epochs and raises `TrainingInterrupted` when it is set.
+    - "auto": "fused" on CPU and "native" on other devices when the compiled module loads,
+      else "eager".
+    The two compiled loops release the GIL. When a compiled loop is wanted ("auto", "fused",
+    "native") and the module is not built, it is compiled first, once per machine (about 30 s;
+    `irismodel.native.load_or_build`), unless IRISMODEL_NATIVE_BUILD=0. If that build fails or
+    is turned off, "auto" trains with "eager" (logged once), and "fused" or "native" raise
+    RuntimeError saying why; so does "fused" off the CPU or with more than 16 features.
+    Every loop checks the stop request (`request_stop()`) between epochs and raises
+    `TrainingInterrupted` when it is set.
     """
     check_optimizer(optimizer)
     # ATen applies torch.set_num_threads to a new thread (a task's worker) only when that thread
@@ -204,12 +207,15 @@ ENGINES = {"fused": "batched-fused", "native": "batched-native", "eager": "batch
 
 
 def _pick_loop(loop: str, device: torch.device, features: int) -> str:
-    """Resolve `loop` ("auto" included) to the loop that will run, or raise if it cannot."""
+    """Resolve `loop` ("auto" included) to the loop that will run, or raise if it cannot.
+
+    A compiled loop that is wanted but not built is compiled here first (see `train_batched`).
+    """
     if loop not in LOOPS:
         raise ValueError(f"engine: loop must be one of {', '.join(LOOPS)}, got {loop!r}")
     fused_fits = device.type == "cpu" and features <= native_loop.FUSED_MAX_FEATURES
     if loop == "auto":
-        if native_loop.load() is None:
+        if native_loop.load_or_build() is None:  # why: logged once by irismodel.native
             logger.debug("engine: native module unavailable; training with the eager loop")
             return "eager"
         return "fused" if fused_fits else "native"
@@ -220,18 +226,17 @@ def _pick_loop(loop: str, device: torch.device, features: int) -> str:
             "use loop='auto'"
         )
     if loop != "eager":
-        _native_module(loop)  # raises now if it is not built
+        _native_module(loop)  # builds it now, or raises if it cannot be had
     return loop
 
 
 def _native_module(loop: str) -> ModuleType:
-    """Return the compiled module, or raise RuntimeError saying how to build it."""
-    module = native_loop.load()
+    """Return the compiled module, building it first if needed, or raise RuntimeError saying why."""
+    module = native_loop.load_or_build()
     if module is None:
-        state = "does not load" if native_loop.is_built() else "is not built"
         raise RuntimeError(
-            f"engine: loop={loop!r} needs the native module, which {state} "
-            f"({native_loop.library_path()}); run `{native_loop.BUILD_COMMAND}` once, "
+            f"engine: loop={loop!r} needs the native module, which is "
+            f"{native_loop.unavailable_reason()}; {native_loop.how_to_fix()}; "
             "or pass loop='auto' to fall back to the eager Python loop"
         )
     return module

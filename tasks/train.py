@@ -33,12 +33,13 @@ def train_shard(split: Split, shard: Shard, context: RunContext) -> ShardSummary
     torch.set_num_threads(1)
     summary = run_shard(split, shard, context)
     if summary.engine == "batched":  # the eager loop: 3-12x slower than the compiled ones
+        reason = native.unavailable_reason()
         get_run_logger().info(
             "%s: trained with the eager Python loop, 3-12x slower, because the compiled loops "
-            "are %s; build them once on this machine with `%s`",
+            "are %s; %s",
             shard.name,
-            native.unavailable_reason() or "not available on this device",
-            native.BUILD_COMMAND,
+            reason or "not available on this device",
+            native.how_to_fix() if reason else f"they are built with `{native.BUILD_COMMAND}`",
         )
     get_run_logger().info(
         "%s: %d seeds x %d epochs trained in %.2fs (%s), evaluated and written to %s",

@@ -33,10 +33,16 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
     so runs never overwrite each other's and folder readers skip them.
     """
     report = report_of(path, run_ids=[flow_run_id], epoch=epoch, prefix=report_prefix(path))
+    table = summary_table(report.summary)
     create_table_artifact(
-        table=summary_table(report.summary).to_dict("records"),
+        # numbers stay numbers (the UI sorts them); a missing one is null, never NaN
+        table=table.astype(object).where(table.notna(), None).to_dict("records"),
         key=SUMMARY_KEY,
-        description=f"Per (hidden_dim, optimizer): mean [95% CI] over seeds; run {flow_run_id}.",
+        description=(
+            "Per (hidden_dim, optimizer): converged/stalled/diverged with Wilson 95% rates; "
+            "median, mean and 95% bootstrap interval over seeds (one data split), one number "
+            f"per column; run {flow_run_id}."
+        ),
     )
     create_markdown_artifact(
         markdown=report.markdown,
@@ -62,7 +68,10 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
             key=RESULTS_KEY,
             description=f"Where the results of run {flow_run_id} are.",
         )
-    get_run_logger().info(
+    logger = get_run_logger()
+    for warning in report.answers.warnings:
+        logger.warning("%s", warning)
+    logger.info(
         "published artifacts %s, %s, %s; plots at %s and %s",
         SUMMARY_KEY,
         REPORT_KEY,

@@ -76,7 +76,8 @@ def test_each_run_gets_one_artifact_of_each_kind_under_a_stable_key(two_runs):
 
 
 def test_artifacts_hold_the_report(two_runs):
-    """The markdown embeds both plots and answers; the table has a row per configuration."""
+    """The markdown embeds both plots and leads with the answers; the table has a row per
+    configuration (sgd and manual, one code path, as one) and its numbers as numbers."""
     _, runs = two_runs
     flow_run_id, path, text = runs[-1]
     mine = {
@@ -85,10 +86,14 @@ def test_artifacts_hold_the_report(two_runs):
     }
     markdown = mine["iris-sweep-report"].data
     assert markdown.count("data:image/png;base64,") == 2
-    assert "manual matched sgd exactly" in markdown and "Spearman rho" in markdown
+    assert markdown.index("## 1.") < markdown.index("## Summary per configuration")
+    assert "identical by construction" in markdown and "blocked by seed" in markdown
     table = mine["iris-sweep-summary"].data
     table = json.loads(table) if isinstance(table, str) else table
-    assert len(table) == 2 * 2 and {row["optimizer"] for row in table} == {"sgd", "manual"}
+    assert len(table) == 2 and {row["optimizer"] for row in table} == {"sgd = manual"}
+    for row in table:  # one number per column, so the UI sorts them; missing ones are null
+        assert isinstance(row["test acc mean"], float) and isinstance(row["seeds"], int)
+        assert 0 <= row["test acc low"] <= row["test acc mean"] <= row["test acc high"] <= 1
     where = mine["iris-sweep-results"].data  # a local folder: copyable text, no file:// link
     assert f"```\n{path}\n```" in where and "file://" not in where
     assert "2. Does the loss at epoch 100 fall" in text

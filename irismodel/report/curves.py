@@ -1,0 +1,153 @@
+"""Per-epoch aggregates of the loss curves: sums and log-spaced histograms, never the curves."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+GRID_POINTS = 100  # log-spaced epochs drawn per curve, and as many evenly spaced
+BAND = (0.1, 0.9)  # the loss-curve band: this share of seeds lies between its edges
+# Histogram bins: the top bits of a positive float32 (its exponent and 3 mantissa bits) are a
+# monotonic, log-spaced bin index, 8 bins per octave, read with a shift instead of a logarithm.
+_BIN_SHIFT = 20
+_BIN_FIRST = (127 - 20) << 3  # bits >> shift of 2**-20, the lowest edge
+_BIN_COUNT = 30 * 8 + 2  # [2**-20, 2**10) and an underflow (incl. 0) and overflow (incl. NaN) bin
+_BIN_EDGES = np.concatenate(
+    [
+        [0.0],
+        ((np.arange(_BIN_COUNT - 1, dtype=np.int64) + _BIN_FIRST) << _BIN_SHIFT)
+        .astype(np.int32)
+        .view(np.float32)
+        .astype(np.float64),
+        [2.0**10],
+    ]
+)
+
+
+def by_length(
+    curves: pa.Array, lengths: np.ndarray
+) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
+    """Yield (rows or None for all, values as a rows x length matrix) per curve length."""
+    distinct = np.unique(lengths)
+    for length in distinct:
+        if length == 0:
+            continue
+        chosen = None if len(distinct) == 1 else lengths == length
+        part = curves if chosen is None else curves.filter(pa.array(chosen))
+        values = pc.list_flatten(part).to_numpy(zero_copy_only=False)
+        yield chosen, values.reshape(-1, int(length))
+
+
+@functools.lru_cache(maxsize=64)
+def grid(length: int, epoch: int) -> np.ndarray:
+    """The epochs (0-based positions) a curve is drawn through: all of them up to 200."""
+    if length <= 2 * GRID_POINTS:
+        points = np.arange(length)
+    else:
+        epochs = np.concatenate(
+            [
+                np.geomspace(1, length, GRID_POINTS),
+                np.linspace(1, length, GRID_POINTS),
+                [min(epoch, length), length],
+            ]
+        )
+        points = np.unique(np.rint(epochs).astype(np.int64)) - 1
+    points.flags.writeable = False
+    return points
+
+
+class Curves:
+    """Per group (setting x hidden_dim x optimizer), sums of the curves that did not diverge.
+
+    At each drawn (grid) epoch: the count, sum, least and largest loss (float64) and a
+    histogram of it. Memory grows with the groups and the drawn epochs, never with the models.
+    """
+
+    def __init__(self, lengths: Sequence[int], epoch: int) -> None:
+        self.lengths = [int(n) for n in lengths]
+        self.epoch = epoch
+        size = len(self.lengths)
+        self.count: list[np.ndarray | None] = [None] * size
+        self.total: list[np.ndarray | None] = [None] * size
+        self.least: list[np.ndarray | None] = [None] * size
+        self.largest: list[np.ndarray | None] = [None] * size
+        self.histogram: list[np.ndarray | None] = [None] * size
+        # models not flagged diverged whose curve still holds a NaN or infinity
+        self.left_out = np.zeros(size, dtype=np.int64)
+        self._locks = [threading.Lock() for _ in range(16)]  # files are read in threads
+
+    def grid(self, group: int) -> np.ndarray:
+        return grid(self.lengths[group], self.epoch)
+
+    def add(self, group: int, matrix: np.ndarray) -> None:
+        """Add the curves `matrix` (models x epochs) of models of `group`; threads may call it."""
+        grid = self.grid(group)
+        inside = grid[: np.searchsorted(grid, matrix.shape[1])]
+        if not len(inside) or not len(matrix):
+            return
+        values = matrix.take(inside, axis=1)  # the drawn epochs only: a fifth of 1,000
+        wide = values.astype(np.float64)
+        total = np.einsum("ij->j", wide)
+        left_out = 0
+        if not np.isfinite(total).all():  # rare: find the guilty rows only then
+            finite = np.isfinite(wide).all(axis=1)
+            left_out = int((~finite).sum())
+            values, wide = values[finite], wide[finite]
+            total = np.einsum("ij->j", wide)
+        least, largest = wide.min(axis=0, initial=np.inf), wide.max(axis=0, initial=-np.inf)
+        bins = np.ascontiguousarray(values, dtype=np.float32).view(np.int32) >> _BIN_SHIFT
+        bins -= _BIN_FIRST - 1  # negative floats stay negative: the underflow bin
+        np.clip(bins, 0, _BIN_COUNT - 1, out=bins)
+        bins += np.arange(len(inside), dtype=np.int32) * _BIN_COUNT
+        counts = np.bincount(bins.ravel(), minlength=len(inside) * _BIN_COUNT)
+        counts = counts.reshape(len(inside), _BIN_COUNT).astype(np.int32)
+        width = len(inside)
+        with self._locks[group % len(self._locks)]:
+            self.left_out[group] += left_out
+            if self.count[group] is None:
+                self.count[group] = np.zeros(len(grid), dtype=np.int64)
+                self.total[group] = np.zeros(len(grid), dtype=np.float64)
+                self.least[group] = np.full(len(grid), np.inf)
+                self.largest[group] = np.full(len(grid), -np.inf)
+                self.histogram[group] = np.zeros((len(grid), _BIN_COUNT), dtype=np.int32)
+            self.count[group][:width] += len(values)
+            self.total[group][:width] += total
+            np.minimum(self.least[group][:width], least, out=self.least[group][:width])
+            np.maximum(self.largest[group][:width], largest, out=self.largest[group][:width])
+            self.histogram[group][:width] += counts
+
+    def band(self, group: int) -> dict[str, np.ndarray] | None:
+        """Per grid epoch: epoch (1-based), n, mean, least, q10, median, q90, largest."""
+        if self.count[group] is None:
+            return None
+        present = self.count[group] > 0  # epochs past every curve's end have no models
+        grid, histogram = self.grid(group)[present], self.histogram[group][present]
+        n = self.count[group][present]
+        low, median, high = _quantiles(histogram, (BAND[0], 0.5, BAND[1]))
+        return {
+            "epoch": grid + 1, "n": n, "mean": self.total[group][present] / n,
+            "least": self.least[group][present], "q10": low, "median": median, "q90": high,
+            "largest": self.largest[group][present],
+        }  # fmt: skip
+
+
+def _quantiles(histogram: np.ndarray, shares: Sequence[float]) -> list[np.ndarray]:
+    """Quantiles per histogram row, linear inside the bin that holds them."""
+    n = histogram.sum(axis=1)
+    cumulative = np.cumsum(histogram, axis=1)
+    rows = np.arange(len(histogram))
+    out = []
+    for share in shares:
+        target = share * n
+        bins = np.minimum((cumulative < target[:, None]).sum(axis=1), _BIN_COUNT - 1)
+        inside = histogram[rows, bins]
+        below = cumulative[rows, bins] - inside
+        fraction = np.clip((target - below) / np.maximum(inside, 1), 0.0, 1.0)
+        low, high = _BIN_EDGES[bins], _BIN_EDGES[bins + 1]
+        out.append(np.where(n > 0, low + fraction * (high - low), np.nan))
+    return out

@@ -1,0 +1,260 @@
+"""The report's two plots: loss per epoch over seeds, and accuracy per seed; written as PNGs."""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from irismodel import storage
+
+from .curves import BAND
+from .rendering import plot_text, run_title
+from .scan import Scan
+from .settings import SETTING_COLUMNS, optimizers_of, settings_of, varying_settings
+from .statistics import ACCURACY_BOUNDS, mean_interval
+from .summary import merged_settings, rules_label
+
+PNG_DPI = 100
+# Above this many seeds per hidden_dim and optimizer, points would be an unreadable smear.
+BOX_THRESHOLD = 200
+# From this many seeds in every curve the band is the 10-90% of seeds; with fewer, percentiles
+# of a handful of seeds say little and the band is the range of the seeds.
+QUANTILE_BAND_SEEDS = 20
+# Okabe and Ito's palette, distinguishable with every common colour-vision deficiency.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def colours(count: int) -> list[Any]:
+    """`count` colours a colour-blind reader tells apart: Okabe-Ito, or viridis past eight."""
+    if count <= len(PALETTE):
+        return list(PALETTE[:count])
+    import matplotlib
+
+    return list(matplotlib.colormaps["viridis"](np.linspace(0, 0.9, count)))
+
+
+def _figure(n_panels: int, height: float, width: float, sharey: bool = True) -> tuple:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # no display: files only
+    import matplotlib.pyplot as plt
+
+    columns = min(n_panels, 3)
+    lines = math.ceil(n_panels / columns)
+    figure, axes = plt.subplots(
+        lines, columns, figsize=(width * columns, height * lines + 1.2), squeeze=False,
+        sharey=sharey, layout="constrained",
+    )  # fmt: skip
+    return plt, figure, axes.ravel()
+
+
+def save_png(plt: Any, figure: Any, path: str) -> str:
+    """Write `figure` as a palette PNG to `path` through the atomic writer; return `path`."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=PNG_DPI)
+    plt.close(figure)
+    # A 256-colour palette keeps a plot about a third of its RGBA size, and so the markdown
+    # artifact that embeds it; line plots lose nothing visible.
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").quantize(colors=256)
+    small = io.BytesIO()
+    image.save(small, format="PNG", optimize=True)
+    return write_bytes(path, small.getvalue())
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """Write `data` to a local path or URI atomically; a link planted there is replaced."""
+    folder, name = storage.split(path)
+    storage.write_atomically(folder, name, lambda stream: stream.write(data), replace=True)
+    return path
+
+
+def groups_shown(models: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve group shown: its setting, hidden_dim, optimizer, models, diverged."""
+    shown = models[~models["_duplicate"].to_numpy(bool)]
+    group = shown["_group"].to_numpy()
+    table = shown.drop_duplicates("_group")[
+        [*SETTING_COLUMNS, "hidden_dim", "optimizer", "_group"]
+    ].sort_values("_group")
+    counts = pd.Series(group).value_counts()
+    diverged = pd.Series(group[(shown["_outcome"] == "diverged").to_numpy()]).value_counts()
+    table["n_models"] = counts.reindex(table["_group"]).fillna(0).to_numpy(np.int64)
+    table["n_diverged"] = diverged.reindex(table["_group"]).fillna(0).to_numpy(np.int64)
+    return table.reset_index(drop=True)
+
+
+def _title(setting: dict[str, Any], varying: list[str]) -> str:
+    return ", ".join(f"{c}={plot_text(setting[c])}" for c in varying if c != "data_fingerprint")
+
+
+def _legend(figure: Any, handles: list, labels: list[str], title: str) -> None:
+    """A legend below every panel, in as many columns as fit: it covers no data."""
+    figure.legend(handles, labels, title=title, loc="outside lower center", fontsize=8,
+                  title_fontsize=8, ncols=min(len(labels), 8), frameon=False)  # fmt: skip
+
+
+def plot_loss(scan: Scan, path: str) -> str:
+    """The loss per epoch: per panel a rule, per line a hidden_dim, median and band over seeds."""
+    models, curves, epoch = scan.models, scan.curves, scan.epoch
+    assert curves is not None
+    groups, varying = groups_shown(models), varying_settings(models)
+    merged = merged_settings(models)
+    panels = []
+    for values, rows in groups.groupby(list(SETTING_COLUMNS), sort=True, dropna=False,
+                                       observed=True):  # fmt: skip
+        suffix = _title(dict(zip(SETTING_COLUMNS, values, strict=True)), varying)
+        for optimizer in optimizers_of(rows):
+            label = rules_label(optimizer, tuple(values) in merged)
+            title = plot_text(label) + (f"\n{suffix}" if suffix else "")
+            panels.append((title, rows[rows["optimizer"] == optimizer]))
+    plt, figure, axes = _figure(len(panels), height=3.6, width=4.6, sharey=False)
+    dims = sorted(int(d) for d in groups["hidden_dim"].unique())
+    colour = dict(zip(dims, colours(len(dims)), strict=True))
+    seeds = [int(count.max()) for count in curves.count if count is not None]
+    quantiles = bool(seeds) and min(seeds) >= QUANTILE_BAND_SEEDS
+    low, high = ("q10", "q90") if quantiles else ("least", "largest")
+    what = (f"{round(100 * BAND[0])}-{round(100 * BAND[1])}% of seeds" if quantiles
+            else "range of the seeds")  # fmt: skip
+    handles: dict[int, Any] = {}
+    for axis, (title, rows) in zip(axes, panels, strict=False):
+        top, shown = 0.0, 0
+        for dim, group in zip(rows["hidden_dim"], rows["_group"], strict=True):
+            band = curves.band(int(group))
+            if band is None:
+                continue
+            shown += 1
+            x = band["epoch"]  # epoch e is loss_curve[e - 1]
+            top = max(top, float(np.nanmax(band["median"])))
+            (handles[int(dim)],) = axis.plot(x, band["median"], color=colour[dim], linewidth=1.2)
+            axis.fill_between(x, band[low], band[high], color=colour[dim], alpha=0.15, lw=0)
+        axis.set_ylim(0, top * 1.15 if top > 0 else 1)  # a band spiking past the medians is cut
+        used = int(min(epoch, int(rows["epochs"].max())))
+        axis.axvline(used, color="grey", linestyle="--", linewidth=1)
+        axis.annotate(
+            f"epoch {used}", (used, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+            textcoords="offset points", fontsize=8, color="grey",
+        )  # fmt: skip
+        hidden = int(rows["n_diverged"].sum())
+        if not shown:
+            axis.text(0.5, 0.5, "every seed diverged", transform=axis.transAxes, ha="center")
+        axis.set_title(title + (f"\n({hidden} diverged, not shown)" if hidden else ""), fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    for axis in axes[len(panels) :]:
+        axis.set_visible(False)
+    for axis in axes[:: min(len(panels), 3)]:
+        axis.set_ylabel("training loss (BCE)")
+    if handles:
+        listed = sorted(handles)
+        _legend(figure, [handles[d] for d in listed], [str(d) for d in listed], "hidden_dim")
+    heading = f"Training loss per epoch: median (line) and {what} (band)"
+    figure.suptitle(heading + "\n" + textwrap.fill(run_title(models, plot_text), 90), fontsize=10)
+    return save_png(plt, figure, path)
+
+
+def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, merged: bool) -> bool:
+    """One setting's accuracy per hidden_dim and rule; returns whether it drew boxes."""
+    held_out = bool(setting["test_size"] > 0) and rows["test_accuracy"].notna().any()
+    part = "test" if held_out else "train"
+    rows = rows[~rows["_duplicate"].to_numpy(bool)]
+    optimizers = optimizers_of(rows)
+    palette = colours(len(optimizers))
+    step = 0.7 / max(len(optimizers), 1)
+    # one slot per hidden_dim, evenly spaced: 4, 8, ..., 4096 stay readable side by side
+    dims = np.sort(rows["hidden_dim"].unique())
+    ok = (rows["_outcome"] != "diverged").to_numpy()
+    hidden_all = rows["hidden_dim"].to_numpy()
+    accuracy = rows[f"{part}_accuracy"].to_numpy(np.float64)
+    boxes = False
+    for i, optimizer in enumerate(optimizers):
+        mine = (rows["optimizer"] == optimizer).to_numpy() & ok
+        offset = (i - (len(optimizers) - 1) / 2) * step
+        slot, values = np.searchsorted(dims, hidden_all[mine]), accuracy[mine]
+        by_slot = {int(k): v for k, v in pd.Series(slot).groupby(slot).indices.items()}
+        crowded = [k for k, p in by_slot.items() if len(p) > BOX_THRESHOLD]
+        few = ~np.isin(slot, crowded)
+        label = plot_text(rules_label(optimizer, merged))
+        rng = np.random.default_rng(i)  # fixed jitter: the picture is the same every time
+        jitter = rng.uniform(-step / 4, step / 4, int(few.sum()))
+        axis.scatter(slot[few] + offset + jitter, values[few], s=12, alpha=0.6,
+                     color=palette[i], label=label)  # fmt: skip
+        summaries, places = [], []
+        for k in crowded:
+            finite = values[by_slot[k]]
+            finite = finite[np.isfinite(finite)]
+            if finite.size:
+                q10, q25, q50, q75, q90 = np.quantile(finite, [0.1, 0.25, 0.5, 0.75, 0.9])
+                summaries.append({"med": q50, "q1": q25, "q3": q75, "whislo": q10,
+                                  "whishi": q90, "fliers": []})  # fmt: skip
+                places.append(k + offset)
+        if summaries:
+            boxes = True
+            axis.bxp(
+                summaries, positions=places, widths=step * 0.8, patch_artist=True,
+                showfliers=False, manage_ticks=False,
+                boxprops={"facecolor": palette[i], "alpha": 0.5, "linewidth": 0.8},
+                medianprops={"color": "black", "linewidth": 1.2},
+            )  # fmt: skip
+        for k, positions in by_slot.items():
+            interval = mean_interval(values[positions], ACCURACY_BOUNDS)
+            if interval.has_interval:
+                axis.errorbar(
+                    k + offset, interval.mean, fmt="_", color="black", markersize=10,
+                    yerr=[[interval.mean - interval.low], [interval.high - interval.mean]],
+                    capsize=3, linewidth=1,
+                )  # fmt: skip
+    majority = float(rows[f"_majority_{part}"].iloc[0])
+    if math.isfinite(majority):
+        axis.axhline(majority, color="grey", linestyle="--", linewidth=1,
+                     label=f"majority class ({majority:.3f})")  # fmt: skip
+    every = max(1, math.ceil(len(dims) / 20))
+    axis.set_xticks(np.arange(len(dims))[::every], [str(d) for d in dims[::every]])
+    axis.set_xlim(-0.5, len(dims) - 0.5)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel("hidden_dim")
+    axis.set_ylabel("held-out (test) accuracy" if held_out else "training accuracy (not held out)")
+    diverged = int((~ok).sum())
+    axis.set_title(f"{diverged} diverged, not shown" if diverged else "", fontsize=9)
+    axis.grid(alpha=0.3)
+    return boxes
+
+
+def plot_accuracy(models: pd.DataFrame, path: str) -> str:
+    """Accuracy per hidden_dim and rule: every seed a point (a box when crowded), mean and CI."""
+    groups = settings_of(models)
+    slots = models["hidden_dim"].nunique() * models["optimizer"].nunique()
+    # wide enough for every slot, capped: past that the boxes and points just get narrower
+    width = min(max(4.6, 1.5 + 0.3 * slots), 12.0)
+    plt, figure, axes = _figure(len(groups), height=3.8, width=width)
+    varying, merged = varying_settings(models), merged_settings(models)
+    boxes = False
+    for axis, (setting, rows) in zip(axes, groups, strict=False):
+        key = tuple(setting[c] for c in SETTING_COLUMNS)
+        boxes |= _accuracy_panel(axis, setting, rows, key in merged)
+        suffix = _title(setting, varying)
+        if suffix:
+            axis.set_title(textwrap.fill(suffix, 60) + "\n" + axis.get_title(), fontsize=9)
+    for axis in axes[len(groups) :]:
+        axis.set_visible(False)
+    legend: dict[str, Any] = {}  # every panel's rules, once each
+    for axis in axes[: len(groups)]:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    _legend(figure, list(legend.values()), list(legend), "")
+    what = "Accuracy per seed (points)"
+    if boxes:
+        what = (
+            f"Accuracy per seed: points, or a box (median, quartiles, 10-90%) above {BOX_THRESHOLD}"
+        )
+    what += "; mean and 95% interval over seeds, one data split (bars)"
+    figure.suptitle(
+        textwrap.fill(what, 90) + "\n" + textwrap.fill(run_title(models, plot_text), 90),
+        fontsize=10,
+    )
+    return save_png(plt, figure, path)

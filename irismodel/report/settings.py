@@ -1,0 +1,82 @@
+"""The report's constants, its error, and how rows split into settings that are never pooled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+EPOCH_OF_INTEREST = 100  # the notebook's
+CONFIDENCE = 0.95
+SIGNIFICANCE = 0.05
+# The engine reproduces the notebook's loop for sgd and manual to ~3e-7 over 100 epochs: a
+# larger difference means the engine no longer computes what the notebook does.
+REFERENCE_TOLERANCE = 1e-5
+# Resamples of every bootstrap interval, and its fixed seed: the same data give the same report.
+BOOTSTRAP_RESAMPLES = 999
+BOOTSTRAP_SEED = 20261127
+# Parameters that change what a loss or an accuracy means: rows that differ in one of them are
+# never pooled. The split (and so the evaluated rows) depends on the last four.
+SETTING_COLUMNS = (
+    "learning_rate",
+    "epochs",
+    "standardize",
+    "test_size",
+    "split_seed",
+    "positive_class",
+    "data_fingerprint",
+)
+SPLIT_COLUMNS = ("data_fingerprint", "positive_class", "test_size", "split_seed")
+# pandas' and pyarrow's folder readers skip names starting with "_" or "."; report files start
+# with "_" so that `pd.read_parquet(results_folder)` never trips over a PNG beside the Parquet.
+REPORT_PREFIX = "_iris-sweep-report"
+# Display order of the optimizers: the names of irismodel.optimizers.OPTIMIZERS, repeated here
+# because that registry imports torch, which a report has no use for (a test keeps them equal).
+OPTIMIZER_ORDER = ("sgd", "manual", "manual-no-zero-grad", "momentum", "adam")
+# The outcomes of irismodel.outcomes, and "unknown" for rows of files written before them.
+CONVERGED, STALLED, DIVERGED, UNKNOWN = "converged", "stalled", "diverged", "unknown"
+OUTCOMES = (CONVERGED, STALLED, DIVERGED, UNKNOWN)
+
+
+class ReportError(ValueError):
+    """The results cannot be reported on (no rows, or an epoch that does not exist)."""
+
+
+def check_epoch(epoch: Any) -> int:
+    """Return `epoch` as an int, or raise `ReportError` unless it is a positive integer."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 1:
+        raise ReportError(f"epoch: {epoch!r} is not allowed; it must be a positive integer")
+    return int(epoch)
+
+
+def varying_settings(frame: pd.DataFrame) -> list[str]:
+    """Return the setting columns that take more than one value in `frame`."""
+    return [c for c in SETTING_COLUMNS if frame[c].nunique(dropna=False) > 1]
+
+
+def settings_of(frame: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Split `frame` into groups of one setting each: [(setting values, rows)].
+
+    One setting (the usual case) is `frame` itself, not a copy of a million rows.
+    """
+    columns = list(SETTING_COLUMNS)
+    indices = frame.groupby(columns, sort=True, dropna=False, observed=True).indices
+    groups = sorted(indices.items(), key=lambda item: item[0])
+    if len(groups) == 1:
+        return [(dict(zip(columns, groups[0][0], strict=True)), frame)]
+    return [
+        (dict(zip(columns, key, strict=True)), frame.iloc[positions]) for key, positions in groups
+    ]
+
+
+def optimizer_order(names: Iterable[str]) -> list[str]:
+    """Return the optimizer names in display order: the registry's, then the rest by name."""
+    order = list(OPTIMIZER_ORDER)
+    return sorted(set(names), key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
+def optimizers_of(frame: pd.DataFrame) -> list[str]:
+    """Return the optimizers present in `frame`, in display order."""
+    return optimizer_order(str(name) for name in frame["optimizer"].unique())

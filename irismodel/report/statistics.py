@@ -1,0 +1,157 @@
+"""The report's statistics: bootstrap intervals over seeds, Wilson rates, the blocked trend test.
+
+Every interval is over seeds, on the run's one data split: it says how much the answer moves
+from seed to seed, not how it would move on other data. Intervals of a bounded quantity
+(accuracy in [0, 1], a loss >= 0) come from resampling the seeds, so they stay inside the
+quantity's range, and are clipped to it besides.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from .settings import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
+
+ACCURACY_BOUNDS = (0.0, 1.0)
+LOSS_BOUNDS = (0.0, math.inf)
+UNBOUNDED = (-math.inf, math.inf)
+# Up to this many seeds, scipy's BCa bootstrap (its jackknife costs seeds squared); above it,
+# the percentile bootstrap of the mean, drawn here in batches so memory stays flat.
+BCA_SEEDS = 2000
+_DISTINCT = 4096  # at most this many distinct values: resample their counts, not the seeds
+_DRAWS = 1 << 22  # indices drawn at once by the percentile bootstrap
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over seeds, its median, and a 95% bootstrap interval of the mean.
+
+    `method` says how the interval was made: `BCa`, `percentile`, `all equal` (every seed
+    gave the same value: the interval is that value), `one seed` or `no seeds` (no interval).
+    """
+
+    n: int
+    mean: float
+    median: float
+    low: float
+    high: float
+    method: str
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether there is an interval (two seeds or more)."""
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+
+def _percentile_means(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The means of `BOOTSTRAP_RESAMPLES` resamples of `values`, without a resamples x n array."""
+    n = len(values)
+    distinct, counts = np.unique(values, return_counts=True)
+    if len(distinct) <= _DISTINCT:  # accuracies: a resample is a multinomial draw of counts
+        drawn = rng.multinomial(n, counts / n, size=BOOTSTRAP_RESAMPLES)
+        return drawn @ distinct / n
+    means = np.empty(BOOTSTRAP_RESAMPLES)
+    narrow = values.astype(np.float32)  # the curves are float32: half the bytes to gather
+    step = max(1, _DRAWS // n)
+    for start in range(0, BOOTSTRAP_RESAMPLES, step):
+        size = min(step, BOOTSTRAP_RESAMPLES - start)
+        drawn = rng.integers(0, n, (size, n), dtype=np.int32)  # (size, n) resampled seeds
+        means[start : start + size] = np.take(narrow, drawn).sum(axis=1, dtype=np.float64) / n
+    return means
+
+
+def _bootstrap(values: np.ndarray) -> tuple[float, float, str]:
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    alpha = 1 - CONFIDENCE
+    if len(values) <= BCA_SEEDS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a degenerate BCa is NaN: the percentile follows
+            result = stats.bootstrap(
+                (values,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="BCa",
+                vectorized=True, axis=-1, confidence_level=CONFIDENCE, rng=rng, batch=100,
+            )  # fmt: skip
+        low, high = (float(v) for v in result.confidence_interval)
+        if math.isfinite(low) and math.isfinite(high):
+            return low, high, "BCa"
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = _percentile_means(values, rng)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high), "percentile"
+
+
+def mean_interval(values: Iterable[float], bounds: tuple[float, float] = UNBOUNDED) -> Interval:
+    """Return the mean, median and 95% bootstrap interval of the finite values, over seeds.
+
+    BCa up to `BCA_SEEDS` values (percentile where BCa is degenerate), the percentile
+    bootstrap above; a fixed random state, so the same values give the same interval. The
+    interval is clipped to `bounds`, the range the quantity can take.
+    """
+    array = np.asarray(values if isinstance(values, np.ndarray) else list(values), np.float64)
+    array = array[np.isfinite(array)]
+    n = int(array.size)
+    if n == 0:
+        return Interval(0, math.nan, math.nan, math.nan, math.nan, "no seeds")
+    mean, median = float(array.mean()), float(np.median(array))
+    if n == 1:
+        return Interval(1, mean, median, math.nan, math.nan, "one seed")
+    if np.all(array == array[0]):
+        return Interval(n, mean, median, mean, mean, "all equal")
+    low, high, method = _bootstrap(array)
+    return Interval(n, mean, median, max(low, bounds[0]), min(high, bounds[1]), method)
+
+
+def rate_interval(count: int, total: int) -> tuple[float, float, float]:
+    """Return (count / total, low, high): the Wilson 95% interval of a proportion, NaN if none."""
+    if total <= 0:
+        return math.nan, math.nan, math.nan
+    ci = stats.binomtest(int(count), int(total)).proportion_ci(
+        confidence_level=CONFIDENCE, method="wilson"
+    )
+    return count / total, float(ci.low), float(ci.high)
+
+
+def complete_blocks(
+    seeds: np.ndarray, dims: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (seeds, dims, matrix seeds x dims) of the seeds with a finite value at every dim.
+
+    Seed s starts from the same weights at every hidden_dim (the first rows of the largest
+    one's), so a seed is a block: the trend is measured within seeds, never across them.
+    """
+    all_dims = np.unique(dims)
+    all_seeds, seed_at = np.unique(seeds, return_inverse=True)
+    matrix = np.full((len(all_seeds), len(all_dims)), math.nan)
+    matrix[seed_at, np.searchsorted(all_dims, dims)] = values
+    full = np.isfinite(matrix).all(axis=1)
+    return all_seeds[full], all_dims, matrix[full]
+
+
+def fall_test(matrix: np.ndarray) -> tuple[str, float]:
+    """Return (test name, one-sided p) for "the value falls as the column's hidden_dim grows".
+
+    Columns are in increasing hidden_dim, rows are seeds (blocks). Page's L test with the
+    columns predicted in decreasing order of the value; with two hidden_dims, where Page's L
+    is undefined, the one-sided Wilcoxon signed-rank test of the per-seed differences.
+    """
+    seeds, dims = matrix.shape
+    if seeds < 2 or dims < 2:
+        return "none", math.nan
+    if dims == 2:
+        differences = matrix[:, 1] - matrix[:, 0]
+        if not np.any(differences):
+            return "Wilcoxon signed-rank", 1.0
+        return "Wilcoxon signed-rank", float(stats.wilcoxon(differences, alternative="less").pvalue)
+    # Page's alternative: values rise along the columns' order; reversed, that is a fall
+    return "Page's L", float(stats.page_trend_test(matrix[:, ::-1]).pvalue)
+
+
+def seed_slopes(matrix: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """Return per seed (row) the least-squares slope of its values against hidden_dim."""
+    centred = dims.astype(np.float64) - dims.mean()
+    return (matrix - matrix.mean(axis=1, keepdims=True)) @ centred / (centred @ centred)

@@ -1,8 +1,9 @@
 """Screenshots of the Prefect UI as a user sees it: the run form of a deployment, the Runs page.
 
 Starts a temporary Prefect server (its own PREFECT_HOME), registers the flow as a deployment,
-runs two small sweeps so that named, tagged runs are listed, and renders the deployment's
-custom-run form and the Runs page in headless Chromium (`apt-get install chromium`).
+runs two small sweeps and the default one so that named, tagged runs are listed, and renders
+the deployment's custom-run form, the Runs page and the default run's report and summary
+artifacts in headless Chromium (`apt-get install chromium`).
 
     .venv/bin/python bench/screenshots.py --out docs/screenshots
 """
@@ -49,6 +50,21 @@ def screenshot(browser: str, url: str, path: Path, size: str, profile: Path) -> 
     print(f"wrote {path}")
 
 
+def latest_artifact(key: str) -> str:
+    """Return the id of the newest artifact with `key`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return str(found[0].id)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
@@ -74,6 +90,7 @@ def main() -> None:
             small = dict(epochs=200, output_dir=output, report=False, device="cpu")
             iris_sweep(hidden_dims="8..10", optimizers=["sgd", "manual"], seeds="0..9", **small)
             iris_sweep(hidden_dims=[8, 12], optimizers=["adam"], seeds="0..4", **small)
+            iris_sweep(output_dir=output, device="cpu")  # the default sweep, with its report
             ui = api.removesuffix("/api")
             profile = home / "chromium"
             screenshot(
@@ -84,6 +101,12 @@ def main() -> None:
                 profile,
             )
             screenshot(browser, f"{ui}/runs", args.out / "runs.png", "1400,1000", profile)
+            for key, name, size in (
+                ("iris-sweep-report", "report.png", "1400,3200"),
+                ("iris-sweep-summary", "summary-table.png", "1400,1200"),
+            ):
+                url = f"{ui}/artifacts/artifact/{latest_artifact(key)}"
+                screenshot(browser, url, args.out / name, size, profile)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -262,6 +262,10 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
         finished = finished_shards(place, config, run_id)
         record = {
             **record,
+            # what the run is follows from its id and parameters, never from the staged file
+            "run_id": run_id,
+            "schema_version": SCHEMA_VERSION,
+            "shards": len(plan_shards(config)),
             "status": STATUS_RUNNING,
             "attempts": [*record.get("attempts", []), _now_text()],
         }

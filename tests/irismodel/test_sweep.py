@@ -320,3 +320,16 @@ def test_version_2_runs_read_with_the_columns_added_since_null(tmp_path):
     for column in results.ADDED_IN_3:
         assert frame[column].isna().all(), column
     assert list(frame.columns) == list(results.COLUMNS)
+
+
+def test_a_tampered_staged_manifest_is_not_carried_into_the_published_run(tmp_path):
+    """The run id, schema version and shard count of a resumed run come from the run itself."""
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "tampered")
+    manifest = Path(opened.place.staging) / results.MANIFEST
+    record = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**record, "run_id": "someone-else", "shards": 2}))
+    path = sweep.run_sweep(config, "tampered")
+    published = json.loads((Path(path) / results.MANIFEST).read_text())
+    assert published["run_id"] == "tampered" and published["shards"] == len(shards)
+    assert len(results.read_results(path)) == 2 * 2 * 7  # hidden_dims x optimizers x seeds

@@ -85,7 +85,7 @@ BAD_PARAMETERS = {
         {"data_path": "iris.xlsx"},
         r"data_path: unsupported format '\.xlsx'.*supported are \.csv, \.parquet, \.pq",
     ),
-    "data_path empty": ({"data_path": ""}, r"data_path: expected a path to a \.csv or"),
+    "data_path blank": ({"data_path": "   "}, r"data_path: expected a path to a \.csv or"),
     "shard_size 0": ({"shard_size": 0}, r"shard_size: 0 is not allowed.*1\.\.100000"),
     "too many shards": (
         {"seeds": "0..999999", "shard_size": 1},
@@ -205,3 +205,9 @@ def test_check_data_refuses_data_dependent_problems(tmp_path):
     split = check_data(validate_config(output_dir=str(tmp_path)))
     assert (len(split.y_train), len(split.y_test)) == (112, 38)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_emptied_form_field_means_the_default(tmp_path):
+    """The run form sends "" for a text field the user cleared: the bundled data, a new run."""
+    config = validate_config(data_path="", resume="", output_dir=str(tmp_path))
+    assert config.data_path is None and config.resume is None

@@ -28,6 +28,8 @@ MAX_HIDDEN_DIM = 4096
 MAX_HIDDEN_DIMS = 4096  # sizes in one sweep
 MAX_SPLIT_SEED = 2**32 - 1
 MAX_REFERENCE_SEEDS = 1000
+# A URI with a user and secret (`s3://key:secret@bucket`): refused by the run form's schema.
+NO_CREDENTIALS = r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*:[^/?#@]*@)"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(8)))
 MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**63 - 1
@@ -173,7 +175,8 @@ class SweepConfig:
         "results",
         "Where results go: a folder, or a pyarrow filesystem URI such as s3://bucket/prefix; "
         "each run writes one folder in it.",
-        StrictStr,
+        # the server refuses credentials before it stores the run (validation comes later)
+        _form(StrictStr, pattern=NO_CREDENTIALS),
         "text",
     )
     shard_size: int | None = _parameter(

@@ -142,3 +142,30 @@ def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
         "because the compiled loops are not built (" in log  # fmt: skip
     assert "python -m irismodel.native build" in log
     assert set(read_results(str(tmp_path / "out"))["engine"]) == {"batched"}
+
+
+def test_the_server_refuses_credentials_before_storing_a_run():
+    """A run of a deployment with `user:secret@` in output_dir is refused by the server itself.
+
+    The flow's own validation would refuse it too, but only once the run, its parameters
+    included, is stored in Prefect's database; the schema stops it before that.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    from flows.iris_sweep import iris_sweep
+
+    deployment_id = iris_sweep.to_deployment(name="credentials-check").apply()
+    secret = "s3://AKIAEXAMPLE:hunter2@bucket/results"
+    with get_client(sync_client=True) as client:
+        with pytest.raises(Exception, match=r"output_dir.*does not match"):
+            client.create_flow_run_from_deployment(deployment_id, parameters={"output_dir": secret})
+        fine = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"output_dir": "s3://bucket/results"}
+        )
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
+        assert [run.id for run in runs] == [fine.id]
+        assert all("hunter2" not in str(run.parameters) for run in runs)
+        client.delete_flow_run(fine.id)

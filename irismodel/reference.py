@@ -80,8 +80,9 @@ def check_against_reference(
     same = (predict_proba(reference.parameters, x) > 0.5) == (
         predict_proba(short.parameters, x) > 0.5
     )
-    # the short batched run is the stored rows' computation only if its curve is theirs
-    same_run = _curve_difference(short.loss_curves, run.loss_curves[rows, :epochs]) == 0
+    # the short batched run stands for the stored rows only if its curve is theirs: bit for bit
+    # on the CPU; on a GPU a batch of another size may round differently in the last bits
+    same_run = _curve_difference(short.loss_curves, run.loss_curves[rows, :epochs]) <= TOLERANCE
     agrees[rows] = same.all(axis=1) & same_run
     checked[rows] = True
     for row, curve in zip(positions, reference.loss_curves, strict=True):

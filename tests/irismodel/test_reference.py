@@ -97,3 +97,24 @@ def test_bad_check_parameters_are_refused(tmp_path, parameters, message):
     with pytest.raises(ValueError, match=message):
         validate_config(output_dir=str(tmp_path / "out"), **parameters)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("noise", "agrees"), [(1e-7, True), (1e-3, False)])
+def test_predictions_agree_up_to_rounding_of_the_batched_re_run(
+    tmp_path, monkeypatch, noise, agrees
+):
+    """A GPU re-runs the checked seeds in a batch of another size, which may round otherwise:
+    within the tolerance the rows still agree; beyond it the re-run stands for other rows."""
+    import irismodel.reference as reference
+
+    train = reference.train_batched
+
+    def rounded_otherwise(*args, **kwargs):
+        run = train(*args, **kwargs)
+        run.loss_curves[:] += noise
+        return run
+
+    monkeypatch.setattr(reference, "train_batched", rounded_otherwise)
+    frame = _run(tmp_path, optimizers=["sgd"], hidden_dims="8")
+    checked = frame[frame["reference_checked"]]
+    assert len(checked) == 1 and checked["reference_agrees"].eq(agrees).all()

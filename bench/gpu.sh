@@ -4,12 +4,18 @@
 # use, the test suite's CUDA cases, the engine benchmark at 10k and 100k models, and sweeps
 # through the library's data path (train, check against the notebook's loop, evaluate, write
 # Parquet parts, publish) on the GPU and on the CPU of the same machine.
-# Usage: bash bench/gpu.sh OUT_DIR [all|checks]   (checks: no engine benchmark)
+# Usage: bash bench/gpu.sh OUT_DIR [all|checks]   (checks: no engine benchmark). Where the
+# image lacks pydantic, put its wheels (pydantic, pydantic-core, annotated-types,
+# typing-inspection for that Python) in .whl/ first.
 set -u
 out=${1:-bench/results}
 what=${2:-all}
 mkdir -p "$out"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 IRISMODEL_NATIVE_DIR=${IRISMODEL_NATIVE_DIR:-/tmp/iris-native}
+# pydantic (the parameters' declaration uses it) is not on every GPU image: wheels in .whl/
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 IRISMODEL_NATIVE_DIR=${IRISMODEL_NATIVE_DIR:-/tmp/iris-native}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 # built on first use by a CUDA training (the native loop), from an empty cache

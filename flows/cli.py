@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import NoReturn
 
 from irismodel import native
 from irismodel.config import PARAMETERS, check_data, form_defaults, validate_config
@@ -18,25 +20,52 @@ from irismodel.optimizers import OPTIMIZERS
 from irismodel.runs import resumed_config
 from irismodel.storage import redact
 
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.I)
+
+
+def _integer(value: str) -> int:
+    """An integer in ASCII digits: not `1_000`, not `٣` (Python's int() takes both)."""
+    if not _INTEGER.fullmatch(value.strip()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _number(value: str) -> float:
+    """A number in ASCII digits (`0.1`, `1e-3`); `nan` and `inf` pass, for validation to refuse."""
+    if not _NUMBER.fullmatch(value.strip()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number")
+    return float(value)
+
 
 def _positive_class(value: str) -> str | int:
-    digits = value.removeprefix("-")
-    return int(value) if digits.isascii() and digits.isdigit() else value
+    return int(value) if _INTEGER.fullmatch(value) else value
 
 
-def _optional(kind: type) -> Callable[[str], object]:
+class _Parser(argparse.ArgumentParser):
+    """Errors in one line, as every other refusal: `iris-sweep: error: epochs: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument --([\w-]+)(?:/--no-[\w-]+)?: ", _parameter_name, message)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parameter_name(match: re.Match[str]) -> str:
+    return match.group(1).replace("-", "_") + ": "
+
+
+def _optional(kind: Callable[[str], object]) -> Callable[[str], object]:
     """Read a value of `kind`, or nothing from an empty string (`--data-path ''`)."""
 
     def read(value: str) -> object:
         return None if value == "" else kind(value)
 
-    read.__name__ = kind.__name__  # argparse names the type in its errors
     return read
 
 
 _READERS: dict[str, Callable[[str], object]] = {
-    "int": int,
-    "float": float,
+    "int": _integer,
+    "float": _number,
     "text": str,
     "class": _positive_class,
 }
@@ -58,13 +87,13 @@ def _option(name: str, kind: str, default: object, description: str) -> tuple[st
         return flag, {"action": argparse.BooleanOptionalAction, "help": help_text}
     reader = _READERS[kind]
     if default is None:
-        reader = _optional(int if kind == "int" else str)
+        reader = _optional(_integer if kind == "int" else str)
     return flag, {"type": reader, "help": help_text}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser: one option per sweep parameter, made from `SweepConfig`'s declaration."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="iris-sweep",
         description="Train a 4-h-1 ReLU network on Iris (one class against the rest) for every "
         "hidden_dim x optimizer x seed and write the results to Parquet.",

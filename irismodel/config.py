@@ -45,6 +45,8 @@ _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Larger rates overflow float32 update steps (Adam's first step is 10 x lr) and crash torch
 # instead of diverging; 1e30 already turns every model's loss into NaN within an epoch or two.
 MAX_LEARNING_RATE = 1e30
+# The smallest normal float32: a rate below it rounds to 0 (or a subnormal) in the updates.
+MIN_LEARNING_RATE = 1.1754943508222875e-38
 
 
 Form = Any  # a pydantic-ready annotation: the type a flow accepts and its run-form schema
@@ -120,9 +122,9 @@ class SweepConfig:
     )
     learning_rate: float = _parameter(
         0.1,
-        f"Step size of every update rule (the notebook's 0.1); above 0, at most "
-        f"{MAX_LEARNING_RATE:g}.",
-        _form(StrictFloat, exclusiveMinimum=0, maximum=MAX_LEARNING_RATE),
+        f"Step size of every update rule (the notebook's 0.1); at least {MIN_LEARNING_RATE:.2g} "
+        f"(a float32 above 0), at most {MAX_LEARNING_RATE:g}.",
+        _form(StrictFloat, minimum=MIN_LEARNING_RATE, maximum=MAX_LEARNING_RATE),
         "float",
     )
     epochs: int = _parameter(
@@ -198,7 +200,7 @@ class SweepConfig:
     reference_epochs: int = _parameter(
         100,
         "Epochs of that check, from the start of training (the notebook's question is asked at "
-        f"epoch 100); 1..{MAX_EPOCHS:,}, and at most the run's epochs.",
+        f"epoch 100); 1..{MAX_EPOCHS:,}, lowered to the run's epochs when it has fewer.",
         _form(StrictInt, minimum=1, maximum=MAX_EPOCHS),
         "int",
     )
@@ -317,10 +319,13 @@ def _int_list(name: str, values: Any, low: int, high: int) -> tuple[int, ...]:
 
 
 def _positive_finite(name: str, value: Any, high: float) -> float:
-    allowed = f"it must be a positive finite number, at most {high:g}"
+    allowed = (
+        f"it must be a positive finite number, at least {MIN_LEARNING_RATE:.2g} (in float32 a "
+        f"smaller one is 0 or subnormal, and trains nothing) and at most {high:g}"
+    )
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name}: expected a number, got {value!r}; {allowed}")
-    if not math.isfinite(value) or not 0 < value <= high:
+    if not math.isfinite(value) or not MIN_LEARNING_RATE <= value <= high:
         raise ValueError(f"{name}: {value} is not allowed; {allowed}")
     return float(value)
 

@@ -38,10 +38,14 @@ class Estimate:
     def text(self) -> str:
         """Return a one-line summary for logs."""
         return (
-            f"{self.models:,} models, {self.model_epochs:,} model-epochs: about "
+            f"{_count(self.models, 'model')}, {_count(self.model_epochs, 'model-epoch')}: about "
             f"{_duration(self.seconds)} on {self.workers} cores, {self.peak_bytes / 2**30:.1f} GiB "
             f"of memory, {self.disk_bytes / 2**30:.2f} GiB written"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _duration(seconds: float) -> str:

@@ -203,6 +203,19 @@ CLI_CASES = {
         ["--learning-rate", "inf"],
         r"iris-sweep: error: learning_rate: inf is not allowed",
     ),
+    # argparse's own refusals read as the rest: one line, the parameter's name, no usage block
+    "epochs in other digits": (
+        ["--epochs", "\u0663"],
+        r"^iris-sweep: error: epochs: '\u0663' is not an integer \(see iris-sweep --help\)$",
+    ),
+    "learning rate with an underscore": (
+        ["--learning-rate", "1_0"],
+        r"^iris-sweep: error: learning_rate: '1_0' is not a number",
+    ),
+    "unknown optimizer": (
+        ["--optimizers", "sgd", "foo"],
+        r"^iris-sweep: error: optimizers: invalid choice: 'foo' \(choose from 'sgd', ",
+    ),
 }
 
 

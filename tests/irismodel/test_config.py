@@ -54,6 +54,10 @@ BAD_PARAMETERS = {
         r"seeds: duplicate value\(s\) \[1\]; each may appear",
     ),
     "learning_rate 0": ({"learning_rate": 0}, r"learning_rate: 0 .*positive finite number"),
+    "learning_rate 0 in float32": (
+        {"learning_rate": 1e-46},
+        r"learning_rate: 1e-46 is not allowed; .*at least 1\.2e-38 \(in float32",
+    ),
     "learning_rate negative": (
         {"learning_rate": -0.1},
         r"learning_rate: -0\.1 .*positive finite number",

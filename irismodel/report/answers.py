@@ -94,12 +94,14 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
         pairs = mine.merge(sgd, on=["hidden_dim", "seed"], suffixes=("", "_sgd"))
         if pairs.empty:
             continue
-        differences = {}
+        differences, used = {}, 0
         for key, column, bounds in (("accuracy", "_a", (-1.0, 1.0)),
                                     ("final_loss", "_f", UNBOUNDED)):  # fmt: skip
             paired = pairs[column].to_numpy(np.float64) - pairs[f"{column}_sgd"].to_numpy()
             differences[key] = _interval(mean_interval(_per_seed(pairs, paired), bounds))
-        numbers["against_sgd"][name] = {"n_pairs": len(pairs), **differences}
+            used = max(used, int(np.isfinite(paired).sum()))
+        # the pairs used: those where neither model diverged (a diverged one is NaN here)
+        numbers["against_sgd"][name] = {"n_pairs": used, **differences}
     numbers["reference"] = rule_check(scan, rows)
     recorded = rows["reference_checked"].notna().any()
     numbers["reference_missing"] = None if numbers["reference"] is not None else (
@@ -122,11 +124,12 @@ def _question2(rows: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
         blocks, dims, matrix = complete_blocks(seeds, hidden, loss)
         test, p = fall_test(matrix)
         slope = mean_interval(seed_slopes(matrix, dims) if len(dims) > 1 else [], UNBOUNDED)
+        # the medians are over the tested seeds only (the complete blocks), as the test is
         medians = [
-            {"hidden_dim": int(d), "median": float(np.nanmedian(loss[hidden == d]))
-             if np.isfinite(loss[hidden == d]).any() else math.nan,
+            {"hidden_dim": int(d),
+             "median": float(np.median(matrix[:, j])) if len(matrix) else math.nan,
              "n_diverged": int((outcome[mine][hidden == d] == DIVERGED).sum())}
-            for d in np.unique(hidden)
+            for j, d in enumerate(dims)
         ]  # fmt: skip
         results.append({
             "optimizer": name,
@@ -147,10 +150,14 @@ def _question2(rows: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
 def answer_numbers(scan: Scan) -> dict[str, Any]:
     """All the numbers behind the answers, per setting."""
     models, epoch = scan.models, scan.epoch
-    outcome = models["_outcome"].astype(object).to_numpy()
+    # counted as the outcome lines count them: manual's rows repeating sgd's (`sgd = manual`)
+    # are one configuration, counted once
+    shown = ~models["_duplicate"].to_numpy(bool)
+    outcome = models["_outcome"].astype(object).to_numpy()[shown]
     numbers: dict[str, Any] = {
         "epoch": epoch,
-        "n_models": len(models),
+        "n_models": int(shown.sum()),
+        "counted_once": bool((~shown).any()),
         "n_diverged": int((outcome == DIVERGED).sum()),
         "n_unknown": int((outcome == "unknown").sum()),
         "settings": [],

@@ -47,7 +47,8 @@ def summarize(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> pd.DataFra
     `epoch` (the epoch read), then for `loss_at_epoch`, `final_loss`, `train_accuracy` and
     `test_accuracy` the `_median`, `_mean`, `_low` and `_high` (95% bootstrap interval of the
     mean over seeds, one data split, inside the quantity's range) over the seeds that did not
-    diverge; `train_majority_accuracy` and `baseline_loss`.
+    diverge; `held_out` (whether the setting has test rows), `train_majority_accuracy` and
+    `baseline_loss`.
     """
     return summarize_models(scan_frame(frame, epoch, curves=False).models)
 

@@ -53,6 +53,12 @@ def _figure(n_panels: int, height: float, width: float, sharey: bool = True) -> 
     return plt, figure, axes.ravel()
 
 
+def fitted(figure: Any, *parts: str, fontsize: float = 10) -> str:
+    """`parts`, each wrapped to the width of `figure` (about 0.6 em a character), one a line."""
+    width = max(20, int(figure.get_figwidth() * 72 / (0.62 * fontsize)) - 4)
+    return "\n".join(textwrap.fill(part, width) for part in parts if part)
+
+
 def save_png(plt: Any, figure: Any, path: str) -> str:
     """Write `figure` as a palette PNG to `path` through the atomic writer; return `path`."""
     from PIL import Image
@@ -154,7 +160,7 @@ def plot_loss(scan: Scan, path: str) -> str:
         listed = sorted(handles)
         _legend(figure, [handles[d] for d in listed], [str(d) for d in listed], "hidden_dim")
     heading = f"Training loss per epoch: median (line) and {what} (band)"
-    figure.suptitle(heading + "\n" + textwrap.fill(run_title(models, plot_text), 90), fontsize=10)
+    figure.suptitle(fitted(figure, heading, run_title(models, plot_text)), fontsize=10)
     return save_png(plt, figure, path)
 
 
@@ -239,7 +245,9 @@ def plot_accuracy(models: pd.DataFrame, path: str) -> str:
         boxes |= _accuracy_panel(axis, setting, rows, key in merged)
         suffix = _title(setting, varying)
         if suffix:
-            axis.set_title(textwrap.fill(suffix, 60) + "\n" + axis.get_title(), fontsize=9)
+            panel = figure.get_figwidth() / min(len(groups), 3)
+            axis.set_title(textwrap.fill(suffix, max(20, int(panel * 12))) + "\n"
+                           + axis.get_title(), fontsize=9)  # fmt: skip
     for axis in axes[len(groups) :]:
         axis.set_visible(False)
     legend: dict[str, Any] = {}  # every panel's rules, once each
@@ -253,8 +261,5 @@ def plot_accuracy(models: pd.DataFrame, path: str) -> str:
             f"Accuracy per seed: points, or a box (median, quartiles, 10-90%) above {BOX_THRESHOLD}"
         )
     what += "; mean and 95% interval over seeds, one data split (bars)"
-    figure.suptitle(
-        textwrap.fill(what, 90) + "\n" + textwrap.fill(run_title(models, plot_text), 90),
-        fontsize=10,
-    )
+    figure.suptitle(fitted(figure, what, run_title(models, plot_text)), fontsize=10)
     return save_png(plt, figure, path)

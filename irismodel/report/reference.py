@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from .reading import CURVE_COLUMN, REFERENCE_CURVE_COLUMN, each_curve
 from .scan import Scan
-from .settings import REFERENCE_TOLERANCE, optimizers_of
+from .settings import DIVERGED, REFERENCE_TOLERANCE, optimizers_of
 
 # Rules whose engine must reproduce the notebook's loop to rounding: a larger difference is
 # flagged. manual-no-zero-grad's accumulating step amplifies rounding (see `rule_check`).
@@ -31,6 +31,18 @@ def _curves(scan: Scan, positions: np.ndarray, column: str) -> dict[int, np.ndar
     return out
 
 
+def _scale(reference: np.ndarray) -> float:
+    """What a difference is divided by: max(1, the largest |reference loss| compared)."""
+    finite = np.abs(reference[np.isfinite(reference)])
+    return max(1.0, float(np.max(finite, initial=0.0)))
+
+
+def _largest(values: list[float]) -> float:
+    """The largest of `values` that is not NaN; NaN when there is none."""
+    kept = [v for v in values if not math.isnan(v)]
+    return max(kept) if kept else math.nan
+
+
 def _agrees_through(difference: np.ndarray) -> int:
     """The last epoch up to which the curves agree within the tolerance (1-based)."""
     over = np.flatnonzero(~(difference <= REFERENCE_TOLERANCE))
@@ -42,10 +54,14 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
 
     Per rule: the models checked, the epochs compared, the largest |batched - reference|
     loss over those epochs (the larger of the stored `reference_max_abs_diff` and the one
-    measured here from both curves), the share whose test predictions agree, the epoch up to
-    which every curve agreed within `REFERENCE_TOLERANCE`, and whether the rule is flagged.
-    Then the notebook's loops compared to each other, curve for curve: sgd's against manual's
-    and against manual-no-zero-grad's, for each (hidden_dim, seed) checked under both.
+    measured here from both curves), the largest relative difference (a model's difference
+    divided by max(1, its largest |reference loss|): float32 rounds relative to the loss, and
+    a learning rate of 100 drives losses to 1e6), the share whose test predictions agree, the
+    epoch up to which every curve agreed within `REFERENCE_TOLERANCE` (relative), and whether
+    the rule is flagged: its relative difference above `REFERENCE_TOLERANCE`, diverged models
+    left out (`n_left_out` of them). Then the notebook's loops compared to each other, curve
+    for curve: sgd's against manual's and against manual-no-zero-grad's, for each
+    (hidden_dim, seed) checked under both.
     """
     checked = rows["reference_checked"].to_numpy(np.float64) == 1.0
     if not checked.any():
@@ -58,24 +74,35 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
     for optimizer in optimizers_of(rows.iloc[np.flatnonzero(checked)]):
         mine = positions[(models.loc[positions, "optimizer"] == optimizer).to_numpy()]
         stored = models.loc[mine, "reference_max_abs_diff"].to_numpy(np.float64)
-        measured, through = [], []
-        for position in mine.tolist():
+        diverged = models.loc[mine, "_outcome"].astype(object).to_numpy() == DIVERGED
+        absolute, relative, through = [], [], []
+        for position, kept, stored_diff in zip(mine.tolist(), ~diverged, stored, strict=True):
             ref = reference.get(position, np.empty(0))
             ours = batched.get(position, np.empty(0))[: len(ref)]
+            scale = _scale(ref)
+            largest = stored_diff
             if len(ref) and len(ours) == len(ref):
                 difference = np.abs(ours - ref)
-                measured.append(float(np.max(difference, initial=0.0)))
-                through.append(_agrees_through(difference))
-        largest = float(np.nanmax(np.concatenate([stored, measured, [math.nan]])))
+                largest = _largest([stored_diff, float(np.max(difference, initial=0.0))])
+                if kept:
+                    through.append(_agrees_through(difference / scale))
+            absolute.append(largest)
+            if kept:
+                relative.append(largest / scale)
+        largest, largest_relative = _largest(absolute), _largest(relative)
         agrees = models.loc[mine, "reference_agrees"].to_numpy(np.float64)
         epochs = models.loc[mine, "reference_epochs"].to_numpy(np.float64)
         numbers["rules"][optimizer] = {
             "n_checked": len(mine),
+            "n_left_out": int(diverged.sum()),
             "epochs": int(np.nanmax([*epochs, 0])),
             "max_abs_diff": largest,
+            "max_rel_diff": largest_relative,
             "agree_share": float(np.nanmean(agrees)) if np.isfinite(agrees).any() else math.nan,
             "agrees_through": min(through) if through else None,
-            "flagged": optimizer in STRICT_RULES and not largest <= REFERENCE_TOLERANCE,
+            "flagged": optimizer in STRICT_RULES
+            and bool(relative)
+            and not largest_relative <= REFERENCE_TOLERANCE,
         }
     keys = models.loc[positions, ["hidden_dim", "seed", "optimizer"]].astype(object)
     where = {tuple(k): p for k, p in zip(keys.itertuples(index=False), positions, strict=True)}
@@ -91,7 +118,7 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
             identical += int(np.array_equal(a, b))
             difference = np.abs(a - b)
             largest = max(largest, float(np.max(difference)))
-            through.append(_agrees_through(difference))
+            through.append(_agrees_through(difference / _scale(a)))
         if pairs:
             numbers["pairs"][other] = {
                 "n_pairs": pairs, "n_identical": identical, "max_abs_diff": largest,

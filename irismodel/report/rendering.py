@@ -151,11 +151,12 @@ def render_markdown(
 
 
 def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> str:
-    """Return the summary table, the two answers and any warnings as plain text."""
+    """Return any warnings (first, as in the markdown), the table and the answers as text."""
     table = summary_text_table(summary)
     for column in _DATA_COLUMNS & set(table.columns):
         table[column] = table[column].map(plain)
-    lines = [
+    lines = [*answers.warnings, ""] if answers.warnings else []
+    lines += [
         table.to_string(index=False),
         "",
         f"1. {QUESTION1}",
@@ -166,6 +167,4 @@ def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_
     ]
     if answers.notes:
         lines += ["", "Notes: " + " ".join(answers.notes)]
-    if answers.warnings:
-        lines += ["", *answers.warnings]
     return "\n".join(lines)

@@ -72,6 +72,9 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
             interval = mean_interval(ok[column].to_numpy(np.float64), bounds)
             record.update({f"{name}_median": interval.median, f"{name}_mean": interval.mean,
                            f"{name}_low": interval.low, f"{name}_high": interval.high})  # fmt: skip
+        record["held_out"] = bool(rows["test_size"].iloc[0] > 0) and bool(
+            rows["test_accuracy"].notna().any()
+        )
         record["train_majority_accuracy"] = float(rows["_majority_train"].iloc[0])
         record["baseline_loss"] = float(rows["baseline_loss"].iloc[0])
         return record
@@ -145,9 +148,14 @@ def rate_text(rate: float, low: float, high: float) -> str:
 def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Return the summary as a table of short strings, for the terminal and the markdown."""
     settings = [c for c in SETTING_COLUMNS if c in summary.columns]
+    held_out = summary["held_out"].to_numpy(bool) if "held_out" in summary else None
+    # with no test rows (test_size=0) the accuracy is the training rows', as in the text:
+    # the column says so, or, beside held-out rows, each such value is marked "(train)"
+    accuracy = "test acc" if held_out is None or held_out.any() else "train acc (not held out)"
     rows = []
     for record in summary.to_dict("records"):
         epoch = record["epoch"]
+        train = not record.get("held_out", True)
         row: dict[str, Any] = {}
         for column in settings:
             value = record[column]
@@ -164,11 +172,15 @@ def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
         )
         row["stalled [95%]"] = rate_text(record["stalled_rate"], record["stalled_low"],
                                          record["stalled_high"])  # fmt: skip
-        for name, label in (("loss_at_epoch", f"loss@{epoch}"), ("test_accuracy", "test acc")):
+        quantity = "train_accuracy" if train else "test_accuracy"
+        mark = " (train)" if train and accuracy == "test acc" else ""
+        for name, label in (("loss_at_epoch", f"loss@{epoch}"), (quantity, accuracy)):
             median = record[f"{name}_median"]
             row[f"{label} median"] = "n/a" if not math.isfinite(median) else f"{median:.3f}"
             row[f"{label} mean [95%]"] = interval_text(
                 record[f"{name}_mean"], record[f"{name}_low"], record[f"{name}_high"]
             )
+            if name == quantity and math.isfinite(median):
+                row[f"{label} median"] += mark
         rows.append(row)
     return pd.DataFrame(rows)

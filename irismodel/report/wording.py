@@ -35,6 +35,17 @@ def _seeds(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
+def _change(slope: float) -> str:
+    """A slope bound as `a fall of 0.0169`, `a rise of 0.3357` or `no change`."""
+    if slope < 0:
+        return f"a fall of {-slope:.4f}"
+    return f"a rise of {slope:.4f}" if slope > 0 else "no change"
+
+
+def _models(n: int) -> str:
+    return f"{n} model" if n == 1 else f"{n} models"
+
+
 def _outcome_words(mine: Mapping[str, Any]) -> str:
     n = mine["n_models"]
     if mine["n_unknown"]:
@@ -104,23 +115,35 @@ def _reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str
         lines.append("  - no (hidden_dim, seed) was checked under two rules.")
     lines.append(
         "- How closely this run's engine reproduced the notebook's loop (the largest "
-        "|engine - notebook| loss over the epochs compared; equal test predictions):"
+        "|engine - notebook| loss over the epochs compared, and relative: each model's "
+        "divided by max(1, its largest |notebook loss|), as float32 rounds relative to the "
+        "loss; the tolerance applies to the relative one, diverged models left out"
+        + (
+            "; equal test predictions):"
+            if numbers["accuracy_part"] == "test"
+            else "; equal predictions on the training rows, as no row is held out):"
+        )
     )
     for name, rule in check["rules"].items():
-        agree = rule["agree_share"]
+        agree, relative = rule["agree_share"], rule["max_rel_diff"]
+        left_out = rule["n_left_out"]
         text = (
-            f"  - {clean(name)}: {rule['max_abs_diff']:.2g} over {rule['epochs']} epochs, "
-            f"{rule['n_checked']} model(s); predictions agree for "
-            + ("n/a" if not math.isfinite(agree) else f"{agree:.0%}")
+            f"  - {clean(name)}: {rule['max_abs_diff']:.2g} over {rule['epochs']} epochs "
+            + (f"(relative {relative:.2g})" if math.isfinite(relative) else "(relative n/a)")
+            + f", {_models(rule['n_checked'])}"
+            + (f", {left_out} diverged and left out of the tolerance" if left_out else "")
         )
+        text += "; predictions agree for " + ("n/a" if not math.isfinite(agree) else f"{agree:.0%}")
         if rule["flagged"]:
             text += f" - ABOVE the tolerance {REFERENCE_TOLERANCE:g}"
             warnings.append(
                 f"WARNING: the engine's {name} curves differ from the notebook's loop by up to "
-                f"{rule['max_abs_diff']:.2g} (tolerance {REFERENCE_TOLERANCE:g}): the engine "
-                "no longer computes what the notebook does."
+                f"{relative:.2g} relative to the loss (|difference| / max(1, |loss|); "
+                f"tolerance {REFERENCE_TOLERANCE:g}"
+                + (f"; {_models(left_out)} diverged, left out" if left_out else "")
+                + "): the engine no longer computes what the notebook does."
             )
-        elif name == "manual-no-zero-grad" and rule["max_abs_diff"] > REFERENCE_TOLERANCE:
+        elif name == "manual-no-zero-grad" and relative > REFERENCE_TOLERANCE:
             text += (
                 f"; within {REFERENCE_TOLERANCE:g} through epoch {rule['agrees_through']}, "
                 "after which its ever-growing accumulated step amplifies rounding "
@@ -144,7 +167,9 @@ def question1_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
         "- Outcome per model (diverged: a NaN/inf loss or weight, or a final training loss "
         "above the first epoch's; stalled: a final training loss not below "
         + (f"{baseline:.3f}, " if math.isfinite(baseline) else "")
-        + "the loss of a logistic regression on the same training rows; converged otherwise), "
+        + "the loss of a logistic regression on the same training rows; converged otherwise: it "
+        "fitted the training rows better than the best linear model, which says nothing of "
+        "held-out rows, where it may still do worse), "
         "with 95% Wilson intervals of the rates:"
     ]
     for mine in numbers["rules"].values():
@@ -162,7 +187,7 @@ def question1_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
             + f" ({_seeds(accuracy['n'])}"
         )
         if mine["n_diverged"]:
-            text += f"; {mine['n_diverged']} diverged models left out"
+            text += f"; {_models(mine['n_diverged'])} diverged, left out"
         if mine["n_stalled"]:
             text += f"; {mine['n_stalled']} of {mine['n_models']} models stalled"
         lines.append(text + ")" + _verdict(accuracy["low"], accuracy["high"], majority))
@@ -213,27 +238,54 @@ def question2_words(results: Sequence[Mapping[str, Any]], clean: Clean) -> list[
             f"per-seed slope {interval_text(slope['mean'], slope['low'], slope['high'], 4)}"
             f" per unit of hidden_dim [{OVER_SEEDS}]"
         )
+        low, high = slope["low"], slope["high"]
+        bounded = slope["n"] > 1 and math.isfinite(low) and math.isfinite(high)
+        power = f"the test has little power with {_seeds(blocks)}"
         if len(dims) < 2:
             verdict = f"cannot tell: only hidden_dim {span} was swept"
         elif not math.isfinite(p):
-            verdict = f"cannot tell: {blocks} seed(s) have a model at every hidden_dim"
+            verdict = f"cannot tell: {_seeds(blocks)} with a model at every hidden_dim"
         elif p < SIGNIFICANCE:
             verdict = f"the loss at epoch {epoch} falls as hidden_dim grows ({test}); {per_seed}"
+            if bounded and not high < 0:
+                verdict += (
+                    f", which does not exclude {_change(low)} to {_change(high)} per unit: "
+                    "the test and the interval disagree, so read the fall as uncertain"
+                )
+        elif bounded and low > 0:
+            verdict = (
+                f"the loss at epoch {epoch} rises as hidden_dim grows: the {per_seed} lies "
+                f"entirely above zero, {_change(low)} to {_change(high)} per unit ({test})"
+            )
+        elif bounded and high < 0:
+            verdict = (
+                f"the {per_seed} lies entirely below zero ({_change(low)} to {_change(high)} "
+                f"per unit), but the fall test is not significant ({test}): the two disagree, "
+                f"and {power}, so a fall is likely but not shown by the test"
+            )
         else:
             verdict = (
                 f"no evidence that the loss at epoch {epoch} falls as hidden_dim grows with "
                 f"{_seeds(blocks)} ({test}). That is not evidence of no trend: the {per_seed}"
             )
-            if slope["n"] > 1 and math.isfinite(slope["low"]):
+            if bounded:
                 verdict += (
-                    f", so anything from a fall of {max(-slope['low'], 0):.4f} to a "
-                    f"rise of {max(slope['high'], 0):.4f} per unit fits these seeds"
+                    f", so anything from {_change(low)} to {_change(high)} per unit fits "
+                    "these seeds"
                 )
-        medians = ", ".join(f"{m['hidden_dim']}: {m['median']:.3f}" for m in result["medians"])
+        medians = ", ".join(
+            f"{m['hidden_dim']}: " + (f"{m['median']:.3f}" if math.isfinite(m["median"]) else "n/a")
+            for m in result["medians"]
+        )
         line = f"- {clean(result['label'])}: {verdict}. "
-        line += f"Median loss at epoch {epoch} by hidden_dim: {medians}."
+        line += (
+            f"Median loss at epoch {epoch} by hidden_dim, over the {_seeds(blocks)} tested: "
+            f"{medians}."
+        )
         if result["n_diverged"]:
-            line += f" {result['n_diverged']} diverged model(s) left out (their seeds too)."
+            line += f" {_models(result['n_diverged'])} diverged, left out " + (
+                "(its seed too)." if result["n_diverged"] == 1 else "(their seeds too)."
+            )
         lines.append(line)
     return lines
 
@@ -257,12 +309,17 @@ def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
         q2_parts.append("\n".join(header + question2_words(entry["question2"], clean)))
     if numbers["n_diverged"]:
         notes.append(
-            f"{numbers['n_diverged']} of {numbers['n_models']} models diverged; they "
-            "are counted in the tables and left out of every mean, interval and trend."
+            f"{numbers['n_diverged']} of {_models(numbers['n_models'])} diverged"
+            + (
+                " (`sgd = manual` counted once, as in the outcome lines)"
+                if numbers.get("counted_once")
+                else ""
+            )
+            + "; they are counted in the tables and left out of every mean, interval and trend."
         )
     if numbers["n_unknown"]:
         notes.append(
-            f"The outcome of {numbers['n_unknown']} models is unknown: written by an "
+            f"The outcome of {_models(numbers['n_unknown'])} is unknown: written by an "
             "older version, their files store no baseline loss, so stalled cannot be "
             "told from converged (diverged still can)."
         )

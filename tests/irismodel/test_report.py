@@ -764,3 +764,167 @@ def test_a_corrupt_or_foreign_file_is_named(tmp_path):
     ):
         report.report_of(str(folder), out_dir=str(tmp_path / "out"))
     assert report.main([str(folder), "--out", str(tmp_path / "out")]) == 2
+
+
+# --------------------------------------------------------------------------- reviewed bugs
+
+
+def _trend_result(p: float, low: float, high: float, blocks: int = 5) -> dict[str, Any]:
+    """A question-2 result for one rule, as `answer_numbers` makes it, by hand."""
+    return {
+        "optimizer": "sgd", "label": "sgd", "epoch": 100, "dims": [8, 9], "n_seeds": blocks,
+        "n_blocks": blocks, "test": "Wilcoxon signed-rank", "p_value": p,
+        "slope": {"n": blocks, "mean": (low + high) / 2, "median": (low + high) / 2,
+                  "low": low, "high": high, "method": "bootstrap"},
+        "medians": [{"hidden_dim": 8, "median": 0.5, "n_diverged": 0},
+                    {"hidden_dim": 9, "median": math.nan, "n_diverged": 0}],
+        "n_diverged": 1,
+    }  # fmt: skip
+
+
+def test_slope_bounds_are_printed_as_they_are_never_clamped_to_zero(frame):
+    """A slope interval above zero says the loss rises, with its real bounds; one below zero
+    with no significant test says the two disagree and the test has little power."""
+    words = report.wording.question2_words
+    above = words([_trend_result(0.9, 0.1224, 0.3357)], report.rendering.plain)[0]
+    assert "a fall of 0.0000" not in above and "rises as hidden_dim grows" in above
+    assert "a rise of 0.1224 to a rise of 0.3357" in above
+    below = words([_trend_result(0.2, -0.0169, -0.0020)], report.rendering.plain)[0]
+    assert "a rise of 0.0000" not in below and "a fall of 0.0169 to a fall of 0.0020" in below
+    assert "disagree" in below and "little power with 5 seeds" in below
+    assert "not evidence of no trend" not in below
+    spans = words([_trend_result(0.4, -0.02, 0.01)], report.rendering.plain)[0]
+    assert "a fall of 0.0200 to a rise of 0.0100" in spans and "not evidence of no trend" in spans
+    # on a real run: a rise within every seed
+    rows = _rows(frame, MAIN)
+    rows = rows[rows.optimizer == "sgd"].reset_index(drop=True)
+    rise = 0.01 * (rows.hidden_dim.to_numpy() - 8) + 0.3 + 0.001 * rows.seed.to_numpy()
+    answers = report.answer_questions(_with_loss_at(rows, 100, rise))
+    slope = answers.numbers["settings"][0]["question2"][0]["slope"]
+    assert slope["low"] > 0 and f"a rise of {slope['low']:.4f}" in answers.question2
+    assert "rises as hidden_dim grows" in answers.question2
+
+
+def test_nan_medians_read_n_a_and_counts_agree_in_number():
+    """A hidden_dim with no median reads n/a, not nan; one diverged model is singular."""
+    line = report.wording.question2_words([_trend_result(0.4, -0.02, 0.01)], str)[0]
+    assert "nan" not in line and "9: n/a" in line
+    assert "1 model diverged, left out (its seed too)" in line and "model(s)" not in line
+
+
+def _scale_checked_curves(table: pa.Table, optimizer: str, factor: float) -> pa.Table:
+    """Both curves (engine and notebook) of the checked `optimizer` rows times `factor`."""
+    hit = np.asarray(table.column("reference_checked").to_pylist(), bool) & (
+        np.asarray(table.column("optimizer").to_pylist()) == optimizer
+    )
+    for column in ("loss_curve", "reference_loss_curve"):
+        curves = table.column(column).to_pylist()
+        for i in np.flatnonzero(hit):
+            curves[i] = (np.array(curves[i], np.float32) * np.float32(factor)).tolist()
+        index = table.schema.get_field_index(column)
+        field = table.schema.field(index)
+        table = table.set_column(index, field, pa.array(curves, field.type))
+    return table
+
+
+def test_float32_rounding_of_large_losses_is_no_engine_alarm(folder, tmp_path):
+    """Losses in the hundreds round in float32 at ~1e-4: relative to the loss that is ~1e-7,
+    no alarm; the models of a blown-up run (diverged) are left out of the alarm, said so."""
+    _, run_folders, _ = folder
+    run = tmp_path / "results" / Path(run_folders[MAIN]).name
+    shutil.copytree(run_folders[MAIN], run)
+    _rewrite(run, lambda t: _scale_checked_curves(t, "sgd", 1000.0))
+    built = report.report_of(str(run), out_dir=str(tmp_path / "out"))
+    sgd = built.answers.numbers["settings"][0]["question1"]["reference"]["rules"]["sgd"]
+    assert not sgd["flagged"] and not built.answers.warnings and "WARNING" not in built.text
+    assert sgd["max_abs_diff"] > 1e-5 and sgd["max_rel_diff"] < 1e-5
+    blown = report.report_of(str(run_folders[BLOWN]), out_dir=str(tmp_path / "blown"))
+    sgd = blown.answers.numbers["settings"][0]["question1"]["reference"]["rules"]["sgd"]
+    assert sgd["n_checked"] > 0 and sgd["n_left_out"] == sgd["n_checked"]
+    assert not sgd["flagged"] and not blown.answers.warnings
+    assert f"{sgd['n_left_out']} diverged and left out of the tolerance" in blown.text
+
+
+def _diverge(rows: pd.DataFrame, where: np.ndarray) -> pd.DataFrame:
+    """`rows` with the models at `where` marked diverged."""
+    rows = rows.copy()
+    rows.loc[where, "outcome"] = "diverged"
+    rows.loc[where, "diverged"] = True
+    return rows
+
+
+def test_diverged_pairs_medians_and_notes_are_counted_as_used_and_shown(frame):
+    """One diverged model: the pairs against sgd count only those used, the medians by
+    hidden_dim are over the tested seeds only, and the notes count as the outcome lines do
+    (sgd = manual once)."""
+    rows = _rows(frame, MAIN)
+    nzg = (rows.optimizer == "manual-no-zero-grad").to_numpy()
+    hit = nzg & (rows.hidden_dim == 8).to_numpy() & (rows.seed == 0).to_numpy()
+    both = (rows.optimizer != "manual-no-zero-grad").to_numpy() & (
+        (rows.hidden_dim == 9).to_numpy() & (rows.seed == 1).to_numpy()
+    )
+    edited = _diverge(rows, hit | both)
+    answers = report.answer_questions(edited)
+    setting = answers.numbers["settings"][0]
+    ok = (edited.outcome != "diverged").to_numpy()
+    keys = ["hidden_dim", "seed"]
+    pairs = edited[nzg & ok][keys].merge(edited[(edited.optimizer == "sgd").to_numpy() & ok][keys])
+    n_pairs = len(pairs)
+    assert n_pairs < 18
+    assert setting["question1"]["against_sgd"]["manual-no-zero-grad"]["n_pairs"] == n_pairs
+    assert f"({n_pairs} pairs, " in answers.question1
+    trend = next(r for r in setting["question2"] if r["optimizer"] == "manual-no-zero-grad")
+    complete = edited[nzg].groupby("seed").outcome.apply(lambda o: (o != "diverged").all())
+    seeds = complete[complete].index.to_numpy()
+    assert trend["n_blocks"] == len(seeds) < 6
+    tested = edited[nzg & edited.seed.isin(seeds).to_numpy() & (edited.hidden_dim == 9).to_numpy()]
+    loss = np.array([c[99] for c in tested.loss_curve], np.float64)
+    medians = {m["hidden_dim"]: m["median"] for m in trend["medians"]}
+    assert medians[9] == pytest.approx(np.median(loss))
+    assert f"9: {np.median(loss):.3f}" in answers.question2
+    assert f"over the {len(seeds)} seeds tested" in answers.question2
+    shown = edited[(edited.optimizer != "manual").to_numpy()]
+    assert answers.numbers["n_models"] == len(shown)
+    diverged = int((shown.outcome == "diverged").sum())
+    assert f"{diverged} of {len(shown)} models diverged" in " ".join(answers.notes)
+
+
+def test_plot_titles_fit_their_figure(frame, tmp_path, monkeypatch):
+    """No title of either plot runs past the figure's edges, with one panel or several."""
+    from irismodel.report import plots
+
+    extents = []
+    save = plots.save_png
+
+    def measured(plt, figure, path):
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        for text in [figure._suptitle, *(axis.title for axis in figure.axes)]:
+            if text is not None and text.get_text():
+                box = text.get_window_extent(renderer)
+                extents.append((box.x0, box.x1, figure.bbox.x1, text.get_text()))
+        return save(plt, figure, path)
+
+    monkeypatch.setattr(plots, "save_png", measured)
+    for run_id in (NOT_HELD_OUT, MAIN):
+        report.write_report(_rows(frame, run_id), str(tmp_path / run_id))
+    assert len(extents) > 4
+    for x0, x1, width, text in extents:
+        assert x0 >= 0 and x1 <= width, text
+
+
+def test_converged_is_not_called_good_and_not_held_out_accuracy_is_shown(frame):
+    """The outcome rule says what converged means; with test_size=0 the table shows the
+    (labelled) training accuracy and the reference line speaks of the training rows;
+    warnings come first in the text as in the markdown."""
+    rows = _rows(frame, NOT_HELD_OUT)
+    answers = report.answer_questions(rows)
+    assert "better than the best linear model" in answers.question1
+    assert "it may still do worse" in answers.question1
+    assert "equal test predictions" not in answers.question1
+    table = report.summary_text_table(report.summarize(rows))
+    assert "train acc (not held out) median" in table.columns
+    assert not table["train acc (not held out) median"].eq("n/a").any()
+    warned = report.Answers("q1", "q2", warnings=["WARNING: something"])
+    text = report.format_terminal(warned, report.summarize(rows))
+    assert text.startswith("WARNING: something")

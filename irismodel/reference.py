@@ -26,6 +26,11 @@ class ReferenceCheck:
     agrees: np.ndarray  # (K,) bool, meaningful where checked
     curves: list[np.ndarray | None]  # (K,) the reference loop's loss curve, None where not
 
+    @classmethod
+    def none(cls, k: int) -> ReferenceCheck:
+        """Return the check of `k` models none of which was checked."""
+        return cls(np.zeros(k, bool), 0, np.full(k, np.nan), np.zeros(k, bool), [None] * k)
+
 
 def checked_seeds(seeds: IntRanges, per_configuration: int) -> set[int]:
     """Return the seeds checked in every configuration: the first `per_configuration` of the run."""
@@ -60,15 +65,17 @@ def check_against_reference(
     loss curve is compared with the first `epochs` values of each batched model's curve, and
     its test-set predictions with those of the batched engine run for as many epochs.
     """
-    k = len(run.seeds)
     positions = [i for i, seed in enumerate(run.seeds) if seed in seeds]
-    checked = np.zeros(k, dtype=bool)
-    max_abs_diff = np.full(k, np.nan)
-    agrees = np.zeros(k, dtype=bool)
-    curves: list[np.ndarray | None] = [None] * k
     epochs = min(epochs, run.epochs)
+    result = ReferenceCheck.none(len(run.seeds))
     if not positions or epochs < 1:
-        return ReferenceCheck(checked, 0, max_abs_diff, agrees, curves)
+        return result
+    checked, max_abs_diff, agrees, curves = (
+        result.checked,
+        result.max_abs_diff,
+        result.agrees,
+        result.curves,
+    )
     sample = [run.seeds[i] for i in positions]
     arguments = (split.x_train, split.y_train, run.hidden_dim, run.optimizer, sample)
     reference = train_reference(*arguments, learning_rate, epochs, run.device)

@@ -61,8 +61,12 @@ def _form(kind: Any, **schema: Any) -> Form:
 
 
 def _optional(kind: Any, schema: dict[str, Any]) -> Form:
-    """Return `kind | None` shown in the run form as one plain field (left empty: None)."""
-    return Annotated[kind | None, WithJsonSchema(schema)]
+    """Return `kind | None`: one field in the run form, whose untouched null is accepted.
+
+    The schema keeps `null` beside the type, so the server's validation of the form (and of
+    `prefect deployment run`) takes the default as it stands.
+    """
+    return Annotated[kind | None, WithJsonSchema({"anyOf": [schema, {"type": "null"}]})]
 
 
 # hidden_dims and seeds: one text field in the form (`0..29`), or a list

@@ -272,3 +272,20 @@ def test_divergence_is_recorded_not_raised(tmp_path):
     assert frame.train_accuracy.notna().all() and frame.test_accuracy.notna().all()
     assert frame.train_accuracy.between(0, 1).all()
     assert frame.train_roc_auc.isna().all() and frame.train_log_loss.isna().all()
+
+
+def test_the_untouched_run_form_passes_the_servers_schema_validation():
+    """Every default, as the run form sends it, passes the schema check the server runs."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import validate
+
+    from flows.iris_sweep import iris_sweep
+
+    schema = parameter_schema(iris_sweep).model_dump_for_openapi()
+    untouched = {name: field.get("default") for name, field in schema["properties"].items()}
+    assert untouched["data_path"] is None and untouched["shard_size"] is None
+    assert validate(untouched, schema, raise_on_error=False, preprocess=True) == []
+    typed = {**untouched, "hidden_dims": "8..10, 12", "seeds": "0..4", "shard_size": 2}
+    assert validate(typed, schema, raise_on_error=False, preprocess=True) == []
+    bad = validate({**untouched, "shard_size": 0}, schema, raise_on_error=False, preprocess=True)
+    assert len(bad) == 1 and "shard_size" in str(list(bad[0].path))

@@ -20,7 +20,7 @@ SEEDS = list(range(10))
 # Epochs over which batched and reference loss curves agree to float32 rounding. Momentum at
 # lr 0.1 and the accumulating rule oscillate on raw features and amplify last-bit differences
 # (different summation orders in the two engines) past 1e-5 after ~35-50 epochs for some seeds.
-PARITY_EPOCHS = {"sgd": 100, "manual": 100, "adam": 100, "momentum": 40, "manual-no-zero-grad": 30}
+PARITY_EPOCHS = {"sgd": 100, "manual": 100, "adam": 100, "momentum": 40, "manual-no-zero-grad": 25}
 # Seeds of 0-9 whose accuracy after 300 epochs equals the reference's. The accumulating rule is
 # chaotic past its parity horizon, so rounding alone can flip where a seed ends (measured: the
 # eager loop ends elsewhere for seed 9, the fused kernel for seeds 4 and 9).

@@ -41,7 +41,7 @@ def iris_sweep(**parameters: Any) -> str:
     """
     config = validate_parameters(**parameters)
     split = split_data(load_data(config.data_path), config)
-    context, finished, published = open_sweep_run(config)
+    context, finished, published = open_sweep_run(config, split.data_fingerprint)
     shards = plan_shards(config)
     recorded = 4  # validate-parameters, load-data, split-data, open-run
     try:

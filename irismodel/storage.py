@@ -89,8 +89,12 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
         ) from error
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """Return the first line of an error's message (its type's name if it has none)."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+_first_line = first_line
 
 
 def within_time(what: str, function: Callable[[], T], seconds: float | None = None) -> T:
@@ -375,23 +379,32 @@ def list_folder(location: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(path, recursive=False))
 
 
-def publish_folder(root: str, source: tuple[str, ...], target: str) -> str:
+def publish_folder(
+    root: str,
+    source: tuple[str, ...],
+    target: str,
+    *,
+    skip: tuple[str, ...] = (),
+    resume: bool = False,
+) -> str:
     """Move the folder `root/source...` to `root/target` as one step; return the new location.
 
     Locally one rename: readers see all of the folder or none of it. On an object store, which
     has no folders to rename, the files move one by one and `_run.json`, which readers wait for,
-    moves last. An existing target is never replaced.
+    moves last; files named in `skip` stay behind and go with the source. An existing target is
+    never replaced, except with `resume` on an object store: the moves of a publication that was
+    cut short are finished.
     """
     check_name(target)
     if is_uri(root):
         fs, base = resolve(root)
         src, dst = posixpath.join(base, *source), posixpath.join(base, target)
-        if fs.get_file_info(dst).type != pafs.FileType.NotFound:
+        if not resume and fs.get_file_info(dst).type != pafs.FileType.NotFound:
             raise FileExistsError(f"refusing to replace {redact(child(root, target))!r}")
         files = [
             f
-            for f in fs.get_file_info(pafs.FileSelector(src, recursive=True))
-            if f.type == pafs.FileType.File
+            for f in fs.get_file_info(pafs.FileSelector(src, recursive=True, allow_not_found=True))
+            if f.type == pafs.FileType.File and f.base_name not in skip
         ]
         files.sort(key=lambda f: f.base_name == "_run.json")
         for info in files:

@@ -480,3 +480,67 @@ def test_temporaries_left_by_killed_writers_are_never_published(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == sorted(
         [results.MANIFEST, *(s.file_name for s in shards)]
     )
+
+
+def test_an_object_store_publication_cut_short_is_finished_by_a_resume(tmp_path):
+    """On a store without folder renames (a URI), a publication killed between its file moves
+    is finished by opening the run again: every part and the manifest end up published."""
+    import dataclasses
+
+    folder = tmp_path / "out"
+    config = dataclasses.replace(_config(folder, shard_size=3), output_dir=f"file://{folder}")
+    opened = runs.open_run(config, "cut", STARTED)
+    split = split_dataset(load_dataset())
+    for shard in runs.plan_shards(config):
+        sweep.run_shard(split, shard, sweep.context_of(opened, config))
+    record = json.loads((Path(folder, *opened.place.staging_names(results.MANIFEST))).read_text())
+    runs.write_manifest(opened.place, {**record, "status": "complete"})
+    staging = folder / results.STAGING / opened.place.folder
+    published = folder / opened.place.folder
+    published.mkdir()
+    for part in sorted(staging.glob("*.parquet"))[:5]:  # killed after five moves
+        part.rename(published / part.name)
+    assert results.read_results(str(folder)).empty  # no manifest yet: not a run to read
+    runs.release_lock(opened.place)
+
+    reopened = runs.open_run(config, "cut")
+    assert reopened.published and not staging.exists()
+    assert sorted(p.name for p in published.iterdir()) == sorted(
+        [results.MANIFEST, *(s.file_name for s in runs.plan_shards(config))]
+    )
+    assert len(results.read_results(str(folder))) == 28
+
+
+def test_a_published_run_without_its_manifest_is_an_error_naming_it(tmp_path):
+    """A run folder whose _run.json was removed is never skipped silently: the reader names it."""
+    folder = tmp_path / "out"
+    path = Path(sweep.run_sweep(_config(folder, hidden_dims=[8], optimizers=["sgd"]), "bare"))
+    (path / results.MANIFEST).unlink()
+    with pytest.raises(ValueError, match=rf"results: the run folder '.*{path.name}' has no "
+                                         rf"{results.MANIFEST}"):  # fmt: skip
+        results.read_results(str(folder))
+    with pytest.raises(ValueError, match=rf"{path.name}' has no {results.MANIFEST}"):
+        results.list_result_files(str(path))
+
+
+@pytest.mark.parametrize("how", ["another run's part", "a copy under a new name"])
+def test_a_part_that_is_not_its_run_s_shard_is_refused_by_the_readers(tmp_path, how):
+    """Readers check each part's run id and shard against its folder and name, and name it."""
+    from irismodel.report import report_of
+
+    folder = tmp_path / "out"
+    config = _config(folder, hidden_dims=[8], optimizers=["sgd"], shard_size=4)
+    mine = Path(sweep.run_sweep(config, "mine"))
+    if how == "another run's part":
+        theirs = Path(sweep.run_sweep(_config(tmp_path / "theirs", **{
+            "hidden_dims": [8], "optimizers": ["sgd"], "shard_size": 4}), "theirs"))  # fmt: skip
+        shutil.copy(theirs / "h8-sgd-0000.parquet", mine / "h8-sgd-0000.parquet")
+        expected = r"h8-sgd-0000.parquet' belongs to run 'theirs', not to the run of its folder"
+    else:
+        (mine / "h8-sgd-0001.parquet").unlink()
+        shutil.copy(mine / "h8-sgd-0000.parquet", mine / "h8-sgd-0001.parquet")
+        expected = r"h8-sgd-0001.parquet' holds shard 'h8-sgd-0000', not the shard its name says"
+    with pytest.raises(ValueError, match=expected):
+        results.read_results(str(folder))
+    with pytest.raises(ValueError, match=expected):
+        report_of(str(mine), run_ids=["mine"])

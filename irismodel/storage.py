@@ -137,9 +137,10 @@ def check_location(location: str, parameter: str = "output_dir") -> str:
         raise ValueError(f"{parameter}: expected a folder path or URI, got {location!r}")
     if is_uri(location):
         parts = urlsplit(location)
-        if "@" in parts.netloc and ":" in parts.netloc.rsplit("@", 1)[0]:
+        if "@" in parts.netloc:  # a user part alone (`s3://KEY@bucket`) is a secret too
             raise ValueError(
-                f"{parameter}: {redact(location)!r} holds credentials (user:secret@); they would "
+                f"{parameter}: {redact(location)!r} holds credentials (user@ or user:secret@); "
+                "they would "
                 "be stored with the results, in logs and in Prefect's database. Give them through "
                 "the environment instead (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://, "
                 "GOOGLE_APPLICATION_CREDENTIALS for gs://)"

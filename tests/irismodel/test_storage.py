@@ -242,3 +242,18 @@ def test_a_location_inside_a_run_or_a_staging_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"output_dir: .*\.staging' must be the folder where "
                                          r"runs are built, and it is a file"):  # fmt: skip
         storage.check_location(str(tmp_path / "plain"))
+
+
+@pytest.mark.parametrize("uri", ["s3://SECRETKEY@bucket/runs", "gs://:token@bucket/runs"])
+def test_any_user_part_in_a_uri_is_refused_by_validation_and_the_run_form(uri):
+    """A URI with a user part and no password (`s3://KEY@bucket`) is refused, never echoed, both
+    by validation and by the run form's schema, which the server checks before storing it."""
+    import re
+
+    from irismodel.config import NO_CREDENTIALS
+
+    with pytest.raises(ValueError, match=r"output_dir: .* holds credentials") as error:
+        storage.check_location(uri)
+    assert "SECRETKEY" not in str(error.value) and "token" not in str(error.value)
+    assert re.match(NO_CREDENTIALS, uri) is None
+    assert re.match(NO_CREDENTIALS, "s3://bucket/runs?endpoint_override=a@b") is not None

@@ -272,8 +272,9 @@ def list_result_files(location: str, include_unfinished: bool = False) -> list[s
         raise ResultsError(f"results: no such location {storage.redact(location)!r}")
     if info.type == pafs.FileType.File:
         return [path]
-    if _is_run_folder(info) and posixpath.basename(posixpath.dirname(path.rstrip("/"))) != STAGING:
-        return _parts(fs, path, run=True) or []
+    own = _parts(fs, path)  # a run folder given by name: without a manifest, its files
+    if own is not None and _is_run_folder(info):
+        return own
     files: list[str] = []
     folders = [path]
     if include_unfinished:

@@ -326,13 +326,34 @@ def check_same_data(
         )
 
 
-def staged_record(config: SweepConfig) -> dict[str, Any]:
-    """Return the staged manifest of the unfinished run `config.resume`."""
+def check_resumable(config: SweepConfig, fingerprint: str) -> None:
+    """Refuse, before any work, to resume run `config.resume` on other data or while it is written.
+
+    `open_run` checks the same again under the lock; this says it seconds earlier.
+    """
     assert config.resume is not None
     folder = _find(config.output_dir, config.resume, staged=True)
     if folder is None:
-        raise RunError(f"resume: no unfinished run {config.resume!r}")
-    return _manifest(RunPlace(config.output_dir, folder), staged=True)
+        return  # open_run says what is there
+    place = RunPlace(config.output_dir, folder)
+    check_same_data(_manifest(place, staged=True), fingerprint, config.resume, config)
+    if storage.is_uri(place.root):
+        return
+    path = os.path.join(storage.absolute(place.root), *place.staging_names(LOCK))
+    with _HELD_GUARD:
+        if path in _HELD:
+            return
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return  # no mark, or none to read: nobody holds it
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+            raise RunError(_busy(config.resume, holder or "another process")) from None
+        finally:
+            os.close(descriptor)  # closing drops the shared lock taken to look
 
 
 def _now_text() -> str:

@@ -197,6 +197,11 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: {path!r} is inside {inside!r}, a run's folder or a staging folder "
             "of another output location; give a folder of its own"
         )
+    if os.path.islink(os.path.join(real, ".staging")):
+        raise ValueError(
+            f"{parameter}: {os.path.join(real, '.staging')!r} is a symbolic link; runs are built "
+            "in a folder of the output location itself, never through a link: remove it"
+        )
     if os.path.lexists(os.path.join(real, ".staging")) and not os.path.isdir(
         os.path.join(real, ".staging")
     ):
@@ -216,15 +221,19 @@ def _check_local(path: str, parameter: str) -> str:
         if parent == probe_dir:
             break
         probe_dir = parent
-    probe = os.path.join(probe_dir, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
-    try:
-        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        os.close(descriptor)
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(
-            f"{parameter}: {path!r} is not writable ({error.strerror} in {probe_dir!r})"
-        ) from error
+    probed = [probe_dir]
+    if os.path.isdir(os.path.join(real, ".staging")):  # where runs are built: writable too
+        probed.append(os.path.join(real, ".staging"))
+    for folder in probed:
+        probe = os.path.join(folder, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            os.close(os.open(probe, flags, 0o600))
+            os.remove(probe)
+        except OSError as error:
+            raise ValueError(
+                f"{parameter}: {path!r} is not writable ({error.strerror} in {folder!r})"
+            ) from error
     return real
 
 

@@ -257,3 +257,31 @@ def test_any_user_part_in_a_uri_is_refused_by_validation_and_the_run_form(uri):
     assert "SECRETKEY" not in str(error.value) and "token" not in str(error.value)
     assert re.match(NO_CREDENTIALS, uri) is None
     assert re.match(NO_CREDENTIALS, "s3://bucket/runs?endpoint_override=a@b") is not None
+
+
+def test_a_staging_folder_that_is_a_link_or_cannot_be_written_is_refused(tmp_path):
+    """`.staging` as a symbolic link, or a staging folder that refuses writes, fails validation."""
+    import shutil
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / ".staging").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match=r"output_dir: '.*/out/.staging' is a symbolic link"):
+        storage.check_location(str(out))
+    (out / ".staging").unlink()
+    (out / ".staging").mkdir()
+    if os.geteuid() != 0:
+        (out / ".staging").chmod(0o555)
+    elif (
+        not shutil.which("chattr")
+        or subprocess.run(["chattr", "+i", str(out / ".staging")], capture_output=True).returncode
+    ):
+        pytest.skip("root writes anywhere, and this file system has no immutable folders")
+    try:
+        with pytest.raises(ValueError, match=r"output_dir: .* is not writable .*/out/.staging"):
+            storage.check_location(str(out))
+    finally:
+        subprocess.run(["chattr", "-i", str(out / ".staging")], capture_output=True)
+        (out / ".staging").chmod(0o755)

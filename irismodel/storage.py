@@ -446,6 +446,16 @@ def split(location: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, folder, parts.query, parts.fragment)), name
 
 
+def base_name(location: str) -> str:
+    """Return the last name of a path or URI's path: never its query options."""
+    return split(location.rstrip("/") if not is_uri(location) else _strip_path(location))[1]
+
+
+def _strip_path(location: str) -> str:
+    parts = urlsplit(location)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
 def browser_url(location: str) -> str | None:
     """Return an https address a browser opens for `location`, where one exists, else None.
 

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
-from irismodel.storage import browser_url, redact
+from irismodel.storage import base_name, browser_url, redact
 from tasks.api import bounded
 
 # Stable keys: the Prefect UI shows each key's history across runs.
@@ -55,7 +55,7 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
     if url is not None:
         create_link_artifact(
             link=url,
-            link_text=shown.rstrip("/").rsplit("/", 1)[-1],
+            link_text=base_name(shown),
             key=RESULTS_KEY,
             description=f"The results of run {flow_run_id}: a folder of Parquet files.",
         )

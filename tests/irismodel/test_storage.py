@@ -285,3 +285,17 @@ def test_a_staging_folder_that_is_a_link_or_cannot_be_written_is_refused(tmp_pat
     finally:
         subprocess.run(["chattr", "-i", str(out / ".staging")], capture_output=True)
         (out / ".staging").chmod(0o755)
+
+
+def test_report_file_names_never_carry_a_uri_s_query_options():
+    """The report's files are named after the run folder, without the URI's query string."""
+    from irismodel.report import report_files, report_prefix
+
+    uri = "s3://bucket/runs/iris-sweep-20260102T030405Z-abc/?endpoint_override=h:9000&scheme=http"
+    assert storage.base_name(uri) == "iris-sweep-20260102T030405Z-abc"
+    assert storage.base_name("/tmp/out/run/") == "run"
+    prefix = report_prefix(uri)
+    assert prefix == "_iris-sweep-20260102T030405Z-abc"
+    assert report_files("s3://bucket/runs?scheme=http", prefix)["markdown"] == (
+        "s3://bucket/runs/_iris-sweep-20260102T030405Z-abc.md?scheme=http"
+    )

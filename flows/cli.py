@@ -17,8 +17,8 @@ from irismodel.config import PARAMETERS, check_data, form_defaults, validate_con
 from irismodel.engine import request_stop, stop_requested
 from irismodel.estimate import check_fits, estimate
 from irismodel.optimizers import OPTIMIZERS
-from irismodel.runs import resumed_config
-from irismodel.storage import redact
+from irismodel.runs import RunError, check_resumable, resumed_config
+from irismodel.storage import first_line, redact
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.I)
@@ -44,6 +44,11 @@ def _positive_class(value: str) -> str | int:
 
 class _Parser(argparse.ArgumentParser):
     """Errors in one line, as every other refusal: `iris-sweep: error: epochs: ...`."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # `--seeds -1..3` is a value (for validation to refuse by name), not an unknown option
+        self._negative_number_matcher = re.compile(r"^-[0-9]")
 
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument --([\w-]+)(?:/--no-[\w-]+)?: ", _parameter_name, message)
@@ -122,7 +127,9 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict:
         if value is None:
             continue
         if parameter.metadata["cli"] == "ranges":
-            value = ", ".join(" ".join(value).replace(",", " ").split())
+            # as from Python: `0 .. 9` is one range, spaces around `..` allowed
+            joined = re.sub(r"\s*\.\.\s*", "..", " ".join(value).replace(",", " "))
+            value = ", ".join(joined.split())
         parameters[parameter.name] = value
     return parameters
 
@@ -174,7 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = validate_config(**parameters)
         if config.resume:
             config = resumed_config(config)
-        check_data(config)  # fail in seconds, before Prefect starts
+        split = check_data(config)  # fail in seconds, before Prefect starts
+        if config.resume:
+            check_resumable(config, split.data_fingerprint)
         forecast = estimate(config, compiled=native.expected())
         check_fits(config, forecast, config.force)
     except ValueError as error:
@@ -185,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     from flows.drain import drain_clients, register_temporary
+    from flows.fanout import LAST_RUN
     from flows.iris_sweep import SweepFailed, iris_sweep
     from flows.server import check_api, temporary_server
     from irismodel.report import written_text
@@ -223,13 +233,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 130
             print(f"iris-sweep: error: {error}", file=sys.stderr)
             return 1
+        except SystemExit:  # SIGTERM: the written shards stay for a resume
+            if LAST_RUN.run_id and not LAST_RUN.published:
+                print(f"\niris-sweep: terminated. {_resume_hint()}", file=sys.stderr, flush=True)
+            raise
+        except Exception as error:
+            if LAST_RUN.published:  # the results are whole; what failed after them is no error
+                print(
+                    f"iris-sweep: warning: the run is published, but then: {first_line(error)}",
+                    file=sys.stderr,
+                )
+                path = LAST_RUN.published
+            else:
+                print(f"iris-sweep: error: {first_line(error)}{_resume_hint(' ')}", file=sys.stderr)
+                return 2 if isinstance(error, RunError) else 1
     if parameters["report"]:
         try:
             print(written_text(path))  # the summary the flow's report task wrote
-        except OSError:
+        except Exception:  # the results are published: a missing report is no failure
             print("(no report: see the run's log for why it could not be made)")
     print(f"\nresults: {redact(path)}")
     return 0
+
+
+def _resume_hint(before: str = "") -> str:
+    """Say how to finish the run this process opened, if it opened one and did not publish it."""
+    from flows.fanout import LAST_RUN
+
+    if not LAST_RUN.run_id or LAST_RUN.published:
+        return ""
+    return (
+        f"{before}The shards written so far are kept; finish the run with "
+        f"`iris-sweep --resume {LAST_RUN.run_id}`"
+    )
 
 
 if __name__ == "__main__":

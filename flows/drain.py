@@ -13,9 +13,20 @@ from prefect.client.schemas.filters import (
     TaskRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.logging import get_logger
 from prefect.settings import get_current_settings
 
+from tasks.api import API_TIMEOUT_SECONDS, bounded
+
 _TEMPORARY: set[str] = set()
+
+
+def api_answers() -> bool:
+    """Whether the Prefect API this run reports to answers its health check now."""
+    from flows.server import api_reachable
+
+    url = get_current_settings().api.url
+    return not url or api_reachable(url)
 
 
 def register_temporary(api_url: str) -> None:
@@ -38,8 +49,21 @@ def wait_until_recorded(flow_run_id: str, expected: int, timeout: float = 15.0) 
 
     Task run states reach the server as events, recorded in batches. The temporary server stops
     as soon as the run returns and would cut that off, logging errors; waiting here lets it
-    finish. Returns whether everything was recorded within `timeout` seconds.
+    finish. Returns whether everything was recorded within `timeout` seconds; False, with a
+    warning, if the server does not answer.
     """
+    try:
+        return bounded(
+            "the Prefect API",
+            lambda: _wait_until_recorded(flow_run_id, expected, timeout),
+            timeout + API_TIMEOUT_SECONDS,
+        )
+    except Exception as error:  # the results are written; a lost record is only a warning
+        get_logger("iris-sweep").warning("task runs not all recorded: %s", error)
+        return False
+
+
+def _wait_until_recorded(flow_run_id: str, expected: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     run_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
     final = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(any_=_FINAL)))

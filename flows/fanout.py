@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from prefect.futures import as_completed
 
+from irismodel import storage
 from irismodel.data import Split
 from irismodel.runs import Shard
 from irismodel.sweep import RunContext, ShardSummary, reused_summary
@@ -15,6 +16,17 @@ from tasks.train import train_shard
 
 class SweepFailed(RuntimeError):
     """Some shards failed after their retries; the finished ones are kept for a resume."""
+
+
+@dataclass
+class RunRecord:
+    """What the command line must know of the run in this process, whatever ends it."""
+
+    run_id: str | None = None  # known once the run is opened: the id a resume takes
+    published: str | None = None  # the run folder, once published
+
+
+LAST_RUN = RunRecord()
 
 
 @dataclass
@@ -62,13 +74,34 @@ def train_all(
 
 
 def failure_message(results: ShardResults, total: int, context: RunContext) -> str:
-    """Return the message of a run whose shards did not all finish."""
+    """Return the message of a run whose shards did not all finish.
+
+    The kept shards are counted on disk: a task whose worker or scheduler died may have
+    written its part before its state was lost.
+    """
     first = results.failed[0]
-    kept = total - len(results.failed)
+    names = {f"{name}.parquet" for name in results.failed} | {s.part for s in results.summaries}
+    try:
+        on_disk = {e.base_name for e in storage.list_folder(context.place.staging)}
+        kept = len(names & on_disk)
+    except (OSError, ValueError):
+        kept = total - len(results.failed)
+    cause = results.causes.get(first)
+    if cause in (None, "", "None"):
+        cause = "no cause was reported (the worker or the scheduler running it may have died)"
     return (
-        f"{len(results.failed)} of {total} shards failed after their retries: "
+        f"{len(results.failed)} of {total} shards did not finish after their retries: "
         f"{', '.join(results.failed[:20])}{' ...' if len(results.failed) > 20 else ''}. "
-        f"The {kept} finished ones are kept, unpublished, in the run's staging folder; finish "
-        f"the run with `iris-sweep --resume {context.flow_run_id}` (or Retry in the UI), which "
-        f"trains only the missing shards. First failure, {first}: {results.causes[first]}"
+        f"{kept} of the {total} shards are written and kept, unpublished, in the run's staging "
+        f"folder; finish the run with `iris-sweep --resume {context.flow_run_id}` (or Retry in "
+        f"the UI), which trains only the missing shards. First failure, {first}: {cause}"
+    )
+
+
+def publication_failed(error: BaseException, context: RunContext) -> str:
+    """Return the message of a run whose shards are all written but whose publication failed."""
+    return (
+        f"the run could not be published: {storage.first_line(error)}. Its shards are kept, "
+        f"unpublished, in {storage.redact(context.place.staging)}; fix the cause, then finish "
+        f"the run with `iris-sweep --resume {context.flow_run_id}`"
     )

@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.drain import uses_temporary_server, wait_until_recorded
-from flows.fanout import SweepFailed, failure_message, train_all
+from flows.drain import api_answers, uses_temporary_server, wait_until_recorded
+from flows.fanout import LAST_RUN, SweepFailed, failure_message, publication_failed, train_all
 from flows.runners import task_runner_from_env
 from irismodel.config import run_label, sweep_parameters
 from irismodel.runs import plan_shards
@@ -41,7 +41,8 @@ def iris_sweep(**parameters: Any) -> str:
     """
     config = validate_parameters(**parameters)
     split = split_data(load_data(config.data_path), config)
-    context, finished, published = open_sweep_run(config)
+    context, finished, published = open_sweep_run(config, split.data_fingerprint)
+    LAST_RUN.run_id, LAST_RUN.published = context.flow_run_id, None
     shards = plan_shards(config)
     recorded = 4  # validate-parameters, load-data, split-data, open-run
     try:
@@ -51,13 +52,20 @@ def iris_sweep(**parameters: Any) -> str:
             path = context.place.published
         else:
             recorded += 1
-            path = publish_results(context, results.failed)
-        if path is not None and config.report:
-            recorded += 1
             try:
-                publish_report(path, context.flow_run_id)
-            except Exception as error:  # results are the product; a report is a bonus
-                get_run_logger().warning("the report could not be made: %s", error)
+                path = publish_results(context, results.failed)
+            except (OSError, ValueError) as error:  # disk full, a stranger in staging
+                raise SweepFailed(publication_failed(error, context)) from error
+        LAST_RUN.published = path
+        if path is not None and config.report:
+            if not api_answers():  # its artifacts would wait on a server that is gone
+                get_run_logger().warning("no report: the Prefect API does not answer")
+            else:
+                recorded += 1
+                try:
+                    publish_report(path, context.flow_run_id)
+                except Exception as error:  # results are the product; a report is a bonus
+                    get_run_logger().warning("the report could not be made: %s", error)
     finally:
         if uses_temporary_server():
             wait_until_recorded(flow_run.get_id() or "local", recorded)

@@ -29,7 +29,7 @@ MAX_HIDDEN_DIMS = 4096  # sizes in one sweep
 MAX_SPLIT_SEED = 2**32 - 1
 MAX_REFERENCE_SEEDS = 1000
 # A URI with a user and secret (`s3://key:secret@bucket`): refused by the run form's schema.
-NO_CREDENTIALS = r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*:[^/?#@]*@)"
+NO_CREDENTIALS = r"^(?![A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@)"
 DEVICE_CHOICES = ("auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(8)))
 MAX_EPOCHS = 1_000_000
 MAX_SEED = 2**63 - 1

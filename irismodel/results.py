@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+import posixpath
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -195,10 +196,21 @@ def _is_run_folder(info: pafs.FileInfo) -> bool:
     )
 
 
-def _parts(fs: pafs.FileSystem, folder: str) -> list[str] | None:
-    """Return the part files of a published run folder, or None if it has no manifest yet."""
+def _parts(fs: pafs.FileSystem, folder: str, run: bool = False) -> list[str] | None:
+    """Return the part files of a published run folder, or None if it has no manifest yet.
+
+    With `run` (`folder` is a run's folder), a missing manifest is an error naming the folder,
+    unless the run's staging folder is still there (an object-store publication moving files).
+    """
     entries = fs.get_file_info(pafs.FileSelector(folder, recursive=False))
     if not any(e.base_name == MANIFEST and e.type == pafs.FileType.File for e in entries):
+        parent, name = posixpath.split(folder.rstrip("/"))
+        staged = posixpath.join(parent, STAGING, name)
+        if run and fs.get_file_info(staged).type != pafs.FileType.Directory:
+            raise ResultsError(
+                f"results: the run folder {folder!r} has no {MANIFEST}: it cannot be told "
+                "complete (was the manifest removed?); restore it, or move the folder away"
+            )
         return None  # an object-store publication still moving its files
     parts = sorted(
         e.path
@@ -221,6 +233,32 @@ def _parts(fs: pafs.FileSystem, folder: str) -> list[str] | None:
     return parts
 
 
+def check_part(path: str, metadata: Mapping[bytes, bytes] | None) -> None:
+    """Refuse a part file that is not what its place says: another run's, or another shard's.
+
+    A part in a run folder `...Z-<run id>/<shard>.parquet` carries its run id and shard in its
+    metadata; a part copied in from another run, or under another shard's name, does not match.
+    """
+    meta = metadata or {}
+    folder, name = posixpath.split(path.replace("\\", "/"))
+    folder_name = posixpath.basename(folder)
+    match = re.fullmatch(rf"{FILE_PREFIX}\d{{8}}T\d{{6}}Z-(.+)", folder_name)
+    if match is None or META_RUN_ID not in meta:
+        return  # a version 1 single file, or a file read on its own
+    run_id = meta[META_RUN_ID].decode(errors="replace")
+    shard = meta.get(META_SHARD, b"").decode(errors="replace")
+    if re.sub(r"[^A-Za-z0-9_-]", "_", run_id)[:64] != match.group(1):
+        raise ResultsError(
+            f"results: {path!r} belongs to run {run_id!r}, not to the run of its folder; a part "
+            "was copied in from another run: remove it and restore the run's own"
+        )
+    if shard + FILE_SUFFIX != name:
+        raise ResultsError(
+            f"results: {path!r} holds shard {shard!r}, not the shard its name says; a part was "
+            "copied under another name: remove it"
+        )
+
+
 def list_result_files(location: str, include_unfinished: bool = False) -> list[str]:
     """Return every published results Parquet file under `location`, sorted.
 
@@ -234,7 +272,7 @@ def list_result_files(location: str, include_unfinished: bool = False) -> list[s
         raise ResultsError(f"results: no such location {storage.redact(location)!r}")
     if info.type == pafs.FileType.File:
         return [path]
-    own = _parts(fs, path)
+    own = _parts(fs, path)  # a run folder given by name: without a manifest, its files
     if own is not None and _is_run_folder(info):
         return own
     files: list[str] = []
@@ -251,7 +289,7 @@ def list_result_files(location: str, include_unfinished: bool = False) -> list[s
             if entry.type == pafs.FileType.File and name.endswith(FILE_SUFFIX):
                 files.append(entry.path)
             elif _is_run_folder(entry):
-                parts = _parts(fs, entry.path)
+                parts = _parts(fs, entry.path, run=folder == path)
                 if parts is None and folder != path:  # an unfinished run: no manifest check
                     parts = sorted(
                         e.path
@@ -306,6 +344,7 @@ def read_table(
     expected = SCHEMAS[version_text]
     if not table.schema.equals(expected, check_metadata=False):
         raise ResultsError(f"results: {path!r} does not match the results schema")
+    check_part(path, meta)
     table = _upgrade(table, version_text)
     return table.select(list(columns)) if columns is not None else table
 

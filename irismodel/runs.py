@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
 import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +22,7 @@ import pyarrow.parquet as pq
 
 from irismodel import storage
 from irismodel.config import SweepConfig, validate_config
+from irismodel.data import load_dataset
 from irismodel.results import (
     FILE_PREFIX,
     FILE_SUFFIX,
@@ -218,20 +222,31 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
     return validate_config(**stored, resume=config.resume)
 
 
-def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> OpenedRun:
+def open_run(
+    config: SweepConfig,
+    run_id: str,
+    now: datetime | None = None,
+    fingerprint: str | None = None,
+) -> OpenedRun:
     """Open run `run_id` for training: a new one, or an unfinished one to resume.
 
-    A run found in staging (a Prefect retry of the same flow run, or `resume`) keeps its start
-    time and its finished shards; each part file is checked against what its shard must hold
-    (schema, run, shard, seeds, hidden_dim, optimizer, epochs, curve lengths) and one that does
-    not match is trained again. A published run is left as it is. Otherwise a new staging
-    folder and manifest are made.
+    `fingerprint` is the data's (`Dataset.fingerprint`), computed here from `config.data_path`
+    when not given. A run found in staging (a Prefect retry of the same flow run, or `resume`)
+    keeps its start time and its finished shards, and must be of the same data; each part file
+    is checked against what its shard must hold (schema, run, shard, data, seeds, hidden_dim,
+    optimizer, epochs, curve lengths) and one that does not match is trained again. A published
+    run is left as it is; one whose publication to an object store was cut short is finished.
+    Otherwise a new staging folder and manifest are made.
     """
     run_id = config.resume or run_id
     root = config.output_dir
+    if fingerprint is None:
+        fingerprint = load_dataset(config.data_path).fingerprint()
     published = _find(root, run_id, staged=False)
     if published is not None:
         place = RunPlace(root, published)
+        if _find(root, run_id, staged=True) == published:  # a publication cut short
+            _finish_publication(place, run_id)
         record = _manifest(place, staged=False)
         if record.get("run_id") != run_id or _compared(record["parameters"]) != _compared(
             config.parameters()
@@ -257,15 +272,17 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
                 f"run {run_id} was started with other parameters than these; "
                 "resume it with its own (resume=<id> takes them from the run)"
             )
+        check_same_data(record, fingerprint, run_id, config)
         started = datetime.fromisoformat(record["started_at"])
         take_lock(place, run_id)
-        finished = finished_shards(place, config, run_id)
+        finished = finished_shards(place, config, run_id, fingerprint)
         record = {
             **record,
             # what the run is follows from its id and parameters, never from the staged file
             "run_id": run_id,
             "schema_version": SCHEMA_VERSION,
             "shards": len(plan_shards(config)),
+            "data_fingerprint": fingerprint,
             "status": STATUS_RUNNING,
             "attempts": [*record.get("attempts", []), _now_text()],
         }
@@ -275,6 +292,7 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
         resumed_config(config)  # raises the message naming what is there
     started = (now or datetime.now(UTC)).replace(microsecond=0)
     place = RunPlace(root, run_folder_name(run_id, started))
+    take_lock(place, run_id)
     write_manifest(
         place,
         {
@@ -285,20 +303,66 @@ def open_run(config: SweepConfig, run_id: str, now: datetime | None = None) -> O
             "parameters": config.parameters(),
             "versions": package_versions(),
             "shards": len(plan_shards(config)),
+            "data_fingerprint": fingerprint,
             "status": STATUS_RUNNING,
             "failed": [],
             "attempts": [_now_text()],
         },
     )
-    take_lock(place, run_id)
     return OpenedRun(run_id, started, place, frozenset(), published=False, resumed=False)
+
+
+def check_same_data(
+    record: Mapping[str, Any], fingerprint: str, run_id: str, config: SweepConfig
+) -> None:
+    """Refuse to resume a run on data other than the data it started on."""
+    stored = record.get("data_fingerprint")
+    if stored is not None and stored != fingerprint:
+        source = config.data_path or "the bundled Iris data"
+        raise RunError(
+            f"resume: run {run_id} was started on other data than {source!r} holds now "
+            f"(data fingerprint {str(stored)[:12]}... then, {fingerprint[:12]}... now); a run is "
+            "one dataset: restore the data it started on, or start a new run"
+        )
+
+
+def check_resumable(config: SweepConfig, fingerprint: str) -> None:
+    """Refuse, before any work, to resume run `config.resume` on other data or while it is written.
+
+    `open_run` checks the same again under the lock; this says it seconds earlier.
+    """
+    assert config.resume is not None
+    folder = _find(config.output_dir, config.resume, staged=True)
+    if folder is None:
+        return  # open_run says what is there
+    place = RunPlace(config.output_dir, folder)
+    check_same_data(_manifest(place, staged=True), fingerprint, config.resume, config)
+    if storage.is_uri(place.root):
+        return
+    path = os.path.join(storage.absolute(place.root), *place.staging_names(LOCK))
+    with _HELD_GUARD:
+        if path in _HELD:
+            return
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return  # no mark, or none to read: nobody holds it
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+            raise RunError(_busy(config.resume, holder or "another process")) from None
+        finally:
+            os.close(descriptor)  # closing drops the shared lock taken to look
 
 
 def _now_text() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def finished_shards(place: RunPlace, config: SweepConfig, run_id: str) -> frozenset[str]:
+def finished_shards(
+    place: RunPlace, config: SweepConfig, run_id: str, fingerprint: str | None = None
+) -> frozenset[str]:
     """Return the shards whose part files in staging hold exactly what they must; others are not."""
     plan = {shard.file_name: shard for shard in plan_shards(config)}
     fs, _ = storage.resolve(place.root)
@@ -308,28 +372,29 @@ def finished_shards(place: RunPlace, config: SweepConfig, run_id: str) -> frozen
         if (
             shard is not None
             and entry.type == pafs.FileType.File
-            and part_matches(fs, entry.path, shard, config, run_id)
+            and part_matches(fs, entry.path, shard, config, run_id, fingerprint)
         ):
             done.add(shard.name)
     return frozenset(done)
 
 
 def part_matches(
-    fs: pafs.FileSystem, path: str, shard: Shard, config: SweepConfig, run_id: str
+    fs: pafs.FileSystem,
+    path: str,
+    shard: Shard,
+    config: SweepConfig,
+    run_id: str,
+    fingerprint: str | None = None,
 ) -> bool:
-    """Whether the part file at `path` holds exactly shard `shard` of run `run_id`; never raises."""
+    """Whether the part file at `path` holds exactly shard `shard` of run `run_id`; never raises.
+
+    With `fingerprint`, its rows must also be of that data.
+    """
     try:
         if isinstance(fs, pafs.LocalFileSystem) and os.path.islink(path):
             return False  # the run would depend on a file outside it: train the shard again
         parquet = pq.ParquetFile(path, filesystem=fs)
-        meta = parquet.schema_arrow.metadata or {}
-        if (
-            meta.get(META_SCHEMA_VERSION) != SCHEMA_VERSION.encode()
-            or meta.get(META_RUN_ID) != run_id.encode()
-            or meta.get(META_SHARD) != shard.name.encode()
-            or not parquet.schema_arrow.equals(SCHEMA, check_metadata=False)
-            or parquet.metadata.num_rows != len(shard)
-        ):
+        if _part_problem(parquet, shard, run_id, fingerprint) is not None:
             return False
         table = parquet.read(columns=["hidden_dim", "optimizer", "seed", "epochs"])
         curves = parquet.read(columns=["loss_curve"])["loss_curve"]
@@ -345,14 +410,42 @@ def part_matches(
         return False
 
 
+def _part_problem(
+    parquet: pq.ParquetFile, shard: Shard, run_id: str, fingerprint: str | None
+) -> str | None:
+    """Say what makes a part file not shard `shard` of run `run_id` (of `fingerprint`'s data).
+
+    Reads the footer and the small data_fingerprint column only; None if nothing does.
+    """
+    meta = parquet.schema_arrow.metadata or {}
+    if meta.get(META_SCHEMA_VERSION) != SCHEMA_VERSION.encode():
+        return "it is not of this schema version"
+    if not parquet.schema_arrow.equals(SCHEMA, check_metadata=False):
+        return "it does not match the results schema"
+    if meta.get(META_RUN_ID) != run_id.encode():
+        return f"it belongs to run {meta.get(META_RUN_ID, b'?').decode(errors='replace')!r}"
+    if meta.get(META_SHARD) != shard.name.encode():
+        return f"it holds shard {meta.get(META_SHARD, b'?').decode(errors='replace')!r}"
+    if parquet.metadata.num_rows != len(shard):
+        return f"it holds {parquet.metadata.num_rows} rows, not the shard's {len(shard)}"
+    if fingerprint is not None:
+        column = parquet.read(columns=["data_fingerprint"])["data_fingerprint"]
+        if not _all_equal(column, fingerprint):
+            return "its rows are of other data than the run's"
+    return None
+
+
 def _all_equal(column: pa.ChunkedArray | pa.Array, value: Any) -> bool:
     return len(column) == 0 or bool(pc.all(pc.equal(column, value)).as_py())
 
 
-def publish_run(place: RunPlace, failed: list[str]) -> str | None:
+def publish_run(place: RunPlace, failed: list[str], config: SweepConfig, run_id: str) -> str | None:
     """Finish the run: mark and publish it if nothing failed; return its location, else None.
 
-    A run with failed shards stays in staging, its manifest naming them, for a resume.
+    A run with failed shards stays in staging, its manifest naming them, for a resume. Before
+    publication the staging folder is checked against the plan of `config`: every shard's part
+    of this run and this data, nothing else; temporaries left by killed writers are removed.
+    Raises `RunError` naming a missing or foreign file (the run then stays in staging).
     """
     record = _manifest(place, staged=True)
     record["finished_at"] = _now_text()
@@ -361,49 +454,221 @@ def publish_run(place: RunPlace, failed: list[str]) -> str | None:
         write_manifest(place, record)
         release_lock(place)
         return None
-    record.update(status=STATUS_COMPLETE, failed=[])
+    fingerprint = record.get("data_fingerprint")
+    check_staged(place, config, run_id, fingerprint)
+    record.update(
+        status=STATUS_COMPLETE,
+        failed=[],
+        run_id=run_id,
+        schema_version=SCHEMA_VERSION,
+        shards=len(plan_shards(config)),
+    )
     write_manifest(place, record)
-    release_lock(place)
-    return storage.publish_folder(place.root, place.staging_names(), place.folder)
+    path = storage.publish_folder(place.root, place.staging_names(), place.folder, skip=(LOCK,))
+    # held through the move, so a second writer never opens the run between them
+    release_lock(place, published=True)
+    return path
+
+
+def check_staged(
+    place: RunPlace, config: SweepConfig, run_id: str, fingerprint: str | None
+) -> None:
+    """Check a staging folder holds exactly the run's parts; remove temporaries left in it."""
+    plan = {shard.file_name: shard for shard in plan_shards(config)}
+    fs, _ = storage.resolve(place.root)
+    seen = set()
+    for entry in storage.list_folder(place.staging):
+        name = entry.base_name
+        shown = storage.redact(storage.child(place.staging, name))
+        if name in (MANIFEST, LOCK):
+            continue
+        if name.startswith(".") and name.endswith(storage.TEMPORARY_SUFFIX):
+            with contextlib.suppress(OSError):  # a writer killed mid-file: never published
+                fs.delete_file(entry.path)
+            continue
+        shard = plan.get(name)
+        if shard is None or entry.type != pafs.FileType.File:
+            raise RunError(
+                f"publish: {shown!r} is no part of run {run_id}'s plan; remove it, then finish "
+                f"the run with `iris-sweep --resume {run_id}`"
+            )
+        try:
+            problem = _part_problem(
+                pq.ParquetFile(entry.path, filesystem=fs), shard, run_id, fingerprint
+            )
+        except (OSError, pa.ArrowException, ValueError, KeyError) as error:
+            problem = f"it cannot be read ({storage.first_line(error)})"
+        if problem is not None:
+            raise RunError(
+                f"publish: {shown!r} is not shard {shard.name} of run {run_id}: {problem}; "
+                f"remove it, then finish the run with `iris-sweep --resume {run_id}`"
+            )
+        seen.add(name)
+    missing = sorted(set(plan) - seen)
+    if missing:
+        raise RunError(
+            f"publish: run {run_id} lacks {len(missing)} of its {len(plan)} parts "
+            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); finish the run "
+            f"with `iris-sweep --resume {run_id}`"
+        )
+
+
+def _finish_publication(place: RunPlace, run_id: str) -> None:
+    """Finish moving a run to its published folder after a publication was cut short."""
+    record = _manifest(place, staged=True)
+    if record.get("status") != STATUS_COMPLETE:
+        raise RunError(
+            f"run {run_id}: both {storage.redact(place.published)!r} and its staging folder "
+            "exist, and the staged run is not complete; move the files back by hand"
+        )
+    take_lock(place, run_id)
+    names = place.staging_names()
+    storage.publish_folder(place.root, names, place.folder, skip=(LOCK,), resume=True)
+    release_lock(place, published=True)
 
 
 LOCK = "_writer"
+# Locks this process holds, by the lock file's path: a Prefect retry in the same process
+# takes its own lock again.
+_HELD: dict[str, int] = {}
+_HELD_GUARD = threading.Lock()
 
 
-def take_lock(place: RunPlace, run_id: str) -> None:
-    """Mark this process as the one writing the run; refuse if a live process on this host is.
-
-    A lock left by a process that died (a kill, a crash) or by another host is taken over:
-    only a live writer on this machine can be told apart from a dead one.
-    """
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    names = place.staging_names(LOCK)
+def _boot_id() -> str:
     try:
-        holder = storage.read_bytes(storage.child(place.root, *names)).decode().strip()
-    except (OSError, ValueError):
-        holder = ""
-    host, _, pid = holder.rpartition(":")
-    if holder and holder != me and host == socket.gethostname() and pid.isdigit():
+        with open("/proc/sys/kernel/random/boot_id") as stream:
+            return stream.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """A process's start time in clock ticks since boot (with the boot id: who it is), or ''."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            fields = stream.read().rsplit(")", 1)[1].split()
+        return fields[19]  # field 22 of stat(5); the name in parentheses may hold spaces
+    except (OSError, IndexError):
+        return ""
+
+
+def _identity(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid)}:{_boot_id()}"
+
+
+def _alive(holder: str) -> bool:
+    """Whether the writer `host:pid:start:boot` is a live process of this host (or unknown)."""
+    host, _, rest = holder.partition(":")
+    pid, _, rest = rest.partition(":")
+    start, _, boot = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's mark cannot be told apart from a dead one
+    if boot and boot != _boot_id():
+        return False  # written before this machine restarted
+    if not start:  # an old mark: the pid alone
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            pass  # the writer died: its lock is stale
-        except PermissionError:  # alive, under another user
-            raise RunError(_busy(run_id, holder)) from None
-        else:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return _start_time(int(pid)) == start  # a pid reused by another process starts later
+
+
+def take_lock(place: RunPlace, run_id: str) -> None:
+    """Mark this process as the one writing the run; refuse if another live process is.
+
+    Locally the mark is a file under an exclusive `flock`, taken atomically and released by
+    the kernel when its process dies however it dies: a stale mark never blocks. On an object
+    store (no locks there) the mark names host, pid, process start time and boot id, and is
+    taken over when that process no longer runs.
+    """
+    names = place.staging_names(LOCK)
+    me = _identity(os.getpid())
+    if storage.is_uri(place.root):
+        try:
+            holder = storage.read_bytes(storage.child(place.root, *names)).decode().strip()
+        except (OSError, ValueError):
+            holder = ""
+        if holder and holder != me and _alive(holder):
             raise RunError(_busy(run_id, holder))
-    storage.write_file(place.root, names, lambda s: s.write(me.encode()), replace=True)
+        storage.write_file(place.root, names, lambda s: s.write(me.encode()), replace=True)
+        return
+    folder = os.path.join(storage.absolute(place.root), *names[:-1])
+    path = os.path.join(folder, LOCK)
+    with _HELD_GUARD:
+        held = _HELD.get(path)
+        if held is not None and _same_file(held, path):
+            return
+        if held is not None:
+            _HELD.pop(path)
+            os.close(held)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:
+            raise RunError(
+                f"run {run_id}: cannot make its staging folder {folder!r} ({error.strerror})"
+            ) from error
+        while True:
+            try:
+                descriptor = os.open(
+                    path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+                )
+            except FileNotFoundError:
+                raise RunError(
+                    f"run {run_id} was published meanwhile by another process; nothing is left "
+                    "to do"
+                ) from None
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+                os.close(descriptor)
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise RunError(_busy(run_id, holder or "another process")) from None
+                raise
+            if _same_file(descriptor, path):
+                break
+            os.close(descriptor)  # the holder removed it as we opened it: try the new one
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, me.encode(), 0)
+        _HELD[path] = descriptor
+
+
+def _same_file(descriptor: int, path: str) -> bool:
+    try:
+        mine, there = os.fstat(descriptor), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _busy(run_id: str, holder: str) -> str:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    who = f"process {pid} on {host}" if pid.isdigit() else holder
     return (
-        f"run {run_id} is being written right now by process {holder}; wait for it to end "
+        f"run {run_id} is being written right now by {who}; wait for it to end "
         "(or stop it) before resuming it"
     )
 
 
-def release_lock(place: RunPlace) -> None:
-    """Drop this run's writer mark (before the folder is published, so it never is)."""
-    fs, path = storage.resolve(storage.child(place.root, *place.staging_names(LOCK)))
-    with contextlib.suppress(OSError):  # FileNotFoundError included
-        fs.delete_file(path)
+def release_lock(place: RunPlace, published: bool = False) -> None:
+    """Drop this run's writer mark; `published`: the run folder has moved there with it."""
+    names = (place.folder, LOCK) if published else place.staging_names(LOCK)
+    location = storage.child(place.root, *names)
+    if storage.is_uri(place.root):  # the mark stays in staging: publication skips it
+        fs, path = storage.resolve(storage.child(place.root, *place.staging_names(LOCK)))
+        with contextlib.suppress(OSError):  # FileNotFoundError included
+            fs.delete_file(path)
+        return
+    staged = os.path.join(storage.absolute(place.root), *place.staging_names(LOCK))
+    with _HELD_GUARD:
+        descriptor = _HELD.pop(staged, None)
+        path = storage.absolute(location)
+        if descriptor is not None and _same_file(descriptor, path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if descriptor is not None:
+            os.close(descriptor)

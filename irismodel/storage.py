@@ -89,8 +89,12 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
         ) from error
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """Return the first line of an error's message (its type's name if it has none)."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+_first_line = first_line
 
 
 def within_time(what: str, function: Callable[[], T], seconds: float | None = None) -> T:
@@ -133,9 +137,10 @@ def check_location(location: str, parameter: str = "output_dir") -> str:
         raise ValueError(f"{parameter}: expected a folder path or URI, got {location!r}")
     if is_uri(location):
         parts = urlsplit(location)
-        if "@" in parts.netloc and ":" in parts.netloc.rsplit("@", 1)[0]:
+        if "@" in parts.netloc:  # a user part alone (`s3://KEY@bucket`) is a secret too
             raise ValueError(
-                f"{parameter}: {redact(location)!r} holds credentials (user:secret@); they would "
+                f"{parameter}: {redact(location)!r} holds credentials (user@ or user:secret@); "
+                "they would "
                 "be stored with the results, in logs and in Prefect's database. Give them through "
                 "the environment instead (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://, "
                 "GOOGLE_APPLICATION_CREDENTIALS for gs://)"
@@ -192,6 +197,11 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: {path!r} is inside {inside!r}, a run's folder or a staging folder "
             "of another output location; give a folder of its own"
         )
+    if os.path.islink(os.path.join(real, ".staging")):
+        raise ValueError(
+            f"{parameter}: {os.path.join(real, '.staging')!r} is a symbolic link; runs are built "
+            "in a folder of the output location itself, never through a link: remove it"
+        )
     if os.path.lexists(os.path.join(real, ".staging")) and not os.path.isdir(
         os.path.join(real, ".staging")
     ):
@@ -211,15 +221,19 @@ def _check_local(path: str, parameter: str) -> str:
         if parent == probe_dir:
             break
         probe_dir = parent
-    probe = os.path.join(probe_dir, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
-    try:
-        descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        os.close(descriptor)
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(
-            f"{parameter}: {path!r} is not writable ({error.strerror} in {probe_dir!r})"
-        ) from error
+    probed = [probe_dir]
+    if os.path.isdir(os.path.join(real, ".staging")):  # where runs are built: writable too
+        probed.append(os.path.join(real, ".staging"))
+    for folder in probed:
+        probe = os.path.join(folder, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            os.close(os.open(probe, flags, 0o600))
+            os.remove(probe)
+        except OSError as error:
+            raise ValueError(
+                f"{parameter}: {path!r} is not writable ({error.strerror} in {folder!r})"
+            ) from error
     return real
 
 
@@ -375,23 +389,32 @@ def list_folder(location: str) -> list[pafs.FileInfo]:
     return fs.get_file_info(pafs.FileSelector(path, recursive=False))
 
 
-def publish_folder(root: str, source: tuple[str, ...], target: str) -> str:
+def publish_folder(
+    root: str,
+    source: tuple[str, ...],
+    target: str,
+    *,
+    skip: tuple[str, ...] = (),
+    resume: bool = False,
+) -> str:
     """Move the folder `root/source...` to `root/target` as one step; return the new location.
 
     Locally one rename: readers see all of the folder or none of it. On an object store, which
     has no folders to rename, the files move one by one and `_run.json`, which readers wait for,
-    moves last. An existing target is never replaced.
+    moves last; files named in `skip` stay behind and go with the source. An existing target is
+    never replaced, except with `resume` on an object store: the moves of a publication that was
+    cut short are finished.
     """
     check_name(target)
     if is_uri(root):
         fs, base = resolve(root)
         src, dst = posixpath.join(base, *source), posixpath.join(base, target)
-        if fs.get_file_info(dst).type != pafs.FileType.NotFound:
+        if not resume and fs.get_file_info(dst).type != pafs.FileType.NotFound:
             raise FileExistsError(f"refusing to replace {redact(child(root, target))!r}")
         files = [
             f
-            for f in fs.get_file_info(pafs.FileSelector(src, recursive=True))
-            if f.type == pafs.FileType.File
+            for f in fs.get_file_info(pafs.FileSelector(src, recursive=True, allow_not_found=True))
+            if f.type == pafs.FileType.File and f.base_name not in skip
         ]
         files.sort(key=lambda f: f.base_name == "_run.json")
         for info in files:
@@ -421,6 +444,16 @@ def split(location: str) -> tuple[str, str]:
     parts = urlsplit(location)
     folder, name = posixpath.split(parts.path)
     return urlunsplit((parts.scheme, parts.netloc, folder, parts.query, parts.fragment)), name
+
+
+def base_name(location: str) -> str:
+    """Return the last name of a path or URI's path: never its query options."""
+    return split(location.rstrip("/") if not is_uri(location) else _strip_path(location))[1]
+
+
+def _strip_path(location: str) -> str:
+    parts = urlsplit(location)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
 
 
 def browser_url(location: str) -> str | None:

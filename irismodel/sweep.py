@@ -218,13 +218,13 @@ def run_sweep(
     folder. Resumes run `flow_run_id` (or `config.resume`) if it is unfinished there.
     """
     split = check_data(config)
-    opened = open_run(config, flow_run_id, started_at or datetime.now(UTC))
+    opened = open_run(config, flow_run_id, started_at or datetime.now(UTC), split.data_fingerprint)
     if opened.published:
         return opened.place.published
     context = context_of(opened, config)
     for shard in plan_shards(config):
         if shard.name not in opened.finished:
             run_shard(split, shard, context)
-    published = publish_run(opened.place, failed=[])
+    published = publish_run(opened.place, [], config, opened.run_id)
     assert published is not None
     return published

@@ -81,13 +81,17 @@ def split_data(dataset: Dataset, config: SweepConfig) -> Split:
 
 
 @task(name="open-run", cache_policy=NO_CACHE, persist_result=False)
-def open_sweep_run(config: SweepConfig) -> tuple[RunContext, frozenset[str], bool]:
+def open_sweep_run(
+    config: SweepConfig, fingerprint: str | None = None
+) -> tuple[RunContext, frozenset[str], bool]:
     """Open the run's staging folder, or find what an earlier attempt of it already wrote.
+
+    `fingerprint` is the data's: a resume on other data is refused.
 
     Returns the context, the shards already written (and checked), and whether the run was
     already published.
     """
-    opened = open_run(config, flow_run.get_id() or "local")
+    opened = open_run(config, flow_run.get_id() or "local", fingerprint=fingerprint)
     logger = get_run_logger()
     if opened.published:
         logger.info(

@@ -16,7 +16,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
-from irismodel.storage import browser_url, redact
+from irismodel.storage import base_name, browser_url, redact
+from tasks.api import bounded
 
 # Stable keys: the Prefect UI shows each key's history across runs.
 SUMMARY_KEY = "iris-sweep-summary"
@@ -54,7 +55,7 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
     if url is not None:
         create_link_artifact(
             link=url,
-            link_text=shown.rstrip("/").rsplit("/", 1)[-1],
+            link_text=base_name(shown),
             key=RESULTS_KEY,
             description=f"The results of run {flow_run_id}: a folder of Parquet files.",
         )
@@ -86,32 +87,44 @@ def start_progress(total: int, done: int = 0) -> UUID | None:
     """Create the run's progress artifact at `done` of `total` shards; call it from the flow.
 
     A plain function, not a task: artifacts attach to the flow run from its own body. Returns
-    the artifact id for `advance_progress`, or None if the API could not be reached (a
-    progress bar is never worth failing a sweep).
+    the artifact id for `advance_progress`, or None if the API could not be reached within
+    `API_TIMEOUT_SECONDS` (a progress bar is never worth failing, or holding, a sweep).
     """
     try:
-        return create_progress_artifact(
-            progress=100.0 * done / max(total, 1),
-            key=PROGRESS_KEY,
-            description=_progress_text(done, total),
+        return bounded(
+            "the Prefect API",
+            lambda: create_progress_artifact(
+                progress=100.0 * done / max(total, 1),
+                key=PROGRESS_KEY,
+                description=_progress_text(done, total),
+            ),
         )
     except Exception as error:  # a progress bar is never worth failing the sweep
         get_logger("iris-sweep").warning("progress artifact not created: %s", error)
         return None
 
 
+_GONE: set[UUID] = set()  # progress artifacts whose API stopped answering: not tried again
+
+
 def advance_progress(artifact_id: UUID | None, done: int, total: int) -> None:
-    """Set the progress artifact to `done` of `total` shards."""
-    if artifact_id is None:
+    """Set the progress artifact to `done` of `total` shards; after one failure, never again."""
+    if artifact_id is None or artifact_id in _GONE:
         return
     try:
-        update_progress_artifact(
-            artifact_id=artifact_id,
-            progress=100.0 * done / max(total, 1),
-            description=_progress_text(done, total),
+        bounded(
+            "the Prefect API",
+            lambda: update_progress_artifact(
+                artifact_id=artifact_id,
+                progress=100.0 * done / max(total, 1),
+                description=_progress_text(done, total),
+            ),
         )
     except Exception as error:  # a progress bar is never worth failing the sweep
-        get_logger("iris-sweep").warning("progress artifact not updated: %s", error)
+        _GONE.add(artifact_id)
+        get_logger("iris-sweep").warning(
+            "progress artifact not updated, and no longer tried in this run: %s", error
+        )
 
 
 def _progress_text(done: int, total: int) -> str:

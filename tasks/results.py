@@ -21,7 +21,7 @@ from irismodel.sweep import RunContext
 )
 def publish_results(context: RunContext, failed: Sequence[str] = ()) -> str | None:
     """Publish the run's folder as a whole; with failed shards, keep it unpublished."""
-    path = publish_run(context.place, list(failed))
+    path = publish_run(context.place, list(failed), context.config, context.flow_run_id)
     logger = get_run_logger()
     if path is None:
         logger.warning(

@@ -74,7 +74,7 @@ def plot_test_accuracy(frame: pd.DataFrame, path: str) -> str:
 
 def report_prefix(results_path: str) -> str:
     """Return the report files' name prefix for one results file or run folder: `_<its name>`."""
-    name = results_path.rstrip("/").rsplit("/", 1)[-1]
+    name = storage.base_name(results_path)  # a URI's query options are no part of it
     name = name[: -len(FILE_SUFFIX)] if name.endswith(FILE_SUFFIX) else name
     return "_" + name.lstrip("._")
 

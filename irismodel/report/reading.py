@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from irismodel.results import ResultsError
+from irismodel.results import ResultsError, check_part
 
 from .settings import ReportError
 
@@ -105,6 +105,7 @@ class Source:
                 raise ResultsError(
                     f"results: cannot read {path!r}: not a readable Parquet file ({error})"
                 ) from error
+            check_part(path, meta.metadata)
             values = 0
             for group in range(meta.num_row_groups):
                 row_group = meta.row_group(group)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -154,8 +155,8 @@ def test_failing_shard_is_retried_kept_unpublished_then_resumed(tmp_path, monkey
     run_id = str(state.state_details.flow_run_id)
     with pytest.raises(
         SweepFailed,
-        match=rf"2 of 4 shards failed .*: h9-sgd-0000, h9-manual-0000\. The 2 finished ones are "
-        rf"kept, .*`iris-sweep --resume {run_id}`",
+        match=rf"2 of 4 shards did not finish .*: h9-sgd-0000, h9-manual-0000\. 2 of the 4 "
+        rf"shards are written and kept, .*`iris-sweep --resume {run_id}`",
     ):
         state.result()
     assert failing.calls == {(9, "sgd"): 3, (9, "manual"): 3, (8, "sgd"): 1, (8, "manual"): 1}
@@ -378,3 +379,80 @@ def test_a_report_that_cannot_be_made_leaves_the_run_completed(tmp_path, monkeyp
     path = state.result()
     assert file_metadata(path)["status"] == "complete" and len(read_results(path)) == 8
     assert not list(Path(path).glob("_iris-sweep-*"))  # no report files, no half-written PNG
+
+
+def test_a_failure_message_counts_the_shards_on_disk_and_names_a_missing_cause(tmp_path):
+    """With the scheduler gone every task reads as failed with no cause; the message counts the
+    parts actually written and says no cause was reported, never "None"."""
+    from flows.fanout import ShardResults, failure_message
+    from irismodel import runs
+    from irismodel.config import validate_config
+    from irismodel.data import load_dataset, split_dataset
+
+    config = validate_config(**TINY, output_dir=str(tmp_path))
+    opened = runs.open_run(config, "lost")
+    context = irismodel.sweep.context_of(opened, config)
+    shards = runs.plan_shards(config)
+    for shard in shards[:3]:  # written, then their states were lost with the scheduler
+        irismodel.sweep.run_shard(split_dataset(load_dataset()), shard, context)
+    lost = ShardResults(failed=[s.name for s in shards], causes={s.name: "None" for s in shards})
+    message = failure_message(lost, len(shards), context)
+    assert re.search(
+        r"4 of 4 shards did not finish .* 3 of the 4 shards are written and kept", message
+    )
+    assert message.endswith(
+        "no cause was reported (the worker or the scheduler running it may have died)"
+    )
+    runs.release_lock(opened.place)
+
+
+@flow_test
+def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, monkeypatch, capsys):
+    """Disk full at publication: one line naming the cause and the resume command, no traceback;
+    the resume then publishes the run."""
+    import errno
+
+    from flows.cli import main
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    args = ["--hidden-dims", "8", "--optimizers", "sgd", "--seeds", "0..1", "--epochs", "20",
+            "--device", "cpu", "--output-dir", str(tmp_path), "--no-report"]  # fmt: skip
+    with monkeypatch.context() as patch:
+        patch.setattr(storage, "publish_folder", disk_full)
+        assert main(args) == 1
+    err = capsys.readouterr().err
+    match = re.search(r"iris-sweep: error: the run could not be published: .*No space left on "
+                      r"device.*`iris-sweep --resume ([0-9a-f-]+)`\n", err)  # fmt: skip
+    assert match and "Traceback" not in err, err
+    assert main(["--resume", match.group(1), "--output-dir", str(tmp_path), "--no-report"]) == 0
+    assert len(read_results(str(tmp_path))) == 2
+
+
+@flow_test
+def test_a_resume_while_another_process_writes_the_run_is_one_line(tmp_path, capsys):
+    """Two resumes at once: the second is refused in one line naming the writer, exit 2."""
+    from flows.cli import main
+    from irismodel import runs
+    from irismodel.config import validate_config
+
+    config = validate_config(**TINY, output_dir=str(tmp_path))
+    opened = runs.open_run(config, "twice")
+    runs.release_lock(opened.place)  # the run waits in staging, held by another process:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from irismodel import runs; "
+         "runs.take_lock(runs.RunPlace(sys.argv[1], sys.argv[2]), 'twice'); print('holds', "
+         "flush=True); time.sleep(60)", opened.place.root, opened.place.folder],
+        stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, env=_project_env(),
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "holds"
+        assert main(["--resume", "twice", "--output-dir", str(tmp_path)]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert re.search(rf"iris-sweep: error: run twice is being written right now by process "
+                     rf"{holder.pid} on .*\n$", err), err  # fmt: skip
+    assert "Traceback" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,11 +102,12 @@ def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killing_the_command_line_alone_leaves_no_server(tmp_path, sig):
     """SIGTERM or SIGKILL of the command line's pid only (as `timeout` or the OOM killer send
-    it) takes its temporary Prefect server down too."""
+    it) takes its temporary Prefect server down too; SIGTERM says how to resume the run."""
     output = tmp_path / "out"
     process = _start(tmp_path, output)
     try:
-        _wait_for(lambda: (output / results.STAGING).exists(), 240, "the run", process, tmp_path)
+        parts = lambda: list((output / results.STAGING).glob("*/*.parquet"))  # noqa: E731
+        _wait_for(parts, 240, "the run", process, tmp_path)
         children = _descendants(process.pid)
         assert children, "the command line should have started its server"
         os.kill(process.pid, sig)  # the pid only, not its group
@@ -118,3 +120,8 @@ def test_killing_the_command_line_alone_leaves_no_server(tmp_path, sig):
         _cleanup(process)
     assert code == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
     assert left == [], f"still running after the command line died: {left}"
+    if sig == signal.SIGTERM:
+        log = (tmp_path / "cli.log").read_text()
+        assert re.search(r"iris-sweep: terminated\. .*`iris-sweep --resume [0-9a-f-]+`", log), log[
+            -2000:
+        ]

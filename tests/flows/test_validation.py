@@ -289,3 +289,19 @@ def test_the_untouched_run_form_passes_the_servers_schema_validation():
     assert validate(typed, schema, raise_on_error=False, preprocess=True) == []
     bad = validate({**untouched, "shard_size": 0}, schema, raise_on_error=False, preprocess=True)
     assert len(bad) == 1 and "shard_size" in str(list(bad[0].path))
+
+
+def test_cli_reads_negative_and_spaced_ranges_as_python_does(tmp_path, capsys):
+    """`--seeds -1..3` is refused by name as out of range, not as a missing argument; `" 0 .. 9 "`
+    is the range 0..9 on the command line as it is from Python."""
+    from flows.cli import main, parse_parameters
+    from irismodel.config import validate_config
+
+    assert main(["--seeds", "-1..3", "--output-dir", str(tmp_path / "out")]) == 2
+    assert re.search(r"iris-sweep: error: seeds: -1 is out of range", capsys.readouterr().err)
+    given = parse_parameters(["--seeds", " 0 .. 9 ", "--hidden-dims", "8", "..", "10", "12"])
+    assert (given["seeds"], given["hidden_dims"]) == ("0..9", "8..10, 12")
+    assert (
+        validate_config(seeds=given["seeds"]).seed_set == validate_config(seeds=" 0 .. 9 ").seed_set
+    )
+    assert not (tmp_path / "out").exists()

@@ -242,3 +242,60 @@ def test_a_location_inside_a_run_or_a_staging_folder_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"output_dir: .*\.staging' must be the folder where "
                                          r"runs are built, and it is a file"):  # fmt: skip
         storage.check_location(str(tmp_path / "plain"))
+
+
+@pytest.mark.parametrize("uri", ["s3://SECRETKEY@bucket/runs", "gs://:token@bucket/runs"])
+def test_any_user_part_in_a_uri_is_refused_by_validation_and_the_run_form(uri):
+    """A URI with a user part and no password (`s3://KEY@bucket`) is refused, never echoed, both
+    by validation and by the run form's schema, which the server checks before storing it."""
+    import re
+
+    from irismodel.config import NO_CREDENTIALS
+
+    with pytest.raises(ValueError, match=r"output_dir: .* holds credentials") as error:
+        storage.check_location(uri)
+    assert "SECRETKEY" not in str(error.value) and "token" not in str(error.value)
+    assert re.match(NO_CREDENTIALS, uri) is None
+    assert re.match(NO_CREDENTIALS, "s3://bucket/runs?endpoint_override=a@b") is not None
+
+
+def test_a_staging_folder_that_is_a_link_or_cannot_be_written_is_refused(tmp_path):
+    """`.staging` as a symbolic link, or a staging folder that refuses writes, fails validation."""
+    import shutil
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / ".staging").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match=r"output_dir: '.*/out/.staging' is a symbolic link"):
+        storage.check_location(str(out))
+    (out / ".staging").unlink()
+    (out / ".staging").mkdir()
+    if os.geteuid() != 0:
+        (out / ".staging").chmod(0o555)
+    elif (
+        not shutil.which("chattr")
+        or subprocess.run(["chattr", "+i", str(out / ".staging")], capture_output=True).returncode
+    ):
+        pytest.skip("root writes anywhere, and this file system has no immutable folders")
+    try:
+        with pytest.raises(ValueError, match=r"output_dir: .* is not writable .*/out/.staging"):
+            storage.check_location(str(out))
+    finally:
+        subprocess.run(["chattr", "-i", str(out / ".staging")], capture_output=True)
+        (out / ".staging").chmod(0o755)
+
+
+def test_report_file_names_never_carry_a_uri_s_query_options():
+    """The report's files are named after the run folder, without the URI's query string."""
+    from irismodel.report import report_files, report_prefix
+
+    uri = "s3://bucket/runs/iris-sweep-20260102T030405Z-abc/?endpoint_override=h:9000&scheme=http"
+    assert storage.base_name(uri) == "iris-sweep-20260102T030405Z-abc"
+    assert storage.base_name("/tmp/out/run/") == "run"
+    prefix = report_prefix(uri)
+    assert prefix == "_iris-sweep-20260102T030405Z-abc"
+    assert report_files("s3://bucket/runs?scheme=http", prefix)["markdown"] == (
+        "s3://bucket/runs/_iris-sweep-20260102T030405Z-abc.md?scheme=http"
+    )

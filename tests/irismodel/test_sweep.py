@@ -12,6 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -123,7 +124,7 @@ def test_a_reader_never_sees_an_unpublished_run(tmp_path):
     for shard in shards[2:]:
         sweep.run_shard(split, shard, sweep.context_of(opened, config))
     assert _readers_see(folder)["read_results"] == 0  # every shard written, not yet published
-    path = runs.publish_run(opened.place, failed=[])
+    path = runs.publish_run(opened.place, [], config, "unfinished")
     seen = _readers_see(folder)
     assert set(seen.values()) - {len(shards)} == {28}, seen
     assert results.file_metadata(path)["status"] == "complete"
@@ -283,27 +284,85 @@ def test_read_results_takes_a_list_of_run_ids(tmp_path):
     assert len(results.read_results(str(tmp_path), flow_run_ids=["one"])) == 7
 
 
-def test_a_run_being_written_cannot_be_resumed_at_the_same_time(tmp_path):
-    """While a live process writes a run, opening it again is refused; a dead writer's mark is
-    taken over, and a finished run keeps no mark."""
+_HOLD_LOCK = """
+import os, sys, time
+from irismodel import runs
+place = runs.RunPlace(sys.argv[1], sys.argv[2])
+open(sys.argv[3] + f".{os.getpid()}", "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.001)
+try:
+    runs.take_lock(place, "busy")
+except runs.RunError as error:
+    print("refused:", error, flush=True)
+else:
+    print("holds", flush=True)
+    time.sleep(float(sys.argv[4]))
+"""
+
+
+def _lock_holders(place: runs.RunPlace, folder: Path, count: int, hold: float):
+    """Start `count` processes that try to take the run's lock at the same instant."""
     import subprocess
     import sys
 
+    go = folder / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _HOLD_LOCK, place.root, place.folder, str(go), str(hold)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    while len(list(folder.glob("go.*"))) < count:
+        assert all(child.poll() is None for child in children), "a lock taker died at start"
+    go.touch()
+    return children
+
+
+def test_a_run_being_written_cannot_be_resumed_at_the_same_time(tmp_path):
+    """While a live process writes a run, opening it again is refused; once that writer is killed
+    its run opens at once, and a finished run keeps no mark."""
+    import signal
+
     folder = tmp_path / "out"
     config, opened, shards = _unfinished(folder, "busy")  # this process holds the run
-    lock = folder / results.STAGING / opened.place.folder / runs.LOCK
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    runs.release_lock(opened.place)
+    (holder,) = _lock_holders(opened.place, tmp_path, 1, hold=60)
     try:
-        lock.write_text(f"{os.uname().nodename}:{holder.pid}")
-        with pytest.raises(ValueError, match=rf"run busy is being written right now by process "
-                                             rf".*:{holder.pid}; wait for it to end"):  # fmt: skip
+        assert holder.stdout.readline().strip() == "holds"
+        busy = rf"run busy is being written right now by process {holder.pid} on .*; wait for it"
+        with pytest.raises(ValueError, match=busy):
             runs.open_run(config, "busy")
     finally:
-        holder.kill()
+        holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert runs.open_run(config, "busy").finished == {s.name for s in shards[:2]}  # stale: taken
     path = sweep.run_sweep(config, "busy")
     assert not (Path(path) / runs.LOCK).exists()
+
+
+def test_only_one_of_several_processes_opening_a_run_at_once_gets_it(tmp_path):
+    """The writer lock is atomic: of processes racing for one run, exactly one holds it."""
+    folder = tmp_path / "out"
+    _, opened, _ = _unfinished(folder, "busy")
+    runs.release_lock(opened.place)
+    children = _lock_holders(opened.place, tmp_path, 4, hold=3)
+    outputs = [child.communicate(timeout=60)[0].strip() for child in children]
+    assert sorted(o.split(":")[0] for o in outputs) == ["holds", "refused", "refused", "refused"]
+
+
+def test_a_stale_writer_mark_with_a_reused_pid_never_blocks(tmp_path):
+    """A writer mark left by a dead process whose pid now belongs to a live one is taken over."""
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "stale")
+    runs.release_lock(opened.place)
+    lock = Path(opened.place.staging) / runs.LOCK
+    lock.write_text(f"{os.uname().nodename}:1:1:{runs._boot_id()}")  # pid 1 lives, started later
+    assert runs.open_run(config, "stale").finished == {s.name for s in shards[:2]}
+    assert runs._alive(f"{os.uname().nodename}:1:1:{runs._boot_id()}") is False
+    assert runs._alive(runs._identity(os.getpid())) is True
 
 
 def test_version_2_runs_read_with_the_columns_added_since_null(tmp_path):
@@ -333,3 +392,153 @@ def test_a_tampered_staged_manifest_is_not_carried_into_the_published_run(tmp_pa
     published = json.loads((Path(path) / results.MANIFEST).read_text())
     assert published["run_id"] == "tampered" and published["shards"] == len(shards)
     assert len(results.read_results(path)) == 2 * 2 * 7  # hidden_dims x optimizers x seeds
+
+
+def _iris_csv(path: Path, rows: slice = slice(None)) -> str:
+    dataset = load_dataset()
+    frame = pd.DataFrame(
+        dataset.features, columns=["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    )
+    frame["species"] = [dataset.class_names[i] for i in dataset.labels]
+    frame.iloc[rows].to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_resume_on_changed_data_is_refused(tmp_path):
+    """A run is one dataset: resuming after its data file changed is refused, nothing retrained."""
+    folder = tmp_path / "out"
+    data = _iris_csv(tmp_path / "iris.csv")
+    config, opened, shards = _unfinished(folder, "data", data_path=data)
+    runs.release_lock(opened.place)
+    _iris_csv(tmp_path / "iris.csv", slice(0, 140))  # ten rows fewer: other data
+    before = sorted(p.name for p in Path(opened.place.staging).iterdir())
+    with pytest.raises(ValueError, match=r"resume: run data was started on other data than "
+                                         r".*iris.csv.*restore the data"):  # fmt: skip
+        runs.open_run(config, "data")
+    with pytest.raises(ValueError, match=r"run data was started on other data"):
+        sweep.run_sweep(config, "data")
+    assert sorted(p.name for p in Path(opened.place.staging).iterdir()) == before
+    assert not list(folder.glob("iris-sweep-*"))
+
+
+def test_parts_of_other_data_are_trained_again_not_kept(tmp_path):
+    """A staged part whose rows are of other data than the run's fails the resume's checks."""
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "mixed")
+    part = Path(opened.place.staging) / shards[0].file_name
+    table = pq.read_table(part)
+    index = table.schema.get_field_index("data_fingerprint")
+    other = table.set_column(index, "data_fingerprint", pa.array(["0" * 64] * len(table)))
+    pq.write_table(other.replace_schema_metadata(table.schema.metadata), part)
+    assert runs.open_run(config, "mixed").finished == {shards[1].name}
+
+
+@pytest.mark.parametrize("stranger", ["extra.parquet", "notes.txt", "h8-sgd-0099.parquet"])
+def test_publication_refuses_a_file_outside_the_plan_naming_it(tmp_path, stranger):
+    """A file in the staging folder that is no part of the run is refused at publication, named;
+    the run stays unpublished."""
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "strange")
+    staging = Path(opened.place.staging)
+    for shard in shards[2:]:
+        sweep.run_shard(split_dataset(load_dataset()), shard, sweep.context_of(opened, config))
+    shutil.copy(staging / shards[0].file_name, staging / stranger)
+    with pytest.raises(ValueError, match=rf"publish: .*{stranger}' is no part of run strange's "
+                                         r"plan; remove it.*--resume strange"):  # fmt: skip
+        runs.publish_run(opened.place, [], config, "strange")
+    assert not list(folder.glob("iris-sweep-*"))
+    (staging / stranger).unlink()
+    assert len(results.read_results(runs.publish_run(opened.place, [], config, "strange"))) == 28
+
+
+def test_publication_refuses_another_run_s_part_and_a_missing_one(tmp_path):
+    """A part of another run under a planned name, or a planned part missing, stops publication."""
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "mine")
+    other_config, other, _ = _unfinished(tmp_path / "other", "theirs")
+    staging = Path(opened.place.staging)
+    with pytest.raises(ValueError, match=r"publish: run mine lacks 10 of its 12 parts "
+                                         r"\(h11-adam-0000.parquet, .*--resume mine"):  # fmt: skip
+        runs.publish_run(opened.place, [], config, "mine")
+    name = shards[0].file_name
+    shutil.copy(Path(other.place.staging) / name, staging / name)
+    with pytest.raises(ValueError, match=rf"publish: .*{name}' is not shard "
+                                         rf"{shards[0].name} of run mine: it belongs to run "
+                                         r"'theirs'"):  # fmt: skip
+        runs.publish_run(opened.place, [], config, "mine")
+    assert not list(folder.glob("iris-sweep-*"))
+
+
+def test_temporaries_left_by_killed_writers_are_never_published(tmp_path):
+    """A half-written temporary in staging (a writer killed mid-file) is removed at publication."""
+    folder = tmp_path / "out"
+    config, opened, shards = _unfinished(folder, "killed")
+    staging = Path(opened.place.staging)
+    leftover = staging / f".{shards[2].file_name}.0123abcd.tmp"
+    leftover.write_bytes((staging / shards[0].file_name).read_bytes()[:1000])
+    path = Path(sweep.run_sweep(config, "killed"))
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        [results.MANIFEST, *(s.file_name for s in shards)]
+    )
+
+
+def test_an_object_store_publication_cut_short_is_finished_by_a_resume(tmp_path):
+    """On a store without folder renames (a URI), a publication killed between its file moves
+    is finished by opening the run again: every part and the manifest end up published."""
+    import dataclasses
+
+    folder = tmp_path / "out"
+    config = dataclasses.replace(_config(folder, shard_size=3), output_dir=f"file://{folder}")
+    opened = runs.open_run(config, "cut", STARTED)
+    split = split_dataset(load_dataset())
+    for shard in runs.plan_shards(config):
+        sweep.run_shard(split, shard, sweep.context_of(opened, config))
+    record = json.loads((Path(folder, *opened.place.staging_names(results.MANIFEST))).read_text())
+    runs.write_manifest(opened.place, {**record, "status": "complete"})
+    staging = folder / results.STAGING / opened.place.folder
+    published = folder / opened.place.folder
+    published.mkdir()
+    for part in sorted(staging.glob("*.parquet"))[:5]:  # killed after five moves
+        part.rename(published / part.name)
+    assert results.read_results(str(folder)).empty  # no manifest yet: not a run to read
+    runs.release_lock(opened.place)
+
+    reopened = runs.open_run(config, "cut")
+    assert reopened.published and not staging.exists()
+    assert sorted(p.name for p in published.iterdir()) == sorted(
+        [results.MANIFEST, *(s.file_name for s in runs.plan_shards(config))]
+    )
+    assert len(results.read_results(str(folder))) == 28
+
+
+def test_a_published_run_without_its_manifest_is_an_error_naming_it(tmp_path):
+    """A run folder whose _run.json was removed is never skipped silently: the reader names it."""
+    folder = tmp_path / "out"
+    path = Path(sweep.run_sweep(_config(folder, hidden_dims=[8], optimizers=["sgd"]), "bare"))
+    (path / results.MANIFEST).unlink()
+    with pytest.raises(ValueError, match=rf"results: the run folder '.*{path.name}' has no "
+                                         rf"{results.MANIFEST}"):  # fmt: skip
+        results.read_results(str(folder))
+
+
+@pytest.mark.parametrize("how", ["another run's part", "a copy under a new name"])
+def test_a_part_that_is_not_its_run_s_shard_is_refused_by_the_readers(tmp_path, how):
+    """Readers check each part's run id and shard against its folder and name, and name it."""
+    from irismodel.report import report_of
+
+    folder = tmp_path / "out"
+    config = _config(folder, hidden_dims=[8], optimizers=["sgd"], shard_size=4)
+    mine = Path(sweep.run_sweep(config, "mine"))
+    if how == "another run's part":
+        theirs = Path(sweep.run_sweep(_config(tmp_path / "theirs", **{
+            "hidden_dims": [8], "optimizers": ["sgd"], "shard_size": 4}), "theirs"))  # fmt: skip
+        shutil.copy(theirs / "h8-sgd-0000.parquet", mine / "h8-sgd-0000.parquet")
+        expected = r"h8-sgd-0000.parquet' belongs to run 'theirs', not to the run of its folder"
+    else:
+        (mine / "h8-sgd-0001.parquet").unlink()
+        shutil.copy(mine / "h8-sgd-0000.parquet", mine / "h8-sgd-0001.parquet")
+        expected = r"h8-sgd-0001.parquet' holds shard 'h8-sgd-0000', not the shard its name says"
+    with pytest.raises(ValueError, match=expected):
+        results.read_results(str(folder))
+    with pytest.raises(ValueError, match=expected):
+        report_of(str(mine), run_ids=["mine"])

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,19 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("IRIS_SWEEP_DASK_ADDRESS", None)
+# Under pytest-xdist the test processes share the cores: one intra-op torch thread each (and in
+# the processes they start), so that thread pools do not spin against each other. Tests that
+# are about threads set their own count.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the end-to-end tests on one xdist worker, so they share one set of real servers."""
+    e2e = Path(__file__).parent / "e2e"
+    for item in items:
+        if e2e in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -114,6 +114,7 @@ def shard_table(
     last = run.loss_curves[:, -1] if k else np.empty(0, np.float32)
     columns["final_train_loss"] = pa.array(last.astype(np.float64))
     columns["diverged"] = pa.array(diverged)
+    accuracy = {}
     for part, x, y in (
         ("train", split.x_train, split.y_train),
         ("test", split.x_test, split.y_test),
@@ -126,12 +127,16 @@ def shard_table(
             chunk_scores = binary_metrics(probabilities, y, diverged[lo : lo + METRICS_CHUNK])
             for name in METRIC_NAMES:
                 scores[name][lo : lo + METRICS_CHUNK] = chunk_scores[name]
+        accuracy[part] = scores["accuracy"]
         for name in METRIC_NAMES:
             values = scores[name]
             columns[f"{part}_{name}"] = pa.array(values, mask=np.isnan(values))
     constant("train_seconds", run.train_seconds / max(k, 1))
     baseline = baseline_loss(split.x_train, split.y_train)
-    columns["outcome"] = pa.array(classify(run.loss_curves, diverged, baseline), pa.string())
+    positive_share = float(split.y_train.mean()) if len(split.y_train) else 0.5
+    majority = max(positive_share, 1 - positive_share)
+    outcome = classify(run.loss_curves, diverged, baseline, accuracy["train"], majority)
+    columns["outcome"] = pa.array(outcome, pa.string())
     constant("baseline_loss", baseline)
     if check is None:
         check = ReferenceCheck.none(k)

@@ -37,7 +37,8 @@ REPORT_PREFIX = "_iris-sweep-report"
 OPTIMIZER_ORDER = ("sgd", "manual", "manual-no-zero-grad", "momentum", "adam")
 # The outcomes of irismodel.outcomes, and "unknown" for rows of files written before them.
 CONVERGED, STALLED, DIVERGED, UNKNOWN = "converged", "stalled", "diverged", "unknown"
-OUTCOMES = (CONVERGED, STALLED, DIVERGED, UNKNOWN)
+OSCILLATING = "oscillating"
+OUTCOMES = (CONVERGED, STALLED, OSCILLATING, DIVERGED, UNKNOWN)
 
 
 class ReportError(ValueError):

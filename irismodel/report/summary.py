@@ -11,6 +11,7 @@ import pandas as pd
 from .settings import (
     CONVERGED,
     DIVERGED,
+    OSCILLATING,
     SETTING_COLUMNS,
     STALLED,
     UNKNOWN,
@@ -37,9 +38,9 @@ def outcome_counts(outcome: np.ndarray) -> dict[str, Any]:
     """Counts of each outcome and the Wilson rates of stalled and diverged models."""
     n = len(outcome)
     counts = {name: int(np.count_nonzero(outcome == name)) for name in
-              (CONVERGED, STALLED, DIVERGED, UNKNOWN)}  # fmt: skip
+              (CONVERGED, STALLED, OSCILLATING, DIVERGED, UNKNOWN)}  # fmt: skip
     record: dict[str, Any] = {f"n_{name}": count for name, count in counts.items()}
-    for name in (STALLED, DIVERGED):
+    for name in (STALLED, OSCILLATING, DIVERGED):
         rate, low, high = rate_interval(counts[name], n)
         if name == STALLED and counts[UNKNOWN]:  # older rows: stalled cannot be told
             rate, low, high = math.nan, math.nan, math.nan
@@ -109,7 +110,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["hidden_dim"] = int(record["hidden_dim"])
         row["optimizer"] = record["rules"]
         row["seeds"] = int(record["n_seeds"])
-        for name in (CONVERGED, STALLED, DIVERGED):
+        for name in (CONVERGED, STALLED, OSCILLATING, DIVERGED):
             row[name] = int(record[f"n_{name}"])
         if record[f"n_{UNKNOWN}"]:
             row["outcome unknown"] = int(record[f"n_{UNKNOWN}"])
@@ -165,10 +166,11 @@ def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["hidden_dim"] = int(record["hidden_dim"])
         row["optimizer"] = record["rules"]
         unknown, n = record[f"n_{UNKNOWN}"], record["n_seeds"]
-        row["seeds: conv/stall/div"] = (
-            f"{n}: ?/?/{record['n_diverged']} ({unknown} unknown)"
+        row["models: conv/stall/osc/div"] = (
+            f"{n}: ?/?/?/{record['n_diverged']} ({unknown} unknown)"
             if unknown
-            else f"{n}: {record['n_converged']}/{record['n_stalled']}/{record['n_diverged']}"
+            else f"{n}: {record['n_converged']}/{record['n_stalled']}/"
+            f"{record['n_oscillating']}/{record['n_diverged']}"
         )
         row["stalled [95%]"] = rate_text(record["stalled_rate"], record["stalled_low"],
                                          record["stalled_high"])  # fmt: skip

@@ -26,7 +26,13 @@ def split(tmp_path_factory):
 
 
 def _sweep(folder, **overrides):
-    params = dict(hidden_dims="8..14", optimizers=["sgd"], seeds="0..9", output_dir=str(folder))
+    params = dict(
+        hidden_dims="8..14",
+        optimizers=["sgd"],
+        split_seeds="0",
+        seeds="0..9",
+        output_dir=str(folder),
+    )
     config = validate_config(**{**params, "device": "cpu", **overrides})
     return results.read_results(sweep.run_sweep(config, "run"))
 
@@ -65,7 +71,7 @@ def test_plateaus_are_stalled_and_the_rest_converged(tmp_path):
 
 def test_a_loss_that_blows_up_without_overflowing_is_diverged(tmp_path):
     """Learning rate 100: the loss ends above its start through the whole final window."""
-    frame = _sweep(tmp_path, learning_rate=100.0, seeds="0..4", epochs=200)
+    frame = _sweep(tmp_path, learning_rate=100.0, split_seeds="0", seeds="0..4", epochs=200)
     assert frame["outcome"].eq(DIVERGED).all()
     finite = frame[~frame["diverged"]]
     assert len(finite) > 0  # some stay finite, and are diverged all the same
@@ -79,8 +85,9 @@ def notebook_curves(split):
     curves = {
         rule: np.concatenate(
             [
-                train_batched(split.x_train, split.y_train, h, rule, range(20), 0.1, 1000)
-                .loss_curves
+                train_batched(
+                    split.x_train, split.y_train, h, rule, range(20), 0.1, 1000
+                ).loss_curves
                 for h in range(8, 15)
             ]
         )

@@ -38,6 +38,7 @@ RULES = ["sgd", "manual", "manual-no-zero-grad"]
 
 def _run(folder, run_id, minute, **parameters):
     """Run the flow's library path without Prefect: validate, split, train, evaluate, write."""
+    parameters = {"split_seeds": "0", **parameters}
     config = validate_config(output_dir=str(folder), device="cpu", epochs=EPOCHS, **parameters)
     path = run_sweep(config, run_id, datetime(2026, 1, 2, 3, minute, tzinfo=UTC))
     return path, check_data(config)

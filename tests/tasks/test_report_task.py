@@ -18,7 +18,7 @@ def _write_run(output_dir: str, flow_run_id: str) -> str:
     """Write a tiny real run's results, as the flow would, under this flow run's id."""
     config = validate_config(
         output_dir=output_dir, device="cpu", hidden_dims=[8, 9], optimizers=["sgd", "manual"],
-        seeds=[0, 1, 2], epochs=60,
+        split_seeds="0", seeds=[0, 1, 2], epochs=60,
     )  # fmt: skip
     return run_sweep(config, flow_run_id)
 

@@ -18,7 +18,13 @@ from .settings import (
     optimizer_order,
     varying_settings,
 )
-from .statistics import ACCURACY_BOUNDS, LOSS_BOUNDS, mean_interval, rate_interval
+from .statistics import (
+    ACCURACY_BOUNDS,
+    LOSS_BOUNDS,
+    block_matrix,
+    crossed_interval,
+    rate_interval,
+)
 
 # (summary name, models column, bounds): the quantities summarised over seeds
 QUANTITIES = (
@@ -68,9 +74,12 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
         record["n_seeds"] = len(rows)
         record.update(outcome_counts(outcome))
         record["epoch"] = int(rows["_epoch"].iloc[0])
-        ok = rows[outcome != DIVERGED]
+        splits, seeds = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
+        record["n_splits"] = int(len(np.unique(splits)))
         for name, column, bounds in QUANTITIES:
-            interval = mean_interval(ok[column].to_numpy(np.float64), bounds)
+            # every model, diverged ones too (a non-finite value is left out only where it is)
+            values = rows[column].to_numpy(np.float64)
+            interval = crossed_interval(block_matrix(splits, seeds, values)[2], bounds)
             record.update({f"{name}_median": interval.median, f"{name}_mean": interval.mean,
                            f"{name}_low": interval.low, f"{name}_high": interval.high})  # fmt: skip
         record["held_out"] = bool(rows["test_size"].iloc[0] > 0) and bool(
@@ -96,9 +105,9 @@ def _number(value: float, digits: int = 4) -> float | None:
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Return the summary as a table of numbers: one column per number, so that it sorts.
 
-    Rates are shares of the configuration's seeds with their Wilson 95% interval; medians,
-    means and 95% bootstrap intervals are over the seeds that did not diverge, on one test
-    split. Missing numbers are None.
+    Rates are shares of the configuration's models with their Wilson 95% interval; medians,
+    means and 95% bootstrap intervals are over every model with a finite value, over seeds and
+    splits. Missing numbers are None.
     """
     settings = [c for c in SETTING_COLUMNS if c in summary.columns]
     rows = []

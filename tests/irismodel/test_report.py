@@ -921,3 +921,30 @@ def test_converged_is_not_called_good_and_not_held_out_accuracy_is_shown(frame):
     warned = report.Answers("q1", "q2", warnings=["WARNING: something"])
     text = report.format_terminal(warned, report.summarize(rows))
     assert text.startswith("WARNING: something")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_a_split_effect_one_split_misses_is_covered_over_seeds_and_splits(tmp_path):
+    """Two real splits whose test accuracy differs: the interval over one split's seeds misses
+    the other split's mean; the interval over seeds x splits covers both, and says so."""
+    config = validate_config(output_dir=str(tmp_path), device="cpu", hidden_dims=[8],
+                             optimizers=["sgd"], seeds="0..9", split_seeds="7, 8", epochs=300,
+                             standardize=True, reference_seeds=0)  # fmt: skip
+    frame = results.read_results(run_sweep(config, "splits"))
+    means = frame.groupby("split_seed").test_accuracy.mean()
+    assert means[7] - means[8] > 0.05  # a real split effect: 38 test rows each, other rows
+
+    def accuracy(rows: pd.DataFrame) -> tuple[dict[str, Any], str]:
+        answers = report.answer_questions(rows)
+        return answers.numbers["settings"][0]["question1"]["rules"]["sgd"]["accuracy"], (
+            answers.question1
+        )
+
+    one, _ = accuracy(frame[frame.split_seed == 7])
+    assert one["covers"] == "over 10 seeds, one data split"
+    assert one["low"] > means[8]  # one split's interval misses the other split
+    both, words = accuracy(frame)
+    assert both["covers"] == "over 10 seeds x 2 splits" and "over 10 seeds x 2 splits" in words
+    assert both["low"] <= means[8] and both["high"] >= means[7]

@@ -87,10 +87,10 @@ def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
             text += f"; {rule['n_left_out']} diverged and left out of the tolerance"
         if rule["flagged"]:
             relative = rule["max_rel_diff"]
-            text += f" - ABOVE the tolerance {REFERENCE_TOLERANCE:g}"
+            text += f" - ABOVE the tolerance {rule['tolerance']:g}"
             warnings.append(
                 f"WARNING: the engine's {name} curves differ from the notebook's loop by more "
-                f"than {REFERENCE_TOLERANCE:g} relative to the loss within the first "
+                f"than {rule['tolerance']:g} relative to the loss within the first "
                 f"{EPOCH_OF_INTEREST} epochs (up to {relative:.2g} over all): the engine no "
                 "longer computes what the notebook does."
             )

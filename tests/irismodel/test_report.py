@@ -284,18 +284,20 @@ def test_the_reference_check_compares_the_notebooks_loops(frame):
     answers = report.answer_questions(rows)
     check = answers.numbers["settings"][0]["question1"]["reference"]
     checked = rows[rows.reference_checked]
-    assert {r: c["n_checked"] for r, c in check["rules"].items()} == {r: 3 for r in RULES}
+    # 3 seeds spread over the run (the first, the middle, the last) at each of 3 hidden_dims
+    assert {r: c["n_checked"] for r, c in check["rules"].items()} == {r: 9 for r in RULES}
+    assert sorted(set(checked.seed)) == [0, 2, 5]
     for rule in ("sgd", "manual"):
         mine = checked[checked.optimizer == rule]
         assert check["rules"][rule]["max_abs_diff"] >= mine.reference_max_abs_diff.max()
         assert check["rules"][rule]["max_abs_diff"] <= report.REFERENCE_TOLERANCE
         assert not check["rules"][rule]["flagged"]
     pair = check["pairs"]["manual"]
-    sgd = checked[checked.optimizer == "sgd"].sort_values("hidden_dim")
-    manual = checked[checked.optimizer == "manual"].sort_values("hidden_dim")
+    sgd = checked[checked.optimizer == "sgd"].sort_values(["hidden_dim", "seed"])
+    manual = checked[checked.optimizer == "manual"].sort_values(["hidden_dim", "seed"])
     curves = zip(sgd.reference_loss_curve, manual.reference_loss_curve, strict=True)
     expected = max(np.abs(np.subtract(a, b, dtype=np.float64)).max() for a, b in curves)
-    assert pair["n_pairs"] == 3 and pair["max_abs_diff"] == pytest.approx(expected, abs=0)
+    assert pair["n_pairs"] == 9 and pair["max_abs_diff"] == pytest.approx(expected, abs=0)
     assert check["pairs"]["manual-no-zero-grad"]["max_abs_diff"] > 1e-3  # accumulation
     assert answers.warnings == []
     # the notebook's literal line rounds twice: measured and reported as rounding, not as equal

@@ -22,6 +22,7 @@ def _run(folder, **overrides):
         output_dir=str(folder),
         device="cpu",
         shard_size=4,
+        reference_seeds=1,
     )
     config = validate_config(**{**params, **overrides})
     return results.read_results(sweep.run_sweep(config, "run"))

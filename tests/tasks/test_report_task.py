@@ -87,7 +87,7 @@ def test_artifacts_hold_the_report(two_runs):
     markdown = mine["iris-sweep-report"].data
     assert markdown.count("data:image/png;base64,") == 2
     assert markdown.index("## 1.") < markdown.index("## Summary per configuration")
-    assert "identical by construction" in markdown and "blocked by seed" in markdown
+    assert "identical by construction" in markdown and "blocked by (split, seed)" in markdown
     table = mine["iris-sweep-summary"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert len(table) == 2 and {row["optimizer"] for row in table} == {"sgd = manual"}

@@ -40,7 +40,7 @@ class ShardResults:
 
 
 def train_all(
-    split: Split, shards: list[Shard], context: RunContext, finished: frozenset[str]
+    splits: dict[int, Split], shards: list[Shard], context: RunContext, finished: frozenset[str]
 ) -> ShardResults:
     """Run one task per shard not yet finished, side by side; wait for all of them.
 
@@ -53,7 +53,7 @@ def train_all(
     for shard in shards:
         if shard.name not in finished:
             future = train_shard.with_options(task_run_name=f"train-{shard.name}").submit(
-                split, shard, context
+                splits, shard, context
             )
             pending[future.task_run_id] = (shard, future)
     results.submitted = len(pending)

@@ -40,13 +40,13 @@ def iris_sweep(**parameters: Any) -> str:
     Retry of the flow run, or `resume=<run id>`, trains only the missing shards.
     """
     config = validate_parameters(**parameters)
-    split = split_data(load_data(config.data_path), config)
-    context, finished, published = open_sweep_run(config, split.data_fingerprint)
+    splits = split_data(load_data(config.data_path), config)
+    context, finished, published = open_sweep_run(config, splits)
     LAST_RUN.run_id, LAST_RUN.published = context.flow_run_id, None
     shards = plan_shards(config)
     recorded = 4  # validate-parameters, load-data, split-data, open-run
     try:
-        results = train_all(split, [] if published else shards, context, finished)
+        results = train_all(splits, [] if published else shards, context, finished)
         recorded += results.submitted
         if published:
             path = context.place.published

@@ -59,12 +59,13 @@ def _duration(seconds: float) -> str:
 def estimate(config: SweepConfig, workers: int | None = None, compiled: bool = True) -> Estimate:
     """Return the forecast of `config` run on `workers` cores (default: this machine's)."""
     workers = workers or os.cpu_count() or 1
-    seeds = len(config.seed_set)
+    per_split = len(config.seed_set)
+    seeds = per_split * len(config.split_set)  # every seed is trained on every split
     per_rule = seeds * len(config.optimizers) * config.epochs
     unit_epochs = sum(per_rule * hidden_dim for hidden_dim in config.hidden_dims)
     factor = 1.0 if compiled and config.resolved_device in ("", "cpu") else EAGER_FACTOR
     models = seeds * len(config.optimizers) * len(config.hidden_dims)
-    shard = min(config.seeds_per_shard, seeds) * config.epochs * 4 * COPIES_PER_SHARD
+    shard = min(config.seeds_per_shard, per_split) * config.epochs * 4 * COPIES_PER_SHARD
     checked = min(config.reference_seeds, seeds) * len(config.optimizers) * len(config.hidden_dims)
     reference = checked * min(config.reference_epochs, config.epochs) * REFERENCE_SECONDS
     return Estimate(

@@ -8,7 +8,11 @@ import torch
 
 OPTIMIZERS: dict[str, str] = {
     "sgd": "torch.optim.SGD(lr)",
-    "manual": "hand-written SGD step, p.add_(p.grad, alpha=-lr), gradients reset every epoch",
+    "manual": (
+        "the notebook's fixed hand-written loop, gradients reset every epoch: p -= lr * p.grad "
+        "in the reference loop; the batched engine runs it as p.add_(p.grad, alpha=-lr), the "
+        "op torch.optim.SGD runs (the same algorithm, one rounding instead of two)"
+    ),
     "manual-no-zero-grad": (
         "the notebook's second loop as written: p -= lr * p.grad with gradients never reset, "
         "so they accumulate epoch after epoch"
@@ -60,10 +64,7 @@ class NotebookUpdate:
         """Apply one update to every parameter from its `.grad`."""
         if self.optimizer is not None:
             self.optimizer.step()
-        elif self.name == "manual":
-            for p in self.params:
-                p.add_(p.grad, alpha=-self.learning_rate)
-        else:  # manual-no-zero-grad, as the notebook wrote it: two roundings, not one
+        else:  # both hand-written loops, as the notebook wrote them: two roundings, not one
             for p in self.params:
                 p -= self.learning_rate * p.grad
 

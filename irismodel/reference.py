@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +31,40 @@ class ReferenceCheck:
         return cls(np.zeros(k, bool), 0, np.full(k, np.nan), np.zeros(k, bool), [None] * k)
 
 
-def checked_seeds(seeds: IntRanges, per_configuration: int) -> set[int]:
-    """Return the seeds checked in every configuration: the first `per_configuration` of the run."""
-    return set(itertools.islice(iter(seeds), max(per_configuration, 0)))
+def checked_pairs(
+    seeds: IntRanges, per_configuration: int, splits: IntRanges
+) -> set[tuple[int, int]]:
+    """Return the (split seed, seed) pairs checked in every configuration, spread over the run.
+
+    Check i of k takes the seed and the split at evenly spaced positions (i / (k - 1) of the
+    way through each, the first and the last included): seeds beyond the first, and splits
+    beyond the first, are retrained. With k at least the run's seeds, every seed is checked.
+    """
+    k, n, m = max(per_configuration, 0), len(seeds), max(len(splits), 1)
+    if k == 0 or n == 0:
+        return set()
+    if k >= n:
+        positions = [(i, i) for i in range(n)]
+    else:
+        step = 1 / (k - 1) if k > 1 else 0.0
+        positions = [(round(i * step * (n - 1)), i) for i in range(k)]
+    split_step = 1 / (len(positions) - 1) if len(positions) > 1 else 0.0
+    return {
+        (splits.take(p, p + 1)[0] if len(splits) else 0, seeds.take(s, s + 1)[0])
+        for s, p in ((s, round(i * split_step * (m - 1))) for s, i in positions)
+    }
+
+
+def checked_seeds(
+    seeds: IntRanges,
+    per_configuration: int,
+    splits: IntRanges | None = None,
+    split_seed: int | None = None,
+) -> set[int]:
+    """Return the seeds checked on split `split_seed` (`checked_pairs`; one split: all of them)."""
+    splits = splits if splits is not None else IntRanges.of([0])
+    split_seed = splits.first() if split_seed is None and len(splits) else split_seed
+    return {s for p, s in checked_pairs(seeds, per_configuration, splits) if p == split_seed}
 
 
 def _curve_difference(batched: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -61,7 +91,8 @@ def check_against_reference(
 
     `learning_rate` is the one asked for (not the one the engine reports it used).
     The notebook's code (`train_reference`: an `nn.Module`, `torch.optim.SGD` or the literal
-    hand-written update, with or without `zero_grad`) runs for the first `epochs` epochs; its
+    hand-written `param -= learning_rate * param.grad` under `torch.no_grad()`, with or
+    without `zero_grad`) runs for the first `epochs` epochs; its
     loss curve is compared with the first `epochs` values of each batched model's curve, and
     its test-set predictions with those of the batched engine run for as many epochs.
     """

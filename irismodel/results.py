@@ -29,8 +29,10 @@ import pyarrow.parquet as pq
 
 from irismodel import storage
 
-SCHEMA_VERSION = "3"
-READABLE_VERSIONS = ("1", "2", "3")
+# Version 4 changed what `outcome` means (judged on the final tenth of the epochs, with
+# `oscillating`) and added no column: version 3 files read as they are.
+SCHEMA_VERSION = "4"
+READABLE_VERSIONS = ("1", "2", "3", "4")
 FILE_PREFIX = "iris-sweep-"
 FILE_SUFFIX = ".parquet"
 MANIFEST = "_run.json"
@@ -104,7 +106,7 @@ ADDED_IN_3 = (
 )
 SCHEMA_V2 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_3])
 SCHEMA_V1 = pa.schema([f for f in SCHEMA_V2 if f.name not in ADDED_IN_2])
-SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA}
+SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA, "4": SCHEMA}
 
 
 class ResultsError(ValueError):

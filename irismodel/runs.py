@@ -51,13 +51,15 @@ class RunError(ValueError):
 
 @dataclass(frozen=True)
 class Shard:
-    """One task's share of a sweep: seeds at sorted positions `start..stop-1` of a configuration."""
+    """One task's share of a sweep: seeds `start..stop-1` of a configuration on one data split."""
 
     hidden_dim: int
     optimizer: str
-    index: int  # within its configuration: 0, 1, ...
+    index: int  # within its configuration and split: 0, 1, ...
     start: int
     stop: int
+    split_seed: int = 0
+    named_split: bool = False  # the run has several splits: the name says which
 
     @property
     def configuration(self) -> str:
@@ -66,8 +68,9 @@ class Shard:
 
     @property
     def name(self) -> str:
-        """The shard's name, e.g. `h8-sgd-0003`: its task's and its part file's."""
-        return f"{self.configuration}-{self.index:04d}"
+        """The shard's name, e.g. `h8-sgd-0003`, or `s2-h8-sgd-0003` on split seed 2 of several."""
+        split = f"s{self.split_seed}-" if self.named_split else ""
+        return f"{split}{self.configuration}-{self.index:04d}"
 
     @property
     def file_name(self) -> str:
@@ -83,10 +86,12 @@ class Shard:
 
 
 def plan_shards(config: SweepConfig) -> list[Shard]:
-    """Return every shard of a sweep: each configuration's seeds cut into `seeds_per_shard`."""
+    """Return every shard of a sweep: per split and configuration, seeds cut into shards."""
     size, total = config.seeds_per_shard, len(config.seed_set)
+    named = len(config.split_set) > 1
     return [
-        Shard(hidden_dim, optimizer, index, start, min(start + size, total))
+        Shard(hidden_dim, optimizer, index, start, min(start + size, total), split, named)
+        for split in config.split_set
         for hidden_dim in config.hidden_dims
         for optimizer in config.optimizers
         for index, start in enumerate(range(0, total, size))
@@ -204,6 +209,8 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
         )
     record = _manifest(RunPlace(config.output_dir, folder), staged=True)
     stored = dict(record["parameters"])
+    if "split_seed" in stored:  # a run started before splits were an axis: its one split
+        stored["split_seeds"] = [stored.pop("split_seed")]
     defaults = SweepConfig().parameters()
     given = config.parameters()
     clashes = [
@@ -396,13 +403,14 @@ def part_matches(
         parquet = pq.ParquetFile(path, filesystem=fs)
         if _part_problem(parquet, shard, run_id, fingerprint) is not None:
             return False
-        table = parquet.read(columns=["hidden_dim", "optimizer", "seed", "epochs"])
+        table = parquet.read(columns=["hidden_dim", "optimizer", "seed", "epochs", "split_seed"])
         curves = parquet.read(columns=["loss_curve"])["loss_curve"]
         lengths = pc.list_value_length(curves)
         return (
             table["seed"].to_pylist() == shard.seeds(config)
             and _all_equal(table["hidden_dim"], shard.hidden_dim)
             and _all_equal(table["optimizer"], shard.optimizer)
+            and _all_equal(table["split_seed"], shard.split_seed)
             and _all_equal(table["epochs"], config.epochs)
             and _all_equal(lengths, config.epochs)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from irismodel import storage
-from irismodel.config import SweepConfig, check_data
+from irismodel.config import SweepConfig, check_splits
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
@@ -73,10 +74,12 @@ def shard_table(
     shard: str,
     worker: str,
     check: ReferenceCheck | None = None,
+    split_seed: int | None = None,
 ) -> pa.Table:
     """Return the results rows of one trained shard as a table of SCHEMA, built from arrays.
 
     `check` is the shard's reference check (`check_against_reference`); None: none checked.
+    `split_seed` is the seed of `split` (default: the run's first split seed).
     """
     config = context.config
     k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
@@ -97,7 +100,7 @@ def shard_table(
     constant("learning_rate", run.learning_rate)
     constant("epochs", run.epochs)
     constant("test_size", config.test_size)
-    constant("split_seed", config.split_seed)
+    constant("split_seed", config.split_set.first() if split_seed is None else split_seed)
     constant("standardize", config.standardize)
     constant("positive_class", split.positive_class)
     constant("data_source", split.data_source)
@@ -114,6 +117,7 @@ def shard_table(
     last = run.loss_curves[:, -1] if k else np.empty(0, np.float32)
     columns["final_train_loss"] = pa.array(last.astype(np.float64))
     columns["diverged"] = pa.array(diverged)
+    accuracy = {}
     for part, x, y in (
         ("train", split.x_train, split.y_train),
         ("test", split.x_test, split.y_test),
@@ -126,12 +130,16 @@ def shard_table(
             chunk_scores = binary_metrics(probabilities, y, diverged[lo : lo + METRICS_CHUNK])
             for name in METRIC_NAMES:
                 scores[name][lo : lo + METRICS_CHUNK] = chunk_scores[name]
+        accuracy[part] = scores["accuracy"]
         for name in METRIC_NAMES:
             values = scores[name]
             columns[f"{part}_{name}"] = pa.array(values, mask=np.isnan(values))
     constant("train_seconds", run.train_seconds / max(k, 1))
     baseline = baseline_loss(split.x_train, split.y_train)
-    columns["outcome"] = pa.array(classify(run.loss_curves, diverged, baseline), pa.string())
+    positive_share = float(split.y_train.mean()) if len(split.y_train) else 0.5
+    majority = max(positive_share, 1 - positive_share)
+    outcome = classify(run.loss_curves, diverged, baseline, accuracy["train"], majority)
+    columns["outcome"] = pa.array(outcome, pa.string())
     constant("baseline_loss", baseline)
     if check is None:
         check = ReferenceCheck.none(k)
@@ -148,14 +156,20 @@ def shard_table(
     return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 
 
-def run_shard(split: Split, shard: Shard, context: RunContext) -> ShardSummary:
+def run_shard(
+    splits: Mapping[int, Split] | Split, shard: Shard, context: RunContext
+) -> ShardSummary:
     """Train every seed of one shard at once, evaluate them, write their rows; return a summary.
+
+    `splits` holds the run's splits by split seed (`check_splits`); the shard trains on its own.
+    A single `Split` stands for the shard's split.
 
     The part file goes into the run's staging folder from this process (a thread of the flow or
     a Dask worker), atomically; an older file of the same shard (from an attempt whose file
     failed the resume checks) is replaced.
     """
     config = context.config
+    split = splits[shard.split_seed] if isinstance(splits, Mapping) else splits
     run = train_batched(
         split.x_train,
         split.y_train,
@@ -170,11 +184,11 @@ def run_shard(split: Split, shard: Shard, context: RunContext) -> ShardSummary:
         split,
         run,
         config.learning_rate,
-        checked_seeds(config.seed_set, config.reference_seeds),
+        checked_seeds(config.seed_set, config.reference_seeds, config.split_set, shard.split_seed),
         config.reference_epochs,
     )
     worker = this_worker()
-    table = shard_table(run, split, context, shard.name, worker, check)
+    table = shard_table(run, split, context, shard.name, worker, check, shard.split_seed)
     table = table.replace_schema_metadata(
         part_metadata(config.parameters(), context.flow_run_id, shard.name, worker)
     )
@@ -217,14 +231,15 @@ def run_sweep(
     Takes a validated config (`validate_config`); returns the location of the published run
     folder. Resumes run `flow_run_id` (or `config.resume`) if it is unfinished there.
     """
-    split = check_data(config)
-    opened = open_run(config, flow_run_id, started_at or datetime.now(UTC), split.data_fingerprint)
+    splits = check_splits(config)
+    fingerprint = next(iter(splits.values())).data_fingerprint
+    opened = open_run(config, flow_run_id, started_at or datetime.now(UTC), fingerprint)
     if opened.published:
         return opened.place.published
     context = context_of(opened, config)
     for shard in plan_shards(config):
         if shard.name not in opened.finished:
-            run_shard(split, shard, context)
+            run_shard(splits, shard, context)
     published = publish_run(opened.place, [], config, opened.run_id)
     assert published is not None
     return published

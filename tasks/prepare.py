@@ -30,9 +30,11 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
     check_fits(config, forecast, config.force)
     get_run_logger().info("forecast: %s", forecast.text())
     get_run_logger().info(
-        "sweep of %d configurations x %d seeds (%d shards of up to %d seeds) on %s, into %s",
+        "sweep of %d configurations x %d seeds x %d splits (%d shards of up to %d seeds) on %s, "
+        "into %s",
         len(config.hidden_dims) * len(config.optimizers),
         len(config.seed_set),
+        len(config.split_set),
         len(plan_shards(config)),
         config.seeds_per_shard,
         config.resolved_device,
@@ -66,31 +68,39 @@ def load_data(data_path: str | None) -> Dataset:
 
 
 @task(name="split-data", cache_policy=NO_CACHE, persist_result=False)
-def split_data(dataset: Dataset, config: SweepConfig) -> Split:
-    """Binarize by the positive class and split into training and test rows."""
-    split = split_dataset(
-        dataset, config.positive_class, config.test_size, config.split_seed, config.standardize
-    )
+def split_data(dataset: Dataset, config: SweepConfig) -> dict[int, Split]:
+    """Binarize by the positive class and split into training and test rows, once per split seed."""
+    splits = {
+        seed: split_dataset(
+            dataset, config.positive_class, config.test_size, seed, config.standardize
+        )
+        for seed in config.split_set
+    }
+    first = next(iter(splits.values()))
     get_run_logger().info(
-        "%s against the rest: %d training rows, %d test rows",
-        split.positive_class,
-        len(split.y_train),
-        len(split.y_test),
+        "%s against the rest: %d training rows, %d test rows, %d split(s) (seeds %s)",
+        first.positive_class,
+        len(first.y_train),
+        len(first.y_test),
+        len(splits),
+        config.split_set.text(),
     )
-    return split
+    return splits
 
 
 @task(name="open-run", cache_policy=NO_CACHE, persist_result=False)
 def open_sweep_run(
-    config: SweepConfig, fingerprint: str | None = None
+    config: SweepConfig, splits: dict[int, Split]
 ) -> tuple[RunContext, frozenset[str], bool]:
     """Open the run's staging folder, or find what an earlier attempt of it already wrote.
 
-    `fingerprint` is the data's: a resume on other data is refused.
+    The run records the data's fingerprint (the same in every split): a resume on other data
+    is refused.
 
     Returns the context, the shards already written (and checked), and whether the run was
     already published.
     """
+    fingerprint = next(iter(splits.values())).data_fingerprint
     opened = open_run(config, flow_run.get_id() or "local", fingerprint=fingerprint)
     logger = get_run_logger()
     if opened.published:

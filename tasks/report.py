@@ -40,8 +40,8 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         table=table.astype(object).where(table.notna(), None).to_dict("records"),
         key=SUMMARY_KEY,
         description=(
-            "Per (hidden_dim, optimizer): converged/stalled/diverged with Wilson 95% rates; "
-            "median, mean and 95% bootstrap interval over seeds (one data split), one number "
+            "Per (hidden_dim, optimizer): converged/stalled/oscillating/diverged with Wilson 95% "
+            "rates; median, mean and 95% bootstrap interval over seeds and splits, one number "
             f"per column; run {flow_run_id}."
         ),
     )

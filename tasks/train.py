@@ -26,12 +26,12 @@ def _retry_unless_stopped(task: object, task_run: object, state: object) -> bool
     cache_policy=NO_CACHE,  # the part file in the run's folder is the durable result
     persist_result=False,
 )
-def train_shard(split: Split, shard: Shard, context: RunContext) -> ShardSummary:
+def train_shard(splits: dict[int, Split], shard: Shard, context: RunContext) -> ShardSummary:
     """Train, evaluate and write one shard; hand back only where its rows are and a few counts."""
     # Parallelism comes from tasks running side by side; one torch thread each keeps them from
     # oversubscribing the cores and keeps results independent of what runs beside them.
     torch.set_num_threads(1)
-    summary = run_shard(split, shard, context)
+    summary = run_shard(splits, shard, context)
     if summary.engine == "batched":  # the eager loop: 3-12x slower than the compiled ones
         reason = native.unavailable_reason()
         get_run_logger().info(

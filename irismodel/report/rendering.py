@@ -15,7 +15,7 @@ from irismodel import storage
 from .answers import Answers
 from .settings import EPOCH_OF_INTEREST, SETTING_COLUMNS
 from .summary import summary_text_table
-from .wording import OVER_SEEDS, word_answers
+from .wording import word_answers
 
 QUESTION1 = "Is the model good, and does the hand-written update match torch.optim.SGD?"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -100,14 +100,15 @@ def _markdown_answers(answers: Answers) -> Answers:
             html.escape(answers.question2),
             notes=[html.escape(plain(note)) for note in answers.notes],
             warnings=[html.escape(plain(line)) for line in answers.warnings],
+            headline=[html.escape(plain(line)) for line in answers.headline],
         )
 
 
 TABLE_LEGEND = (
-    "Per configuration: seeds, then how many converged / stalled / diverged; the stalled rate "
-    "with its 95% Wilson interval; the median model and the mean with its bootstrap interval "
-    f"({OVER_SEEDS}) over the seeds that did not diverge. Epochs are 1-based: the loss of epoch "
-    "e is `loss_curve[e - 1]`."
+    "Per configuration: models (seeds x splits), then how many converged / stalled / "
+    "oscillating / diverged; the stalled rate with its 95% Wilson interval; the median model "
+    "and the mean with its 95% bootstrap interval over seeds and splits, over every model with "
+    "a finite value. Epochs are 1-based: the loss of epoch e is `loss_curve[e - 1]`."
 )
 
 
@@ -129,6 +130,9 @@ def render_markdown(
     lines = ["# iris-sweep report", ""]
     for warning in escaped.warnings:
         lines += [f"> **{warning}**", ""]
+    if escaped.headline:
+        lines += ["## Headline", "", *(f"- {line}" for line in escaped.headline), "",
+                  "Definitions and details follow.", ""]  # fmt: skip
     lines += [f"## 1. {QUESTION1}", "", escaped.question1, "",
               f"## 2. {question2(epoch)}", "", escaped.question2, ""]  # fmt: skip
     if escaped.notes:
@@ -156,6 +160,8 @@ def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_
     for column in _DATA_COLUMNS & set(table.columns):
         table[column] = table[column].map(plain)
     lines = [*answers.warnings, ""] if answers.warnings else []
+    if answers.headline:
+        lines += ["Headline:", *answers.headline, ""]
     lines += [
         table.to_string(index=False),
         "",

@@ -69,14 +69,15 @@ def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
     frame["_group"] = by.ngroup().to_numpy(np.int32)
     order = np.argsort(frame["run_started_at"].array.asi8, kind="stable")
     keys = pd.DataFrame({"group": frame["_group"].to_numpy()[order],
+                         "split": frame["split_seed"].to_numpy()[order],
                          "seed": frame["seed"].to_numpy()[order]})  # fmt: skip
     order = order[~keys.duplicated(keep="last").to_numpy()]
     del keys
     by_name = (
         frame[c].to_numpy()[order] if c != "optimizer" else frame[c].cat.codes.to_numpy()[order]
-        for c in ("seed", "optimizer", "hidden_dim")
+        for c in ("seed", "split_seed", "optimizer", "hidden_dim")
     )
-    order = order[np.lexsort(tuple(by_name))]  # stable: hidden_dim, optimizer, seed
+    order = order[np.lexsort(tuple(by_name))]  # stable: hidden_dim, optimizer, split, seed
     frame = take(frame, order)
     frame["_epoch"] = np.minimum(frame["epochs"].to_numpy(np.int64), epoch).astype(np.int32)
     frame["_majority_train"] = majority_accuracy(frame, "train").to_numpy()
@@ -128,7 +129,7 @@ def _read_curves(scan: Scan) -> None:
 def _mark_duplicates(models: pd.DataFrame) -> None:
     """Set `_duplicate` on manual rows that repeat sgd's, setting by setting."""
     duplicate = np.zeros(len(models), dtype=bool)
-    keys = [*SETTING_COLUMNS, "hidden_dim", "seed"]
+    keys = [*SETTING_COLUMNS, "split_seed", "hidden_dim", "seed"]
     sgd = models[models["optimizer"] == "sgd"]
     manual = models[models["optimizer"] == "manual"]
     if len(sgd) and len(manual):

@@ -18,13 +18,13 @@ REFERENCE_TOLERANCE = 1e-5
 BOOTSTRAP_RESAMPLES = 999
 BOOTSTRAP_SEED = 20261127
 # Parameters that change what a loss or an accuracy means: rows that differ in one of them are
-# never pooled. The split (and so the evaluated rows) depends on the last four.
+# never pooled. The split seed is not one of them: splits are a sweep axis, a source of chance
+# that every interval covers, as the model seeds are.
 SETTING_COLUMNS = (
     "learning_rate",
     "epochs",
     "standardize",
     "test_size",
-    "split_seed",
     "positive_class",
     "data_fingerprint",
 )
@@ -37,7 +37,8 @@ REPORT_PREFIX = "_iris-sweep-report"
 OPTIMIZER_ORDER = ("sgd", "manual", "manual-no-zero-grad", "momentum", "adam")
 # The outcomes of irismodel.outcomes, and "unknown" for rows of files written before them.
 CONVERGED, STALLED, DIVERGED, UNKNOWN = "converged", "stalled", "diverged", "unknown"
-OUTCOMES = (CONVERGED, STALLED, DIVERGED, UNKNOWN)
+OSCILLATING = "oscillating"
+OUTCOMES = (CONVERGED, STALLED, OSCILLATING, DIVERGED, UNKNOWN)
 
 
 class ReportError(ValueError):

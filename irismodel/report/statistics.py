@@ -1,9 +1,11 @@
-"""The report's statistics: bootstrap intervals over seeds, Wilson rates, the blocked trend test.
+"""The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests.
 
-Every interval is over seeds, on the run's one data split: it says how much the answer moves
-from seed to seed, not how it would move on other data. Intervals of a bounded quantity
-(accuracy in [0, 1], a loss >= 0) come from resampling the seeds, so they stay inside the
-quantity's range, and are clipped to it besides.
+An answer's interval covers both sources of chance in a sweep, the model seeds and the data
+splits (`crossed_interval`): splits and seeds are resampled, each as a whole (a seed starts
+from the same first rows of fc1.weight on every split, so seeds are crossed with splits, not
+nested in them). With one split it is an interval over seeds alone, and says so. Intervals of
+a bounded quantity (accuracy in [0, 1], a loss >= 0) come from resampling, so they stay inside
+the quantity's range, and are clipped to it besides.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class Interval:
     low: float
     high: float
     method: str
+    n_splits: int = 1  # the data splits the interval covers
+    se: float = math.nan  # the bootstrap standard error of the statistic
+
+    def covers(self) -> str:
+        """What the interval is over: `over 300 seeds x 6 splits`, or `over 30 seeds, one split`."""
+        if self.n_splits > 1:
+            return f"over {self.n} seeds x {self.n_splits} splits"
+        return f"over {self.n} seeds, one data split"
 
     @property
     def has_interval(self) -> bool:
@@ -155,3 +165,87 @@ def seed_slopes(matrix: np.ndarray, dims: np.ndarray) -> np.ndarray:
     """Return per seed (row) the least-squares slope of its values against hidden_dim."""
     centred = dims.astype(np.float64) - dims.mean()
     return (matrix - matrix.mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
+
+
+def block_matrix(
+    splits: np.ndarray, seeds: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (split seeds, seeds, matrix splits x seeds) of `values`, NaN where none was given."""
+    split_ids, split_at = np.unique(splits, return_inverse=True)
+    seed_ids, seed_at = np.unique(seeds, return_inverse=True)
+    matrix = np.full((len(split_ids), len(seed_ids)), math.nan)
+    matrix[split_at, seed_at] = values
+    return split_ids, seed_ids, matrix
+
+
+def crossed_interval(
+    matrix: np.ndarray,
+    bounds: tuple[float, float] = UNBOUNDED,
+    statistic: str = "mean",
+) -> Interval:
+    """Return the mean (or median) of a splits x seeds matrix and its 95% bootstrap interval.
+
+    Each resample draws the splits with replacement, then the seeds with replacement, each seed
+    as a whole across splits, and takes the statistic of the finite cells drawn: the interval
+    covers both the seeds and the splits. NaN cells (no model, or left out) are skipped. A
+    fixed random state: the same values give the same interval.
+    """
+    matrix = np.atleast_2d(np.asarray(matrix, np.float64))
+    finite = np.isfinite(matrix)
+    keep_rows, keep_cols = finite.any(axis=1), finite.any(axis=0)
+    matrix, finite = matrix[keep_rows][:, keep_cols], finite[keep_rows][:, keep_cols]
+    m, n = matrix.shape
+    values = matrix[finite]
+    if values.size == 0:
+        return Interval(0, math.nan, math.nan, math.nan, math.nan, "no seeds")
+    mean, median = float(values.mean()), float(np.median(values))
+    centre = mean if statistic == "mean" else median
+    if n == 1 and m == 1:
+        return Interval(1, mean, median, math.nan, math.nan, "one seed")
+    if np.all(values == values[0]):
+        return Interval(n, mean, median, mean, mean, "all equal", m, 0.0)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    filled = np.where(finite, matrix, 0.0)
+    weights = finite.astype(np.float64)
+    out = np.empty(BOOTSTRAP_RESAMPLES)
+    batch = max(1, (1 << 21) // max(m * n, 1))
+    for start in range(0, BOOTSTRAP_RESAMPLES, batch):
+        size = min(batch, BOOTSTRAP_RESAMPLES - start)
+        rows = rng.integers(0, m, (size, m))  # (size, m) splits drawn
+        cols = rng.integers(0, n, (size, n))  # (size, n) seeds drawn
+        if statistic == "mean":
+            # counts of each split and seed drawn: the resample's sum is a weighted sum
+            row_counts = _counts(rows, m)
+            col_counts = _counts(cols, n)
+            total = np.einsum("bi,ij,bj->b", row_counts, filled, col_counts)
+            count = np.einsum("bi,ij,bj->b", row_counts, weights, col_counts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[start : start + size] = total / count
+        else:
+            for b in range(size):
+                drawn = matrix[np.ix_(rows[b], cols[b])]
+                drawn = drawn[np.isfinite(drawn)]
+                out[start + b] = np.median(drawn) if drawn.size else math.nan
+    out = out[np.isfinite(out)]
+    alpha = 1 - CONFIDENCE
+    low, high = np.quantile(out, [alpha / 2, 1 - alpha / 2]) if out.size else (math.nan,) * 2
+    method = "bootstrap over splits and seeds" if m > 1 else "bootstrap over seeds"
+    return Interval(
+        n, centre if statistic != "mean" else mean, median, max(float(low), bounds[0]),
+        min(float(high), bounds[1]), method, m, float(np.std(out, ddof=1)) if out.size > 1 else 0.0,
+    )  # fmt: skip
+
+
+def _counts(drawn: np.ndarray, width: int) -> np.ndarray:
+    """(resamples, width) counts of each index drawn, row by row, from (resamples, k) draws."""
+    size = len(drawn)
+    flat = (np.arange(size)[:, None] * width + drawn).ravel()
+    return np.bincount(flat, minlength=size * width).reshape(size, width).astype(np.float64)
+
+
+def theil_sen_slopes(matrix: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """Return per row (block) the Theil-Sen slope: the median of its pairwise slopes."""
+    x = dims.astype(np.float64)
+    i, j = np.triu_indices(len(x), k=1)
+    pairwise = (matrix[:, j] - matrix[:, i]) / (x[j] - x[i])  # (blocks, pairs)
+    return np.median(pairwise, axis=1) if pairwise.shape[1] else np.full(len(matrix), math.nan)

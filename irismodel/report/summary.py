@@ -11,13 +11,20 @@ import pandas as pd
 from .settings import (
     CONVERGED,
     DIVERGED,
+    OSCILLATING,
     SETTING_COLUMNS,
     STALLED,
     UNKNOWN,
     optimizer_order,
     varying_settings,
 )
-from .statistics import ACCURACY_BOUNDS, LOSS_BOUNDS, mean_interval, rate_interval
+from .statistics import (
+    ACCURACY_BOUNDS,
+    LOSS_BOUNDS,
+    block_matrix,
+    crossed_interval,
+    rate_interval,
+)
 
 # (summary name, models column, bounds): the quantities summarised over seeds
 QUANTITIES = (
@@ -37,9 +44,9 @@ def outcome_counts(outcome: np.ndarray) -> dict[str, Any]:
     """Counts of each outcome and the Wilson rates of stalled and diverged models."""
     n = len(outcome)
     counts = {name: int(np.count_nonzero(outcome == name)) for name in
-              (CONVERGED, STALLED, DIVERGED, UNKNOWN)}  # fmt: skip
+              (CONVERGED, STALLED, OSCILLATING, DIVERGED, UNKNOWN)}  # fmt: skip
     record: dict[str, Any] = {f"n_{name}": count for name, count in counts.items()}
-    for name in (STALLED, DIVERGED):
+    for name in (STALLED, OSCILLATING, DIVERGED):
         rate, low, high = rate_interval(counts[name], n)
         if name == STALLED and counts[UNKNOWN]:  # older rows: stalled cannot be told
             rate, low, high = math.nan, math.nan, math.nan
@@ -67,9 +74,12 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
         record["n_seeds"] = len(rows)
         record.update(outcome_counts(outcome))
         record["epoch"] = int(rows["_epoch"].iloc[0])
-        ok = rows[outcome != DIVERGED]
+        splits, seeds = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
+        record["n_splits"] = int(len(np.unique(splits)))
         for name, column, bounds in QUANTITIES:
-            interval = mean_interval(ok[column].to_numpy(np.float64), bounds)
+            # every model, diverged ones too (a non-finite value is left out only where it is)
+            values = rows[column].to_numpy(np.float64)
+            interval = crossed_interval(block_matrix(splits, seeds, values)[2], bounds)
             record.update({f"{name}_median": interval.median, f"{name}_mean": interval.mean,
                            f"{name}_low": interval.low, f"{name}_high": interval.high})  # fmt: skip
         record["held_out"] = bool(rows["test_size"].iloc[0] > 0) and bool(
@@ -95,9 +105,9 @@ def _number(value: float, digits: int = 4) -> float | None:
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Return the summary as a table of numbers: one column per number, so that it sorts.
 
-    Rates are shares of the configuration's seeds with their Wilson 95% interval; medians,
-    means and 95% bootstrap intervals are over the seeds that did not diverge, on one test
-    split. Missing numbers are None.
+    Rates are shares of the configuration's models with their Wilson 95% interval; medians,
+    means and 95% bootstrap intervals are over every model with a finite value, over seeds and
+    splits. Missing numbers are None.
     """
     settings = [c for c in SETTING_COLUMNS if c in summary.columns]
     rows = []
@@ -109,7 +119,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["hidden_dim"] = int(record["hidden_dim"])
         row["optimizer"] = record["rules"]
         row["seeds"] = int(record["n_seeds"])
-        for name in (CONVERGED, STALLED, DIVERGED):
+        for name in (CONVERGED, STALLED, OSCILLATING, DIVERGED):
             row[name] = int(record[f"n_{name}"])
         if record[f"n_{UNKNOWN}"]:
             row["outcome unknown"] = int(record[f"n_{UNKNOWN}"])
@@ -165,10 +175,11 @@ def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["hidden_dim"] = int(record["hidden_dim"])
         row["optimizer"] = record["rules"]
         unknown, n = record[f"n_{UNKNOWN}"], record["n_seeds"]
-        row["seeds: conv/stall/div"] = (
-            f"{n}: ?/?/{record['n_diverged']} ({unknown} unknown)"
+        row["models: conv/stall/osc/div"] = (
+            f"{n}: ?/?/?/{record['n_diverged']} ({unknown} unknown)"
             if unknown
-            else f"{n}: {record['n_converged']}/{record['n_stalled']}/{record['n_diverged']}"
+            else f"{n}: {record['n_converged']}/{record['n_stalled']}/"
+            f"{record['n_oscillating']}/{record['n_diverged']}"
         )
         row["stalled [95%]"] = rate_text(record["stalled_rate"], record["stalled_low"],
                                          record["stalled_high"])  # fmt: skip

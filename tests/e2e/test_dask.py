@@ -17,7 +17,13 @@ from . import servers
 
 pytestmark = pytest.mark.e2e
 
-TINY = {"hidden_dims": [8, 9], "optimizers": ["sgd", "manual"], "seeds": [0, 1], "epochs": 50}
+TINY = {
+    "hidden_dims": [8, 9],
+    "optimizers": ["sgd", "manual"],
+    "split_seeds": "0",
+    "seeds": [0, 1],
+    "epochs": 50,
+}
 
 
 def run_locally(api_url: str, output_dir: Path) -> pd.DataFrame:

@@ -26,7 +26,13 @@ from . import servers
 pytestmark = pytest.mark.e2e
 
 PREFECT_YAML = servers.PROJECT_ROOT / "prefect.yaml"
-TINY = {"hidden_dims": [8, 9], "optimizers": ["sgd", "manual"], "seeds": [0, 1], "epochs": 50}
+TINY = {
+    "hidden_dims": [8, 9],
+    "optimizers": ["sgd", "manual"],
+    "split_seeds": "0",
+    "seeds": [0, 1],
+    "epochs": 50,
+}
 PREFECT = str(servers.BIN / "prefect")
 
 

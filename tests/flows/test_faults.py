@@ -35,7 +35,14 @@ from irismodel.results import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FAULT_SCRIPTS = Path(__file__).with_name("_fault_scripts.py")
-TINY = dict(hidden_dims=[8, 9], optimizers=["sgd", "manual"], seeds=[0, 1], epochs=40, device="cpu")
+TINY = dict(
+    hidden_dims=[8, 9],
+    optimizers=["sgd", "manual"],
+    split_seeds="0",
+    seeds=[0, 1],
+    epochs=40,
+    device="cpu",
+)
 RUN_COLUMNS = ("flow_run_id", "run_started_at", "run_status")  # differ between runs by design
 
 flow_test = pytest.mark.usefixtures("prefect_harness")
@@ -114,6 +121,8 @@ def _cli_args(output_dir: Path, hidden_dims, optimizers, seeds, epochs) -> list[
         *map(str, hidden_dims),
         "--optimizers",
         *optimizers,
+        "--split-seeds",
+        "0",
         "--seeds",
         *map(str, seeds),
         "--epochs",
@@ -196,7 +205,9 @@ def _part_writers(folder: Path) -> dict[str, int]:
 def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path):
     """A run killed mid-sweep publishes nothing; `--resume` trains only the missing shards."""
     # 24 shards of ~0.3 s each here: long enough to kill in the middle, short enough to rerun
-    sweep = dict(hidden_dims=range(8, 14), optimizers=["sgd"], seeds=range(64), epochs=2500)
+    sweep = dict(
+        hidden_dims=range(8, 14), optimizers=["sgd"], split_seeds="0", seeds=range(64), epochs=2500
+    )
     output = tmp_path / "out"
     process = _start([*_cli_args(output, **sweep), "--shard-size", "16"], tmp_path / "cli.log")
     staging = output / results.STAGING
@@ -281,7 +292,9 @@ def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
 @flow_test
 def test_two_runs_writing_at_once_both_land(tmp_path):
     """Two flow runs in two processes, one output location: both files whole, read as one."""
-    sweep = dict(hidden_dims=[8, 9], optimizers=["sgd", "manual"], seeds=[0, 1], epochs=50)
+    sweep = dict(
+        hidden_dims=[8, 9], optimizers=["sgd", "manual"], split_seeds="0", seeds=[0, 1], epochs=50
+    )
     output = tmp_path / "out"
     processes = [_start(_cli_args(output, **sweep), tmp_path / f"cli-{i}.log") for i in range(2)]
     try:

@@ -9,7 +9,9 @@ from irismodel.results import file_metadata, read_results
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-TINY = dict(hidden_dims=[8, 9], optimizers=["sgd", "manual"], seeds=[0, 1, 2], epochs=60)
+TINY = dict(
+    hidden_dims=[8, 9], optimizers=["sgd", "manual"], split_seeds="0", seeds=[0, 1, 2], epochs=60
+)
 
 
 def test_flow_writes_one_row_per_model(tmp_path):
@@ -47,6 +49,7 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
     iris_sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))(
         hidden_dims=[10],
         optimizers=["sgd"],
+        split_seeds="0",
         seeds=seeds,
         epochs=150,
         output_dir=str(tmp_path / "a"),
@@ -54,6 +57,7 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
     iris_sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=8))(
         hidden_dims=[8, 9, 10, 11],
         optimizers=["adam", "sgd", "momentum"],
+        split_seeds="0",
         seeds=seeds,
         epochs=150,
         output_dir=str(tmp_path / "b"),
@@ -82,6 +86,8 @@ def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
             "flows.cli",
             "--hidden-dims",
             "8..9",
+            "--split-seeds",
+            "0",
             "--seeds",
             "0",
             "1",
@@ -131,7 +137,19 @@ def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
         "IRISMODEL_NATIVE_DIR": str(tmp_path / "nothing-built-here"),
         "IRISMODEL_NATIVE_BUILD": "0",
     }
-    args = ["--hidden-dims", "8", "--seeds", "0", "1", "--epochs", "20", "--optimizers", "sgd"]
+    args = [
+        "--hidden-dims",
+        "8",
+        "--split-seeds",
+        "0",
+        "--seeds",
+        "0",
+        "1",
+        "--epochs",
+        "20",
+        "--optimizers",
+        "sgd",
+    ]
     completed = subprocess.run(
         [sys.executable, "-m", "flows.cli", *args, "--output-dir", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=300,

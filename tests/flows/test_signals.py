@@ -18,8 +18,9 @@ from irismodel import results
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # ~2 s a shard here, 24 shards: a run that is surely mid-sweep when a signal comes
-LONG_SWEEP = ["--hidden-dims", "8..13", "--optimizers", "sgd", "--seeds", "0..63",
-              "--epochs", "20000", "--shard-size", "16", "--device", "cpu"]  # fmt: skip
+LONG_SWEEP = ["--hidden-dims", "8..13", "--optimizers", "sgd", "--split-seeds", "0",
+              "--seeds", "0..63", "--epochs", "20000", "--shard-size", "16",
+              "--device", "cpu"]  # fmt: skip
 
 
 def _start(tmp_path: Path, output: Path) -> subprocess.Popen:

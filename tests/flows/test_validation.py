@@ -20,7 +20,9 @@ from irismodel.results import file_metadata, read_results
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(hidden_dims=[8, 9], optimizers=["sgd"], seeds=[0, 1], epochs=30, device="cpu")
+TINY = dict(
+    hidden_dims=[8, 9], optimizers=["sgd"], split_seeds="0", seeds=[0, 1], epochs=30, device="cpu"
+)
 
 
 def _data_files(folder: Path) -> dict[str, str]:
@@ -61,7 +63,11 @@ BAD_FLOW_INPUTS = {
         ValueError,
         r"optimizers: unknown optimizer 'rmsprop'; valid names are sgd, manual, ",
     ),
-    "seeds duplicate": ({"seeds": [0, 0]}, ValueError, r"seeds: duplicate value\(s\) \[0\]"),
+    "seeds duplicate": (
+        {"split_seeds": "0", "seeds": [0, 0]},
+        ValueError,
+        r"seeds: duplicate value\(s\) \[0\]",
+    ),
     "learning_rate NaN": (
         {"learning_rate": math.nan},
         ValueError,
@@ -254,6 +260,7 @@ def test_divergence_is_recorded_not_raised(tmp_path):
     path = iris_sweep(
         hidden_dims=[8],
         optimizers=["sgd", "adam", "momentum"],
+        split_seeds="0",
         seeds=[0, 1],
         epochs=30,
         learning_rate=1e30,
@@ -285,7 +292,13 @@ def test_the_untouched_run_form_passes_the_servers_schema_validation():
     untouched = {name: field.get("default") for name, field in schema["properties"].items()}
     assert untouched["data_path"] is None and untouched["shard_size"] is None
     assert validate(untouched, schema, raise_on_error=False, preprocess=True) == []
-    typed = {**untouched, "hidden_dims": "8..10, 12", "seeds": "0..4", "shard_size": 2}
+    typed = {
+        **untouched,
+        "hidden_dims": "8..10, 12",
+        "split_seeds": "0",
+        "seeds": "0..4",
+        "shard_size": 2,
+    }
     assert validate(typed, schema, raise_on_error=False, preprocess=True) == []
     bad = validate({**untouched, "shard_size": 0}, schema, raise_on_error=False, preprocess=True)
     assert len(bad) == 1 and "shard_size" in str(list(bad[0].path))

@@ -47,10 +47,13 @@ BAD_PARAMETERS = {
     ),
     "optimizers a string": ({"optimizers": "sgd"}, rf"optimizers: .*{OPTIMIZER_NAMES}"),
     "optimizers duplicate": ({"optimizers": ["sgd", "sgd"]}, r"optimizers: duplicate names"),
-    "seeds empty": ({"seeds": []}, r"seeds: must not be empty.*0\.\."),
-    "seeds negative": ({"seeds": [0, -1]}, r"seeds: -1 is out of range; allowed are 0\.\."),
+    "seeds empty": ({"split_seeds": "0", "seeds": []}, r"seeds: must not be empty.*0\.\."),
+    "seeds negative": (
+        {"split_seeds": "0", "seeds": [0, -1]},
+        r"seeds: -1 is out of range; allowed are 0\.\.",
+    ),
     "seeds duplicate": (
-        {"seeds": [1, 2, 1]},
+        {"split_seeds": "0", "seeds": [1, 2, 1]},
         r"seeds: duplicate value\(s\) \[1\]; each may appear",
     ),
     "learning_rate 0": ({"learning_rate": 0}, r"learning_rate: 0 .*positive finite number"),
@@ -76,7 +79,14 @@ BAD_PARAMETERS = {
     "test_size 1": ({"test_size": 1}, r"test_size: 1 is not allowed.*\[0, 1\)"),
     "test_size above 1": ({"test_size": 1.5}, r"test_size: 1\.5 is not allowed.*\[0, 1\)"),
     "test_size NaN": ({"test_size": math.nan}, r"test_size: nan is not allowed.*\[0, 1\)"),
-    "split_seed negative": ({"split_seed": -1}, r"split_seed: -1 is not allowed.*0\.\.4294967295"),
+    "split_seeds negative": (
+        {"split_seeds": [-1]},
+        r"split_seeds: -1 is out of range.*0\.\.4294967295",
+    ),
+    "split_seeds too many": (
+        {"split_seeds": "0..1000"},
+        r"split_seeds: 1,001 values; at most 1,000",
+    ),
     "standardize not a bool": ({"standardize": "yes"}, r"standardize: expected true or false"),
     "positive_class a list": ({"positive_class": [1]}, r"positive_class: expected a class name"),
     "device unknown": (
@@ -92,15 +102,21 @@ BAD_PARAMETERS = {
     "data_path blank": ({"data_path": "   "}, r"data_path: expected a path to a \.csv or"),
     "shard_size 0": ({"shard_size": 0}, r"shard_size: 0 is not allowed.*1\.\.100000"),
     "too many shards": (
-        {"seeds": "0..999999", "shard_size": 1},
+        {"split_seeds": "0", "seeds": "0..999999", "shard_size": 1},
         r"shard_size: 1 seeds per shard makes 21,000,000 shard tasks; at most 100,000",
     ),
     "seeds beyond the bound": (
-        {"seeds": "0..1000000000"},
+        {"split_seeds": "0", "seeds": "0..1000000000"},
         r"seeds: 1,000,000,001 values; at most 10,000,000 are allowed",
     ),
-    "seeds text not a range": ({"seeds": "0..x"}, r"seeds: '0\.\.x' is not an integer or a range"),
-    "seeds overlapping ranges": ({"seeds": "0..9, 5..20"}, r"seeds: duplicate value\(s\) \[5\]"),
+    "seeds text not a range": (
+        {"split_seeds": "0", "seeds": "0..x"},
+        r"seeds: '0\.\.x' is not an integer or a range",
+    ),
+    "seeds overlapping ranges": (
+        {"split_seeds": "0", "seeds": "0..9, 5..20"},
+        r"seeds: duplicate value\(s\) \[5\]",
+    ),
     "resume not a run id": ({"resume": "../x"}, r"resume: '\.\./x' is not a run id"),
     "unknown parameter": (
         {"hidden_dim": [8]},
@@ -168,6 +184,7 @@ def test_valid_parameters_give_a_normalised_config(tmp_path):
     config = validate_config(
         hidden_dims=[8, 9.0],
         optimizers=["sgd", "adam"],
+        split_seeds="0",
         seeds=[3, 1],
         learning_rate=1,
         epochs=5,

@@ -61,12 +61,15 @@ def test_reference_engine_is_the_notebook_loop_bit_for_bit(iris, seed, device):
         np.testing.assert_array_equal(run.parameters_of(0)[name], expected_params[name].numpy())
 
 
-def test_manual_step_is_bit_identical_to_torch_sgd_in_the_notebook_loop(iris, device):
-    """With gradients reset, p.add_(p.grad, alpha=-lr) equals torch.optim.SGD after 1000 epochs."""
+def test_the_notebook_s_manual_line_equals_torch_sgd_up_to_float32_rounding(iris, device):
+    """`p -= lr * p.grad` (the notebook's line) is SGD rounded twice: not bit for bit, but close."""
     x, y = iris
     seeds = [0, 1, 2]
-    sgd = train_reference(x, y, 10, "sgd", seeds, 0.1, 1000, device=device)
-    assert_runs_equal(train_reference(x, y, 10, "manual", seeds, 0.1, 1000, device=device), sgd)
+    sgd = train_reference(x, y, 10, "sgd", seeds, 0.1, 100, device=device)
+    manual = train_reference(x, y, 10, "manual", seeds, 0.1, 100, device=device)
+    difference = np.abs(manual.loss_curves - sgd.loss_curves)
+    assert difference.max() > 0  # two roundings are not SGD's one
+    assert difference.max() < 1e-5  # float32 rounding, not another algorithm
 
 
 def test_manual_step_is_bit_identical_to_torch_sgd_in_the_batched_engine(iris, loop_device):

@@ -10,8 +10,8 @@ from irismodel.estimate import BYTES_PER_VALUE, _available_memory, check_fits, e
 
 def test_forecast_counts_models_and_bytes(tmp_path):
     """Models, model-epochs and bytes follow from the parameters; more cores, less time."""
-    config = validate_config(hidden_dims=[8, 9], optimizers=["sgd", "adam"], seeds="0..99",
-                             epochs=500, output_dir=str(tmp_path))  # fmt: skip
+    config = validate_config(hidden_dims=[8, 9], optimizers=["sgd", "adam"], split_seeds="0",
+                             seeds="0..99", epochs=500, output_dir=str(tmp_path))  # fmt: skip
     one, two = estimate(config, workers=1), estimate(config, workers=2)
     assert one.models == 400 and one.model_epochs == 200_000
     assert one.disk_bytes >= 400 * 500 * BYTES_PER_VALUE
@@ -22,8 +22,8 @@ def test_forecast_counts_models_and_bytes(tmp_path):
 
 def test_a_sweep_larger_than_the_free_disk_is_refused_unless_forced(tmp_path):
     """Terabytes of loss curves do not fit this disk: refused, naming output_dir; force skips."""
-    config = validate_config(hidden_dims=list(range(8, 15)), seeds="0..999999", epochs=100_000,
-                             shard_size=5000, output_dir=str(tmp_path))  # fmt: skip
+    config = validate_config(hidden_dims=list(range(8, 15)), split_seeds="0", seeds="0..999999",
+                             epochs=100_000, shard_size=5000, output_dir=str(tmp_path))  # fmt: skip
     with pytest.raises(
         ValueError,
         match=r"output_dir: this sweep writes about [0-9.]+ GiB .*free; "
@@ -40,7 +40,7 @@ def test_shards_larger_than_the_memory_are_refused(tmp_path):
     assert available is not None
     epochs = min(1_000_000, 2 * available // (100_000 * 4 * 4) + 1)
     config = validate_config(
-        hidden_dims=[8], optimizers=["sgd"], seeds="0..99999", epochs=epochs,
+        hidden_dims=[8], optimizers=["sgd"], split_seeds="0", seeds="0..99999", epochs=epochs,
         shard_size=100_000, output_dir=str(tmp_path),
     )  # fmt: skip
     forecast = estimate(config)

@@ -41,7 +41,7 @@ def _run(folder: Path, run_id: str, minute: int, optimizers: list[str]) -> str:
     """Write one real run with the flow's library path, in shards of two seeds."""
     config = validate_config(
         output_dir=str(folder), device="cpu", hidden_dims=[8, 9], optimizers=optimizers,
-        seeds=[0, 1, 2], epochs=120, shard_size=2,
+        split_seeds="0", seeds=[0, 1, 2], epochs=120, shard_size=2,
     )  # fmt: skip
     return run_sweep(config, run_id, datetime(2026, 1, 2, 3, minute, tzinfo=UTC))
 
@@ -54,8 +54,8 @@ def workdir(tmp_path_factory) -> Path:
     _run(folder, "run-a", 0, ["sgd", "manual"])
     _run(folder, "run-b", 1, ["sgd"])
     # an unfinished run: its shards wait in staging, never seen by a reader
-    config = validate_config(output_dir=str(folder), device="cpu", hidden_dims=[8], seeds=[0],
-                             epochs=120)  # fmt: skip
+    config = validate_config(output_dir=str(folder), device="cpu", hidden_dims=[8],
+                             split_seeds="0", seeds=[0], epochs=120)  # fmt: skip
     opened = open_run(config, "run-c", datetime(2026, 1, 2, 3, 2, tzinfo=UTC))
     split = split_dataset(load_dataset())
     for shard in plan_shards(config):

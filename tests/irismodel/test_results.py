@@ -18,6 +18,7 @@ def _write(output_dir, run_id, test_size=0.25, optimizer="sgd"):
     config = validate_config(
         hidden_dims=[8],
         optimizers=[optimizer],
+        split_seeds="0",
         seeds=[0, 1],
         epochs=30,
         test_size=test_size,

@@ -33,6 +33,7 @@ def _config(folder: Path, **overrides):
     params = dict(
         hidden_dims=[8, 11],
         optimizers=["sgd", "adam"],
+        split_seeds="0",
         seeds=[0, 1, 2, 3, 4, 5, 6],
         epochs=80,
         output_dir=str(folder),
@@ -73,7 +74,7 @@ def test_rows_are_bit_identical_whatever_the_shard_size(tmp_path):
 def test_rows_match_an_independent_evaluation(tmp_path):
     """Each row's curve and metrics equal the reference engine's model evaluated independently."""
     config = _config(tmp_path, hidden_dims=[8], optimizers=["sgd"], seeds=[0, 1, 2], epochs=40,
-                     test_size=0.3, split_seed=4)  # fmt: skip
+                     test_size=0.3, split_seeds="4")  # fmt: skip
     frame = _by_model(results.read_results(sweep.run_sweep(config, "run")))
     split = split_dataset(load_dataset(), test_size=0.3, split_seed=4)
     reference = train_reference(split.x_train, split.y_train, 8, "sgd", [0, 1, 2], 0.1, 40)

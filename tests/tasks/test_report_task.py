@@ -18,7 +18,7 @@ def _write_run(output_dir: str, flow_run_id: str) -> str:
     """Write a tiny real run's results, as the flow would, under this flow run's id."""
     config = validate_config(
         output_dir=output_dir, device="cpu", hidden_dims=[8, 9], optimizers=["sgd", "manual"],
-        seeds=[0, 1, 2], epochs=60,
+        split_seeds="0", seeds=[0, 1, 2], epochs=60,
     )  # fmt: skip
     return run_sweep(config, flow_run_id)
 
@@ -87,7 +87,7 @@ def test_artifacts_hold_the_report(two_runs):
     markdown = mine["iris-sweep-report"].data
     assert markdown.count("data:image/png;base64,") == 2
     assert markdown.index("## 1.") < markdown.index("## Summary per configuration")
-    assert "identical by construction" in markdown and "blocked by seed" in markdown
+    assert "identical by construction" in markdown and "blocked by (split, seed)" in markdown
     table = mine["iris-sweep-summary"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert len(table) == 2 and {row["optimizer"] for row in table} == {"sgd = manual"}

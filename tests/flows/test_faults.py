@@ -205,9 +205,7 @@ def _part_writers(folder: Path) -> dict[str, int]:
 def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path):
     """A run killed mid-sweep publishes nothing; `--resume` trains only the missing shards."""
     # 24 shards of ~0.3 s each here: long enough to kill in the middle, short enough to rerun
-    sweep = dict(
-        hidden_dims=range(8, 14), optimizers=["sgd"], split_seeds="0", seeds=range(64), epochs=2500
-    )
+    sweep = dict(hidden_dims=range(8, 14), optimizers=["sgd"], seeds=range(64), epochs=2500)
     output = tmp_path / "out"
     process = _start([*_cli_args(output, **sweep), "--shard-size", "16"], tmp_path / "cli.log")
     staging = output / results.STAGING
@@ -292,9 +290,7 @@ def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
 @flow_test
 def test_two_runs_writing_at_once_both_land(tmp_path):
     """Two flow runs in two processes, one output location: both files whole, read as one."""
-    sweep = dict(
-        hidden_dims=[8, 9], optimizers=["sgd", "manual"], split_seeds="0", seeds=[0, 1], epochs=50
-    )
+    sweep = dict(hidden_dims=[8, 9], optimizers=["sgd", "manual"], seeds=[0, 1], epochs=50)
     output = tmp_path / "out"
     processes = [_start(_cli_args(output, **sweep), tmp_path / f"cli-{i}.log") for i in range(2)]
     try:
@@ -430,8 +426,8 @@ def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, mon
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    args = ["--hidden-dims", "8", "--optimizers", "sgd", "--seeds", "0..1", "--epochs", "20",
-            "--device", "cpu", "--output-dir", str(tmp_path), "--no-report"]  # fmt: skip
+    args = ["--hidden-dims", "8", "--optimizers", "sgd", "--seeds", "0..1", "--split-seeds", "0",
+            "--epochs", "20", "--device", "cpu", "--output-dir", str(tmp_path), "--no-report"]  # fmt: skip
     with monkeypatch.context() as patch:
         patch.setattr(storage, "publish_folder", disk_full)
         assert main(args) == 1

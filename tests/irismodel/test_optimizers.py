@@ -34,7 +34,9 @@ def test_notebook_update_rejects_unknown_names():
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_flat_update_is_bit_identical_to_torch_optim_on_separate_tensors(name):
-    """FlatUpdate on one flat tensor equals NotebookUpdate on the separate tensors, bit for bit."""
+    """FlatUpdate on one flat tensor equals NotebookUpdate on the separate tensors, bit for bit,
+    except `manual`: the notebook's literal `p -= lr * p.grad` rounds twice where the batched
+    engine's SGD op rounds once, so the two agree to float32 rounding only."""
     generator = torch.Generator().manual_seed(0)
     params = [torch.randn(10, 4, generator=generator), torch.randn(10, generator=generator)]
     flat = torch.cat([p.flatten() for p in params])
@@ -49,4 +51,9 @@ def test_flat_update_is_bit_identical_to_torch_optim_on_separate_tensors(name):
             p.grad = p.grad + g if keep else g.clone()
         reference.step()
         flat_update.step(torch.cat([g.flatten() for g in grads]))
-    assert torch.equal(torch.cat([p.detach().flatten() for p in separate]), flat)
+    notebook = torch.cat([p.detach().flatten() for p in separate])
+    if name == "manual":
+        assert not torch.equal(notebook, flat)  # the literal line is not SGD's op
+        torch.testing.assert_close(notebook, flat, rtol=1e-6, atol=1e-6)
+    else:
+        assert torch.equal(notebook, flat)

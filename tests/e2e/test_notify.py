@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from uuid import UUID
 
@@ -17,60 +12,11 @@ import pytest
 from flows.notify import AUTOMATION_NAME, EVENTS, check_webhook
 
 from . import servers
+from .servers import Webhook
 
 pytestmark = pytest.mark.e2e
 
 BLOCK_TYPE = "custom-webhook"
-
-
-class Webhook:
-    """A loopback HTTP server, in a thread, that records the JSON body of every POST."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.received = threading.Condition()
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with webhook.received:
-                    webhook.bodies.append(json.loads(body))
-                    webhook.received.notify_all()
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((servers.LOOPBACK, 0), Handler)
-        self.url = f"http://{servers.LOOPBACK}:{self.server.server_address[1]}/hook"
-
-    def wait_for(self, wanted: Callable[[dict], bool], timeout: float = 60.0) -> dict:
-        """Return the first body for which `wanted` is true; fail after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self.received:
-            while True:
-                for body in self.bodies:
-                    if wanted(body):
-                        return body
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no such POST after {timeout:.0f}s; got {self.bodies}")
-                self.received.wait(left)
-
-
-@pytest.fixture()
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    thread = threading.Thread(target=hook.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hook
-    finally:
-        hook.server.shutdown()
-        hook.server.server_close()
-        thread.join(10)
 
 
 def notify(env: dict[str, str], *args: str) -> str:

@@ -9,7 +9,13 @@ from uuid import UUID
 
 import pytest
 
-from flows.notify import AUTOMATION_NAME, EVENTS, check_webhook
+from flows.notify import (
+    AUTOMATION_NAME,
+    EVENTS,
+    HEARTBEAT,
+    SILENT_AUTOMATION_NAME,
+    check_webhook,
+)
 
 from . import servers
 from .servers import Webhook
@@ -107,6 +113,10 @@ def test_notify_twice_leaves_one_automation_and_one_block(
     (action,) = automation.actions
     assert (action.type, action.block_document_id) == ("send-notification", block.id)
     assert "{{ flow_run.state.message }}" in action.body
+    (silent,) = prefect_client.read_automations_by_name(SILENT_AUTOMATION_NAME)
+    assert (silent.trigger.after, silent.trigger.posture) == ({HEARTBEAT}, "Proactive")
+    (crash,) = silent.actions
+    assert (crash.type, crash.state.value) == ("change-flow-run-state", "CRASHED")
 
 
 def test_the_webhook_must_be_an_http_url() -> None:
@@ -115,6 +125,13 @@ def test_the_webhook_must_be_an_http_url() -> None:
         check_webhook("ftp://hooks.example.com/x")
     with pytest.raises(ValueError, match="with a host, not 'http:///x'"):
         check_webhook("http:///x")
+
+
+def test_notify_refuses_a_silence_too_short(tmp_path: Path) -> None:
+    """--silent-after below 10 s is refused before the server is asked."""
+    env = servers.project_env({"PREFECT_HOME": str(tmp_path / "home")})
+    with pytest.raises(RuntimeError, match="--silent-after: 5 is too short"):
+        notify(env, "--webhook", "http://127.0.0.1:9/hook", "--silent-after", "5")
 
 
 def test_notify_refuses_to_run_without_a_server(tmp_path: Path) -> None:

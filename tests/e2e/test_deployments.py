@@ -127,7 +127,7 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         local_output = tmp_path / "adhoc"
         adhoc_run = trigger("iris-sweep/adhoc", {**TINY, "output_dir": str(local_output)}, env)
         dask_output = tmp_path / "adhoc-dask"
-        this_cluster = json.dumps({DASK_ADDRESS_VARIABLE: cluster.address, HEARTBEAT: "30"})
+        this_cluster = json.dumps({DASK_ADDRESS_VARIABLE: cluster.address})
         dask_run = trigger(
             "iris-sweep/adhoc-dask",
             {**TINY, "output_dir": str(dask_output)},

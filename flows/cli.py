@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
-from irismodel import native
 from irismodel.config import PARAMETERS, check_data, form_defaults, validate_config
 from irismodel.engine import request_stop, stop_requested
-from irismodel.estimate import check_fits, estimate
+from irismodel.estimate import check_fits
+from irismodel.estimate import forecast as estimate_here
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.runs import resumed_config
 from irismodel.storage import redact
@@ -175,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.resume:
             config = resumed_config(config)
         check_data(config)  # fail in seconds, before Prefect starts
-        forecast = estimate(config, compiled=native.expected())
+        from prefect.settings import get_current_settings
+
+        forecast = estimate_here(config, temporary_server=not get_current_settings().api.url)
         check_fits(config, forecast, config.force)
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)

@@ -24,12 +24,19 @@ HEARTBEAT = "prefect.flow-run.heartbeat"
 SILENT_SECONDS = 90
 SILENT_MESSAGE = "no heartbeat for {seconds} s: the process running the flow is gone"
 
-# Jinja templates that the server renders when the automation fires.
-SUBJECT = "iris-sweep flow run {{ flow_run.name }} is {{ flow_run.state.name }}"
+# Jinja templates that the server renders when the automation fires. A run is named after its
+# sweep when it starts; one that never started (a scheduled run whose worker died, say) keeps a
+# random name, so the deployment and the parameters it was given say which sweep it was.
+SUBJECT = (
+    "iris-sweep flow run {{ flow_run.name }}"
+    "{% if deployment %} ({{ deployment.name }}){% endif %} is {{ flow_run.state.name }}"
+)
 BODY = (
-    "Flow run {{ flow_run.name }} ({{ flow_run.id }}) of iris-sweep entered"
+    "Flow run {{ flow_run.name }} ({{ flow_run.id }}) of iris-sweep"
+    "{% if deployment %}, deployment {{ deployment.name }},{% endif %} entered"
     " {{ flow_run.state.name }}.\n"
     "Message: {{ flow_run.state.message }}\n"
+    "Parameters given: {{ flow_run.parameters or 'none (the defaults)' }}\n"
     'UI: {{ flow_run|ui_url or "no link (the server has no PREFECT_UI_URL or PREFECT_API_URL)" }}'
 )
 # The JSON the block POSTs; the block fills {{subject}} and {{body}} in. `text` suits Slack.

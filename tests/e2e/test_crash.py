@@ -18,7 +18,7 @@ from .test_deployments import trigger, wait_for_final_state
 pytestmark = pytest.mark.e2e
 
 # Heartbeats come each 30 s (prefect.yaml; Prefect's least). The run is killed within seconds of
-# its first one, so a short silence is enough here, and the retry, shorter than it, never trips.
+# its first one, so a short silence is enough here; the retry runs under the usual 90 s.
 SILENT = 20
 # 7 hidden_dims x 6 shards of 300 seeds: long enough to kill between shards, short to retry.
 SWEEP = {
@@ -71,9 +71,13 @@ def test_a_killed_run_is_crashed_notified_and_finished_by_a_retry(
             time.sleep(1)
         assert re.search(r"no heartbeat for \d+ s", flow_run.state.message)
         posted = webhook.wait_for(lambda body: str(run_id) in body["body"], timeout=30)
-        assert posted["subject"].endswith(" is Crashed")
-        assert "no heartbeat" in posted["body"]
+        # named after its sweep (it had started), with its deployment and parameters
+        assert posted["subject"] == f"iris-sweep flow run {flow_run.name} (adhoc) is Crashed"
+        assert flow_run.name == "h8-14_sgd_s1800_e1000"
+        assert "no heartbeat" in posted["body"] and "'seeds': '0..1799'" in posted["body"]
 
+        # the usual silence again before the retry, which may run longer than SILENT
+        notify(env, "--webhook", webhook.url)
         deployed.worker.start()
         prefect_client.set_flow_run_state(run_id, AwaitingRetry(), force=True)
         wait_for_final_state(prefect_client, run_id, 120, deployed.worker.log_path)

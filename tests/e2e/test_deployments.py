@@ -101,6 +101,8 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         nightly = prefect_client.read_deployment_by_name("iris-sweep/nightly")
         assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
         assert nightly.schedules[0].schedule.timezone == "UTC"
+        assert nightly.schedules[0].slug == "nightly-0300-utc"
+        assert "03:00 UTC" in nightly.description
         assert nightly.parameters == {}
         assert_concurrency(nightly, 1, ConcurrencyLimitStrategy.CANCEL_NEW)
         assert nightly.work_pool_name == pools["process"]

@@ -57,6 +57,7 @@ def test_a_failed_sweep_posts_its_run_state_message_and_link(
     assert body["subject"] == f"iris-sweep flow run {flow_run.name} is Failed"
     assert f"Flow run {flow_run.name} ({run_id}) of iris-sweep entered Failed." in body["body"]
     assert "epochs: 0 is not allowed" in body["body"]  # the state's message
+    assert "Parameters given: {" in body["body"] and "'epochs': 0," in body["body"]
     ui_url = prefect_server.api_url.removesuffix("/api")
     assert f"UI: {ui_url}/runs/flow-run/{run_id}" in body["body"]
     assert body["text"] == f"{body['subject']}\n{body['body']}"

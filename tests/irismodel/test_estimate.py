@@ -79,8 +79,9 @@ def test_the_forecast_counts_what_the_run_does_besides_training(tmp_path):
 def test_memory_grows_with_hidden_dim_and_disk_with_the_part_files(tmp_path):
     """Wider layers need more memory a shard; each part file adds its own overhead on disk."""
     small, wide = (
-        estimate(validate_config(hidden_dims=[h], seeds="0..1999", epochs=10,
-                                 output_dir=str(tmp_path)))  # fmt: skip
+        estimate(
+            validate_config(hidden_dims=[h], seeds="0..1999", epochs=10, output_dir=str(tmp_path))
+        )  # fmt: skip
         for h in (8, 4096)
     )
     assert wide.peak_bytes - small.peak_bytes > 2 * 2000 * (4096 - 8) * 100  # > 6 GB on 2 cores

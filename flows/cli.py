@@ -177,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_data(config)  # fail in seconds, before Prefect starts
         from prefect.settings import get_current_settings
 
-        forecast = estimate_here(config, temporary_server=not get_current_settings().api.url)
+        temporary = not get_current_settings().api.url
+        forecast = estimate_here(config, starting=True, temporary_server=temporary)
         check_fits(config, forecast, config.force)
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)

@@ -21,10 +21,12 @@ EAGER_FACTOR = 8.0
 MODEL_SECONDS = 1.3e-4
 # ... and a shard task's own cost (its task run, its part file and the manifest's check) ...
 SHARD_SECONDS = 0.05
-# ... the flow's start and end (imports, data, tasks recorded, publication) ...
-FLOW_SECONDS = 6.0
+# ... a command's start (Python, torch, pyarrow and Prefect imported) ...
+START_SECONDS = 4.0
+# ... the flow's own steps (validation, data, the run opened, tasks recorded, publication) ...
+FLOW_SECONDS = 2.0
 # ... the report (plots and bootstrap intervals, then a pass over every row) ...
-REPORT_SECONDS = 4.0
+REPORT_SECONDS = 2.0
 REPORT_MODEL_SECONDS = 2.5e-5
 # ... Prefect's temporary server, when no PREFECT_API_URL names one (4-12 s on a busy machine) ...
 SERVER_SECONDS = 8.0
@@ -91,6 +93,7 @@ def estimate(
     compiled: bool = True,
     *,
     compile_first: bool = False,
+    starting: bool = False,
     temporary_server: bool = False,
     finished: Collection[str] = (),
     rows: int | None = None,
@@ -98,9 +101,10 @@ def estimate(
     """Return the forecast of `config` run on `workers` cores (default: this machine's).
 
     `compiled`: training will use the compiled loops; `compile_first`: they are built first, in
-    this run; `temporary_server`: the run starts its own Prefect server; `finished`: names of
-    shards already written (a resume trains and writes only the others); `rows`: the data's
-    rows (default Iris's 150).
+    this run; `starting`: the forecast is made before the process has imported what it runs
+    (the command line); `temporary_server`: the run starts its own Prefect server; `finished`:
+    names of shards already written (a resume trains and writes only the others); `rows`: the
+    data's rows (default Iris's 150).
     """
     workers = workers or os.cpu_count() or 1
     factor = 1.0 if compiled and config.resolved_device in ("", "cpu") else EAGER_FACTOR
@@ -115,6 +119,7 @@ def estimate(
         "training": unit_epochs * FUSED_SECONDS * factor / workers,
         "reference check": reference / workers,
         "evaluating and writing": seeds * MODEL_SECONDS + len(shards) * SHARD_SECONDS / workers,
+        "start": START_SECONDS if starting else 0.0,
         "flow": FLOW_SECONDS,
         "report": REPORT_SECONDS + all_models * REPORT_MODEL_SECONDS if config.report else 0.0,
         "first-use compile": COMPILE_SECONDS if compiled and compile_first else 0.0,
@@ -138,7 +143,9 @@ def estimate(
     )
 
 
-def forecast(config: SweepConfig, temporary_server: bool = False) -> Estimate:
+def forecast(
+    config: SweepConfig, starting: bool = False, temporary_server: bool = False
+) -> Estimate:
     """Return the forecast of `config` run here, now: what is compiled, what a resume has left.
 
     Raises ValueError for an unknown `IRISMODEL_NATIVE_BUILD` value.
@@ -150,6 +157,7 @@ def forecast(config: SweepConfig, temporary_server: bool = False) -> Estimate:
         config,
         compiled=compiled,
         compile_first=compiled and not native.is_built(),
+        starting=starting,
         temporary_server=temporary_server,
         finished=finished_before(config),
     )

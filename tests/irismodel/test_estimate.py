@@ -62,15 +62,14 @@ def test_shards_larger_than_the_memory_are_refused(tmp_path):
 
 
 def test_the_forecast_counts_what_the_run_does_besides_training(tmp_path):
-    """A first-use compile, a temporary server and the report each add time, each named."""
+    """A first-use compile, the command's start, a temporary server and the report add time."""
     config = validate_config(hidden_dims=[8], optimizers=["sgd"], seeds="0..9", epochs=10,
                              output_dir=str(tmp_path))  # fmt: skip
     bare = estimate(config)
-    full = estimate(config, compile_first=True, temporary_server=True)
+    full = estimate(config, compile_first=True, starting=True, temporary_server=True)
     parts = dict(full.parts)
-    assert full.seconds == pytest.approx(
-        bare.seconds + parts["first-use compile"] + parts["temporary server"]
-    )
+    added = parts["first-use compile"] + parts["start"] + parts["temporary server"]
+    assert full.seconds == pytest.approx(bare.seconds + added)
     assert "first-use compile" in full.text() and "temporary server" in full.text()
     no_report = estimate(validate_config(**{**config.parameters(), "report": False}))
     assert no_report.seconds < bare.seconds and dict(no_report.parts)["report"] == 0

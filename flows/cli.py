@@ -12,10 +12,10 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
-from irismodel import native
 from irismodel.config import PARAMETERS, check_data, form_defaults, validate_config
 from irismodel.engine import request_stop, stop_requested
-from irismodel.estimate import check_fits, estimate
+from irismodel.estimate import check_fits
+from irismodel.estimate import forecast as estimate_here
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.runs import RunError, check_resumable, resumed_config
 from irismodel.storage import first_line, redact
@@ -184,7 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = check_data(config)  # fail in seconds, before Prefect starts
         if config.resume:
             check_resumable(config, split.data_fingerprint)
-        forecast = estimate(config, compiled=native.expected())
+        from prefect.settings import get_current_settings
+
+        temporary = not get_current_settings().api.url
+        forecast = estimate_here(config, starting=True, temporary_server=temporary)
         check_fits(config, forecast, config.force)
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)

@@ -17,6 +17,8 @@ LABEL_COLUMNS = ("species", "target", "label", "class")
 FILE_FORMATS = (".csv", ".parquet", ".pq")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 EXACT_FLOAT_CODES = 2**53  # float label codes beyond this are not exact integers
+# Iris is 4 KB; 100 MiB of CSV is ~3 million rows, beyond any full-batch sweep of this kind.
+MAX_DATA_BYTES = 100 << 20
 LISTED_CLASSES = 20  # error messages list at most this many classes
 _INTEGER_TEXT = re.compile(r"[-+]?[0-9]{1,300}")
 
@@ -82,7 +84,8 @@ def load_dataset(data_path: str | None = None) -> Dataset:
 def check_data_path(data_path: str) -> str:
     """Return `data_path` if it names an existing CSV or Parquet file, else raise `ValueError`.
 
-    Checks the name and the file system only; the contents are checked when the file is read.
+    Checks the name, the file system and the file's size (at most `MAX_DATA_BYTES`); the
+    contents are checked when the file is read.
     """
     if not isinstance(data_path, str) or not data_path.strip():
         raise ValueError(
@@ -98,6 +101,13 @@ def check_data_path(data_path: str) -> str:
         raise ValueError(f"data_path: no such file {data_path!r}")
     if not os.path.isfile(data_path):
         raise ValueError(f"data_path: {data_path!r} is not a file; expected a CSV or Parquet file")
+    size = os.path.getsize(data_path)
+    if size > MAX_DATA_BYTES:  # asked of the file system: a huge file is never read to find out
+        raise ValueError(
+            f"data_path: {data_path!r} is {size / 2**20:,.0f} MiB; at most "
+            f"{MAX_DATA_BYTES >> 20} MiB are read (every epoch trains on every row, for every "
+            "seed): take a sample of the rows"
+        )
     return data_path
 
 

@@ -4,22 +4,50 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from irismodel import storage
 from irismodel.config import SweepConfig
+from irismodel.reference import checked_pairs
+from irismodel.runs import finished_before, plan_shards
 
 # Seconds per model-epoch per hidden unit on one core, as measured with the fused kernel on the
 # benchmark machine (bench/engine.py: 1.9 M model-epochs/s at hidden_dim 8, 1.5 M at 11); the
 # eager loop, used when nothing is compiled or on another device, is taken as 8x slower.
 FUSED_SECONDS = 6.5e-8
 EAGER_FACTOR = 8.0
-# Parquet bytes per loss value (float32 curves barely compress) and per row besides its curve.
+# What a run does besides training, measured end to end by bench/forecast.py (2 cores): a
+# model's initial weights, evaluation, rows and Parquet, one thread (they hold the GIL) ...
+MODEL_SECONDS = 1.3e-4
+# ... and a shard task's own cost (its task run, its part file and the manifest's check) ...
+SHARD_SECONDS = 0.05
+# ... a command's start (Python, torch, pyarrow and Prefect imported) ...
+START_SECONDS = 4.0
+# ... the flow's own steps (validation, data, the run opened, tasks recorded, publication) ...
+FLOW_SECONDS = 2.0
+# ... the report (plots and bootstrap intervals, then a pass over every row) ...
+REPORT_SECONDS = 2.0
+REPORT_MODEL_SECONDS = 2.5e-5
+# ... Prefect's temporary server, when no PREFECT_API_URL names one (4-12 s on a busy machine) ...
+SERVER_SECONDS = 8.0
+# ... and the one-time build of the compiled loops on first use (~26-30 s here).
+COMPILE_SECONDS = 30.0
+# Parquet bytes per loss value (float32 curves barely compress), per row besides its curve and
+# per part file (footer, schema and metadata: ~16 KB whatever its rows).
 BYTES_PER_VALUE = 3.6
 BYTES_PER_ROW = 300
+BYTES_PER_PART = 16 << 10
 # A worker's memory besides its shards: torch, pyarrow, scikit-learn, Prefect imported.
 BASE_BYTES = 600 << 20
 COPIES_PER_SHARD = 4  # curves in float32: the engine's, the table's, Parquet's buffers, spare
+# Per model and hidden unit while a shard trains: the activations of every training row (the
+# pre-activation, the ReLU and their gradient, float32) and the weights' copies (parameters,
+# gradients, optimizer state).
+ACTIVATION_COPIES = 3
+WEIGHT_COPIES = 5
+WEIGHTS_PER_UNIT = 6  # fc1: 4 weights and a bias; fc2: one weight
+IRIS_ROWS = 150
 # The reference check's loop (the notebook's, one model at a time): ~2,000 model-epochs/s a core.
 REFERENCE_SECONDS = 5e-4
 
@@ -30,17 +58,21 @@ class Estimate:
 
     models: int
     model_epochs: int
-    seconds: float  # wall seconds on `workers` cores: training and the reference check
+    seconds: float  # wall seconds on `workers` cores, everything the run does (see `parts`)
     workers: int
     peak_bytes: int  # memory of the process that runs the tasks, all workers together
     disk_bytes: int
+    parts: tuple[tuple[str, float], ...] = ()  # (what, seconds) that add up to `seconds`
 
     def text(self) -> str:
         """Return a one-line summary for logs."""
+        shown = [f"{what} {_duration(seconds)}" for what, seconds in self.parts if seconds >= 0.5]
+        breakdown = f" ({', '.join(shown)})" if shown else ""
         return (
             f"{_count(self.models, 'model')}, {_count(self.model_epochs, 'model-epoch')}: about "
-            f"{_duration(self.seconds)} on {self.workers} cores, {self.peak_bytes / 2**30:.1f} GiB "
-            f"of memory, {self.disk_bytes / 2**30:.2f} GiB written"
+            f"{_duration(self.seconds)} on {self.workers} cores{breakdown}, "
+            f"{self.peak_bytes / 2**30:.1f} GiB of memory, "
+            f"{self.disk_bytes / 2**30:.2f} GiB written"
         )
 
 
@@ -56,25 +88,82 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate(config: SweepConfig, workers: int | None = None, compiled: bool = True) -> Estimate:
-    """Return the forecast of `config` run on `workers` cores (default: this machine's)."""
+def estimate(
+    config: SweepConfig,
+    workers: int | None = None,
+    compiled: bool = True,
+    *,
+    compile_first: bool = False,
+    starting: bool = False,
+    temporary_server: bool = False,
+    finished: Collection[str] = (),
+    rows: int | None = None,
+) -> Estimate:
+    """Return the forecast of `config` run on `workers` cores (default: this machine's).
+
+    `compiled`: training will use the compiled loops; `compile_first`: they are built first, in
+    this run; `starting`: the forecast is made before the process has imported what it runs
+    (the command line); `temporary_server`: the run starts its own Prefect server; `finished`:
+    names of shards already written (a resume trains and writes only the others); `rows`: the
+    data's rows (default Iris's 150).
+    """
     workers = workers or os.cpu_count() or 1
-    per_split = len(config.seed_set)
-    seeds = per_split * len(config.split_set)  # every seed is trained on every split
-    per_rule = seeds * len(config.optimizers) * config.epochs
-    unit_epochs = sum(per_rule * hidden_dim for hidden_dim in config.hidden_dims)
     factor = 1.0 if compiled and config.resolved_device in ("", "cpu") else EAGER_FACTOR
-    models = seeds * len(config.optimizers) * len(config.hidden_dims)
-    shard = min(config.seeds_per_shard, per_split) * config.epochs * 4 * COPIES_PER_SHARD
-    checked = min(config.reference_seeds, seeds) * len(config.optimizers) * len(config.hidden_dims)
+    shards = [shard for shard in plan_shards(config) if shard.name not in finished]
+    seeds = sum(len(shard) for shard in shards)  # models left, over every configuration
+    unit_epochs = sum(len(shard) * shard.hidden_dim for shard in shards) * config.epochs
+    configurations = len(config.optimizers) * len(config.hidden_dims)
+    all_models = len(config.seed_set) * len(config.split_set) * configurations
+    # the check retrains `reference_seeds` (split, seed) pairs of each configuration, spread
+    # over the run: a resume retrains the share of them in its missing shards
+    pairs = len(checked_pairs(config.seed_set, config.reference_seeds, config.split_set))
+    checked = pairs * configurations * len(shards) / max(1, len(plan_shards(config)))
     reference = checked * min(config.reference_epochs, config.epochs) * REFERENCE_SECONDS
+    parts = {
+        "training": unit_epochs * FUSED_SECONDS * factor / workers,
+        "reference check": reference / workers,
+        "evaluating and writing": seeds * MODEL_SECONDS + len(shards) * SHARD_SECONDS / workers,
+        "start": START_SECONDS if starting else 0.0,
+        "flow": FLOW_SECONDS,
+        "report": REPORT_SECONDS + all_models * REPORT_MODEL_SECONDS if config.report else 0.0,
+        "first-use compile": COMPILE_SECONDS if compiled and compile_first else 0.0,
+        "temporary server": SERVER_SECONDS if temporary_server else 0.0,
+    }
+    training_rows = round((rows or IRIS_ROWS) * (1 - config.test_size)) or 1
+    per_unit = training_rows * ACTIVATION_COPIES + WEIGHTS_PER_UNIT * WEIGHT_COPIES
+    largest = max(config.hidden_dims)
+    shard_seeds = min(config.seeds_per_shard, len(config.seed_set))
+    shard = shard_seeds * (config.epochs * COPIES_PER_SHARD + largest * per_unit) * 4
     return Estimate(
-        models=models,
-        model_epochs=models * config.epochs,
-        seconds=(unit_epochs * FUSED_SECONDS * factor + reference) / workers,
+        models=seeds,
+        model_epochs=seeds * config.epochs,
+        seconds=sum(parts.values()),
         workers=workers,
         peak_bytes=BASE_BYTES + workers * shard,
-        disk_bytes=int(models * (config.epochs * BYTES_PER_VALUE + BYTES_PER_ROW)),
+        disk_bytes=int(
+            seeds * (config.epochs * BYTES_PER_VALUE + BYTES_PER_ROW) + len(shards) * BYTES_PER_PART
+        ),
+        parts=tuple(parts.items()),
+    )
+
+
+def forecast(
+    config: SweepConfig, starting: bool = False, temporary_server: bool = False
+) -> Estimate:
+    """Return the forecast of `config` run here, now: what is compiled, what a resume has left.
+
+    Raises ValueError for an unknown `IRISMODEL_NATIVE_BUILD` value.
+    """
+    from irismodel import native  # imports torch: only when a forecast is asked for
+
+    compiled = native.expected()
+    return estimate(
+        config,
+        compiled=compiled,
+        compile_first=compiled and not native.is_built(),
+        starting=starting,
+        temporary_server=temporary_server,
+        finished=finished_before(config),
     )
 
 

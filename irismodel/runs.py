@@ -226,7 +226,18 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
         )
     stored.pop("resume", None)
     stored["output_dir"] = config.output_dir
+    stored["force"] = config.force  # asked of this attempt, not of the run
     return validate_config(**stored, resume=config.resume)
+
+
+def finished_before(config: SweepConfig) -> frozenset[str]:
+    """Return the shards the unfinished run `config.resume` already wrote and checked, if any."""
+    if not config.resume:
+        return frozenset()
+    folder = _find(config.output_dir, config.resume, staged=True)
+    if folder is None:
+        return frozenset()
+    return finished_shards(RunPlace(config.output_dir, folder), config, config.resume)
 
 
 def open_run(

@@ -9,10 +9,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
-from irismodel import native
 from irismodel.config import SweepConfig, run_label, run_tags, validate_config
 from irismodel.data import Dataset, Split, load_dataset, split_dataset
-from irismodel.estimate import check_fits, estimate
+from irismodel.estimate import check_fits
+from irismodel.estimate import forecast as estimate_here
 from irismodel.runs import open_run, plan_shards, resumed_config
 from irismodel.storage import redact
 from irismodel.sweep import RunContext, context_of
@@ -26,7 +26,7 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
         config = resumed_config(config)
     # a resume runs its own parameters: name it after them, not after the defaults it was given
     tag_run(run_tags(config), run_label(config.parameters()) if config.resume else None)
-    forecast = estimate(config, compiled=native.expected())
+    forecast = estimate_here(config)
     check_fits(config, forecast, config.force)
     get_run_logger().info("forecast: %s", forecast.text())
     get_run_logger().info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 from prefect import get_run_logger, task
@@ -16,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
+from irismodel.report.rendering import markdown_text
 from irismodel.storage import base_name, browser_url, redact
 from tasks.api import bounded
 
@@ -24,6 +26,7 @@ SUMMARY_KEY = "iris-sweep-summary"
 REPORT_KEY = "iris-sweep-report"
 RESULTS_KEY = "iris-sweep-results"
 PROGRESS_KEY = "iris-sweep-progress"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @task(name="publish-report", cache_policy=NO_CACHE, persist_result=False)
@@ -61,13 +64,9 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         )
     else:  # a file:// link does not open from an http page: show the location to copy instead
         create_markdown_artifact(
-            markdown=(
-                f"The results of run `{flow_run_id}`, a folder of Parquet files, one row a "
-                f"model:\n\n```\n{shown}\n```\n\nRead them with "
-                f'`pandas.read_parquet("{shown}")` or `irismodel.results.read_results`.'
-            ),
+            markdown=results_markdown(flow_run_id, shown),
             key=RESULTS_KEY,
-            description=f"Where the results of run {flow_run_id} are.",
+            description=f"Where the results of run {flow_run_id} are (text: no link opens it).",
         )
     logger = get_run_logger()
     for warning in report.answers.warnings:
@@ -81,6 +80,21 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         report.paths["accuracy"],
     )
     return report.text
+
+
+def results_markdown(flow_run_id: str, location: str) -> str:
+    """Return the results artifact of a location without a browser link: the location as text.
+
+    The location is escaped, never put in a code span or fence that a backtick or a newline in
+    it could close: control characters are shown as escapes (`\\n`), markdown and HTML inert.
+    """
+    visible = _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode(), location)
+    return (
+        f"The results of run {flow_run_id}, a folder of Parquet files, one row a model. "
+        f"No link opens it from this page; copy its location:\n\n{markdown_text(visible)}\n\n"
+        "Read it with `pandas.read_parquet(location)` or "
+        "`irismodel.results.read_results(location)`."
+    )
 
 
 def start_progress(total: int, done: int = 0) -> UUID | None:

@@ -1,22 +1,26 @@
-"""Helpers of the end-to-end tests: loopback ports, process groups, health waits, Dask, rows."""
+"""Helpers of the end-to-end tests: ports, process groups, health waits, workers, Dask, webhooks."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the environment's console scripts: prefect, dask
@@ -165,6 +169,101 @@ def prefect_server(home: Path, timeout: float = 90.0) -> Iterator[str]:
         health = f"{api_url}/health"
         wait_until(lambda: http_ok(health), timeout, "prefect server", server, log_path)
         yield api_url
+
+
+class Worker:
+    """A `prefect worker start` process of a pool, which can be killed and started again."""
+
+    def __init__(self, pool: str, env: Mapping[str, str], folder: Path) -> None:
+        self.args = [str(BIN / "prefect"), "worker", "start", "--pool", pool]
+        self.env = dict(env)
+        self.folder = folder  # its working folder: unrelated to the project, on purpose
+        self.log_path = folder / "worker.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the worker (it polls the pool from then on)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = start_process(self.args, self.env, self.log_path, cwd=self.folder)
+
+    def flow_run_pids(self) -> list[int]:
+        """Return the pids of every process under the worker (its flow runs and theirs)."""
+        if self.process is None:
+            return []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return [child.pid for child in psutil.Process(self.process.pid).children(True)]
+        return []
+
+    def kill(self) -> list[int]:
+        """SIGKILL the worker and every process under it, as a lost machine would; return them.
+
+        Flow runs start in sessions of their own, so the worker's process group does not hold
+        them: they are found as the worker's descendants first.
+        """
+        assert self.process is not None
+        victims = [self.process.pid, *self.flow_run_pids()]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        gone = lambda: not any(psutil.pid_exists(pid) and _alive(pid) for pid in victims)  # noqa: E731
+        wait_until(gone, 10, "killed processes")
+        self.process = None
+        return victims
+
+    def stop(self) -> None:
+        """Stop the worker and what it runs, if it is running."""
+        if self.process is not None:
+            pids = self.flow_run_pids()
+            stop_process(self.process)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.process = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Webhook:
+    """A loopback HTTP server, in a thread, that records the JSON body of every POST."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.received = threading.Condition()
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with webhook.received:
+                    webhook.bodies.append(json.loads(body))
+                    webhook.received.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self.url = f"http://{LOOPBACK}:{self.server.server_address[1]}/hook"
+
+    def wait_for(self, wanted: Callable[[dict], bool], timeout: float = 60.0) -> dict:
+        """Return the first body for which `wanted` is true; fail after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.received:
+            while True:
+                for body in self.bodies:
+                    if wanted(body):
+                        return body
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no such POST after {timeout:.0f}s; got {self.bodies}")
+                self.received.wait(left)
 
 
 def run_cli(

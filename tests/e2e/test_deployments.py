@@ -6,17 +6,15 @@ import contextlib
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
 import pytest
-import yaml
-from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, State, StateType
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.states import Cancelled, Pending
-from prefect.workers.process import ProcessWorker
+from prefect.states import Cancelled, Pending, Scheduled
 
 from flows.runners import DASK_ADDRESS_VARIABLE
 from irismodel.results import COLUMNS, file_metadata, list_result_files, read_results
@@ -25,7 +23,7 @@ from . import servers
 
 pytestmark = pytest.mark.e2e
 
-PREFECT_YAML = servers.PROJECT_ROOT / "prefect.yaml"
+HEARTBEAT = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 TINY = {
     "hidden_dims": [8, 9],
     "optimizers": ["sgd", "manual"],
@@ -34,11 +32,6 @@ TINY = {
     "epochs": 50,
 }
 PREFECT = str(servers.BIN / "prefect")
-
-
-def work_pools() -> dict[str, str]:
-    """Return the work pool names that prefect.yaml defines once, under `definitions`."""
-    return yaml.safe_load(PREFECT_YAML.read_text())["definitions"]["work_pools"]
 
 
 def trigger(deployment: str, parameters: dict, env: dict[str, str], *options: str) -> UUID:
@@ -80,7 +73,10 @@ def second_run_meets_the_limit(client, deployment) -> State:
     slot to the first and orchestrates the second by the collision strategy. The first is
     cancelled after, which frees the slot.
     """
-    first, second = (client.create_flow_run_from_deployment(deployment.id) for _ in range(2))
+    later = Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+    first, second = (
+        client.create_flow_run_from_deployment(deployment.id, state=later) for _ in range(2)
+    )
     assert client.set_flow_run_state(first.id, Pending()).status == SetStateStatus.ACCEPT
     refused = client.set_flow_run_state(second.id, Pending())
     assert refused.status == SetStateStatus.REJECT, refused
@@ -91,44 +87,28 @@ def second_run_meets_the_limit(client, deployment) -> State:
 
 
 def test_deployments_run_on_a_worker_and_write_the_results_schema(
-    prefect_server, prefect_client, tmp_path: Path
+    deployed, prefect_client, tmp_path: Path
 ) -> None:
     """`prefect deploy --all` deploys prefect.yaml as written; a worker runs adhoc and adhoc-dask.
 
     nightly carries its 03:00 UTC cron and adhoc none; nightly (CANCEL_NEW) and gpu (ENQUEUE) a
-    concurrency limit of 1, which the server enforces when a second run would start. adhoc,
-    triggered with tiny parameters as the README does, runs in a real `prefect worker` to
-    Completed and writes one file of the results schema, one row per (hidden_dim, optimizer,
-    seed); adhoc-dask, pointed at a real Dask cluster by its job variable, trains in the Dask
-    worker and writes the same rows.
+    concurrency limit of 1, which the server enforces when a second run would start; every
+    deployment's runs send heartbeats each 30 s. adhoc, triggered with tiny parameters as the
+    README does, runs in a real `prefect worker` to Completed and writes one file of the results
+    schema, one row per (hidden_dim, optimizer, seed); adhoc-dask, pointed at a real Dask
+    cluster by its job variable, trains in the Dask worker and writes the same rows.
     """
-    env = prefect_server.env()
-    pools = work_pools()
-    servers.run_cli([PREFECT, "work-pool", "create", pools["process"], "--type", "process"], env)
-    # The GPU pool only has to exist for `deploy --all`; the client is quicker than a CLI.
-    prefect_client.create_work_pool(
-        WorkPoolCreate(
-            name=pools["gpu"],
-            type="process",
-            base_job_template=ProcessWorker.get_default_base_job_template(),
-        )
-    )
-
-    # The worker starts in an unrelated folder: only the pull step can lead it to the code.
-    # It and the Dask cluster start now, so that their start overlaps the deploy.
-    worker_dir = tmp_path / "worker"
-    worker_dir.mkdir()
-    worker = [PREFECT, "worker", "start", "--pool", pools["process"]]
-    worker_env = prefect_server.env(PREFECT_WORKER_QUERY_SECONDS="1")
-    worker_log = tmp_path / "worker.log"
+    env = deployed.server.env()
+    pools = deployed.pools
+    worker_log = deployed.worker.log_path
     with contextlib.ExitStack() as stack:
-        stack.enter_context(servers.running(worker, worker_env, worker_log, cwd=worker_dir))
         cluster = stack.enter_context(servers.dask_cluster(tmp_path / "dask", n_workers=1))
-        servers.run_cli([PREFECT, "--no-prompt", "deploy", "--all"], env, timeout=180)
 
         nightly = prefect_client.read_deployment_by_name("iris-sweep/nightly")
         assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
         assert nightly.schedules[0].schedule.timezone == "UTC"
+        assert nightly.schedules[0].slug == "nightly-0300-utc"
+        assert "03:00 UTC" in nightly.description
         assert nightly.parameters == {}
         assert_concurrency(nightly, 1, ConcurrencyLimitStrategy.CANCEL_NEW)
         assert nightly.work_pool_name == pools["process"]
@@ -149,6 +129,8 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         assert_concurrency(gpu, 1, ConcurrencyLimitStrategy.ENQUEUE)
         adhoc_dask = prefect_client.read_deployment_by_name("iris-sweep/adhoc-dask")
         assert adhoc_dask.job_variables["env"][DASK_ADDRESS_VARIABLE].startswith("tcp://")
+        for deployment in (nightly, adhoc, gpu, adhoc_dask):
+            assert deployment.job_variables["env"][HEARTBEAT] == "30", deployment.name
 
         local_output = tmp_path / "adhoc"
         adhoc_run = trigger("iris-sweep/adhoc", {**TINY, "output_dir": str(local_output)}, env)
@@ -164,7 +146,7 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         flow_run = wait_for_final_state(prefect_client, adhoc_run, 120, worker_log)
         wait_for_final_state(prefect_client, dask_run, 120, worker_log)
 
-    # The worker has stopped, so no run of nightly starts for real: the guards, by hand.
+    # The guards, by hand, on runs scheduled an hour ahead, which the worker leaves alone.
     cancelled = second_run_meets_the_limit(prefect_client, nightly)
     assert cancelled.type == StateType.CANCELLED  # a second nightly never starts
     waiting = second_run_meets_the_limit(prefect_client, gpu)

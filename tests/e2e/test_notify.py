@@ -2,75 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 
-from flows.notify import AUTOMATION_NAME, EVENTS, check_webhook
+from flows.notify import (
+    AUTOMATION_NAME,
+    EVENTS,
+    HEARTBEAT,
+    SILENT_AUTOMATION_NAME,
+    check_webhook,
+)
 
 from . import servers
+from .servers import Webhook
 
 pytestmark = pytest.mark.e2e
 
 BLOCK_TYPE = "custom-webhook"
-
-
-class Webhook:
-    """A loopback HTTP server, in a thread, that records the JSON body of every POST."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.received = threading.Condition()
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with webhook.received:
-                    webhook.bodies.append(json.loads(body))
-                    webhook.received.notify_all()
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((servers.LOOPBACK, 0), Handler)
-        self.url = f"http://{servers.LOOPBACK}:{self.server.server_address[1]}/hook"
-
-    def wait_for(self, wanted: Callable[[dict], bool], timeout: float = 60.0) -> dict:
-        """Return the first body for which `wanted` is true; fail after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self.received:
-            while True:
-                for body in self.bodies:
-                    if wanted(body):
-                        return body
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no such POST after {timeout:.0f}s; got {self.bodies}")
-                self.received.wait(left)
-
-
-@pytest.fixture()
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    thread = threading.Thread(target=hook.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hook
-    finally:
-        hook.server.shutdown()
-        hook.server.server_close()
-        thread.join(10)
 
 
 def notify(env: dict[str, str], *args: str) -> str:
@@ -105,6 +57,7 @@ def test_a_failed_sweep_posts_its_run_state_message_and_link(
     assert body["subject"] == f"iris-sweep flow run {flow_run.name} is Failed"
     assert f"Flow run {flow_run.name} ({run_id}) of iris-sweep entered Failed." in body["body"]
     assert "epochs: 0 is not allowed" in body["body"]  # the state's message
+    assert "Parameters given: {" in body["body"] and "'epochs': 0," in body["body"]
     ui_url = prefect_server.api_url.removesuffix("/api")
     assert f"UI: {ui_url}/runs/flow-run/{run_id}" in body["body"]
     assert body["text"] == f"{body['subject']}\n{body['body']}"
@@ -161,6 +114,10 @@ def test_notify_twice_leaves_one_automation_and_one_block(
     (action,) = automation.actions
     assert (action.type, action.block_document_id) == ("send-notification", block.id)
     assert "{{ flow_run.state.message }}" in action.body
+    (silent,) = prefect_client.read_automations_by_name(SILENT_AUTOMATION_NAME)
+    assert (silent.trigger.after, silent.trigger.posture) == ({HEARTBEAT}, "Proactive")
+    (crash,) = silent.actions
+    assert (crash.type, crash.state.value) == ("change-flow-run-state", "CRASHED")
 
 
 def test_the_webhook_must_be_an_http_url() -> None:
@@ -169,6 +126,13 @@ def test_the_webhook_must_be_an_http_url() -> None:
         check_webhook("ftp://hooks.example.com/x")
     with pytest.raises(ValueError, match="with a host, not 'http:///x'"):
         check_webhook("http:///x")
+
+
+def test_notify_refuses_a_silence_too_short(tmp_path: Path) -> None:
+    """--silent-after below 10 s is refused before the server is asked."""
+    env = servers.project_env({"PREFECT_HOME": str(tmp_path / "home")})
+    with pytest.raises(RuntimeError, match="--silent-after: 5 is too short"):
+        notify(env, "--webhook", "http://127.0.0.1:9/hook", "--silent-after", "5")
 
 
 def test_notify_refuses_to_run_without_a_server(tmp_path: Path) -> None:

@@ -427,7 +427,8 @@ def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     args = ["--hidden-dims", "8", "--optimizers", "sgd", "--seeds", "0..1", "--split-seeds", "0",
-            "--epochs", "20", "--device", "cpu", "--output-dir", str(tmp_path), "--no-report"]  # fmt: skip
+            "--epochs", "20", "--device", "cpu", "--output-dir", str(tmp_path),
+            "--no-report"]  # fmt: skip
     with monkeypatch.context() as patch:
         patch.setattr(storage, "publish_folder", disk_full)
         assert main(args) == 1

@@ -465,3 +465,12 @@ def test_csv_with_a_repeated_column_is_refused(tmp_path, iris_frame, column):
         "feature and label column must appear once",
     ):
         load_dataset(str(path))
+
+
+def test_a_file_too_large_is_refused_from_its_size_without_reading_it(tmp_path):
+    """A 2 GiB CSV (sparse: nothing to read) is refused by its size, naming data_path."""
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as handle:
+        handle.truncate(2 << 30)
+    with pytest.raises(ValueError, match=r"data_path: .*huge.csv' is 2,048 MiB; at most 100 MiB"):
+        load_dataset(str(path))

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from irismodel import runs, sweep
 from irismodel.config import validate_config
-from irismodel.estimate import BYTES_PER_VALUE, _available_memory, check_fits, estimate
+from irismodel.data import load_dataset, split_dataset
+from irismodel.estimate import (
+    BYTES_PER_PART,
+    BYTES_PER_VALUE,
+    _available_memory,
+    check_fits,
+    estimate,
+    forecast,
+)
 
 
 def test_forecast_counts_models_and_bytes(tmp_path):
@@ -15,7 +24,9 @@ def test_forecast_counts_models_and_bytes(tmp_path):
     one, two = estimate(config, workers=1), estimate(config, workers=2)
     assert one.models == 400 and one.model_epochs == 200_000
     assert one.disk_bytes >= 400 * 500 * BYTES_PER_VALUE
-    assert two.seconds == pytest.approx(one.seconds / 2)
+    training = dict(one.parts)["training"]
+    assert dict(two.parts)["training"] == pytest.approx(training / 2)
+    assert one.seconds == pytest.approx(sum(seconds for _, seconds in one.parts))
     assert "400 models, 200,000 model-epochs" in one.text()
     check_fits(config, one)  # a small sweep fits
 
@@ -48,3 +59,50 @@ def test_shards_larger_than_the_memory_are_refused(tmp_path):
     message = rf"shard_size: 100000 seeds x {epochs} epochs a shard need about .* GiB on"
     with pytest.raises(ValueError, match=message + r" \d+ workers, and .* GiB are available"):
         check_fits(config, forecast)
+
+
+def test_the_forecast_counts_what_the_run_does_besides_training(tmp_path):
+    """A first-use compile, the command's start, a temporary server and the report add time."""
+    config = validate_config(hidden_dims=[8], optimizers=["sgd"], seeds="0..9", epochs=10,
+                             output_dir=str(tmp_path))  # fmt: skip
+    bare = estimate(config)
+    full = estimate(config, compile_first=True, starting=True, temporary_server=True)
+    parts = dict(full.parts)
+    added = parts["first-use compile"] + parts["start"] + parts["temporary server"]
+    assert full.seconds == pytest.approx(bare.seconds + added)
+    assert "first-use compile" in full.text() and "temporary server" in full.text()
+    no_report = estimate(validate_config(**{**config.parameters(), "report": False}))
+    assert no_report.seconds < bare.seconds and dict(no_report.parts)["report"] == 0
+
+
+def test_memory_grows_with_hidden_dim_and_disk_with_the_part_files(tmp_path):
+    """Wider layers need more memory a shard; each part file adds its own overhead on disk."""
+    small, wide = (
+        estimate(
+            validate_config(hidden_dims=[h], seeds="0..1999", epochs=10, output_dir=str(tmp_path))
+        )  # fmt: skip
+        for h in (8, 4096)
+    )
+    assert wide.peak_bytes - small.peak_bytes > 2 * 2000 * (4096 - 8) * 100  # > 6 GB on 2 cores
+    one_part = estimate(validate_config(seeds="0..99", output_dir=str(tmp_path), shard_size=100))
+    many = estimate(validate_config(seeds="0..99", output_dir=str(tmp_path), shard_size=1))
+    assert many.disk_bytes - one_part.disk_bytes == (100 - 1) * 21 * BYTES_PER_PART
+
+
+def test_a_resume_forecasts_only_its_missing_shards_and_force_is_the_resume_s(tmp_path):
+    """Resuming a run with 2 of 8 shards written forecasts 6 shards; --force there means force."""
+    config = validate_config(hidden_dims=[8, 11], optimizers=["sgd", "adam"], seeds="0..5",
+                             epochs=20, shard_size=3, output_dir=str(tmp_path))  # fmt: skip
+    opened = runs.open_run(config, "killed")
+    split = split_dataset(load_dataset())
+    shards = runs.plan_shards(config)
+    for shard in shards[:2]:
+        sweep.run_shard(split, shard, sweep.context_of(opened, config))
+    runs.release_lock(opened.place)
+
+    given = validate_config(output_dir=str(tmp_path), resume="killed", force=True)
+    resumed = runs.resumed_config(given)
+    assert resumed.force  # the stored run said false
+    whole, left = estimate(resumed), forecast(resumed)
+    assert (whole.models, left.models) == (24, 24 - 2 * 3)
+    assert left.disk_bytes < whole.disk_bytes

@@ -95,7 +95,7 @@ def test_artifacts_hold_the_report(two_runs):
         assert isinstance(row["test acc mean"], float) and isinstance(row["seeds"], int)
         assert 0 <= row["test acc low"] <= row["test acc mean"] <= row["test acc high"] <= 1
     where = mine["iris-sweep-results"].data  # a local folder: copyable text, no file:// link
-    assert f"```\n{path}\n```" in where and "file://" not in where
+    assert path.replace("_", "\\_") in where and "file://" not in where
     assert "2. Does the loss at epoch 100 fall" in text
 
 
@@ -124,3 +124,19 @@ def test_advance_without_an_artifact_is_a_no_op():
     from tasks.report import advance_progress
 
     assert advance_progress(None, 1, 2) is None
+
+
+def test_a_location_with_a_fence_and_newlines_stays_text_in_the_results_artifact():
+    """An output_dir holding ``` and newlines renders as one escaped paragraph, never code."""
+    from markdown_it import MarkdownIt
+
+    from tasks.report import results_markdown
+
+    location = "/data/x```\n# Heading\n```\n<b>bold</b> [link](http://e.x) | a_b"
+    html = MarkdownIt().render(results_markdown("0b9e", location))
+    assert "<h1>" not in html and "<b>" not in html and "<a " not in html
+    assert html.count("<code>") == 2  # the two reader calls, nothing of the location
+    shown = html.split("<p>")[2].split("</p>")[0]  # the location's paragraph
+    assert (
+        shown == "/data/x```\\n# Heading\\n```\\n&lt;b&gt;bold&lt;/b&gt; [link](http://e.x) | a_b"
+    )

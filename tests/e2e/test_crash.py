@@ -24,6 +24,7 @@ SILENT = 20
 SWEEP = {
     "hidden_dims": "8..14",
     "optimizers": ["sgd"],
+    "split_seeds": "0",
     "seeds": "0..1799",
     "shard_size": 300,
     "epochs": 1000,

@@ -71,7 +71,8 @@ def test_the_untouched_form_and_a_form_with_ranges_are_accepted_and_run(
     finally:
         shutil.rmtree(folders[0])
     default = SweepConfig()
-    assert len(rows) == len(default.hidden_dims) * len(default.optimizers) * len(default.seed_set)
+    configurations = len(default.hidden_dims) * len(default.optimizers)
+    assert len(rows) == configurations * len(default.seed_set) * len(default.split_set)
     assert rows["loss_curve"].map(len).eq(default.epochs).all()
 
     typed_rows = read_results(typed["output_dir"])

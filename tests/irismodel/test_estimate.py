@@ -84,20 +84,25 @@ def test_memory_grows_with_hidden_dim_and_disk_with_the_part_files(tmp_path):
         for h in (8, 4096)
     )
     assert wide.peak_bytes - small.peak_bytes > 2 * 2000 * (4096 - 8) * 100  # > 6 GB on 2 cores
-    one_part = estimate(validate_config(seeds="0..99", output_dir=str(tmp_path), shard_size=100))
-    many = estimate(validate_config(seeds="0..99", output_dir=str(tmp_path), shard_size=1))
+    one_part = estimate(
+        validate_config(seeds="0..99", split_seeds="0", output_dir=str(tmp_path), shard_size=100)
+    )
+    many = estimate(
+        validate_config(seeds="0..99", split_seeds="0", output_dir=str(tmp_path), shard_size=1)
+    )
     assert many.disk_bytes - one_part.disk_bytes == (100 - 1) * 21 * BYTES_PER_PART
 
 
 def test_a_resume_forecasts_only_its_missing_shards_and_force_is_the_resume_s(tmp_path):
     """Resuming a run with 2 of 8 shards written forecasts 6 shards; --force there means force."""
     config = validate_config(hidden_dims=[8, 11], optimizers=["sgd", "adam"], seeds="0..5",
-                             epochs=20, shard_size=3, output_dir=str(tmp_path))  # fmt: skip
+                             split_seeds="0", epochs=20, shard_size=3,
+                             output_dir=str(tmp_path))  # fmt: skip
     opened = runs.open_run(config, "killed")
-    split = split_dataset(load_dataset())
+    splits = {0: split_dataset(load_dataset())}
     shards = runs.plan_shards(config)
     for shard in shards[:2]:
-        sweep.run_shard(split, shard, sweep.context_of(opened, config))
+        sweep.run_shard(splits, shard, sweep.context_of(opened, config))
     runs.release_lock(opened.place)
 
     given = validate_config(output_dir=str(tmp_path), resume="killed", force=True)

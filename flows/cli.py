@@ -192,6 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # A store that never answers holds a thread inside its client, and an orderly exit
+        # waits for it (pyarrow's finalizers). Nothing is written yet: leave at once.
+        print("\niris-sweep: interrupted; nothing was started", file=sys.stderr, flush=True)
+        os._exit(130)
 
     print(f"iris-sweep: {forecast.text()}", file=sys.stderr)
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings

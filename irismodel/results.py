@@ -224,8 +224,10 @@ def _parts(fs: pafs.FileSystem, folder: str, run: bool = False) -> list[str] | N
     try:
         with fs.open_input_stream(f"{folder.rstrip('/')}/{MANIFEST}") as stream:
             manifest = json.loads(stream.read())
+        if not isinstance(manifest, dict):
+            raise TypeError("not a JSON object")
         expected = int(manifest["shards"]) if manifest.get("status") == "complete" else None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         raise ResultsError(f"results: {folder!r} has an unreadable {MANIFEST} ({error})") from error
     if expected is not None and len(parts) != expected:
         raise ResultsError(
@@ -404,7 +406,9 @@ def file_metadata(path: str) -> dict[str, Any]:
     if fs.get_file_info(inner).type == pafs.FileType.Directory:
         try:
             manifest = json.loads(storage.read_bytes(storage.child(path, MANIFEST)))
-        except (OSError, ValueError) as error:
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError, RecursionError) as error:
             raise ResultsError(f"results: {path!r} has no readable {MANIFEST} ({error})") from error
         return {
             "schema_version": str(manifest.get("schema_version", "")),

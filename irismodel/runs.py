@@ -165,7 +165,7 @@ def _manifest(place: RunPlace, staged: bool) -> dict[str, Any]:
     folder = place.staging if staged else place.published
     try:
         record = json.loads(storage.read_bytes(storage.child(folder, MANIFEST)))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise RunError(
             f"resume: the run folder {storage.redact(folder)!r} has no readable manifest ({error})"
         ) from error

@@ -304,17 +304,34 @@ class DaskCluster:
     scheduler: subprocess.Popen
     n_workers: int
     folder: Path
+    workers: tuple[subprocess.Popen, ...] = ()
 
-    def wait_for_workers(self) -> dict[str, int]:
-        """Wait until every worker has joined; return worker address -> pid of its process."""
+    def wait_for_workers(self, n_workers: int | None = None) -> dict[str, int]:
+        """Wait until every worker (or `n_workers`) has joined; return address -> pid of each.
+
+        The pids are those of the processes that run tasks (not their nannies).
+        """
         from distributed import Client
 
         log_path = self.folder / "scheduler.log"
         ready = lambda: port_open(self.scheduler_port)  # noqa: E731
         wait_until(ready, 60, "dask scheduler", self.scheduler, log_path)
         with Client(self.address, timeout=60) as client:
-            client.wait_for_workers(self.n_workers, timeout=120)
-            return client.run(os.getpid)  # the processes that run tasks (not their nannies)
+            client.wait_for_workers(self.n_workers if n_workers is None else n_workers, timeout=120)
+            return client.run(os.getpid)
+
+
+def dask_worker_args(address: str, folder: Path, name: str) -> list[str]:
+    """Return the command line of one one-thread `dask worker` of the scheduler at `address`."""
+    worker = [str(BIN / "dask"), "worker", address, "--nthreads", "1", "--host", LOOPBACK]
+    worker += ["--no-dashboard", "--local-directory", str(folder / "scratch")]
+    return worker + ["--preload", "flows.iris_sweep", "--name", name]
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process started by `start_process` and its whole group; wait for the leader."""
+    _signal_group(process, signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 @contextlib.contextmanager
@@ -328,17 +345,27 @@ def dask_cluster(folder: Path, n_workers: int = 2) -> Iterator[DaskCluster]:
     """
     port = free_port()
     address = f"tcp://{LOOPBACK}:{port}"
-    env = project_env({"PREFECT_HOME": str(folder / "prefect-home")})
+    env = dask_env(folder)
     dask = str(BIN / "dask")
     scheduler = [dask, "scheduler", "--host", LOOPBACK, "--port", str(port), "--no-dashboard"]
     with contextlib.ExitStack() as stack:
         scheduler_process = stack.enter_context(running(scheduler, env, folder / "scheduler.log"))
-        for i in range(n_workers):
-            worker = [dask, "worker", address, "--nthreads", "1", "--host", LOOPBACK]
-            worker += ["--no-dashboard", "--local-directory", str(folder / "scratch")]
-            worker += ["--preload", "flows.iris_sweep", "--name", f"worker-{i}"]
-            stack.enter_context(running(worker, env, folder / f"worker-{i}.log"))
-        yield DaskCluster(address, port, scheduler_process, n_workers, folder)
+        workers = tuple(
+            stack.enter_context(
+                running(
+                    dask_worker_args(address, folder, f"worker-{i}"),
+                    env,
+                    folder / f"worker-{i}.log",
+                )
+            )
+            for i in range(n_workers)
+        )
+        yield DaskCluster(address, port, scheduler_process, n_workers, folder, workers)
+
+
+def dask_env(folder: Path) -> dict[str, str]:
+    """Return the environment of a cluster's processes: the project, no Prefect API URL."""
+    return project_env({"PREFECT_HOME": str(folder / "prefect-home")})
 
 
 ROW_KEY = ["hidden_dim", "optimizer", "seed"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -101,3 +104,55 @@ def test_shards_train_and_write_on_dask_workers_and_match_a_local_run(
         assert len(pickle.dumps(summary)) < 1000
     assert servers.worker_pids(local) == {os.getpid()}
     servers.assert_same_training(on_dask, local)
+
+
+# 8 shards of ~2 s each here: two one-thread workers are surely mid-sweep after the first part
+SLOW = ["--hidden-dims", "8", "9", "--optimizers", "sgd", "--seeds", "0..63", "--shard-size",
+        "16", "--epochs", "20000", "--device", "cpu", "--no-report"]  # fmt: skip
+
+
+def test_a_cluster_that_loses_every_worker_fails_the_run_in_bounded_time_then_resumes(
+    prefect_server, tmp_path: Path
+) -> None:
+    """Every Dask worker killed mid-run: the run fails within the no-worker bound, in one line
+    naming the scheduler and the resume command; a resume on a new worker trains only the
+    missing shards and keeps the written parts byte for byte."""
+    output, log = tmp_path / "out", tmp_path / "cli.log"
+    bound = 5
+    staged = lambda: sorted(output.glob(".staging/*/*.parquet"))  # noqa: E731
+    with servers.dask_cluster(tmp_path / "dask") as cluster:
+        cluster.wait_for_workers()
+        env = prefect_server.env(
+            IRIS_SWEEP_DASK_ADDRESS=cluster.address, IRIS_SWEEP_DASK_NO_WORKER_TIMEOUT=str(bound)
+        )
+        command = [sys.executable, "-m", "flows.cli", *SLOW, "--output-dir", str(output)]
+        with servers.running(command, env, log) as run:
+            servers.wait_until(lambda: staged(), 240, "a written shard", run, log, 0.05)
+            for worker in cluster.workers:
+                servers.kill_group(worker)
+            killed = time.monotonic()
+            kept = {part.name: part.read_bytes() for part in staged()}
+            code = run.wait(timeout=120)
+            failed_after = time.monotonic() - killed
+        text = log.read_text()
+        assert code == 1, text[-3000:]
+        assert failed_after < bound + 30, f"failed {failed_after:.0f} s after the workers died"
+        (line,) = [line for line in text.splitlines() if line.startswith("iris-sweep: error:")]
+        assert f"the Dask cluster at {cluster.address} has had no workers for {bound} s" in line
+        run_id = re.search(r"`iris-sweep --resume ([0-9a-f-]+)`", line).group(1)
+        assert 1 <= len(kept) < 8 and not list(output.glob("iris-sweep-*"))
+
+        worker_log = cluster.folder / "worker-new.log"
+        args = servers.dask_worker_args(cluster.address, cluster.folder, "worker-new")
+        with servers.running(args, servers.dask_env(cluster.folder), worker_log):
+            (new_pid,) = cluster.wait_for_workers(1).values()
+            resume = ["--resume", run_id, "--output-dir", str(output)]
+            servers.run_cli([sys.executable, "-m", "flows.cli", *resume], env, 300)
+    (folder,) = output.glob("iris-sweep-*")
+    parts = {part.name: part for part in folder.glob("*.parquet")}
+    assert len(parts) == 8 and len(read_results(str(folder))) == 2 * 64
+    for name, content in kept.items():
+        assert parts[name].read_bytes() == content, name
+    for name in parts.keys() - kept.keys():
+        writer = pq.read_schema(parts[name]).metadata[META_WRITER].decode()
+        assert int(writer.rsplit(":", 1)[1]) == new_pid, (name, writer)

@@ -7,8 +7,10 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -126,3 +128,50 @@ def test_killing_the_command_line_alone_leaves_no_server(tmp_path, sig):
         assert re.search(r"iris-sweep: terminated\. .*`iris-sweep --resume [0-9a-f-]+`", log), log[
             -2000:
         ]
+
+
+def test_ctrl_c_while_a_store_that_never_answers_is_checked_exits_at_once(tmp_path):
+    """Ctrl-C while the output location is checked, on a store that accepts connections and
+    never answers, ends the command line within seconds: exit 130, one line, nothing started."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted, held = threading.Event(), []
+
+    def hold() -> None:  # accept and keep every connection, never answer
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+                accepted.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+        IRIS_SWEEP_LOCATION_TIMEOUT="300",  # an exit within seconds is not this bound
+        AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_EC2_METADATA_DISABLED="true",
+    )  # fmt: skip
+    location = f"s3://bucket/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--seeds", "0", "--epochs", "5",
+         "--output-dir", location],
+        cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert accepted.wait(120), "the command line never reached the store"
+        sent = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        stopped_after = time.monotonic() - sent
+    finally:
+        _cleanup(process)
+        listener.close()
+        for connection in held:
+            connection.close()
+    assert process.returncode == 130, err[-3000:]
+    assert stopped_after < 10, f"took {stopped_after:.1f} s to stop"
+    assert err.strip().splitlines() == ["iris-sweep: interrupted; nothing was started"], err
+    assert not (tmp_path / "prefect-home").exists() or not list(
+        (tmp_path / "prefect-home").rglob("*.db")
+    )

@@ -102,3 +102,16 @@ def test_missing_location_is_a_clear_error(tmp_path):
     """Reading a location that does not exist names it."""
     with pytest.raises(results.ResultsError, match="no such location"):
         results.read_results(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"complete"', "[" * 100_000 + "]" * 100_000])
+def test_a_manifest_that_is_not_a_json_object_is_named(tmp_path, content):
+    """A run's manifest that is valid JSON but no object (or nested past any stack) is an error
+    naming the run folder, from the reader and from the metadata reader alike."""
+    folder = tmp_path / "iris-sweep-20260101T000000Z-abc"
+    folder.mkdir()
+    (folder / results.MANIFEST).write_text(content)
+    with pytest.raises(results.ResultsError, match=f"{folder.name}' has an unreadable _run.json"):
+        results.read_results(str(tmp_path))
+    with pytest.raises(results.ResultsError, match=f"{folder.name}' has no readable _run.json"):
+        results.file_metadata(str(folder))

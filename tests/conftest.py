@@ -6,7 +6,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +21,6 @@ os.environ.pop("IRIS_SWEEP_DASK_ADDRESS", None)
 # are about threads set their own count.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the end-to-end tests on one xdist worker, so they share one set of real servers."""
-    e2e = Path(__file__).parent / "e2e"
-    for item in items:
-        if e2e in Path(item.path).parents:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -107,8 +107,9 @@ def test_shards_train_and_write_on_dask_workers_and_match_a_local_run(
 
 
 # 8 shards of ~2 s each here: two one-thread workers are surely mid-sweep after the first part
-SLOW = ["--hidden-dims", "8", "9", "--optimizers", "sgd", "--seeds", "0..63", "--shard-size",
-        "16", "--epochs", "20000", "--device", "cpu", "--no-report"]  # fmt: skip
+SLOW = ["--hidden-dims", "8", "9", "--optimizers", "sgd", "--split-seeds", "0", "--seeds",
+        "0..63", "--shard-size", "16", "--epochs", "20000", "--device", "cpu",
+        "--no-report"]  # fmt: skip
 
 
 def test_a_cluster_that_loses_every_worker_fails_the_run_in_bounded_time_then_resumes(

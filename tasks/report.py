@@ -72,12 +72,13 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
     for warning in report.answers.warnings:
         logger.warning("%s", warning)
     logger.info(
-        "published artifacts %s, %s, %s; plots at %s and %s",
+        "published artifacts %s, %s, %s; plots at %s, %s and %s",
         SUMMARY_KEY,
         REPORT_KEY,
         RESULTS_KEY,
         report.paths["loss_curves"],
         report.paths["accuracy"],
+        report.paths["slope_by_epoch"],
     )
     return report.text
 

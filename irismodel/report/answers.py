@@ -41,6 +41,7 @@ class Answers:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     headline: list[str] = field(default_factory=list)  # both answers in a few lines, first
+    secondary: list[str] = field(default_factory=list)  # pre-specified, beyond the notebook
 
 
 def _interval(interval: Interval) -> dict[str, Any]:

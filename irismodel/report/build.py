@@ -16,6 +16,7 @@ from .plots import groups_shown, plot_accuracy, plot_loss, write_bytes
 from .reading import Source
 from .rendering import format_terminal, plain, render_markdown
 from .scan import Scan, scan_frame, scan_source
+from .secondary import add_secondary, plot_slope_by_epoch
 from .settings import EPOCH_OF_INTEREST, REPORT_PREFIX, SETTING_COLUMNS, ReportError, check_epoch
 from .summary import summarize_models
 from .wording import word_answers
@@ -58,8 +59,10 @@ def answer_questions(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> Ans
 
     Question 1: is the model good, and does the hand-written update match torch.optim.SGD?
     Question 2: does the loss at epoch `epoch` fall as hidden_dim grows?
+    Beyond them, pre-specified: the first epoch below the linear baseline, the slope by epoch.
     """
-    return word_answers(answer_numbers(scan_frame(frame, epoch, curves=False)), plain)
+    scan = scan_frame(frame, epoch, curves=False)
+    return word_answers(add_secondary(answer_numbers(scan), scan), plain)
 
 
 def plot_loss_curves(frame: pd.DataFrame, path: str, epoch: int = EPOCH_OF_INTEREST) -> str:
@@ -80,10 +83,14 @@ def report_prefix(results_path: str) -> str:
 
 
 def report_files(out_dir: str, prefix: str = REPORT_PREFIX) -> dict[str, str]:
-    """Return the paths a report writes, by `loss_curves`, `accuracy`, `markdown`, `text`."""
+    """Return the paths a report writes, by name: the three plots, `markdown` and `text`.
+
+    Names: `loss_curves`, `accuracy`, `slope_by_epoch`, `markdown`, `text`.
+    """
     return {
         "loss_curves": storage.child(out_dir, f"{prefix}-loss-curves.png"),
         "accuracy": storage.child(out_dir, f"{prefix}-accuracy.png"),
+        "slope_by_epoch": storage.child(out_dir, f"{prefix}-slope-by-epoch.png"),
         "markdown": storage.child(out_dir, f"{prefix}.md"),
         "text": storage.child(out_dir, f"{prefix}.txt"),
     }
@@ -120,12 +127,15 @@ def _curve_table(scan: Scan) -> pd.DataFrame | None:
 
 def _build(scan: Scan, out_dir: str, prefix: str) -> Report:
     summary = summarize_models(scan.models)
-    numbers = answer_numbers(scan)
+    numbers = add_secondary(answer_numbers(scan), scan)
     answers = word_answers(numbers, plain)
     paths = report_files(out_dir, prefix)
     plot_loss(scan, paths["loss_curves"])
     plot_accuracy(scan.models, paths["accuracy"])
-    images = {"loss curves": paths["loss_curves"], "accuracy per seed": paths["accuracy"]}
+    plot_slope_by_epoch(numbers, scan.models, paths["slope_by_epoch"])
+    images = {"loss curves": paths["loss_curves"], "accuracy per seed": paths["accuracy"],
+              "slope of the loss on hidden_dim by epoch (pre-specified secondary summary)":
+              paths["slope_by_epoch"]}  # fmt: skip
     markdown = render_markdown(scan.models, answers, summary, images, scan.epoch)
     text = format_terminal(answers, summary, scan.epoch)
     write_bytes(paths["markdown"], markdown.encode())
@@ -138,7 +148,8 @@ def build_report(
 ) -> Report:
     """Build the report of `frame` and write its files under `out_dir`, replacing older ones.
 
-    Files: `<prefix>-loss-curves.png`, `<prefix>-accuracy.png`, `<prefix>.md` (plots embedded)
+    Files: `<prefix>-loss-curves.png`, `<prefix>-accuracy.png`, `<prefix>-slope-by-epoch.png`,
+    `<prefix>.md` (plots embedded)
     and `<prefix>.txt` (the terminal text), each written atomically (`storage.write_file`).
     """
     return _build(scan_frame(frame, epoch), out_dir, prefix)

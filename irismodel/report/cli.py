@@ -43,6 +43,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(report.text)
     print()
-    for name in ("loss_curves", "accuracy", "markdown"):
+    for name in ("loss_curves", "accuracy", "slope_by_epoch", "markdown"):
         print(f"{name.replace('_', ' ')}: {report.paths[name]}")
     return 0

@@ -151,3 +151,46 @@ def _quantiles(histogram: np.ndarray, shares: Sequence[float]) -> list[np.ndarra
         low, high = _BIN_EDGES[bins], _BIN_EDGES[bins + 1]
         out.append(np.where(n > 0, low + fraction * (high - low), np.nan))
     return out
+
+
+SLOPE_POINTS = 40  # log-spaced epochs at which every model's loss is kept for the slope curve
+
+
+def slope_epochs(lengths: Sequence[int], epoch: int) -> np.ndarray:
+    """The 1-based epochs at which every model's loss is kept, for the slope by epoch.
+
+    Log-spaced up to the longest curve, each run's last epoch, and the epoch of interest (or a
+    shorter run's last in its place).
+    """
+    longest = max([int(n) for n in lengths] + [1])
+    points = np.rint(np.geomspace(1, longest, SLOPE_POINTS)).astype(np.int64)
+    ends = [int(n) for n in lengths if n > 0]
+    ends += [min(epoch, n) for n in ends]
+    return np.unique(np.concatenate([points, np.asarray(ends, np.int64)]))
+
+
+class PerModel:
+    """Per model: its loss at a few fixed epochs, and its first epoch below the baseline.
+
+    `loss` holds the loss at `epochs` (float32, NaN past its curve's end); `first_below` the
+    first epoch (1-based) whose loss falls below `baseline`: 0 where none does, NaN where there
+    is none to beat. Rows are written by position, so threads reading different files may share
+    it.
+    """
+
+    def __init__(self, size: int, epochs: np.ndarray, baseline: np.ndarray) -> None:
+        self.epochs = epochs
+        self.loss = np.full((size, len(epochs)), np.nan, dtype=np.float32)
+        self.baseline = baseline
+        self.first_below = np.full(size, np.nan)
+
+    def add(self, rows: np.ndarray, matrix: np.ndarray) -> None:
+        """Record the curves `matrix` (models x epochs) of the models at positions `rows`."""
+        inside = self.epochs <= matrix.shape[1]
+        self.loss[np.ix_(rows, np.flatnonzero(inside))] = matrix[:, self.epochs[inside] - 1]
+        baseline = self.baseline[rows]
+        with np.errstate(invalid="ignore"):
+            below = matrix < baseline[:, None]  # in float64; a NaN loss never beats it
+        found = below.any(axis=1)
+        first = np.where(found, below.argmax(axis=1) + 1, 0).astype(np.float64)
+        self.first_below[rows] = np.where(np.isfinite(baseline), first, np.nan)

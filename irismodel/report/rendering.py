@@ -15,7 +15,9 @@ from irismodel import storage
 from .answers import Answers
 from .settings import EPOCH_OF_INTEREST, SETTING_COLUMNS
 from .summary import summary_text_table
-from .wording import word_answers
+from .wording import SECONDARY_RULE, word_answers
+
+SECONDARY_HEADING = "Beyond the notebook's question (pre-specified secondary summary)"
 
 QUESTION1 = "Is the model good, and does the hand-written update match torch.optim.SGD?"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -101,6 +103,7 @@ def _markdown_answers(answers: Answers) -> Answers:
             notes=[html.escape(plain(note)) for note in answers.notes],
             warnings=[html.escape(plain(line)) for line in answers.warnings],
             headline=[html.escape(plain(line)) for line in answers.headline],
+            secondary=[html.escape(plain(line)) for line in answers.secondary],
         )
 
 
@@ -135,6 +138,8 @@ def render_markdown(
                   "Definitions and details follow.", ""]  # fmt: skip
     lines += [f"## 1. {QUESTION1}", "", escaped.question1, "",
               f"## 2. {question2(epoch)}", "", escaped.question2, ""]  # fmt: skip
+    if escaped.secondary:
+        lines += [f"## {SECONDARY_HEADING}", "", SECONDARY_RULE, "", *escaped.secondary, ""]
     if escaped.notes:
         lines += ["**Notes.** " + " ".join(escaped.notes), ""]
     lines += [
@@ -171,6 +176,8 @@ def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_
         f"2. {question2(epoch)}",
         answers.question2,
     ]
+    if answers.secondary:
+        lines += ["", f"{SECONDARY_HEADING}:", *answers.secondary]
     if answers.notes:
         lines += ["", "Notes: " + " ".join(answers.notes)]
     return "\n".join(lines)

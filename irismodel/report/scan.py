@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .baselines import majority_accuracy, outcomes
-from .curves import Curves, by_length
+from .curves import Curves, PerModel, by_length, slope_epochs
 from .reading import (
     CURVE_COLUMN,
     READ_THREADS,
@@ -36,13 +36,16 @@ class Scan:
     `models` has one row per setting x hidden_dim x optimizer x seed (the latest run), with
     `_group` (its curve group), `_epoch` (the epoch read), `_loss` (the loss there), `_first`
     (the first epoch's loss), `_outcome`, `_majority_train`/`_majority_test` and `_duplicate`
-    (a manual row identical to sgd's of the same hidden_dim and seed).
+    (a manual row identical to sgd's of the same hidden_dim and seed), and `_first_below` (the
+    first epoch whose loss is below `baseline_loss`: 0 if none, NaN without a baseline).
+    `per_model` keeps each model's loss at a few fixed epochs, for the slope by epoch.
     """
 
     source: Source
     models: pd.DataFrame
     epoch: int
     curves: Curves | None
+    per_model: PerModel | None = None
 
 
 def epoch_used(frame: pd.DataFrame, epoch: int = 100) -> pd.Series:
@@ -87,7 +90,10 @@ def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
 
 
 def _read_curves(scan: Scan) -> None:
-    """Pass 2: per model the loss at the epoch and at epoch 1, and the groups' curve sums.
+    """Pass 2: per model a few losses and its first epoch below the baseline; curve sums.
+
+    Per model: the loss at the epoch, at epoch 1 and at the slope epochs, and the first epoch
+    below the linear baseline; per group, the curve sums.
 
     Reads only the curves of the models kept, batch by batch, and keeps none of them. The sums
     leave out every model that diverged (by its flag, its outcome, or a curve ending above its
@@ -95,6 +101,9 @@ def _read_curves(scan: Scan) -> None:
     """
     models, curves, source = scan.models, scan.curves, scan.source
     size = len(models)
+    lengths_all = models["epochs"].to_numpy(np.int64)
+    baseline = models["baseline_loss"].to_numpy(np.float64)
+    per_model = PerModel(size, slope_epochs(np.unique(lengths_all), scan.epoch), baseline)
     loss, first = np.full(size, math.nan), np.full(size, math.nan)
     used = models["_epoch"].to_numpy(np.int64)
     known_bad = models["diverged"].to_numpy(bool) | (models["outcome"] == DIVERGED).to_numpy()
@@ -103,11 +112,12 @@ def _read_curves(scan: Scan) -> None:
     def visit(index: int, positions: np.ndarray, lists: pa.Array) -> None:
         loss[positions] = element_at(lists, used[positions], repr(source.paths[index]))
         first[positions] = pc.list_element(lists, 0).to_numpy(zero_copy_only=False)
-        if curves is None:
-            return
         lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
         for chosen, matrix in by_length(lists, lengths):
             rows = positions if chosen is None else positions[chosen]
+            per_model.add(rows, matrix)
+            if curves is None:
+                continue
             with np.errstate(invalid="ignore"):
                 bad = known_bad[rows] | ~(matrix[:, -1] <= matrix[:, 0])
             key = np.where(bad, -1, group[rows])
@@ -124,6 +134,8 @@ def _read_curves(scan: Scan) -> None:
     each_curve(source, models, np.arange(size), visit, READ_THREADS)
     models["_loss"] = loss
     models["_first"] = first
+    models["_first_below"] = per_model.first_below
+    scan.per_model = per_model
 
 
 def _mark_duplicates(models: pd.DataFrame) -> None:

@@ -179,6 +179,81 @@ def headline(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
     return lines
 
 
+SECONDARY_RULE = (
+    "Fixed in advance, beside the notebook's question: the first epoch whose training loss is "
+    "below the linear baseline (`baseline_loss`, a logistic regression's loss on the same "
+    "training rows); a model that never gets there is censored at its run's epochs: counted as "
+    "epochs + 1, ranked after every model that did, never dropped; tested for a fall with "
+    "hidden_dim as question 2 is. And the mean per-(split, seed) slope of the loss on "
+    "hidden_dim at log-spaced epochs, with its 95% interval over seeds and splits (plotted)."
+)
+
+
+def _epoch_text(value: float, epochs: int) -> str:
+    return "n/a" if math.isnan(value) else f"never (> {epochs})" if math.isinf(value) else (
+        f"{value:g}"
+    )  # fmt: skip
+
+
+def _slope_by_epoch_words(curve: Mapping[str, Any], epoch: int) -> str:
+    """The blocked slope by epoch: steepest where, its interval off 0 where, at `epoch`."""
+    epochs, mean = curve["epoch"], curve["mean"]
+    low, high = curve["low"], curve["high"]
+    finite = [i for i, m in enumerate(mean) if math.isfinite(m)]
+    if not finite:
+        return "Slope of the loss on hidden_dim by epoch: cannot tell (no complete blocks)"
+    steep = min(finite, key=lambda i: mean[i])
+    below = [epochs[i] for i in finite if high[i] < 0]
+    above = [epochs[i] for i in finite if low[i] > 0]
+    text = (f"Slope of the loss on hidden_dim by epoch: steepest "
+            f"{interval_text(mean[steep], low[steep], high[steep], 4)} at epoch {epochs[steep]}; "
+            f"95% interval below 0 at {len(below)} of {len(finite)} epochs kept")  # fmt: skip
+    text += f" (between epochs {below[0]} and {below[-1]})" if below else ""
+    text += f", above 0 at {len(above)} (between {above[0]} and {above[-1]})" if above else ""
+    if epoch in epochs:
+        i = epochs.index(epoch)
+        text += f"; at epoch {epoch}: {interval_text(mean[i], low[i], high[i], 4)}"
+    return text
+
+
+def secondary_words(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
+    """The pre-specified secondary summaries in words: a line per setting's rule."""
+    lines = []
+    settings = numbers["settings"]
+    for entry in settings:
+        extra = entry.get("secondary")
+        if extra is None:
+            continue
+        if len(settings) > 1:
+            lines.append(f"With {setting_label(entry['setting'], clean)}:")
+        epochs = extra["epochs"]
+        for rule in extra["rules"]:
+            beat = rule["first_beating"]
+            result = beat["trend"]
+            medians = ", ".join(f"{d['hidden_dim']}: {_epoch_text(d['median'], epochs)}"
+                                for d in beat["per_dim"])  # fmt: skip
+            shares = ", ".join(f"{d['hidden_dim']}: {rate_text(*d['share'])}"
+                               for d in beat["per_dim"])  # fmt: skip
+            line = (f"- {clean(rule['label'])}: first epoch below the linear baseline "
+                    f"(loss {no_number(extra['baseline_loss'])}), median by hidden_dim {medians}; "
+                    f"share that ever beat it {shares}; {beat['n_censored']} never did, censored "
+                    f"as epoch {epochs + 1}")  # fmt: skip
+            if beat["n_unknown"]:
+                line += f" ({_models(beat['n_unknown'])} without a stored baseline left out)"
+            p, slope = result["p_value"], result["slope"]
+            if math.isfinite(p):
+                verdict = "falls" if p < SIGNIFICANCE else "no evidence that it falls"
+                line += (f". {verdict[0].upper() + verdict[1:]} as hidden_dim grows "
+                         f"({result['test']} blocked by (split, seed), one-sided, {p_text(p)}, "
+                         f"{result['n_blocks']} blocks); mean per-block slope, in epochs per "
+                         f"unit of hidden_dim, {_interval(slope, 2)}")  # fmt: skip
+            else:
+                line += f". Trend: cannot tell ({result['n_blocks']} complete blocks)"
+            line += f". {_slope_by_epoch_words(rule['slope_by_epoch'], entry['epoch'])}."
+            lines.append(line)
+    return lines
+
+
 def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
     """Word the answers from their numbers; `clean` renders each value taken from the data."""
     epoch, settings = numbers["epoch"], numbers["settings"]
@@ -211,4 +286,5 @@ def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
         )
     answers = Answers("\n\n".join(q1_parts), "\n\n".join(q2_parts), dict(numbers), notes, warnings)
     answers.headline = headline(numbers, clean)
+    answers.secondary = secondary_words(numbers, clean)
     return answers

@@ -475,7 +475,7 @@ def test_markdown_leads_with_the_answers_and_embeds_the_plots(frame, tmp_path):
     """The markdown opens with the two answers, then the table and PNGs as data URIs."""
     built = report.build_report(_rows(frame, MAIN), str(tmp_path), prefix="_r")
     markdown = built.markdown
-    assert markdown.count("data:image/png;base64,") == 2
+    assert markdown.count("data:image/png;base64,") == 3
     for chunk in markdown.split("data:image/png;base64,")[1:]:
         _png_size(base64.b64decode(chunk.split(")", 1)[0]))
     headings = [line for line in markdown.splitlines() if line.startswith("## ")][1:]
@@ -484,11 +484,12 @@ def test_markdown_leads_with_the_answers_and_embeds_the_plots(frame, tmp_path):
         "torch.optim.SGD?"
     )
     assert headings[1] == "## 2. Does the loss at epoch 100 fall as hidden_dim grows?"
+    assert headings[2] == "## Beyond the notebook's question (pre-specified secondary summary)"
     assert "| hidden_dim | optimizer | models: conv/stall/osc/div |" in markdown
     assert "95% interval over 6 seeds, one data split" in markdown
     assert markdown.index("## Headline") < markdown.index("## 1.")
     assert len(markdown) < 400_000
-    assert set(built.paths) == {"loss_curves", "accuracy", "markdown", "text"}
+    assert set(built.paths) == {"loss_curves", "accuracy", "slope_by_epoch", "markdown", "text"}
     assert Path(built.paths["markdown"]).read_text() == markdown
 
 

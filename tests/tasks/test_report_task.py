@@ -76,7 +76,7 @@ def test_each_run_gets_one_artifact_of_each_kind_under_a_stable_key(two_runs):
 
 
 def test_artifacts_hold_the_report(two_runs):
-    """The markdown embeds both plots and leads with the answers; the table has a row per
+    """The markdown embeds the three plots and leads with the answers; the table has a row per
     configuration (sgd and manual, one code path, as one) and its numbers as numbers."""
     _, runs = two_runs
     flow_run_id, path, text = runs[-1]
@@ -85,8 +85,9 @@ def test_artifacts_hold_the_report(two_runs):
         for key in ("iris-sweep-summary", "iris-sweep-report", "iris-sweep-results")
     }
     markdown = mine["iris-sweep-report"].data
-    assert markdown.count("data:image/png;base64,") == 2
+    assert markdown.count("data:image/png;base64,") == 3
     assert markdown.index("## 1.") < markdown.index("## Summary per configuration")
+    assert markdown.index("## 2.") < markdown.index("## Beyond the notebook's question")
     assert "identical by construction" in markdown and "blocked by (split, seed)" in markdown
     table = mine["iris-sweep-summary"].data
     table = json.loads(table) if isinstance(table, str) else table
@@ -114,7 +115,7 @@ def test_plots_are_written_beside_each_results_file(two_runs):
     folder, runs = two_runs
     for _, path, _ in runs:
         stem = Path(path).name
-        for suffix in ("-loss-curves.png", "-accuracy.png", ".md"):
+        for suffix in ("-loss-curves.png", "-accuracy.png", "-slope-by-epoch.png", ".md"):
             assert (Path(path) / f"_{stem}{suffix}").is_file()
     assert len(list(Path(folder).glob("*/_*-loss-curves.png"))) == 2
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -62,7 +62,7 @@ def save_block(name: str, webhook: str) -> UUID:
 def failure_automation(block_id: UUID) -> AutomationCore:
     """Return the automation: an iris-sweep flow run Failed or Crashed -> notify by the block."""
     from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.automations import EventTrigger, Posture
 
     trigger = EventTrigger(
         expect=set(EVENTS),
@@ -74,9 +74,21 @@ def failure_automation(block_id: UUID) -> AutomationCore:
         within=timedelta(0),
     )
     action = SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY)
+    return _automation(
+        AUTOMATION_NAME,
+        f"Notify through the block of id {block_id} when {FLOW_NAME} fails or crashes.",
+        trigger,
+        action,
+    )
+
+
+def _automation(name: str, description: str, trigger: Any, action: Any) -> AutomationCore:
+    """Return an enabled automation of one trigger and one action."""
+    from prefect.events.schemas.automations import AutomationCore
+
     return AutomationCore(
-        name=AUTOMATION_NAME,
-        description=f"Notify through the block of id {block_id} when {FLOW_NAME} fails or crashes.",
+        name=name,
+        description=description,
         enabled=True,
         trigger=trigger,
         actions=[action],
@@ -94,7 +106,7 @@ def silent_run_automation(seconds: int = SILENT_SECONDS) -> AutomationCore:
     """
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.automations import EventTrigger, Posture
 
     trigger = EventTrigger(
         after={HEARTBEAT},
@@ -114,14 +126,11 @@ def silent_run_automation(seconds: int = SILENT_SECONDS) -> AutomationCore:
     action = ChangeFlowRunState(
         state=StateType.CRASHED, message=SILENT_MESSAGE.format(seconds=seconds)
     )
-    return AutomationCore(
-        name=SILENT_AUTOMATION_NAME,
-        description=f"Mark a {FLOW_NAME} run Crashed when its heartbeats stop for {seconds} s.",
-        enabled=True,
-        trigger=trigger,
-        actions=[action],
-        actions_on_trigger=[],
-        actions_on_resolve=[],
+    return _automation(
+        SILENT_AUTOMATION_NAME,
+        f"Mark a {FLOW_NAME} run Crashed when its heartbeats stop for {seconds} s.",
+        trigger,
+        action,
     )
 
 

@@ -161,7 +161,7 @@ def headline(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
         part = q1["accuracy_part"]
         for mine in q1["rules"].values():
             lines.append(
-                f"1. {clean(mine['label'])}: {part} accuracy median "
+                f"Q1 {clean(mine['label'])}: {part} accuracy median "
                 f"{no_number(mine['accuracy_median'])}, mean {_interval(mine['accuracy'])}; "
                 f"{_above(mine)} (majority {no_number(q1['majority_accuracy'])}); "
                 f"{mine['n_converged']} converged, {mine['n_stalled']} stalled, "
@@ -169,10 +169,10 @@ def headline(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
             )
         literal = literal_line_words(q1["reference"])
         if literal:
-            lines.append(f"1. The notebook's hand-written update is {literal}.")
+            lines.append(f"Q1 The notebook's hand-written update is {literal}.")
         for result in q2:
             lines.append(
-                f"2. {clean(result['label'])}: "
+                f"Q2 {clean(result['label'])}: "
                 + trend_words(result, f"the loss at epoch {result['epoch']}")
                 + "."
             )

@@ -26,6 +26,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the environment's console scripts: prefect, dask
 LOOPBACK = "127.0.0.1"
 
+# A sweep of seconds: 2 hidden dims x 2 rules x 2 seeds on one split, 50 epochs.
+TINY = {
+    "hidden_dims": [8, 9],
+    "optimizers": ["sgd", "manual"],
+    "split_seeds": "0",
+    "seeds": [0, 1],
+    "epochs": 50,
+}
+
 
 def free_port() -> int:
     """Return a TCP port on loopback that nothing listens on right now."""

@@ -20,13 +20,7 @@ from . import servers
 
 pytestmark = pytest.mark.e2e
 
-TINY = {
-    "hidden_dims": [8, 9],
-    "optimizers": ["sgd", "manual"],
-    "split_seeds": "0",
-    "seeds": [0, 1],
-    "epochs": 50,
-}
+TINY = servers.TINY
 
 
 def run_locally(api_url: str, output_dir: Path) -> pd.DataFrame:

@@ -24,13 +24,7 @@ from . import servers
 pytestmark = pytest.mark.e2e
 
 HEARTBEAT = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
-TINY = {
-    "hidden_dims": [8, 9],
-    "optimizers": ["sgd", "manual"],
-    "split_seeds": "0",
-    "seeds": [0, 1],
-    "epochs": 50,
-}
+TINY = servers.TINY
 PREFECT = str(servers.BIN / "prefect")
 
 

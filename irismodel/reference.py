@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched, train_reference
@@ -13,6 +15,23 @@ from irismodel.ranges import IntRanges
 # Largest loss difference over the checked epochs that still counts as reproducing the
 # notebook's loop: float32 rounding of the same sums in another order stays near 1e-7.
 TOLERANCE = 1e-5
+
+
+def warm_up() -> threading.Thread:
+    """Start, in a thread, the one-time set-up of the notebook's loop in this process.
+
+    The first `torch.optim.SGD(...)` of a process imports torch._dynamo (about 1.2 s here),
+    holding the GIL. Started while the run validates and opens (mostly waits on the Prefect
+    API), it no longer falls on the first shard that checks its sample. Not a daemon: the
+    interpreter waits for it rather than ending it mid-import. Returns the thread.
+    """
+
+    def build_once() -> None:
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+
+    thread = threading.Thread(target=build_once, name="reference-warm-up")
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from irismodel.config import SweepConfig, run_label, run_tags, validate_config
 from irismodel.data import Dataset, Split, load_dataset, split_dataset
 from irismodel.estimate import check_fits
 from irismodel.estimate import forecast as estimate_here
+from irismodel.reference import warm_up
 from irismodel.runs import open_run, plan_shards, resumed_config
 from irismodel.storage import redact
 from irismodel.sweep import RunContext, context_of
@@ -28,6 +29,8 @@ def validate_parameters(**parameters: Any) -> SweepConfig:
     tag_run(run_tags(config), run_label(config.parameters()) if config.resume else None)
     forecast = estimate_here(config)
     check_fits(config, forecast, config.force)
+    if config.reference_seeds:
+        warm_up()  # the notebook loop's first use, while the run opens
     get_run_logger().info("forecast: %s", forecast.text())
     get_run_logger().info(
         "sweep of %d configurations x %d seeds x %d splits (%d shards of up to %d seeds) on %s, "

@@ -136,3 +136,16 @@ def test_predictions_agree_up_to_rounding_of_the_batched_re_run(
     frame = _run(tmp_path, optimizers=["sgd"], hidden_dims="8")
     checked = frame[frame["reference_checked"]]
     assert len(checked) == 1 and checked["reference_agrees"].eq(agrees).all()
+
+
+def test_warm_up_builds_the_notebook_optimizer_in_a_thread_that_ends():
+    """warm_up runs torch.optim's one-time set-up in a named, non-daemon thread that finishes."""
+    import sys
+
+    from irismodel.reference import warm_up
+
+    thread = warm_up()
+    assert thread.name == "reference-warm-up" and not thread.daemon
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert "torch._dynamo" in sys.modules  # what the first SGD(...) of a process imports

@@ -6,9 +6,8 @@ import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from irismodel import native
 from irismodel.data import Split
-from irismodel.engine import stop_requested
+from irismodel.engine import eager_loop_note, stop_requested
 from irismodel.runs import Shard
 from irismodel.sweep import RunContext, ShardSummary, run_shard
 
@@ -33,13 +32,10 @@ def train_shard(splits: dict[int, Split], shard: Shard, context: RunContext) -> 
     torch.set_num_threads(1)
     summary = run_shard(splits, shard, context)
     if summary.engine == "batched":  # the eager loop: 3-12x slower than the compiled ones
-        reason = native.unavailable_reason()
         get_run_logger().info(
-            "%s: trained with the eager Python loop, 3-12x slower, because the compiled loops "
-            "are %s; %s",
+            "%s: trained with the eager Python loop, 3-12x slower, because %s",
             shard.name,
-            reason or "not available on this device",
-            native.how_to_fix() if reason else f"they are built with `{native.BUILD_COMMAND}`",
+            eager_loop_note(),
         )
     get_run_logger().info(
         "%s: %d seeds x %d epochs trained in %.2fs (%s), evaluated and written to %s",

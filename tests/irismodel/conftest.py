@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.datasets import load_iris
 
-from irismodel import native
+from irismodel.native.build import build
 
 CUDA = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -19,7 +19,7 @@ def built():
 
     No skip when the compiler or ninja is missing: the build error fails these tests loudly.
     """
-    return native.build()
+    return build()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def device(request):
 )
 def loop_device(request):
     """Each (loop, device) the batched engine runs: `loop="auto"` picks fused on CPU, native on
-    GPU. The native loop on CPU is the eager loop bit for bit (tests/irismodel/test_native.py).
+    GPU. The native loop on CPU is the eager loop bit for bit (native/test_compiled_loops.py).
     """
     loop, _ = request.param
     if loop != "eager":

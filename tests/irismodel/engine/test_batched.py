@@ -1,10 +1,9 @@
-"""Tests for the training engines: the notebook loop as oracle, the batched engine against it."""
+"""The batched engine against the notebook's loop (the oracle), in every loop and device."""
 
 import numpy as np
 import pytest
 import torch
 from run_checks import assert_runs_equal
-from torch import nn
 
 from irismodel.engine import (
     TrainingRun,
@@ -13,7 +12,7 @@ from irismodel.engine import (
     train_batched,
     train_reference,
 )
-from irismodel.model import PARAMETER_NAMES, NeuralNet
+from irismodel.model import PARAMETER_NAMES
 from irismodel.optimizers import OPTIMIZERS
 
 SEEDS = list(range(10))
@@ -29,47 +28,6 @@ SAME_ACCURACY = {"sgd": 9, "manual": 9, "adam": 9, "momentum": 9, "manual-no-zer
 
 def accuracy(run: TrainingRun, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((predict_proba(run.parameters, x) > 0.5) == y).mean(axis=1)
-
-
-def notebook_loop(x, y, hidden_dim, seed, epochs, device):
-    """The notebook's first loop, literally, with the global seed."""
-    torch.manual_seed(seed)
-    model = NeuralNet(4, hidden_dim, 1).to(device)
-    X = torch.tensor(x, dtype=torch.float32, device=device)
-    y = torch.tensor(y, dtype=torch.float32, device=device).view(-1, 1)
-    criterion = nn.BCEWithLogitsLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    losses = []
-    for _ in range(epochs):
-        outputs = model(X)
-        loss = criterion(outputs, y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return np.array(losses, np.float32), {n: p.detach().cpu() for n, p in model.named_parameters()}
-
-
-@pytest.mark.parametrize("seed", [0, 1, 42])
-def test_reference_engine_is_the_notebook_loop_bit_for_bit(iris, seed, device):
-    """The reference engine equals the notebook's literal code, bit for bit, for any seed."""
-    x, y = iris
-    expected_curve, expected_params = notebook_loop(x, y, 10, seed, 300, device)
-    run = train_reference(x, y, 10, "sgd", [seed], 0.1, 300, device=device)
-    np.testing.assert_array_equal(run.loss_curves[0], expected_curve)
-    for name in PARAMETER_NAMES:
-        np.testing.assert_array_equal(run.parameters_of(0)[name], expected_params[name].numpy())
-
-
-def test_the_notebook_s_manual_line_equals_torch_sgd_up_to_float32_rounding(iris, device):
-    """`p -= lr * p.grad` (the notebook's line) is SGD rounded twice: not bit for bit, but close."""
-    x, y = iris
-    seeds = [0, 1, 2]
-    sgd = train_reference(x, y, 10, "sgd", seeds, 0.1, 100, device=device)
-    manual = train_reference(x, y, 10, "manual", seeds, 0.1, 100, device=device)
-    difference = np.abs(manual.loss_curves - sgd.loss_curves)
-    assert difference.max() > 0  # two roundings are not SGD's one
-    assert difference.max() < 1e-5  # float32 rounding, not another algorithm
 
 
 def test_manual_step_is_bit_identical_to_torch_sgd_in_the_batched_engine(iris, loop_device):
@@ -192,19 +150,6 @@ def test_no_seeds_gives_empty_runs_of_the_right_shapes(iris, loop_device):
         "fc2.weight": (0, 1, 3),
         "fc2.bias": (0, 1),
     }
-
-
-def test_predict_proba_matches_the_network(iris):
-    """predict_proba equals sigmoid(NeuralNet(x)) for every stacked model."""
-    x, _ = iris
-    run = train_batched(x, np.zeros(len(x), np.float32), 5, "sgd", [0, 1], 0.1, 3)
-    probabilities = predict_proba(run.parameters, x)
-    assert probabilities.shape == (2, len(x))
-    for i in range(2):
-        net = NeuralNet(4, 5, 1)
-        net.load_state_dict({n: torch.from_numpy(p) for n, p in run.parameters_of(i).items()})
-        expected = torch.sigmoid(net(torch.from_numpy(x))).detach().numpy()[:, 0]
-        np.testing.assert_allclose(probabilities[i], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_chunk_size_must_be_positive(iris):

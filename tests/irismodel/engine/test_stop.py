@@ -1,4 +1,4 @@
-"""Tests for the stop request: every loop, in any thread, ends promptly with TrainingInterrupted."""
+"""The stop request: every loop, in any thread, ends promptly with TrainingInterrupted."""
 
 import signal
 import subprocess
@@ -12,13 +12,13 @@ import pytest
 from run_checks import assert_runs_equal
 
 from irismodel import engine, native
-from irismodel.engine import TrainingInterrupted, train_batched, train_reference
+from irismodel.engine import TrainingInterrupted, eager, stop, train_batched, train_reference
 
 LOOPS = ["fused", "native", "eager", "reference"]
 LONG_SEEDS = list(range(16))  # two groups of the fused kernel
 LONG_EPOCHS = 10**6  # minutes of training in any loop; the curves take 64 MB
 STOP_BOUND_S = 10.0  # how long a stop may take at most: a correctness bound, not a benchmark
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def train(x, y, loop: str, seeds: list[int], epochs: int) -> engine.TrainingRun:
@@ -83,8 +83,11 @@ def wait_for_all(outcomes: list[dict], started: float) -> float:
     return time.perf_counter() - started
 
 
-def test_request_and_clear_set_both_flags(built):
-    """request_stop() sets the Python flag and the compiled module's; clear_stop() clears both."""
+def test_request_and_clear_set_both_flags(built, iris):
+    """request_stop() sets the Python flag and that of the compiled module the engine trains
+    with; clear_stop() clears both."""
+    x, y = iris
+    train_batched(x, y, 4, "sgd", [0], 0.1, 1, loop="fused")
     module = native.load()
     assert not engine.stop_requested() and not module.stop_requested()
     engine.request_stop()
@@ -93,14 +96,17 @@ def test_request_and_clear_set_both_flags(built):
     assert not engine.stop_requested() and not module.stop_requested()
 
 
-def test_a_module_loaded_after_the_request_takes_it_over(built, monkeypatch):
-    """The request reaches a compiled module that loads only after it was made."""
+def test_a_module_first_trained_with_after_the_request_takes_it_over(built, iris, monkeypatch):
+    """The request reaches a compiled module that the engine takes up only after it was made."""
+    x, y = iris
     module = native.load()
+    monkeypatch.setattr(stop, "_modules", [])  # as if no training had used the module yet
+    module.clear_stop()
     engine.request_stop()
-    monkeypatch.setattr(native, "_loaded", None)
-    monkeypatch.setattr(native, "_modules", [])
-    module.clear_stop()  # as a module that was not loaded yet would be
-    assert native.load().stop_requested()
+    assert not module.stop_requested()
+    with pytest.raises(TrainingInterrupted, match=r"after epoch 0 of 5 \(0 of 1 models trained"):
+        train_batched(x, y, 4, "sgd", [0], 0.1, 5, loop="fused")
+    assert module.stop_requested()
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -155,7 +161,7 @@ def test_a_training_started_during_a_request_stops_before_its_first_epoch(reques
 def test_a_chunked_training_counts_the_models_of_its_finished_chunks(iris, monkeypatch):
     """The eager loop trains chunk after chunk; the message counts the models already trained."""
     x, y = iris
-    train_chunk, chunks = engine._train_chunk, []
+    train_chunk, chunks = eager._train_chunk, []
 
     def stop_in_the_second_chunk(*args, **kwargs):
         if chunks:
@@ -163,7 +169,7 @@ def test_a_chunked_training_counts_the_models_of_its_finished_chunks(iris, monke
         chunks.append(args)
         return train_chunk(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_train_chunk", stop_in_the_second_chunk)
+    monkeypatch.setattr(eager, "_train_chunk", stop_in_the_second_chunk)
     with pytest.raises(TrainingInterrupted, match=r"after epoch 0 of 20 \(4 of 10 models trained"):
         train_batched(x, y, 5, "sgd", list(range(10)), 0.1, 20, loop="eager", chunk_size=4)
     assert len(chunks) == 2
@@ -174,7 +180,7 @@ def test_the_request_works_without_the_compiled_module(iris, tmp_path, monkeypat
     monkeypatch.setenv("IRISMODEL_NATIVE_DIR", str(tmp_path))
     monkeypatch.setenv("IRISMODEL_NATIVE_BUILD", "0")  # nor built on first use
     monkeypatch.setattr(native, "_loaded", None)
-    monkeypatch.setattr(native, "_modules", [])
+    monkeypatch.setattr(stop, "_modules", [])
     x, y = iris
     engine.request_stop()
     assert engine.stop_requested()
@@ -211,6 +217,7 @@ def run_child(script: str, interrupt_after: tuple[str, ...]) -> subprocess.Compl
     )
 
 
+@pytest.mark.subprocess
 def test_a_sigint_handler_that_requests_a_stop_ends_trainings_in_worker_threads(built):
     """As the command line will: a SIGINT handler that calls request_stop() ends the fused
     trainings of two worker threads promptly, and the process exits normally."""
@@ -245,6 +252,7 @@ def test_a_sigint_handler_that_requests_a_stop_ends_trainings_in_worker_threads(
     assert done.stdout.count("interrupted: training interrupted by a stop request") == 2
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(sys.platform != "linux", reason="pthread_exit at finalization is glibc's")
 def test_a_second_sigint_while_the_fused_kernel_runs_does_not_abort(built):
     """Two Ctrl-C with Python's default handler: the main thread leaves while daemon threads
@@ -255,7 +263,7 @@ def test_a_second_sigint_while_the_fused_kernel_runs_does_not_abort(built):
     import signal, threading, time
     import torch
     from irismodel import native
-    from irismodel.engine import _initial_stack
+    from irismodel.engine.batched import _initial_stack
     from irismodel.model import PARAMETER_NAMES
     signal.signal(signal.SIGINT, signal.default_int_handler)
     module = native.load()

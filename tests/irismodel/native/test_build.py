@@ -1,4 +1,4 @@
-"""Tests for the compiled loops: native = eager bit for bit, the fused kernel, build, fallback."""
+"""The compiled loops are built on first use, once under a lock, or training falls back to eager."""
 
 import logging
 import os
@@ -11,21 +11,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-import torch
-from run_checks import assert_runs_equal
 
 from irismodel import native
-from irismodel.engine import train_batched
-from irismodel.model import PARAMETER_NAMES
-from irismodel.optimizers import OPTIMIZERS
+from irismodel.engine import eager_loop_note, train_batched
+from irismodel.native import build
+from irismodel.native.__main__ import main
 
-# 13 models: a prime, so no chunk size or SIMD width divides it; 37 epochs: two full loss blocks
-# of 16 and a partial one.
-SEEDS = list(range(13))
-EPOCHS = 37
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -35,8 +28,8 @@ def empty_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("IRISMODEL_NATIVE_DIR", str(tmp_path))
     monkeypatch.delenv("IRISMODEL_NATIVE_BUILD", raising=False)
     monkeypatch.setattr(native, "_loaded", None)
-    monkeypatch.setattr(native, "_build_failure", None)
-    monkeypatch.setattr(native, "_opt_out_logged", False)
+    monkeypatch.setattr(build, "_build_failure", None)
+    monkeypatch.setattr(build, "_opt_out_logged", False)
     return tmp_path
 
 
@@ -45,118 +38,6 @@ def unbuilt(empty_cache, monkeypatch):
     """An empty build cache, and building on first use turned off (IRISMODEL_NATIVE_BUILD=0)."""
     monkeypatch.setenv("IRISMODEL_NATIVE_BUILD", "0")
     return empty_cache
-
-
-@pytest.mark.parametrize("chunk_size", [None, 5], ids=["one-chunk", "chunks-of-5"])
-@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-def test_native_loop_is_bit_identical_to_the_eager_loop(built, iris, optimizer, chunk_size, device):
-    """The C++ loop gives the eager loop's loss curves and weights bit for bit, chunked or not."""
-    x, y = iris
-    kwargs = dict(device=device, chunk_size=chunk_size)
-    eager = train_batched(x, y, 7, optimizer, SEEDS, 0.1, EPOCHS, loop="eager", **kwargs)
-    compiled = train_batched(x, y, 7, optimizer, SEEDS, 0.1, EPOCHS, loop="native", **kwargs)
-    assert (eager.engine, compiled.engine) == ("batched", "batched-native")
-    # on GPU the same kernels run in the same order, but only CPU is bit-identical by design
-    assert_runs_equal(compiled, eager, exact=device == "cpu")
-
-
-def test_native_loop_matches_over_a_full_run(built, iris):
-    """Over the notebook's 1000 epochs, Adam's bias corrections stay bit-identical to Python's."""
-    x, y = iris
-    eager = train_batched(x, y, 10, "adam", [0, 1, 2], 0.01, 1000, loop="eager")
-    compiled = train_batched(x, y, 10, "adam", [0, 1, 2], 0.01, 1000, loop="native")
-    assert_runs_equal(compiled, eager)
-
-
-def test_auto_uses_the_built_module(built, iris, device):
-    """Once built, loop="auto" trains with the fused kernel on CPU and the native loop on GPU
-    (the fused kernel is CPU code), and records which in `engine`."""
-    x, y = iris
-    run = train_batched(x, y, 4, "sgd", [0], 0.1, 3, device=device)
-    assert run.engine == ("batched-fused" if device == "cpu" else "batched-native")
-
-
-@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-def test_fused_kernel_matches_the_eager_loop(built, iris, optimizer):
-    """The fused kernel equals the eager loop to float32 rounding (its sums run in another
-    order), for a model count no group size divides and a row count no block size divides."""
-    x, y = iris
-    eager = train_batched(x, y, 7, optimizer, SEEDS, 0.1, 20, loop="eager")
-    fused = train_batched(x, y, 7, optimizer, SEEDS, 0.1, 20, loop="fused")
-    assert fused.engine == "batched-fused"
-    assert_runs_equal(fused, eager, exact=False)
-    assert not np.array_equal(fused.loss_curves, eager.loss_curves)  # really another code path
-
-
-def test_fused_kernel_diverges_as_the_eager_loop_does(built, iris):
-    """At a learning rate that blows training up, the same weights end NaN, inf or finite as
-    in the eager loop (the ReLU keeps NaN as torch.relu does), and the same curves break."""
-    x, y = iris
-    eager = train_batched(x, y, 10, "sgd", list(range(32)), 1e30, 30, loop="eager")
-    fused = train_batched(x, y, 10, "sgd", list(range(32)), 1e30, 30, loop="fused")
-    for name in PARAMETER_NAMES:
-        for check in (np.isnan, np.isinf):
-            expected = check(eager.parameters[name])
-            np.testing.assert_array_equal(check(fused.parameters[name]), expected)
-    finite = np.isfinite(eager.loss_curves).all(1)
-    assert not finite.all()  # the rate really does blow up most models
-    np.testing.assert_array_equal(np.isfinite(fused.loss_curves).all(1), finite)
-
-
-def test_fused_kernel_works_for_any_width(built):
-    """Hidden widths from 1 to 300 and 1 to 16 features train, and match the eager loop."""
-    rng = np.random.default_rng(0)
-    for hidden_dim, features, rows in [(1, 4, 5), (300, 4, 70), (3, 1, 130), (5, 16, 64)]:
-        x = rng.normal(size=(rows, features)).astype(np.float32)
-        y = (rng.random(rows) < 0.4).astype(np.float32)
-        eager = train_batched(x, y, hidden_dim, "sgd", [0, 1, 2], 0.1, 10, loop="eager")
-        fused = train_batched(x, y, hidden_dim, "sgd", [0, 1, 2], 0.1, 10, loop="fused")
-        assert_runs_equal(fused, eager, exact=False)
-
-
-def test_fused_kernel_refuses_what_it_cannot_train(built, iris):
-    """More than 16 features, or an unknown loop name, raise before any training."""
-    x, y = iris
-    wide = np.tile(x, (1, 5))  # 20 features
-    with pytest.raises(RuntimeError, match="loop='fused' runs on the CPU with at most 16 features"):
-        train_batched(wide, y, 4, "sgd", [0], 0.1, 3, loop="fused")
-    assert train_batched(wide, y, 4, "sgd", [0], 0.1, 3).engine == "batched-native"
-    with pytest.raises(ValueError, match="loop must be one of auto, fused, native, eager, got 'j'"):
-        train_batched(x, y, 4, "sgd", [0], 0.1, 3, loop="j")
-
-
-def test_fused_kernel_is_bit_identical_on_every_thread_count(built, iris):
-    """Groups of models are split across threads whole, so the thread count changes nothing."""
-    x, y = iris
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = train_batched(x, y, 9, "momentum", list(range(40)), 0.1, 60, loop="fused")
-        torch.set_num_threads(2)
-        two = train_batched(x, y, 9, "momentum", list(range(40)), 0.1, 60, loop="fused")
-    finally:
-        torch.set_num_threads(before)
-    assert_runs_equal(two, one)
-
-
-@pytest.mark.parametrize("loop", ["native", "fused"])
-def test_compiled_loops_run_in_parallel_threads_with_serial_results(built, iris, loop):
-    """Two threads training side by side get exactly the models they get one after the other."""
-    x, y = iris
-    jobs = {"sgd": [0, 1, 2], "momentum": [3, 4]}
-    serial = {opt: train_batched(x, y, 6, opt, s, 0.1, 50, loop=loop) for opt, s in jobs.items()}
-    threaded = {}
-
-    def train(opt):
-        threaded[opt] = train_batched(x, y, 6, opt, jobs[opt], 0.1, 50, loop=loop)
-
-    threads = [threading.Thread(target=train, args=(opt,)) for opt in jobs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for opt in jobs:
-        assert_runs_equal(threaded[opt], serial[opt])
 
 
 @pytest.mark.parametrize("loop", ["native", "fused"])
@@ -186,12 +67,24 @@ def test_opting_out_trains_with_eager_and_says_so_once(iris, unbuilt, caplog):
     assert "python -m irismodel.native build" in lines[0].getMessage()
 
 
+def test_status_and_the_note_of_the_task_log_say_why_and_how_to_fix(unbuilt, capsys):
+    """Not built and not to be built: `python -m irismodel.native status` fails saying so, and
+    the note a shard task logs names the missing library, the opt-out and the fix."""
+    assert main(["status"]) == 1
+    assert capsys.readouterr().out.startswith(f"not built ({native.library_path()} is missing; ")
+    note = eager_loop_note()
+    assert note.startswith("the compiled loops are not built (") and note == (
+        f"the compiled loops are {build.unavailable_reason()}; {build.how_to_fix()}"
+    )
+    assert "turns building on first use off); unset IRISMODEL_NATIVE_BUILD" in note
+
+
 @pytest.mark.parametrize("value", ["0", "off", "No", "FALSE"])
 def test_opt_out_values(unbuilt, monkeypatch, value):
     """0, false, no and off, in any case, turn building on first use off."""
     monkeypatch.setenv("IRISMODEL_NATIVE_BUILD", value)
     assert not native.build_on_first_use()
-    assert native.load_or_build() is None
+    assert build.load_or_build() is None
 
 
 def test_unknown_opt_out_value_raises(empty_cache, monkeypatch):
@@ -223,13 +116,13 @@ def test_failed_build_is_tried_once_logged_once_and_trains_eager(
     x, y = iris
     monkeypatch.setenv("CXX", str(empty_cache / "no-such-compiler"))  # fails in a second
     compiles = []
-    compile_for_real = native._compile
-    monkeypatch.setattr(native, "_compile", lambda *a: compiles.append(a) or compile_for_real(*a))
+    compile_for_real = build._compile
+    monkeypatch.setattr(build, "_compile", lambda *a: compiles.append(a) or compile_for_real(*a))
     with caplog.at_level(logging.INFO, logger="irismodel.native"):
         engines = [train_batched(x, y, 4, "sgd", [0], 0.1, 3).engine for _ in range(2)]
     assert engines == ["batched", "batched"]
     assert len(compiles) == 1
-    ours = [r for r in caplog.records if r.name == "irismodel.native"]
+    ours = [r for r in caplog.records if r.name.startswith("irismodel.native")]
     warnings = [r.getMessage() for r in ours if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert "are not built: the build failed (RuntimeError: " in warnings[0]
@@ -252,10 +145,10 @@ def test_cache_that_cannot_be_written_means_eager_and_says_where(
     monkeypatch.setenv("IRISMODEL_NATIVE_DIR", str(tmp_path / "a-file" / "cache"))
     monkeypatch.delenv("IRISMODEL_NATIVE_BUILD", raising=False)
     monkeypatch.setattr(native, "_loaded", None)
-    monkeypatch.setattr(native, "_build_failure", None)
+    monkeypatch.setattr(build, "_build_failure", None)
     with caplog.at_level(logging.WARNING, logger="irismodel.native"):
         assert train_batched(x, y, 4, "sgd", [0], 0.1, 3).engine == "batched"
-    ours = [r for r in caplog.records if r.name == "irismodel.native"]
+    ours = [r for r in caplog.records if r.name.startswith("irismodel.native")]
     (warning,) = [r.getMessage() for r in ours if r.levelname == "WARNING"]
     assert "NotADirectoryError" in warning
     assert "point IRISMODEL_NATIVE_DIR at a writable folder" in warning
@@ -264,8 +157,7 @@ def test_cache_that_cannot_be_written_means_eager_and_says_where(
 def test_threads_that_want_the_module_at_once_build_it_once(empty_cache, monkeypatch):
     """Eight threads that want an unbuilt module at once: one compiles, the others wait for it,
     and all get the one module, published whole at library_path()."""
-    module = SimpleNamespace(request_stop=lambda: None, clear_stop=lambda: None)
-    monkeypatch.setattr(native, "_modules", [])
+    module = SimpleNamespace()
     compiles = []
 
     def fake_compile(staging, ninja, verbose):  # the real one takes ~30 s
@@ -274,11 +166,9 @@ def test_threads_that_want_the_module_at_once_build_it_once(empty_cache, monkeyp
         (staging / native.library_path().name).write_bytes(b"the library")
         return module
 
-    monkeypatch.setattr(native, "_compile", fake_compile)
+    monkeypatch.setattr(build, "_compile", fake_compile)
     got = []
-    threads = [
-        threading.Thread(target=lambda: got.append(native.load_or_build())) for _ in range(8)
-    ]
+    threads = [threading.Thread(target=lambda: got.append(build.load_or_build())) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -331,6 +221,7 @@ def _start_training(cache: Path, path: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+@pytest.mark.subprocess
 def test_first_use_builds_once_without_a_ninja_on_path(tmp_path):
     """Two fresh processes (of two threads each) that want the module at once, with an empty
     cache and no ninja on PATH (the venv not activated): exactly one compiles, with the ninja

@@ -1,0 +1,157 @@
+"""The batched engine: many seeds of one (hidden_dim, optimizer) at once, by the loop that fits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from irismodel import native
+from irismodel.engine import stop
+from irismodel.engine.eager import LOSS_BLOCK, RULE_CONSTANTS, train_chunks
+from irismodel.engine.run import TrainingRun, as_tensors, clock
+from irismodel.model import PARAMETER_NAMES, initial_parameters
+from irismodel.native import build
+from irismodel.optimizers import check_optimizer
+
+LOOPS = ("auto", "fused", "native", "eager")
+ENGINES = {"fused": "batched-fused", "native": "batched-native", "eager": "batched"}
+# Bytes of buffers one CPU chunk may take. Measured here (AMD EPYC, 1 MiB L2, 32 MiB L3, h=10,
+# N=112, 1 thread): chunks of 128-512 models run 1.3-1.5x faster per model-epoch than 1,400 at
+# once, and 32 at once is slower again (dispatch overhead); 8 MiB gives ~500 models.
+_CPU_CHUNK_BYTES = 8 << 20
+
+
+def train_batched(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    hidden_dim: int,
+    optimizer: str,
+    seeds: Sequence[int],
+    learning_rate: float,
+    epochs: int,
+    device: str = "cpu",
+    *,
+    chunk_size: int | None = None,
+    loop: str = "auto",
+) -> TrainingRun:
+    """Train one model per seed, all at once, on stacked weights with a hand-written backward.
+
+    Seed s starts from the weights of `torch.manual_seed(s); NeuralNet(D, hidden_dim, 1)`.
+    Full batch, mean BCE-with-logits loss, `optimizer`'s (elementwise) rule on stacked tensors:
+    each model is updated as if alone, and on CPU bit-identically whatever its batch or chunk
+    (the eager and native loops train `chunk_size` at a time; None: `default_chunk_size`).
+
+    `loop` picks the code that runs the epochs (the engine label in brackets):
+    - "fused" ("batched-fused"): the fused CPU kernel, a whole epoch per pass over the rows
+      with models in SIMD lanes (groups of 8, over `torch.get_num_threads()` threads); equal
+      to "eager" to float32 rounding, and bit-identical whatever the batch, the thread count
+      or the CPU's instruction set.
+    - "native" ("batched-native"): the eager loop's ATen ops from C++, bit-identical on CPU.
+    - "eager" ("batched"): the same ops from Python.
+    - "auto": "fused" on CPU and "native" on other devices when the compiled module can be
+      had, else "eager".
+    A compiled loop that is wanted and not built is compiled first, once per machine (about
+    30 s; `irismodel.native.build`), unless IRISMODEL_NATIVE_BUILD=0. If it cannot be had,
+    "auto" trains with "eager" (logged once), and "fused" or "native" raise RuntimeError saying
+    why; so does "fused" off the CPU or with more than 16 features. The compiled loops release
+    the GIL. Every loop raises `TrainingInterrupted` at a stop request (`request_stop()`).
+    """
+    check_optimizer(optimizer)
+    # ATen applies torch.set_num_threads to a new thread (a task's worker) only when that thread
+    # first asks for the count; until then MKL there runs its own default-size OpenMP team, and
+    # two workers oversubscribe the cores (measured: 2 threads slower than 1).
+    torch.get_num_threads()
+    dev = torch.device(device)
+    x, y = as_tensors(x_train, y_train, dev)
+    n, d = x.shape
+    chunk = chunk_size if chunk_size is not None else default_chunk_size(hidden_dim, n, dev)
+    if chunk < 1:
+        raise ValueError(f"engine: chunk_size must be a positive number of models, got {chunk}")
+    loop, module = _pick_loop(loop, dev, d)
+    stacked = {name: t.to(dev) for name, t in _initial_stack(hidden_dim, seeds, d).items()}
+    start = clock(dev)
+    if loop == "fused":
+        curves, parameters = _train_fused(module, x, y, stacked, optimizer, learning_rate, epochs)
+    else:  # the native loop, or the eager one (module None)
+        args = (stacked, chunk, optimizer, learning_rate, epochs)
+        curves, parameters = train_chunks(module, x, y, *args)
+    seconds = clock(dev) - start
+    return TrainingRun(
+        hidden_dim=hidden_dim,
+        optimizer=optimizer,
+        seeds=list(seeds),
+        learning_rate=learning_rate,
+        epochs=epochs,
+        device=str(dev),
+        engine=ENGINES[loop],
+        loss_curves=curves.cpu().numpy(),
+        parameters={name: parameters[name].cpu().numpy() for name in PARAMETER_NAMES},
+        train_seconds=seconds,
+    )
+
+
+def default_chunk_size(hidden_dim: int, n_rows: int, device: torch.device | str = "cpu") -> int:
+    """Return how many models `train_batched` trains together on `device` by default.
+
+    On CPU, as many as keep a chunk's float32 buffers within a share of the last-level cache (at
+    least 16); on GPU all of them (up to 65,536): launch overhead, not cache, is what costs there.
+    """
+    if torch.device(device).type != "cpu":
+        return 65_536
+    per_model = 4 * n_rows * (2 * hidden_dim + LOSS_BLOCK + 2)
+    return max(16, _CPU_CHUNK_BYTES // per_model)
+
+
+def _pick_loop(loop: str, device: torch.device, features: int) -> tuple[str, ModuleType | None]:
+    """Resolve `loop` to (the loop that runs, its compiled module or None), building it first.
+
+    A compiled loop that cannot be had: "auto" falls back to eager (logged once), others raise.
+    """
+    if loop not in LOOPS:
+        raise ValueError(f"engine: loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    fused_fits = device.type == "cpu" and features <= native.FUSED_MAX_FEATURES
+    if loop == "fused" and not fused_fits:
+        raise RuntimeError(
+            f"engine: loop='fused' runs on the CPU with at most {native.FUSED_MAX_FEATURES} "
+            f"features, not on {device.type!r} with {features}; use loop='auto'"
+        )
+    module = None if loop == "eager" else build.load_or_build()
+    if module is None and loop in ("auto", "eager"):
+        return "eager", None
+    if module is None:
+        raise RuntimeError(
+            f"engine: loop={loop!r} needs the native module, which is "
+            f"{build.unavailable_reason()}; {build.how_to_fix()}; "
+            "or pass loop='auto' to fall back to the eager Python loop"
+        )
+    if loop == "auto":
+        loop = "fused" if fused_fits else "native"
+    return loop, stop.attach(module)
+
+
+def _initial_stack(hidden_dim: int, seeds: Sequence[int], d: int) -> dict[str, torch.Tensor]:
+    """Each seed's initial weights, stacked: PARAMETER_NAMES -> (K, *NeuralNet shape) on CPU."""
+    inits = [initial_parameters(hidden_dim, s, d) for s in seeds or [0]]
+    stacked = {name: torch.stack([p[name] for p in inits]) for name in PARAMETER_NAMES}
+    return stacked if seeds else {name: t[:0] for name, t in stacked.items()}  # no seeds: empty
+
+
+def _train_fused(
+    module: ModuleType,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    stacked: dict[str, torch.Tensor],
+    optimizer: str,
+    learning_rate: float,
+    epochs: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Train `stacked` in place with the fused CPU kernel, in one call; return (curves, stacked)."""
+    curves = torch.empty(len(stacked["fc1.bias"]), epochs)  # (K, E)
+    rows = (x.contiguous(), y.reshape(-1).contiguous())  # (N, D), (N,)
+    tensors = (*rows, *(stacked[name] for name in PARAMETER_NAMES), curves)
+    with stop.compiled_stops(module):  # its message says how far training went
+        module.train_fused(*tensors, optimizer, learning_rate, epochs, *RULE_CONSTANTS)
+    return curves, stacked

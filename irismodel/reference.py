@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,10 +20,9 @@ TOLERANCE = 1e-5
 def warm_up() -> threading.Thread:
     """Start, in a thread, the one-time set-up of the notebook's loop in this process.
 
-    The first `torch.optim.SGD(...)` of a process imports torch._dynamo (about 1.2 s here),
-    holding the GIL. Started while the run validates and opens (mostly waits on the Prefect
-    API), it no longer falls on the first shard that checks its sample. Not a daemon: the
-    interpreter waits for it rather than ending it mid-import. Returns the thread.
+    The first `torch.optim.SGD(...)` of a process imports torch._dynamo (about 1.2 s here,
+    holding the GIL): done while the run opens, it no longer falls on the first shard checked.
+    Not a daemon: the interpreter waits for it rather than ending it mid-import.
     """
 
     def build_once() -> None:
@@ -34,7 +33,7 @@ def warm_up() -> threading.Thread:
     return thread
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ReferenceCheck:
     """The check of one shard's models: per model (K,), with NaN/None where not checked."""
 
@@ -55,9 +54,8 @@ def checked_pairs(
 ) -> set[tuple[int, int]]:
     """Return the (split seed, seed) pairs checked in every configuration, spread over the run.
 
-    Check i of k takes the seed and the split at evenly spaced positions (i / (k - 1) of the
-    way through each, the first and the last included): seeds beyond the first, and splits
-    beyond the first, are retrained. With k at least the run's seeds, every seed is checked.
+    Check i of k takes the seed and the split i / (k - 1) of the way through each (the first
+    and the last included); with k at least the run's seeds, every seed is checked.
     """
     k, n, m = max(per_configuration, 0), len(seeds), max(len(splits), 1)
     if k == 0 or n == 0:
@@ -88,12 +86,10 @@ def checked_seeds(
 
 def _curve_difference(batched: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Return (K,) max |batched - reference| per model; NaN against a number counts as inf."""
-    a = batched.astype(np.float64)
-    b = reference.astype(np.float64)
+    a, b = batched.astype(np.float64), reference.astype(np.float64)
     with np.errstate(invalid="ignore"):
         diff = np.abs(a - b)
-    both_nan = np.isnan(a) & np.isnan(b)
-    diff[both_nan] = 0.0
+    diff[np.isnan(a) & np.isnan(b)] = 0.0
     diff[np.isnan(diff)] = np.inf  # one NaN, the other not; or inf against inf of other sign
     return diff.max(axis=1) if diff.shape[1] else np.zeros(len(diff))
 
@@ -108,40 +104,31 @@ def check_against_reference(
 ) -> ReferenceCheck:
     """Retrain `run`'s models whose seed is in `seeds` with the notebook's loop; compare.
 
-    `learning_rate` is the one asked for (not the one the engine reports it used).
-    The notebook's code (`train_reference`: an `nn.Module`, `torch.optim.SGD` or the literal
-    hand-written `param -= learning_rate * param.grad` under `torch.no_grad()`, with or
-    without `zero_grad`) runs for the first `epochs` epochs; its
-    loss curve is compared with the first `epochs` values of each batched model's curve, and
-    its test-set predictions with those of the batched engine run for as many epochs.
+    The notebook's code (`train_reference`: `torch.optim.SGD` or the literal `param -= lr *
+    param.grad`, with or without `zero_grad`) runs at the `learning_rate` asked for, for the
+    first `epochs` epochs; its loss curve is compared with the first `epochs` values of each
+    batched model's, its test-set predictions with those of the batched engine at that epoch.
     """
     positions = [i for i, seed in enumerate(run.seeds) if seed in seeds]
     epochs = min(epochs, run.epochs)
-    result = ReferenceCheck.none(len(run.seeds))
+    check = ReferenceCheck.none(len(run.seeds))
     if not positions or epochs < 1:
-        return result
-    checked, max_abs_diff, agrees, curves = (
-        result.checked,
-        result.max_abs_diff,
-        result.agrees,
-        result.curves,
-    )
+        return check
     sample = [run.seeds[i] for i in positions]
     arguments = (split.x_train, split.y_train, run.hidden_dim, run.optimizer, sample)
     reference = train_reference(*arguments, learning_rate, epochs, run.device)
     short = train_batched(*arguments, learning_rate, epochs, run.device, loop=loop)
     rows = np.asarray(positions)
-    max_abs_diff[rows] = _curve_difference(run.loss_curves[rows, :epochs], reference.loss_curves)
+    stored = run.loss_curves[rows, :epochs]
+    check.max_abs_diff[rows] = _curve_difference(stored, reference.loss_curves)
     # predictions where they are judged: the test rows, or every row when none is held out
     x = split.x_test if len(split.x_test) else split.x_train
-    same = (predict_proba(reference.parameters, x) > 0.5) == (
-        predict_proba(short.parameters, x) > 0.5
-    )
+    ours, theirs = (predict_proba(r.parameters, x) > 0.5 for r in (short, reference))
     # the short batched run stands for the stored rows only if its curve is theirs: bit for bit
     # on the CPU; on a GPU a batch of another size may round differently in the last bits
-    same_run = _curve_difference(short.loss_curves, run.loss_curves[rows, :epochs]) <= TOLERANCE
-    agrees[rows] = same.all(axis=1) & same_run
-    checked[rows] = True
+    same_run = _curve_difference(short.loss_curves, stored) <= TOLERANCE
+    check.agrees[rows] = (ours == theirs).all(axis=1) & same_run
+    check.checked[rows] = True
     for row, curve in zip(positions, reference.loss_curves, strict=True):
-        curves[row] = curve
-    return ReferenceCheck(checked, epochs, max_abs_diff, agrees, curves)
+        check.curves[row] = curve
+    return dataclasses.replace(check, epochs=epochs)

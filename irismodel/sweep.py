@@ -53,11 +53,6 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def configuration_name(hidden_dim: int, optimizer: str) -> str:
-    """Return the name of a (hidden_dim, optimizer) configuration, e.g. `h8-sgd`."""
-    return f"h{hidden_dim}-{optimizer}"
-
-
 def diverged_mask(run: TrainingRun) -> np.ndarray:
     """Return (K,) bool: a model's loss or a final weight is NaN or infinite."""
     k = len(run.seeds)
@@ -73,14 +68,10 @@ def shard_table(
     context: RunContext,
     shard: str,
     worker: str,
-    check: ReferenceCheck | None = None,
-    split_seed: int | None = None,
+    check: ReferenceCheck,
+    split_seed: int,
 ) -> pa.Table:
-    """Return the results rows of one trained shard as a table of SCHEMA, built from arrays.
-
-    `check` is the shard's reference check (`check_against_reference`); None: none checked.
-    `split_seed` is the seed of `split` (default: the run's first split seed).
-    """
+    """Return one trained shard's rows (split `split_seed`, reference `check`) as a SCHEMA table."""
     config = context.config
     k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
     diverged = diverged_mask(run)
@@ -100,7 +91,7 @@ def shard_table(
     constant("learning_rate", run.learning_rate)
     constant("epochs", run.epochs)
     constant("test_size", config.test_size)
-    constant("split_seed", config.split_set.first() if split_seed is None else split_seed)
+    constant("split_seed", split_seed)
     constant("standardize", config.standardize)
     constant("positive_class", split.positive_class)
     constant("data_source", split.data_source)
@@ -122,18 +113,14 @@ def shard_table(
         ("train", split.x_train, split.y_train),
         ("test", split.x_test, split.y_test),
     ):
-        scores = {name: np.empty(k) for name in METRIC_NAMES}
-        # in chunks: predict_proba's float64 (models, rows, hidden) scratch stays a few MB
+        chunks = []  # predict_proba's float64 (models, rows, hidden) scratch stays a few MB
         for lo in range(0, k, METRICS_CHUNK):
-            chunk = {n: v[lo : lo + METRICS_CHUNK] for n, v in run.parameters.items()}
-            probabilities = predict_proba(chunk, x)
-            chunk_scores = binary_metrics(probabilities, y, diverged[lo : lo + METRICS_CHUNK])
-            for name in METRIC_NAMES:
-                scores[name][lo : lo + METRICS_CHUNK] = chunk_scores[name]
+            rows = slice(lo, lo + METRICS_CHUNK)
+            chunk = {n: v[rows] for n, v in run.parameters.items()}
+            chunks.append(binary_metrics(predict_proba(chunk, x), y, diverged[rows]))
+        scores = {n: np.concatenate([c[n] for c in chunks] or [np.empty(0)]) for n in METRIC_NAMES}
         accuracy[part] = scores["accuracy"]
-        for name in METRIC_NAMES:
-            values = scores[name]
-            columns[f"{part}_{name}"] = pa.array(values, mask=np.isnan(values))
+        columns |= {f"{part}_{n}": pa.array(v, mask=np.isnan(v)) for n, v in scores.items()}
     constant("train_seconds", run.train_seconds / max(k, 1))
     baseline = baseline_loss(split.x_train, split.y_train)
     positive_share = float(split.y_train.mean()) if len(split.y_train) else 0.5
@@ -141,8 +128,6 @@ def shard_table(
     outcome = classify(run.loss_curves, diverged, baseline, accuracy["train"], majority)
     columns["outcome"] = pa.array(outcome, pa.string())
     constant("baseline_loss", baseline)
-    if check is None:
-        check = ReferenceCheck.none(k)
     columns["reference_checked"] = pa.array(check.checked)
     unchecked = ~check.checked
     columns["reference_epochs"] = pa.array(
@@ -161,12 +146,9 @@ def run_shard(
 ) -> ShardSummary:
     """Train every seed of one shard at once, evaluate them, write their rows; return a summary.
 
-    `splits` holds the run's splits by split seed (`check_splits`); the shard trains on its own.
-    A single `Split` stands for the shard's split.
-
-    The part file goes into the run's staging folder from this process (a thread of the flow or
-    a Dask worker), atomically; an older file of the same shard (from an attempt whose file
-    failed the resume checks) is replaced.
+    `splits` holds the run's splits by split seed (`check_splits`), or is the shard's own split.
+    This process (a thread of the flow or a Dask worker) writes the part file into the staging
+    folder atomically, replacing one an earlier attempt left that failed the resume checks.
     """
     config = context.config
     split = splits[shard.split_seed] if isinstance(splits, Mapping) else splits
@@ -226,10 +208,9 @@ def run_sweep(
     flow_run_id: str = "local",
     started_at: datetime | None = None,
 ) -> str:
-    """Run a whole sweep in this process, without Prefect: the flow's steps one after another.
+    """Run a whole validated sweep here, without Prefect; return the published run folder.
 
-    Takes a validated config (`validate_config`); returns the location of the published run
-    folder. Resumes run `flow_run_id` (or `config.resume`) if it is unfinished there.
+    Resumes run `flow_run_id` (or `config.resume`) if it is unfinished there.
     """
     splits = check_splits(config)
     fingerprint = next(iter(splits.values())).data_fingerprint

@@ -55,7 +55,7 @@ import torch
 HERE = Path(__file__).parent
 # train_loop.cpp: the eager loop's ATen ops from C++, and the module's Python bindings;
 # fused.cpp/.h: the fused CPU kernel
-SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp")
+SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp", HERE / "init.cpp")
 HEADERS = (HERE / "fused.h",)
 BUILD_COMMAND = "python -m irismodel.native build"
 BUILD_ENV = "IRISMODEL_NATIVE_BUILD"  # "0" turns building on first use off

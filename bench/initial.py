@@ -117,6 +117,7 @@ def main() -> None:
             "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "uniform_rounding": torch_uniform_rounding(),
+            "load_average_1_5_15_min": os.getloadavg(),  # other work on the machine meanwhile
         },
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "rows": rows,

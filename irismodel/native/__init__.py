@@ -25,7 +25,7 @@ import torch
 HERE = Path(__file__).parent
 # train_loop.cpp: the eager loop's ATen ops from C++, and the module's Python bindings;
 # fused.cpp/.h: the fused CPU kernel
-SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp")
+SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp", HERE / "init.cpp")
 HEADERS = (HERE / "fused.h",)
 # -ffp-contract=off: no a*b+c fused on one instruction set and not another (fused.cpp's
 # results must not depend on the CPU); -fno-math-errno: sqrt may vectorize.

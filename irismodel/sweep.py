@@ -12,11 +12,12 @@ import numpy as np
 import pyarrow as pa
 
 from irismodel import storage
-from irismodel.config import SweepConfig, check_splits
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
 from irismodel.outcomes import baseline_loss, classify
+from irismodel.parameters import SweepConfig
+from irismodel.preflight import check_splits
 from irismodel.reference import ReferenceCheck, check_against_reference, checked_seeds
 from irismodel.results import SCHEMA, STATUS_COMPLETE, part_metadata, write_parquet
 from irismodel.runs import OpenedRun, RunPlace, Shard, open_run, plan_shards, publish_run
@@ -100,7 +101,7 @@ def shard_table(
     constant("learning_rate", run.learning_rate)
     constant("epochs", run.epochs)
     constant("test_size", config.test_size)
-    constant("split_seed", config.split_set.first() if split_seed is None else split_seed)
+    constant("split_seed", config.split_seeds.first() if split_seed is None else split_seed)
     constant("standardize", config.standardize)
     constant("positive_class", split.positive_class)
     constant("data_source", split.data_source)
@@ -184,7 +185,7 @@ def run_shard(
         split,
         run,
         config.learning_rate,
-        checked_seeds(config.seed_set, config.reference_seeds, config.split_set, shard.split_seed),
+        checked_seeds(config.seeds, config.reference_seeds, config.split_seeds, shard.split_seed),
         config.reference_epochs,
     )
     worker = this_worker()
@@ -228,7 +229,7 @@ def run_sweep(
 ) -> str:
     """Run a whole sweep in this process, without Prefect: the flow's steps one after another.
 
-    Takes a validated config (`validate_config`); returns the location of the published run
+    Takes a validated config (`SweepConfig`); returns the location of the published run
     folder. Resumes run `flow_run_id` (or `config.resume`) if it is unfinished there.
     """
     splits = check_splits(config)

@@ -112,6 +112,11 @@ BAD_FLOW_INPUTS = {
         ValueError,
         r"data_path: .* has no label column; expected columns sepal_length",
     ),
+    "data_path a folder": (
+        {"data_path": "{dir}"},
+        ValueError,
+        r"data_path: '.*' is a folder; expected a CSV or Parquet file",
+    ),
     "data_path NaN feature": (
         {"data_path": "{dir}/nan.csv"},
         ValueError,
@@ -233,6 +238,10 @@ CLI_CASES = {
     "unknown optimizer": (
         ["--optimizers", "sgd", "foo"],
         r"^iris-sweep: error: optimizers: unknown optimizer 'foo'; valid names are sgd, manual, ",
+    ),
+    "data path a folder": (
+        ["--data-path", "tests"],
+        r"^iris-sweep: error: data_path: 'tests' is a folder; expected a CSV or Parquet file",
     ),
     # argparse's own refusals read as the rest: one line, the parameter's name, no usage block
     "a missing value": (

@@ -42,7 +42,14 @@ BAD_DATA = {
         {"data_path": "{dir}/iris.xlsx"},
         r"data_path: unsupported format '\.xlsx'.*supported are \.csv, \.parquet, \.pq",
     ),
-    "data_path blank": ({"data_path": "   "}, r"data_path: expected a path to a \.csv or"),
+    "data_path blank": (
+        {"data_path": "   "},
+        r"data_path: expected a CSV or Parquet file \(\.csv, \.parquet, \.pq\), got '   '",
+    ),
+    "data_path a folder": (
+        {"data_path": "{dir}"},
+        r"data_path: '.*' is a folder; expected a CSV or Parquet file \(\.csv, \.parquet, \.pq\)",
+    ),
     "positive_class unknown": (
         {"positive_class": "rose"},
         r"positive_class: 'rose' is not a class of the data",

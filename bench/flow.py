@@ -106,9 +106,9 @@ def main() -> int:
         import torch
 
         from flows.iris_sweep import iris_sweep
-        from irismodel.config import SweepConfig
         from irismodel.data import load_dataset, split_dataset
         from irismodel.engine import train_reference
+        from irismodel.parameters import SweepConfig
         from irismodel.results import read_results
 
         defaults = SweepConfig()
@@ -145,7 +145,7 @@ def main() -> int:
                     defaults.epochs,
                 )
                 reference_seconds += run.train_seconds
-        blocks = len(defaults.seed_set) * len(defaults.split_set)
+        blocks = len(defaults.seeds) * len(defaults.split_seeds)
         reference_total = reference_seconds * blocks
     finally:
         os.killpg(server.pid, signal.SIGTERM)

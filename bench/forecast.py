@@ -38,8 +38,8 @@ SIZES = {  # name: (seeds, or None for the default; compiled loops already built
 
 def measure(name: str, work: Path) -> dict:
     """Run one size through the command line; return its forecast and its wall."""
-    from irismodel.config import validate_config
     from irismodel.estimate import estimate
+    from irismodel.parameters import SweepConfig
 
     seeds, built = SIZES[name]
     out = work / name
@@ -48,7 +48,7 @@ def measure(name: str, work: Path) -> dict:
     if not built:
         env["IRISMODEL_NATIVE_DIR"] = str(work / "empty-native-cache")
     given = {"seeds": seeds} if seeds else {}
-    config = validate_config(**given, output_dir=str(out))
+    config = SweepConfig(**given, output_dir=str(out))
     forecast = estimate(config, compile_first=not built, starting=True, temporary_server=True)
     command = [str(Path(sys.executable).parent / "iris-sweep")]
     command += ["--seeds", seeds] if seeds else []

@@ -22,9 +22,10 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 python3 - <<'PY' 2>&1 | tee "$out/first_use_build.log"
 import logging, numpy as np
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
-from irismodel.config import check_data, validate_config
+from irismodel.parameters import SweepConfig
+from irismodel.preflight import check_data
 from irismodel.engine import train_batched
-split = check_data(validate_config(output_dir="/tmp/iris-gpu-probe"))
+split = check_data(SweepConfig(output_dir="/tmp/iris-gpu-probe"))
 run = train_batched(split.x_train, split.y_train, 10, "sgd", list(range(20)), 0.1, 200, "cuda")
 print("engine:", run.engine, "final loss seed 0:", float(run.loss_curves[0, -1]))
 PY
@@ -39,13 +40,13 @@ if [ "$what" = all ]; then
 fi
 python3 - "$out" <<'PY' 2>&1 | tee "$out/sweep_gpu.log"
 import json, sys, tempfile, time, torch
-from irismodel.config import validate_config
+from irismodel.parameters import SweepConfig
 from irismodel.results import read_results
 from irismodel.sweep import run_sweep
 rows = []
 for device, seeds in (("cuda", "0..714"), ("cuda", "0..7142"), ("cpu", "0..7142")):
     with tempfile.TemporaryDirectory() as folder:
-        config = validate_config(seeds=seeds, device=device, output_dir=folder)
+        config = SweepConfig(seeds=seeds, device=device, output_dir=folder)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()

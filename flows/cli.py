@@ -9,37 +9,27 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
 
-from irismodel.config import PARAMETERS, check_data, form_defaults, validate_config
 from irismodel.engine import request_stop, stop_requested
-from irismodel.estimate import check_fits
-from irismodel.estimate import forecast as estimate_here
-from irismodel.optimizers import OPTIMIZERS
-from irismodel.runs import RunError, check_resumable, resumed_config
+from irismodel.parameters import form_defaults, run_form
+from irismodel.preflight import handed_over, preflight
+from irismodel.runs import RunError
 from irismodel.storage import first_line, redact
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.I)
 
 
-def _integer(value: str) -> int:
-    """An integer in ASCII digits: not `1_000`, not `٣` (Python's int() takes both)."""
-    if not _INTEGER.fullmatch(value.strip()):
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer")
-    return int(value)
+def _integer(value: str) -> int | str:
+    """An integer in ASCII digits; other text (`1_000`, `٣`) stays text, to be refused."""
+    return int(value) if _INTEGER.fullmatch(value.strip()) else value
 
 
-def _number(value: str) -> float:
-    """A number in ASCII digits (`0.1`, `1e-3`); `nan` and `inf` pass, for validation to refuse."""
-    if not _NUMBER.fullmatch(value.strip()):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number")
-    return float(value)
-
-
-def _positive_class(value: str) -> str | int:
-    return int(value) if _INTEGER.fullmatch(value) else value
+def _number(value: str) -> float | str:
+    """A number in ASCII digits (`0.1`, `1e-3`, `inf`); other text stays text, to be refused."""
+    return float(value) if _NUMBER.fullmatch(value.strip()) else value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,78 +49,54 @@ def _parameter_name(match: re.Match[str]) -> str:
     return match.group(1).replace("-", "_") + ": "
 
 
-def _optional(kind: Callable[[str], object]) -> Callable[[str], object]:
-    """Read a value of `kind`, or nothing from an empty string (`--data-path ''`)."""
+def _options(form: dict[str, Any]) -> dict[str, Any]:
+    """Return how the command line reads one parameter, from its run-form schema.
 
-    def read(value: str) -> object:
-        return None if value == "" else kind(value)
-
-    return read
-
-
-_READERS: dict[str, Callable[[str], object]] = {
-    "int": _integer,
-    "float": _number,
-    "text": str,
-    "class": _positive_class,
-}
-
-
-def _option(name: str, kind: str, default: object, description: str) -> tuple[str, dict]:
-    """Return the flag and `add_argument` options of one parameter, from its declaration."""
-    flag = "--" + name.replace("_", "-")
-    if isinstance(default, list):
-        default = " ".join(map(str, default))
-    shown = "" if default is None else f" (default: {default})"
-    help_text = (description + shown).replace("%", "%%")
-    if kind == "ranges":  # repeatable: --seeds 0..9 --seeds 20 sweeps both
-        return flag, {"nargs": "+", "action": "extend", "metavar": "N|A..B", "help": help_text}
-    if kind == "names":
-        options = {"nargs": "+", "action": "extend", "choices": OPTIMIZERS, "metavar": "NAME"}
-        return flag, {**options, "help": help_text}
-    if kind == "bool":
-        return flag, {"action": argparse.BooleanOptionalAction, "help": help_text}
-    reader = _READERS[kind]
-    if default is None:
-        reader = _optional(_integer if kind == "int" else str)
-    return flag, {"type": reader, "help": help_text}
+    Readers only turn text into the type the parameter takes; `SweepConfig` checks every value.
+    """
+    kinds = [kind.get("type") for kind in form.get("anyOf", [form])]
+    if "array" in kinds:  # repeatable: --seeds 0..9 --seeds 20 sweeps both
+        ranges = "string" in kinds
+        return {"nargs": "+", "action": "extend", "metavar": "N|A..B" if ranges else "NAME"}
+    if kinds == ["boolean"]:
+        return {"action": argparse.BooleanOptionalAction}
+    if "integer" in kinds:  # positive_class too: a code is an integer, a name stays text
+        return {"type": _integer}
+    return {"type": _number if "number" in kinds else str}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the parser: one option per sweep parameter, made from `SweepConfig`'s declaration."""
+    """Return the parser: one option per sweep parameter, made from `SweepConfig`'s run form."""
     parser = _Parser(
         prog="iris-sweep",
         description="Train a 4-h-1 ReLU network on Iris (one class against the rest) for every "
         "hidden_dim x optimizer x seed and write the results to Parquet.",
     )
-    defaults = form_defaults()
-    for parameter in PARAMETERS:
-        flag, options = _option(
-            parameter.name,
-            parameter.metadata["cli"],
-            defaults[parameter.name],
-            parameter.metadata["description"],
-        )
-        parser.add_argument(flag, dest=parameter.name, default=None, **options)
+    for name, form in run_form().items():
+        default = form["default"]
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        shown = "" if default is None else f" (default: {shown})"
+        help_text = (form["description"] + shown).replace("%", "%%")
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, default=None, help=help_text, **_options(form))
     return parser
 
 
-def parse_parameters(argv: Sequence[str] | None = None) -> dict:
+def parse_parameters(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Return the flow parameters given on the command line, the defaults for the rest.
 
     hidden_dims and seeds stay text (`0..71428`): a million seeds need not become a list.
     """
-    args = vars(build_parser().parse_args(argv))
-    parameters = form_defaults()
-    for parameter in PARAMETERS:
-        value = args[parameter.name]
+    given = vars(build_parser().parse_args(argv))
+    forms, parameters = run_form(), form_defaults()
+    for name, value in given.items():
         if value is None:
             continue
-        if parameter.metadata["cli"] == "ranges":
+        if "anyOf" in forms[name] and isinstance(value, list):  # ranges: one text
             # as from Python: `0 .. 9` is one range, spaces around `..` allowed
             joined = re.sub(r"\s*\.\.\s*", "..", " ".join(value).replace(",", " "))
             value = ", ".join(joined.split())
-        parameters[parameter.name] = value
+        parameters[name] = value
     return parameters
 
 
@@ -175,20 +141,10 @@ def _interruptible() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Validate the options, run the flow, print where the results are and a summary."""
+    """Check the run (its pre-flight), run the flow on that check, print the summary and folder."""
     parameters = parse_parameters(argv)
-    try:
-        config = validate_config(**parameters)
-        if config.resume:
-            config = resumed_config(config)
-        split = check_data(config)  # fail in seconds, before Prefect starts
-        if config.resume:
-            check_resumable(config, split.data_fingerprint)
-        from prefect.settings import get_current_settings
-
-        temporary = not get_current_settings().api.url
-        forecast = estimate_here(config, starting=True, temporary_server=temporary)
-        check_fits(config, forecast, config.force)
+    try:  # the run's pre-flight, in seconds, before Prefect starts; the flow takes its result
+        checked = preflight(parameters, starting=True, temporary_server=_no_api_named)
     except ValueError as error:
         print(f"iris-sweep: error: {error}", file=sys.stderr)
         return 2
@@ -198,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\niris-sweep: interrupted; nothing was started", file=sys.stderr, flush=True)
         os._exit(130)
 
-    print(f"iris-sweep: {forecast.text()}", file=sys.stderr)
+    print(f"iris-sweep: {checked.forecast.text()}", file=sys.stderr)
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     from flows.drain import drain_clients, register_temporary
@@ -233,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
             stack.callback(drain_clients)  # runs first on the way out: before the server stops
         stack.enter_context(_interruptible())
+        stack.enter_context(handed_over(checked))
         try:
             path = iris_sweep(**parameters)
         except SweepFailed as error:
@@ -255,13 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"iris-sweep: error: {first_line(error)}{_resume_hint(' ')}", file=sys.stderr)
                 return 2 if isinstance(error, RunError) else 1
-    if parameters["report"]:
+    if checked.config.report:
         try:
             print(written_text(path))  # the summary the flow's report task wrote
         except Exception:  # the results are published: a missing report is no failure
             print("(no report: see the run's log for why it could not be made)")
     print(f"\nresults: {redact(path)}")
     return 0
+
+
+def _no_api_named() -> bool:
+    """Whether the run needs a temporary server: no PREFECT_API_URL in the settings."""
+    from prefect.settings import get_current_settings  # Prefect only once the input passed
+
+    return not get_current_settings().api.url
 
 
 def _resume_hint(before: str = "") -> str:

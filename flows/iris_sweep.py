@@ -1,4 +1,4 @@
-"""The iris-sweep flow: validate, load and split, open the run, train its shards, publish."""
+"""The iris-sweep flow: check the run (parameters, data, forecast), open it, train, publish."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from prefect.runtime import flow_run
 from flows.drain import api_answers, uses_temporary_server, wait_until_recorded
 from flows.fanout import LAST_RUN, SweepFailed, failure_message, publication_failed, train_all
 from flows.runners import task_runner_from_env
-from irismodel.config import run_label, sweep_parameters
+from irismodel.parameters import sweep_parameters
+from irismodel.preflight import run_label
 from irismodel.runs import plan_shards
-from tasks.prepare import load_data, open_sweep_run, split_data, validate_parameters
+from tasks.prepare import check_run, open_sweep_run
 from tasks.report import publish_report
 from tasks.results import publish_results
 
@@ -27,10 +28,10 @@ def _run_name() -> str:
     name="iris-sweep",
     flow_run_name=_run_name,  # e.g. h8-14_sgd+manual_s30_e1000, not a random name
     task_runner=task_runner_from_env(),
-    validate_parameters=True,
+    validate_parameters=False,  # SweepConfig validates them, in check_run: one check, one message
     persist_result=False,  # the result is a path; the Parquet files are what persists
 )
-@sweep_parameters  # the signature, run form and parameter docs, from SweepConfig
+@sweep_parameters  # the parameters: SweepConfig's fields (irismodel/parameters.py)
 def iris_sweep(**parameters: Any) -> str:
     """Train a 4-h-1 ReLU network for every hidden_dim x optimizer x seed; return the run folder.
 
@@ -39,12 +40,12 @@ def iris_sweep(**parameters: Any) -> str:
     some shards still fail after their retries, the run stays unpublished and ends Failed; a
     Retry of the flow run, or `resume=<run id>`, trains only the missing shards.
     """
-    config = validate_parameters(**parameters)
-    splits = split_data(load_data(config.data_path), config)
+    checked = check_run(**parameters)  # the pre-flight: once per run, the data read once
+    config, splits = checked.config, checked.splits
     context, finished, published = open_sweep_run(config, splits)
     LAST_RUN.run_id, LAST_RUN.published = context.flow_run_id, None
     shards = plan_shards(config)
-    recorded = 4  # validate-parameters, load-data, split-data, open-run
+    recorded = 2  # preflight, open-run
     try:
         results = train_all(splits, [] if published else shards, context, finished)
         recorded += results.submitted

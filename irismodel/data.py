@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import re
-from collections import Counter
+import reprlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,23 +26,19 @@ _INTEGER_TEXT = re.compile(r"[-+]?[0-9]{1,300}")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Labelled feature rows: the classes are `class_names`, labels index into them.
-
-    `integer_codes` says the file labelled its rows with integer codes (the class names are then
-    the codes in numeric order, e.g. "1", "2", "10"), so a `positive_class` of 1 means the code 1
-    and not an index.
-    """
+    """Labelled feature rows: the classes are `class_names`, labels index into them."""
 
     features: np.ndarray  # (N, 4) float32
     labels: np.ndarray  # (N,) int64, index into class_names
     class_names: tuple[str, ...]
     source: str  # BUNDLED or the file it was read from
+    # the file labels rows by integer codes, and the class names are the codes in numeric order
+    # ("1", "2", "10"): a positive_class of 1 is the code 1, never an index
     integer_codes: bool = False
 
     def fingerprint(self) -> str:
         """Return a SHA-256 of the rows and class names: equal data gives an equal fingerprint."""
-        digest = hashlib.sha256()
-        digest.update(np.ascontiguousarray(self.features, dtype="<f4").tobytes())
+        digest = hashlib.sha256(np.ascontiguousarray(self.features, dtype="<f4").tobytes())
         digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
         digest.update("\0".join(self.class_names).encode())
         return digest.hexdigest()
@@ -63,34 +60,44 @@ class Split:
 def load_dataset(data_path: str | None = None) -> Dataset:
     """Load the bundled Iris data (no network) or a CSV/Parquet file.
 
-    A file needs the numeric columns `FEATURE_COLUMNS` and one label column, the first of
-    `LABEL_COLUMNS` present, holding class names or integer codes (numbers, or text such as
-    "1", that then make `Dataset.integer_codes` true). Class names are stripped of surrounding
-    spaces; features must fit float32.
+    A file needs the numeric columns `FEATURE_COLUMNS` (within float32) and a label column, the
+    first of `LABEL_COLUMNS` present: class names (stripped of spaces) or integer codes.
     """
     if data_path is None:
         from sklearn.datasets import load_iris
 
         iris = load_iris()
-        return Dataset(
-            features=iris.data.astype(np.float32),
-            labels=iris.target.astype(np.int64),
-            class_names=tuple(str(name) for name in iris.target_names),
-            source=BUNDLED,
-        )
-    return _dataset_from_frame(_read_table(data_path), data_path)
-
-
-def check_data_path(data_path: str) -> str:
-    """Return `data_path` if it names an existing CSV or Parquet file, else raise `ValueError`.
-
-    Checks the name, the file system and the file's size (at most `MAX_DATA_BYTES`); the
-    contents are checked when the file is read.
-    """
-    if not isinstance(data_path, str) or not data_path.strip():
+        names = tuple(str(name) for name in iris.target_names)
+        return Dataset(iris.data.astype(np.float32), iris.target.astype(np.int64), names, BUNDLED)
+    _check_path(data_path)
+    try:
+        if data_path.lower().endswith(".csv"):
+            frame = pd.read_csv(data_path)
+            # read_csv renames a repeated column ("sepal_length.1"); the raw header shows it
+            with open(data_path, newline="", encoding="utf-8-sig") as handle:
+                header = next(csv.reader(handle), [])
+        else:
+            frame = pd.read_parquet(data_path)
+            header = list(frame.columns)
+    except Exception as error:  # a reader's own error names neither the parameter nor the fix
+        raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
+    header = [str(name) for name in header]
+    repeated = [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if header.count(c) > 1]
+    if repeated:
         raise ValueError(
-            f"data_path: expected a path to a {' or '.join(FILE_FORMATS)} file, got {data_path!r}"
+            f"data_path: {data_path!r} has more than one column named "
+            f"{', '.join(map(repr, repeated))}; each feature and label column must appear once"
         )
+    return _dataset_from_frame(frame, data_path)
+
+
+def _check_path(data_path: str) -> None:
+    """Refuse a `data_path` that is no CSV or Parquet file, or a larger one than is ever read."""
+    wanted = f"expected a CSV or Parquet file ({', '.join(FILE_FORMATS)})"
+    if not isinstance(data_path, str) or not data_path.strip():
+        raise ValueError(f"data_path: {wanted}, got {data_path!r}")
+    if os.path.isdir(data_path):
+        raise ValueError(f"data_path: {data_path!r} is a folder; {wanted} in it")
     extension = os.path.splitext(data_path)[1].lower()
     if extension not in FILE_FORMATS:
         raise ValueError(
@@ -99,8 +106,8 @@ def check_data_path(data_path: str) -> str:
         )
     if not os.path.exists(data_path):
         raise ValueError(f"data_path: no such file {data_path!r}")
-    if not os.path.isfile(data_path):
-        raise ValueError(f"data_path: {data_path!r} is not a file; expected a CSV or Parquet file")
+    if not os.path.isfile(data_path):  # a device or a pipe
+        raise ValueError(f"data_path: {data_path!r} is not a file; {wanted}")
     size = os.path.getsize(data_path)
     if size > MAX_DATA_BYTES:  # asked of the file system: a huge file is never read to find out
         raise ValueError(
@@ -108,171 +115,113 @@ def check_data_path(data_path: str) -> str:
             f"{MAX_DATA_BYTES >> 20} MiB are read (every epoch trains on every row, for every "
             "seed): take a sample of the rows"
         )
-    return data_path
-
-
-def _read_table(data_path: str) -> pd.DataFrame:
-    check_data_path(data_path)
-    try:
-        if data_path.lower().endswith(".csv"):
-            frame = pd.read_csv(data_path)
-            # read_csv renames a repeated column ("sepal_length.1"); the raw header shows it
-            header = pd.read_csv(data_path, header=None, nrows=1, dtype=str).iloc[0].tolist()
-        else:
-            frame = pd.read_parquet(data_path)
-            header = list(frame.columns)
-    except Exception as error:  # a reader's own error names neither the parameter nor the fix
-        raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
-    counts = Counter(str(name) for name in header)
-    repeated = [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if counts[c] > 1]
-    if repeated:
-        raise ValueError(
-            f"data_path: {data_path!r} has more than one column named "
-            f"{', '.join(map(repr, repeated))}; each feature and label column must appear once"
-        )
-    return frame
 
 
 def _listing(names: tuple[str, ...]) -> str:
     """Join class names for a message, at most `LISTED_CLASSES` of them."""
-    if len(names) <= LISTED_CLASSES:
-        return ", ".join(names)
-    return f"{', '.join(names[:LISTED_CLASSES])}, ... ({len(names)} in all)"
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _canonical_integer(text: str) -> str | None:
-    """Return `text` as a canonical integer ("007" -> "7", "+3" -> "3"), or None if not one."""
-    if not _INTEGER_TEXT.fullmatch(text):
-        return None
-    digits = text.lstrip("-+").lstrip("0") or "0"
-    return "-" + digits if text.startswith("-") and digits != "0" else digits
+    more = f", ... ({len(names)} in all)" if len(names) > LISTED_CLASSES else ""
+    return ", ".join(names[:LISTED_CLASSES]) + more
 
 
 def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
-    expected = f"expected columns {', '.join(FEATURE_COLUMNS)} and a label column "
+    refused = f"data_path: {source!r} has "
+    expected = f"; expected columns {', '.join(FEATURE_COLUMNS)} and a label column "
     expected += f"({' or '.join(LABEL_COLUMNS)})"
     if len(frame) == 0:
-        raise ValueError(f"data_path: {source!r} has no data rows, only a header")
+        raise ValueError(refused + "no data rows, only a header")
     missing = [column for column in FEATURE_COLUMNS if column not in frame.columns]
     if missing:
-        raise ValueError(
-            f"data_path: {source!r} has no feature column {', '.join(map(repr, missing))}; "
-            + expected
-        )
+        raise ValueError(refused + f"no feature column {', '.join(map(repr, missing))}" + expected)
     label_column = next((c for c in LABEL_COLUMNS if c in frame.columns), None)
     if label_column is None:
-        raise ValueError(f"data_path: {source!r} has no label column; " + expected)
+        raise ValueError(refused + "no label column" + expected)
     features = frame[list(FEATURE_COLUMNS)]
     non_numeric = [c for c in FEATURE_COLUMNS if not pd.api.types.is_numeric_dtype(features[c])]
     if non_numeric:
-        raise ValueError(
-            f"data_path: feature column(s) {', '.join(map(repr, non_numeric))} of {source!r} "
-            "are not numeric"
-        )
+        shown = ", ".join(map(repr, non_numeric))
+        raise ValueError(f"data_path: feature column(s) {shown} of {source!r} are not numeric")
     values = features.to_numpy(dtype=np.float64)
-    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
-    if bad_rows.size:
+    rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if rows.size:
         raise ValueError(
-            f"data_path: {source!r} has NaN or infinite features in {bad_rows.size} row(s), "
-            f"first at row {int(bad_rows[0])}"
+            refused + f"NaN or infinite features in {rows.size} row(s), first at row {rows[0]}"
         )
     # finite in float64 is not enough: 1e39 becomes inf in the model's float32
-    bad_rows = np.flatnonzero((np.abs(values) > FLOAT32_MAX).any(axis=1))
-    if bad_rows.size:
+    rows = np.flatnonzero((np.abs(values) > FLOAT32_MAX).any(axis=1))
+    if rows.size:
         raise ValueError(
-            f"data_path: {source!r} has feature values beyond float32's range "
-            f"(|x| > {FLOAT32_MAX:.1e}) in {bad_rows.size} row(s), first at row "
-            f"{int(bad_rows[0])}; the model trains in float32"
+            refused + f"feature values beyond float32's range (|x| > {FLOAT32_MAX:.1e}) in "
+            f"{rows.size} row(s), first at row {rows[0]}; the model trains in float32"
         )
-    class_names, label_index, integer_codes = _labels(frame[label_column], label_column, source)
-    return Dataset(values.astype(np.float32), label_index, class_names, source, integer_codes)
+    refused = f"data_path: label column {label_column!r} of {source!r} "
+    names, index, integer_codes = _labels(frame[label_column], refused)
+    return Dataset(values.astype(np.float32), index, names, source, integer_codes)
 
 
-def _is_label_value(value: object) -> bool:
-    if isinstance(value, bool | np.bool_):
-        return False
-    return isinstance(value, str | int | np.integer)
-
-
-def _labels(
-    labels: pd.Series, column: str, source: str
-) -> tuple[tuple[str, ...], np.ndarray, bool]:
+def _labels(labels: pd.Series, refused: str) -> tuple[tuple[str, ...], np.ndarray, bool]:
     """Return the class names, each row's index into them, and whether they are integer codes."""
-    refused = f"data_path: label column {column!r} of {source!r} "
     if labels.isna().any():
         raise ValueError(refused + "has missing values")
-    numeric_codes = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
-    if numeric_codes:
-        numeric = labels.to_numpy()
-        if numeric.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):
-                bad = ~np.isfinite(numeric) | (numeric != np.round(numeric))
-                bad |= np.abs(numeric) > EXACT_FLOAT_CODES
+    values = labels.to_numpy()
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        if values.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):  # exact integers only
+                bad = ~np.isfinite(values) | (values != np.round(values))
+                bad |= np.abs(values) > EXACT_FLOAT_CODES
         else:  # integers are codes; anything else (complex) is not
-            bad = np.full(len(numeric), numeric.dtype.kind not in "iu")
+            bad = np.full(len(values), values.dtype.kind not in "iu")
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            value = numeric[row]
-            shown = repr(float(value)) if numeric.dtype.kind == "f" else _short(value)
+            shown = (
+                repr(float(values[row])) if values.dtype.kind == "f" else reprlib.repr(values[row])
+            )
             raise ValueError(
                 refused + f"must hold class names or integer codes; found {shown} at row {row}"
             )
-        codes, inverse = np.unique(numeric, return_inverse=True)
-        names = tuple(str(int(code)) for code in codes)
-        return names, inverse.reshape(-1).astype(np.int64), True
+        codes, inverse = np.unique(values, return_inverse=True)
+        return tuple(str(int(code)) for code in codes), inverse.reshape(-1).astype(np.int64), True
     if labels.dtype == object:  # a Parquet column may hold bytes, lists, decimals, ...
-        for row, value in enumerate(labels.to_numpy()):
-            if not _is_label_value(value):
+        for row, value in enumerate(values):
+            if isinstance(value, bool | np.bool_) or not isinstance(value, str | int | np.integer):
                 raise ValueError(
                     refused + "must hold class names or integer codes; found "
-                    f"{type(value).__name__} {_short(value)} at row {row}"
+                    f"{type(value).__name__} {reprlib.repr(value)} at row {row}"
                 )
-    text = np.array([str(value).strip() for value in labels.to_numpy()], dtype=object)
+    text = np.array([str(value).strip() for value in values], dtype=object)
     blank = np.flatnonzero(text == "")
     if blank.size:
         raise ValueError(
             refused + f"has blank class names in {blank.size} row(s), first at row "
             f"{int(blank[0])}; every row needs a class name or integer code"
         )
-    as_integers = [_canonical_integer(name) for name in text]
-    if all(code is not None for code in as_integers):  # "1", "2", "3" as text: integer codes
-        numeric = np.array([int(code) for code in as_integers], dtype=object)
-        codes = sorted(set(numeric))
-        position = {code: i for i, code in enumerate(codes)}
-        index = np.array([position[code] for code in numeric], dtype=np.int64)
-        return tuple(str(code) for code in codes), index, True
-    names, inverse = np.unique(text, return_inverse=True)
-    return tuple(str(name) for name in names), inverse.reshape(-1).astype(np.int64), False
+    codes = [_as_integer(name) for name in text]
+    is_coded = None not in codes  # "1", "2", "3" as text: integer codes, ordered as numbers
+    names, inverse = np.unique(
+        np.array(codes, dtype=object) if is_coded else text, return_inverse=True
+    )
+    return tuple(str(name) for name in names), inverse.reshape(-1).astype(np.int64), is_coded
 
 
-def _as_index(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | np.integer):
+def _as_integer(value: object) -> int | None:
+    """The integer that `value` is or spells ("007", "+3"), else None."""
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return int(value)
-    if isinstance(value, str):
-        canonical = _canonical_integer(value.strip())
-        return None if canonical is None else int(canonical)
+    if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
+        return int(value)
     return None
 
 
 def positive_index(dataset: Dataset, positive_class: str | int) -> int:
     """Return the class index named by `positive_class`.
 
-    With integer label codes an integer (or a string of digits) is a code, never an index. With
-    class names a name is that class and an integer is an index into the sorted names, unless
-    the data has a class of that name (labels such as "1", "2", "x").
+    With integer label codes an integer (or its digits) is a code, never an index. With class
+    names an integer is an index into the sorted names, unless a class has that name ("1").
     """
     names = dataset.class_names
     shown = repr(int(positive_class) if isinstance(positive_class, np.integer) else positive_class)
     if isinstance(positive_class, str) and positive_class in names:
         return names.index(positive_class)
-    as_integer = _as_index(positive_class)
+    as_integer = _as_integer(positive_class)
     if as_integer is not None and str(as_integer) in names:
         return names.index(str(as_integer))
     if dataset.integer_codes:
@@ -310,8 +259,7 @@ def split_dataset(
 ) -> Split:
     """Binarize, split stratified by the targets (seeded by `split_seed`), optionally standardize.
 
-    `test_size=0` trains and evaluates on every row, as the notebook did. Standardization is
-    fitted on the training rows only.
+    `test_size=0` trains and evaluates on every row (the notebook's way); scaling fits on training.
     """
     targets, name = binarize(dataset, positive_class)
     x = dataset.features
@@ -323,8 +271,7 @@ def split_dataset(
             f"{name!r} and {counts[0.0]} of the rest; the split needs at least {needed} of each"
         )
     if test_size == 0:
-        x_train, y_train = x, targets
-        x_test, y_test = x[:0], targets[:0]
+        x_train, y_train, x_test, y_test = x, targets, x[:0], targets[:0]
     else:
         from sklearn.model_selection import train_test_split
 
@@ -346,17 +293,8 @@ def split_dataset(
                     f"{'1' if part == 'training' else '0'}"
                 )
     if standardize:
-        mean = x_train.mean(axis=0)
-        std = x_train.std(axis=0)
+        mean, std = x_train.mean(axis=0), x_train.std(axis=0)
         std[std == 0] = 1.0
-        x_train = (x_train - mean) / std
-        x_test = (x_test - mean) / std
-    return Split(
-        x_train=np.ascontiguousarray(x_train, dtype=np.float32),
-        y_train=np.ascontiguousarray(y_train, dtype=np.float32),
-        x_test=np.ascontiguousarray(x_test, dtype=np.float32),
-        y_test=np.ascontiguousarray(y_test, dtype=np.float32),
-        positive_class=name,
-        data_fingerprint=dataset.fingerprint(),
-        data_source=dataset.source,
-    )
+        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    arrays = (np.ascontiguousarray(a, dtype=np.float32) for a in (x_train, y_train, x_test, y_test))
+    return Split(*arrays, name, dataset.fingerprint(), dataset.source)

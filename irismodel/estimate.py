@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from irismodel import storage
-from irismodel.config import SweepConfig
+from irismodel.parameters import SweepConfig
 from irismodel.reference import checked_pairs
 from irismodel.runs import finished_before, plan_shards
 
@@ -113,10 +113,10 @@ def estimate(
     seeds = sum(len(shard) for shard in shards)  # models left, over every configuration
     unit_epochs = sum(len(shard) * shard.hidden_dim for shard in shards) * config.epochs
     configurations = len(config.optimizers) * len(config.hidden_dims)
-    all_models = len(config.seed_set) * len(config.split_set) * configurations
+    all_models = len(config.seeds) * len(config.split_seeds) * configurations
     # the check retrains `reference_seeds` (split, seed) pairs of each configuration, spread
     # over the run: a resume retrains the share of them in its missing shards
-    pairs = len(checked_pairs(config.seed_set, config.reference_seeds, config.split_set))
+    pairs = len(checked_pairs(config.seeds, config.reference_seeds, config.split_seeds))
     checked = pairs * configurations * len(shards) / max(1, len(plan_shards(config)))
     reference = checked * min(config.reference_epochs, config.epochs) * REFERENCE_SECONDS
     parts = {
@@ -132,7 +132,7 @@ def estimate(
     training_rows = round((rows or IRIS_ROWS) * (1 - config.test_size)) or 1
     per_unit = training_rows * ACTIVATION_COPIES + WEIGHTS_PER_UNIT * WEIGHT_COPIES
     largest = max(config.hidden_dims)
-    shard_seeds = min(config.seeds_per_shard, len(config.seed_set))
+    shard_seeds = min(config.seeds_per_shard, len(config.seeds))
     shard = shard_seeds * (config.epochs * COPIES_PER_SHARD + largest * per_unit) * 4
     return Estimate(
         models=seeds,

@@ -21,8 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from irismodel import storage
-from irismodel.config import SweepConfig, validate_config
 from irismodel.data import load_dataset
+from irismodel.parameters import SweepConfig
 from irismodel.results import (
     FILE_PREFIX,
     FILE_SUFFIX,
@@ -82,16 +82,16 @@ class Shard:
 
     def seeds(self, config: SweepConfig) -> list[int]:
         """Return this shard's seeds."""
-        return config.seed_set.take(self.start, self.stop)
+        return config.seeds.take(self.start, self.stop)
 
 
 def plan_shards(config: SweepConfig) -> list[Shard]:
     """Return every shard of a sweep: per split and configuration, seeds cut into shards."""
-    size, total = config.seeds_per_shard, len(config.seed_set)
-    named = len(config.split_set) > 1
+    size, total = config.seeds_per_shard, len(config.seeds)
+    named = len(config.split_seeds) > 1
     return [
         Shard(hidden_dim, optimizer, index, start, min(start + size, total), split, named)
-        for split in config.split_set
+        for split in config.split_seeds
         for hidden_dim in config.hidden_dims
         for optimizer in config.optimizers
         for index, start in enumerate(range(0, total, size))
@@ -211,7 +211,7 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
     stored = dict(record["parameters"])
     if "split_seed" in stored:  # a run started before splits were an axis: its one split
         stored["split_seeds"] = [stored.pop("split_seed")]
-    defaults = SweepConfig().parameters()
+    defaults = SweepConfig(output_dir=config.output_dir).parameters()
     given = config.parameters()
     clashes = [
         name
@@ -227,7 +227,7 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
     stored.pop("resume", None)
     stored["output_dir"] = config.output_dir
     stored["force"] = config.force  # asked of this attempt, not of the run
-    return validate_config(**stored, resume=config.resume)
+    return SweepConfig(**stored, resume=config.resume)
 
 
 def finished_before(config: SweepConfig) -> frozenset[str]:

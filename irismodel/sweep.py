@@ -12,11 +12,12 @@ import numpy as np
 import pyarrow as pa
 
 from irismodel import storage
-from irismodel.config import SweepConfig, check_splits
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
 from irismodel.outcomes import baseline_loss, classify
+from irismodel.parameters import SweepConfig
+from irismodel.preflight import check_splits
 from irismodel.reference import ReferenceCheck, check_against_reference, checked_seeds
 from irismodel.results import SCHEMA, STATUS_COMPLETE, part_metadata, write_parquet
 from irismodel.runs import OpenedRun, RunPlace, Shard, open_run, plan_shards, publish_run
@@ -166,7 +167,7 @@ def run_shard(
         split,
         run,
         config.learning_rate,
-        checked_seeds(config.seed_set, config.reference_seeds, config.split_set, shard.split_seed),
+        checked_seeds(config.seeds, config.reference_seeds, config.split_seeds, shard.split_seed),
         config.reference_epochs,
     )
     worker = this_worker()

@@ -1,4 +1,4 @@
-"""Tasks that check the parameters, prepare the data and open the run, before any training."""
+"""Tasks before any training: the run's pre-flight (parameters, data, forecast), the run opened."""
 
 from __future__ import annotations
 
@@ -9,41 +9,51 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 
-from irismodel.config import SweepConfig, run_label, run_tags, validate_config
-from irismodel.data import Dataset, Split, load_dataset, split_dataset
-from irismodel.estimate import check_fits
-from irismodel.estimate import forecast as estimate_here
+from irismodel.data import Split
+from irismodel.parameters import SweepConfig
+from irismodel.preflight import Preflight, preflight, run_label, run_tags
 from irismodel.reference import warm_up
-from irismodel.runs import open_run, plan_shards, resumed_config
+from irismodel.runs import open_run, plan_shards
 from irismodel.storage import redact
 from irismodel.sweep import RunContext, context_of
 
 
-@task(name="validate-parameters", cache_policy=NO_CACHE, persist_result=False)
-def validate_parameters(**parameters: Any) -> SweepConfig:
-    """Check every parameter (device and output location included); a resume takes its run's."""
-    config = validate_config(**parameters)
-    if config.resume:
-        config = resumed_config(config)
-    # a resume runs its own parameters: name it after them, not after the defaults it was given
+@task(name="preflight", cache_policy=NO_CACHE, persist_result=False)
+def check_run(**parameters: Any) -> Preflight:
+    """Check the run before any work (parameters, resume, data, forecast), once per run.
+
+    A run the command line started takes the command line's pre-flight, made before Prefect
+    started. A resume runs its stored parameters, and is tagged and named after them.
+    """
+    checked = preflight(parameters)
+    config = checked.config
     tag_run(run_tags(config), run_label(config.parameters()) if config.resume else None)
-    forecast = estimate_here(config)
-    check_fits(config, forecast, config.force)
     if config.reference_seeds:
         warm_up()  # the notebook loop's first use, while the run opens
-    get_run_logger().info("forecast: %s", forecast.text())
-    get_run_logger().info(
+    first = next(iter(checked.splits.values()))
+    logger = get_run_logger()
+    logger.info("forecast: %s", checked.forecast.text())
+    logger.info(
+        "%s against the rest in %s: %d training rows, %d test rows, %d split(s) (seeds %s)",
+        first.positive_class,
+        first.data_source,
+        len(first.y_train),
+        len(first.y_test),
+        len(checked.splits),
+        config.split_seeds.text(),
+    )
+    logger.info(
         "sweep of %d configurations x %d seeds x %d splits (%d shards of up to %d seeds) on %s, "
         "into %s",
         len(config.hidden_dims) * len(config.optimizers),
-        len(config.seed_set),
-        len(config.split_set),
+        len(config.seeds),
+        len(config.split_seeds),
         len(plan_shards(config)),
         config.seeds_per_shard,
         config.resolved_device,
         redact(config.output_dir),
     )
-    return config
+    return checked
 
 
 def tag_run(tags: list[str], name: str | None = None) -> None:
@@ -60,35 +70,6 @@ def tag_run(tags: list[str], name: str | None = None) -> None:
             client.update_flow_run(run_id, tags=list(dict.fromkeys([*existing, *tags])), name=name)
     except Exception as error:  # tags help find runs; they are never worth failing one
         get_run_logger().warning("could not tag the run: %s", error)
-
-
-@task(name="load-data", cache_policy=NO_CACHE, persist_result=False)
-def load_data(data_path: str | None) -> Dataset:
-    """Load the bundled Iris data or the given CSV/Parquet file."""
-    dataset = load_dataset(data_path)
-    get_run_logger().info("loaded %d rows from %s", len(dataset.labels), dataset.source)
-    return dataset
-
-
-@task(name="split-data", cache_policy=NO_CACHE, persist_result=False)
-def split_data(dataset: Dataset, config: SweepConfig) -> dict[int, Split]:
-    """Binarize by the positive class and split into training and test rows, once per split seed."""
-    splits = {
-        seed: split_dataset(
-            dataset, config.positive_class, config.test_size, seed, config.standardize
-        )
-        for seed in config.split_set
-    }
-    first = next(iter(splits.values()))
-    get_run_logger().info(
-        "%s against the rest: %d training rows, %d test rows, %d split(s) (seeds %s)",
-        first.positive_class,
-        len(first.y_train),
-        len(first.y_test),
-        len(splits),
-        config.split_set.text(),
-    )
-    return splits
 
 
 @task(name="open-run", cache_policy=NO_CACHE, persist_result=False)

@@ -45,7 +45,7 @@ def test_a_failed_sweep_posts_its_run_state_message_and_link(
     env = prefect_server.env()
     notify(env, "--webhook", webhook.url)
 
-    # epochs=0 passes the flow's types but not validate-parameters: a real Failed run.
+    # epochs=0 is an integer but refused by the flow's preflight: a real Failed run.
     output = servers.run_cli(
         [sys.executable, "-c", FAIL_A_SWEEP, str(tmp_path / "out")], env, timeout=120
     ).stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from irismodel.config import SweepConfig
+from irismodel.parameters import SweepConfig
 from irismodel.results import read_results
 
 from . import servers
@@ -70,9 +70,9 @@ def test_the_untouched_form_and_a_form_with_ranges_are_accepted_and_run(
         rows = read_results(str(folders[0]))
     finally:
         shutil.rmtree(folders[0])
-    default = SweepConfig()
+    default = SweepConfig(output_dir=str(tmp_path))
     configurations = len(default.hidden_dims) * len(default.optimizers)
-    assert len(rows) == configurations * len(default.seed_set) * len(default.split_set)
+    assert len(rows) == configurations * len(default.seeds) * len(default.split_seeds)
     assert rows["loss_curve"].map(len).eq(default.epochs).all()
 
     typed_rows = read_results(typed["output_dir"])

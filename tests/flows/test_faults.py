@@ -396,10 +396,10 @@ def test_a_failure_message_counts_the_shards_on_disk_and_names_a_missing_cause(t
     parts actually written and says no cause was reported, never "None"."""
     from flows.fanout import ShardResults, failure_message
     from irismodel import runs
-    from irismodel.config import validate_config
     from irismodel.data import load_dataset, split_dataset
+    from irismodel.parameters import SweepConfig
 
-    config = validate_config(**TINY, output_dir=str(tmp_path))
+    config = SweepConfig(**TINY, output_dir=str(tmp_path))
     opened = runs.open_run(config, "lost")
     context = irismodel.sweep.context_of(opened, config)
     shards = runs.plan_shards(config)
@@ -446,9 +446,9 @@ def test_a_resume_while_another_process_writes_the_run_is_one_line(tmp_path, cap
     """Two resumes at once: the second is refused in one line naming the writer, exit 2."""
     from flows.cli import main
     from irismodel import runs
-    from irismodel.config import validate_config
+    from irismodel.parameters import SweepConfig
 
-    config = validate_config(**TINY, output_dir=str(tmp_path))
+    config = SweepConfig(**TINY, output_dir=str(tmp_path))
     opened = runs.open_run(config, "twice")
     runs.release_lock(opened.place)  # the run waits in staging, held by another process:
     holder = subprocess.Popen(

@@ -69,47 +69,6 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
         np.testing.assert_array_equal(alone[seed], beside[seed])
 
 
-def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
-    """`python -m flows.cli` with options runs the sweep and prints where the file is."""
-    import os
-    import subprocess
-    import sys
-
-    from prefect.settings import PREFECT_API_URL
-
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    out = tmp_path / "out"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "--hidden-dims",
-            "8..9",
-            "--split-seeds",
-            "0",
-            "--seeds",
-            "0",
-            "1",
-            "--epochs",
-            "40",
-            "--optimizers",
-            "sgd",
-            "--output-dir",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    folders = list(out.glob("iris-sweep-*"))
-    assert len(folders) == 1 and folders[0].is_dir()
-    assert f"results: {folders[0]}" in completed.stdout
-    assert len(read_results(str(out))) == 4
-
-
 def test_runs_are_named_and_tagged_by_what_they_sweep(tmp_path):
     """A run is named after its sweep and tagged with it, so the Runs page can be filtered."""
     from prefect.client.orchestration import get_client

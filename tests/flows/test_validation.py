@@ -17,7 +17,7 @@ import torch
 from irismodel.data import FEATURE_COLUMNS, load_dataset
 from irismodel.results import file_metadata, read_results
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -43,21 +43,32 @@ def _data_files(folder: Path) -> dict[str, str]:
 # "{dir}" in a value is replaced by the test's data folder.
 BAD_FLOW_INPUTS = {
     "hidden_dims 0": ({"hidden_dims": [8, 0]}, ValueError, r"hidden_dims: 0 .*1\.\.4096"),
-    # The flow's type hints refuse this before its first task, through Prefect's validation
-    "hidden_dims fractional": ({"hidden_dims": [8.5]}, Exception, r"hidden_dims.*valid integer"),
-    # Strict types: Prefect must not turn these into values the library would accept
+    "hidden_dims fractional": (
+        {"hidden_dims": [8.5]},
+        ValueError,
+        r"hidden_dims: 8\.5 is not an integer; allowed are 1\.\.4096",
+    ),
+    # Strict types: nothing is turned into a value the library would accept
     "hidden_dims a bool": (
         {"hidden_dims": [True]},
-        Exception,
-        r"hidden_dims\..*0: Input should be a valid int",
+        ValueError,
+        r"hidden_dims: True is not an integer; allowed are 1\.\.4096",
     ),
     "hidden_dims a string": (
         {"hidden_dims": ["8"]},
-        Exception,
-        r"hidden_dims\..*0: Input should be a valid int",
+        ValueError,
+        r"hidden_dims: '8' is not an integer; allowed are 1\.\.4096",
     ),
-    "standardize a string": ({"standardize": "yes"}, Exception, r"standardize.*valid boolean"),
-    "epochs a float": ({"epochs": 30.0}, Exception, r"epochs.*valid integer"),
+    "standardize a string": (
+        {"standardize": "yes"},
+        ValueError,
+        r"standardize: 'yes' is not allowed; it must be true or false",
+    ),
+    "epochs a float": (
+        {"epochs": 30.0},
+        ValueError,
+        r"epochs: 30\.0 is not allowed; it must be an integer in 1\.\.1,000,000",
+    ),
     "optimizers unknown": (
         {"optimizers": ["rmsprop"]},
         ValueError,
@@ -100,6 +111,11 @@ BAD_FLOW_INPUTS = {
         {"data_path": "{dir}/nolabel.parquet"},
         ValueError,
         r"data_path: .* has no label column; expected columns sepal_length",
+    ),
+    "data_path a folder": (
+        {"data_path": "{dir}"},
+        ValueError,
+        r"data_path: '.*' is a folder; expected a CSV or Parquet file",
     ),
     "data_path NaN feature": (
         {"data_path": "{dir}/nan.csv"},
@@ -209,22 +225,33 @@ CLI_CASES = {
         ["--learning-rate", "inf"],
         r"iris-sweep: error: learning_rate: inf is not allowed",
     ),
-    # argparse's own refusals read as the rest: one line, the parameter's name, no usage block
+    # text that is no number stays text, for the parameters' validation to refuse by name
     "epochs in other digits": (
         ["--epochs", "\u0663"],
-        r"^iris-sweep: error: epochs: '\u0663' is not an integer \(see iris-sweep --help\)$",
+        r"^iris-sweep: error: epochs: '\u0663' is not allowed; it must be an integer in "
+        r"1\.\.1,000,000$",
     ),
     "learning rate with an underscore": (
         ["--learning-rate", "1_0"],
-        r"^iris-sweep: error: learning_rate: '1_0' is not a number",
+        r"^iris-sweep: error: learning_rate: '1_0' is not allowed; it must be a positive finite",
     ),
     "unknown optimizer": (
         ["--optimizers", "sgd", "foo"],
-        r"^iris-sweep: error: optimizers: invalid choice: 'foo' \(choose from 'sgd', ",
+        r"^iris-sweep: error: optimizers: unknown optimizer 'foo'; valid names are sgd, manual, ",
+    ),
+    "data path a folder": (
+        ["--data-path", "tests"],
+        r"^iris-sweep: error: data_path: 'tests' is a folder; expected a CSV or Parquet file",
+    ),
+    # argparse's own refusals read as the rest: one line, the parameter's name, no usage block
+    "a missing value": (
+        ["--epochs"],
+        r"^iris-sweep: error: epochs: expected one argument \(see iris-sweep --help\)$",
     ),
 }
 
 
+@pytest.mark.subprocess
 def test_cli_refuses_bad_input_with_exit_code_2_and_starts_no_server(tmp_path):
     """The command line prints `iris-sweep: error: <parameter>: ...`, exits 2, starts no server."""
     output = tmp_path / "out"
@@ -245,6 +272,7 @@ def test_cli_refuses_bad_input_with_exit_code_2_and_starts_no_server(tmp_path):
         assert not list((tmp_path / f"home-{index}").rglob("*.db"))
 
 
+@pytest.mark.subprocess
 def test_cli_refuses_a_non_integer_with_exit_code_2(tmp_path):
     """A hidden dim that is no integer is a usage error too: exit 2, the parameter named."""
     process = _run_cli(["--hidden-dims", "eight", "--output-dir", str(tmp_path)], tmp_path / "h")
@@ -308,13 +336,11 @@ def test_cli_reads_negative_and_spaced_ranges_as_python_does(tmp_path, capsys):
     """`--seeds -1..3` is refused by name as out of range, not as a missing argument; `" 0 .. 9 "`
     is the range 0..9 on the command line as it is from Python."""
     from flows.cli import main, parse_parameters
-    from irismodel.config import validate_config
+    from irismodel.parameters import SweepConfig
 
     assert main(["--seeds", "-1..3", "--output-dir", str(tmp_path / "out")]) == 2
     assert re.search(r"iris-sweep: error: seeds: -1 is out of range", capsys.readouterr().err)
     given = parse_parameters(["--seeds", " 0 .. 9 ", "--hidden-dims", "8", "..", "10", "12"])
     assert (given["seeds"], given["hidden_dims"]) == ("0..9", "8..10, 12")
-    assert (
-        validate_config(seeds=given["seeds"]).seed_set == validate_config(seeds=" 0 .. 9 ").seed_set
-    )
+    assert SweepConfig(seeds=given["seeds"]).seeds == SweepConfig(seeds=" 0 .. 9 ").seeds
     assert not (tmp_path / "out").exists()

@@ -13,7 +13,6 @@ from irismodel.data import (
     FEATURE_COLUMNS,
     Dataset,
     binarize,
-    check_data_path,
     load_dataset,
     positive_index,
     split_dataset,
@@ -209,11 +208,14 @@ def test_missing_file_is_refused(tmp_path):
         load_dataset(str(tmp_path / "absent.csv"))
 
 
-def test_folder_is_refused(tmp_path):
-    """A data_path that is a folder is refused as not a file."""
-    (tmp_path / "iris.csv").mkdir()
-    with pytest.raises(ValueError, match=r"data_path: '.*iris\.csv' is not a file"):
-        check_data_path(str(tmp_path / "iris.csv"))
+@pytest.mark.parametrize("name", ["iris.csv", "data"])
+def test_folder_is_refused(tmp_path, name):
+    """A data_path that is a folder, with or without an extension, is refused as a folder."""
+    (tmp_path / name).mkdir()
+    with pytest.raises(
+        ValueError, match=rf"data_path: '.*{name}' is a folder; expected a CSV or Parquet file"
+    ):
+        load_dataset(str(tmp_path / name))
 
 
 @pytest.mark.parametrize("name", ["iris.xlsx", "iris.json", "iris"])

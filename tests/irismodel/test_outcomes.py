@@ -7,7 +7,6 @@ import pytest
 
 import irismodel.sweep as sweep
 from irismodel import results
-from irismodel.config import check_data, validate_config
 from irismodel.engine import train_batched
 from irismodel.outcomes import (
     CONVERGED,
@@ -18,11 +17,13 @@ from irismodel.outcomes import (
     classify,
     window_size,
 )
+from irismodel.parameters import SweepConfig
+from irismodel.preflight import check_data
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
-    return check_data(validate_config(output_dir=str(tmp_path_factory.mktemp("out"))))
+    return check_data(SweepConfig(output_dir=str(tmp_path_factory.mktemp("out"))))
 
 
 def _sweep(folder, **overrides):
@@ -33,7 +34,7 @@ def _sweep(folder, **overrides):
         seeds="0..9",
         output_dir=str(folder),
     )
-    config = validate_config(**{**params, "device": "cpu", **overrides})
+    config = SweepConfig(**{**params, "device": "cpu", **overrides})
     return results.read_results(sweep.run_sweep(config, "run"))
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from irismodel import report, results
-from irismodel.config import validate_config
 from irismodel.data import load_dataset, split_dataset
+from irismodel.parameters import SweepConfig
 from irismodel.runs import open_run, plan_shards
 from irismodel.sweep import context_of, run_shard, run_sweep
 
@@ -39,7 +39,7 @@ def snippets() -> dict[str, str]:
 
 def _run(folder: Path, run_id: str, minute: int, optimizers: list[str]) -> str:
     """Write one real run with the flow's library path, in shards of two seeds."""
-    config = validate_config(
+    config = SweepConfig(
         output_dir=str(folder), device="cpu", hidden_dims=[8, 9], optimizers=optimizers,
         split_seeds="0", seeds=[0, 1, 2], epochs=120, shard_size=2,
     )  # fmt: skip
@@ -54,8 +54,8 @@ def workdir(tmp_path_factory) -> Path:
     _run(folder, "run-a", 0, ["sgd", "manual"])
     _run(folder, "run-b", 1, ["sgd"])
     # an unfinished run: its shards wait in staging, never seen by a reader
-    config = validate_config(output_dir=str(folder), device="cpu", hidden_dims=[8],
-                             split_seeds="0", seeds=[0], epochs=120)  # fmt: skip
+    config = SweepConfig(output_dir=str(folder), device="cpu", hidden_dims=[8],
+                         split_seeds="0", seeds=[0], epochs=120)  # fmt: skip
     opened = open_run(config, "run-c", datetime(2026, 1, 2, 3, 2, tzinfo=UTC))
     split = split_dataset(load_dataset())
     for shard in plan_shards(config):
@@ -130,14 +130,14 @@ def test_the_readme_lists_every_parameter_as_declared():
     """The README's parameter table is `SweepConfig`'s declaration: names, defaults, meanings."""
     import json
 
-    from irismodel.config import PARAMETERS, form_defaults
+    from irismodel.parameters import run_form
 
     text = (ROOT / "README.md").read_text()
     rows = re.findall(r"^\| `(\w+)` \| `(.*?)` \| (.*) \|$", text, flags=re.MULTILINE)
-    declared = form_defaults()
+    declared = run_form()
     table = {name: (default, meaning) for name, default, meaning in rows if name in declared}
-    assert list(table) == [p.name for p in PARAMETERS]
-    for parameter in PARAMETERS:
-        default, meaning = table[parameter.name]
-        assert json.loads(default) == declared[parameter.name], parameter.name
-        assert meaning == parameter.metadata["description"], parameter.name
+    assert list(table) == list(declared)
+    for name, form in declared.items():
+        default, meaning = table[name]
+        assert json.loads(default) == form["default"], name
+        assert meaning == form["description"], name

@@ -7,7 +7,7 @@ import pytest
 
 import irismodel.sweep as sweep
 from irismodel import results
-from irismodel.config import validate_config
+from irismodel.parameters import SweepConfig
 from irismodel.ranges import IntRanges
 from irismodel.reference import TOLERANCE, checked_seeds
 
@@ -24,7 +24,7 @@ def _run(folder, **overrides):
         shard_size=4,
         reference_seeds=1,
     )
-    config = validate_config(**{**params, **overrides})
+    config = SweepConfig(**{**params, **overrides})
     return results.read_results(sweep.run_sweep(config, "run"))
 
 
@@ -113,7 +113,7 @@ def test_checked_seeds_are_spread_from_first_to_last():
 )
 def test_bad_check_parameters_are_refused(tmp_path, parameters, message):
     with pytest.raises(ValueError, match=message):
-        validate_config(output_dir=str(tmp_path / "out"), **parameters)
+        SweepConfig(output_dir=str(tmp_path / "out"), **parameters)
     assert not (tmp_path / "out").exists()
 
 

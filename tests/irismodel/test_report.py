@@ -23,7 +23,8 @@ from PIL import Image
 from scipy import stats
 
 from irismodel import report, results
-from irismodel.config import check_data, validate_config
+from irismodel.parameters import SweepConfig
+from irismodel.preflight import check_data
 from irismodel.report.curves import grid
 from irismodel.sweep import run_sweep
 
@@ -39,7 +40,7 @@ RULES = ["sgd", "manual", "manual-no-zero-grad"]
 def _run(folder, run_id, minute, **parameters):
     """Run the flow's library path without Prefect: validate, split, train, evaluate, write."""
     parameters = {"split_seeds": "0", **parameters}
-    config = validate_config(output_dir=str(folder), device="cpu", epochs=EPOCHS, **parameters)
+    config = SweepConfig(output_dir=str(folder), device="cpu", epochs=EPOCHS, **parameters)
     path = run_sweep(config, run_id, datetime(2026, 1, 2, 3, minute, tzinfo=UTC))
     return path, check_data(config)
 
@@ -932,9 +933,9 @@ def test_converged_is_not_called_good_and_not_held_out_accuracy_is_shown(frame):
 def test_a_split_effect_one_split_misses_is_covered_over_seeds_and_splits(tmp_path):
     """Two real splits whose test accuracy differs: the interval over one split's seeds misses
     the other split's mean; the interval over seeds x splits covers both, and says so."""
-    config = validate_config(output_dir=str(tmp_path), device="cpu", hidden_dims=[8],
-                             optimizers=["sgd"], seeds="0..9", split_seeds="7, 8", epochs=300,
-                             standardize=True, reference_seeds=0)  # fmt: skip
+    config = SweepConfig(output_dir=str(tmp_path), device="cpu", hidden_dims=[8],
+                         optimizers=["sgd"], seeds="0..9", split_seeds="7, 8", epochs=300,
+                         standardize=True, reference_seeds=0)  # fmt: skip
     frame = results.read_results(run_sweep(config, "splits"))
     means = frame.groupby("split_seed").test_accuracy.mean()
     assert means[7] - means[8] > 0.05  # a real split effect: 38 test rows each, other rows

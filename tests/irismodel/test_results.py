@@ -9,13 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from irismodel import results
-from irismodel.config import validate_config
+from irismodel.parameters import SweepConfig
 from irismodel.sweep import run_sweep
 
 
 def _write(output_dir, run_id, test_size=0.25, optimizer="sgd"):
     """Publish a real run of two models; return its folder and its rows as dicts."""
-    config = validate_config(
+    config = SweepConfig(
         hidden_dims=[8],
         optimizers=[optimizer],
         split_seeds="0",

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from irismodel import report, results
-from irismodel.config import validate_config
+from irismodel.parameters import SweepConfig
 from irismodel.report.answers import answer_numbers
 from irismodel.report.scan import scan_frame
 from irismodel.report.secondary import add_secondary
@@ -24,7 +24,7 @@ KEYS = ["hidden_dim", "optimizer", "split_seed", "seed"]
 def run(tmp_path_factory):
     """One real run over two splits; returns its folder and its rows."""
     folder = tmp_path_factory.mktemp("secondary")
-    config = validate_config(
+    config = SweepConfig(
         output_dir=str(folder), device="cpu", epochs=EPOCHS, hidden_dims=[8, 9, 10],
         optimizers=["sgd", "manual-no-zero-grad"], seeds="0..5", split_seeds="0..1",
     )  # fmt: skip

@@ -250,7 +250,7 @@ def test_any_user_part_in_a_uri_is_refused_by_validation_and_the_run_form(uri):
     by validation and by the run form's schema, which the server checks before storing it."""
     import re
 
-    from irismodel.config import NO_CREDENTIALS
+    from irismodel.parameters import NO_CREDENTIALS
 
     with pytest.raises(ValueError, match=r"output_dir: .* holds credentials") as error:
         storage.check_location(uri)

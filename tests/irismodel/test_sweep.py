@@ -19,10 +19,10 @@ import pytest
 
 import irismodel.sweep as sweep
 from irismodel import results, runs
-from irismodel.config import validate_config
 from irismodel.data import load_dataset, split_dataset
 from irismodel.engine import predict_proba, train_reference
 from irismodel.metrics import binary_metrics
+from irismodel.parameters import SweepConfig
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 ROW_KEY = ["hidden_dim", "optimizer", "seed"]
@@ -39,7 +39,7 @@ def _config(folder: Path, **overrides):
         output_dir=str(folder),
         device="cpu",
     )
-    return validate_config(**{**params, **overrides})
+    return SweepConfig(**{**params, **overrides})
 
 
 def _by_model(frame: pd.DataFrame) -> pd.DataFrame:
@@ -194,26 +194,24 @@ def test_resume_by_id_takes_the_run_s_own_parameters(tmp_path):
     """`resume=<id>` finishes that run with its parameters; other values given are refused."""
     folder = tmp_path / "out"
     _unfinished(folder, "first", learning_rate=0.05)
-    resumed = runs.resumed_config(validate_config(output_dir=str(folder), resume="first"))
+    resumed = runs.resumed_config(SweepConfig(output_dir=str(folder), resume="first"))
     assert resumed.learning_rate == 0.05 and resumed.seeds_per_shard == 3
     with pytest.raises(
         ValueError,
         match=r"resume: run first was started with other values of "
         r"learning_rate",
     ):
-        runs.resumed_config(
-            validate_config(output_dir=str(folder), resume="first", learning_rate=0.2)
-        )
+        runs.resumed_config(SweepConfig(output_dir=str(folder), resume="first", learning_rate=0.2))
     with pytest.raises(
         ValueError,
         match=r"resume: no unfinished run 'nope' in .*; unfinished "
         r"runs there: first",
     ):
-        runs.resumed_config(validate_config(output_dir=str(folder), resume="nope"))
+        runs.resumed_config(SweepConfig(output_dir=str(folder), resume="nope"))
     path = sweep.run_sweep(resumed, "ignored-new-id")
     assert results.read_results(path)["flow_run_id"].eq("first").all()
     with pytest.raises(ValueError, match=r"resume: run first is already complete"):
-        runs.resumed_config(validate_config(output_dir=str(folder), resume="first"))
+        runs.resumed_config(SweepConfig(output_dir=str(folder), resume="first"))
 
 
 def test_version_1_files_still_read_beside_version_2_runs(tmp_path):
@@ -486,10 +484,8 @@ def test_temporaries_left_by_killed_writers_are_never_published(tmp_path):
 def test_an_object_store_publication_cut_short_is_finished_by_a_resume(tmp_path):
     """On a store without folder renames (a URI), a publication killed between its file moves
     is finished by opening the run again: every part and the manifest end up published."""
-    import dataclasses
-
     folder = tmp_path / "out"
-    config = dataclasses.replace(_config(folder, shard_size=3), output_dir=f"file://{folder}")
+    config = _config(folder, shard_size=3).model_copy(update={"output_dir": f"file://{folder}"})
     opened = runs.open_run(config, "cut", STARTED)
     split = split_dataset(load_dataset())
     for shard in runs.plan_shards(config):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from irismodel.config import validate_config
+from irismodel.parameters import SweepConfig
 from irismodel.sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 def _write_run(output_dir: str, flow_run_id: str) -> str:
     """Write a tiny real run's results, as the flow would, under this flow run's id."""
-    config = validate_config(
+    config = SweepConfig(
         output_dir=output_dir, device="cpu", hidden_dims=[8, 9], optimizers=["sgd", "manual"],
         split_seeds="0", seeds=[0, 1, 2], epochs=60,
     )  # fmt: skip

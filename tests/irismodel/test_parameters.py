@@ -1,18 +1,24 @@
-"""Sweep parameters: each bad value is refused with a message naming it and the allowed values."""
+"""Sweep parameters: each bad value is refused with a message naming it and the allowed values;
+the run form is made of the same declaration."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
 import torch
 
-from irismodel.config import (
+from irismodel.parameters import (
     MAX_HIDDEN_DIM,
+    MAX_HIDDEN_DIMS,
     MAX_LEARNING_RATE,
+    MAX_SEEDS,
+    MAX_SPLIT_SEED,
+    MAX_SPLITS,
     SweepConfig,
-    check_data,
-    validate_config,
+    run_form,
+    sweep_parameters,
 )
 
 OPTIMIZER_NAMES = "sgd, manual, manual-no-zero-grad, momentum, adam"
@@ -32,7 +38,13 @@ BAD_PARAMETERS = {
         r"hidden_dims: '8' is not an integer.*1\.\.4096",
     ),
     "hidden_dims NaN": ({"hidden_dims": [math.nan]}, r"hidden_dims: nan is not an integer"),
-    "hidden_dims not a list": ({"hidden_dims": 8}, r"hidden_dims: expected a list of integers"),
+    # strict: a float is no integer, even a whole one, from Python as from JSON
+    "hidden_dims whole float": ({"hidden_dims": [9.0]}, r"hidden_dims: 9\.0 is not an integer"),
+    "hidden_dims a bool": ({"hidden_dims": [True]}, r"hidden_dims: True is not an integer"),
+    "hidden_dims not a list": (
+        {"hidden_dims": 8},
+        r"hidden_dims: expected integers as text \(8\.\.14 or 0, 3, 7\.\.9\) or a list, got 8",
+    ),
     "hidden_dims huge": (
         {"hidden_dims": [MAX_HIDDEN_DIM + 1]},
         r"hidden_dims: 4097 is out of range.*1\.\.4096",
@@ -71,10 +83,15 @@ BAD_PARAMETERS = {
         {"learning_rate": 1e38},
         r"learning_rate: 1e\+38 is not allowed.*at most 1e\+30",
     ),
-    "learning_rate a string": ({"learning_rate": "0.1"}, r"learning_rate: expected a number"),
-    "epochs 0": ({"epochs": 0}, r"epochs: 0 is not allowed.*integer in 1\.\.1000000"),
-    "epochs negative": ({"epochs": -5}, r"epochs: -5 is not allowed.*integer in 1\.\.1000000"),
+    "learning_rate a string": (
+        {"learning_rate": "0.1"},
+        r"learning_rate: '0\.1' is not allowed; it must be a positive finite number",
+    ),
+    "epochs 0": ({"epochs": 0}, r"epochs: 0 is not allowed.*integer in 1\.\.1,000,000"),
+    "epochs negative": ({"epochs": -5}, r"epochs: -5 is not allowed.*integer in 1\.\.1,000,000"),
     "epochs fractional": ({"epochs": 2.5}, r"epochs: 2\.5 is not allowed.*integer in 1\.\."),
+    "epochs a whole float": ({"epochs": 30.0}, r"epochs: 30\.0 is not allowed.*integer in 1\.\."),
+    "epochs a string": ({"epochs": "30"}, r"epochs: '30' is not allowed.*integer in 1\.\."),
     "test_size negative": ({"test_size": -0.1}, r"test_size: -0\.1 is not allowed.*\[0, 1\)"),
     "test_size 1": ({"test_size": 1}, r"test_size: 1 is not allowed.*\[0, 1\)"),
     "test_size above 1": ({"test_size": 1.5}, r"test_size: 1\.5 is not allowed.*\[0, 1\)"),
@@ -87,20 +104,31 @@ BAD_PARAMETERS = {
         {"split_seeds": "0..1000"},
         r"split_seeds: 1,001 values; at most 1,000",
     ),
-    "standardize not a bool": ({"standardize": "yes"}, r"standardize: expected true or false"),
-    "positive_class a list": ({"positive_class": [1]}, r"positive_class: expected a class name"),
+    "standardize not a bool": (
+        {"standardize": "yes"},
+        r"standardize: 'yes' is not allowed; it must be true or false",
+    ),
+    "force a number": ({"force": 1}, r"force: 1 is not allowed; it must be true or false"),
+    "positive_class a list": (
+        {"positive_class": [1]},
+        r"positive_class: \[1\] is not allowed; it must be a class name or an integer code",
+    ),
+    "positive_class a bool": ({"positive_class": True}, r"positive_class: True is not allowed"),
     "device unknown": (
         {"device": "tpu"},
         r"device: unknown device 'tpu'; valid are auto, cpu, cuda, cuda:N",
     ),
     "device malformed cuda": ({"device": "cuda:x"}, r"device: unknown device 'cuda:x'"),
-    "data_path missing": ({"data_path": "/nonexistent/iris.csv"}, r"data_path: no such file"),
-    "data_path unsupported": (
-        {"data_path": "iris.xlsx"},
-        r"data_path: unsupported format '\.xlsx'.*supported are \.csv, \.parquet, \.pq",
+    "device not text": ({"device": 0}, r"device: 0 is not allowed; it must be one of auto, cpu, "),
+    "data_path not text": (
+        {"data_path": 5},
+        r"data_path: 5 is not allowed; it must be text, or empty for the default",
     ),
-    "data_path blank": ({"data_path": "   "}, r"data_path: expected a path to a \.csv or"),
-    "shard_size 0": ({"shard_size": 0}, r"shard_size: 0 is not allowed.*1\.\.100000"),
+    "shard_size 0": ({"shard_size": 0}, r"shard_size: 0 is not allowed.*1\.\.100,000"),
+    "reference_seeds negative": (
+        {"reference_seeds": -1},
+        r"reference_seeds: -1 is not allowed; it must be an integer in 0\.\.1,000",
+    ),
     "too many shards": (
         {"split_seeds": "0", "seeds": "0..999999", "shard_size": 1},
         r"shard_size: 1 seeds per shard makes 21,000,000 shard tasks; at most 100,000",
@@ -117,7 +145,10 @@ BAD_PARAMETERS = {
         {"split_seeds": "0", "seeds": "0..9, 5..20"},
         r"seeds: duplicate value\(s\) \[5\]",
     ),
-    "resume not a run id": ({"resume": "../x"}, r"resume: '\.\./x' is not a run id"),
+    "resume not a run id": (
+        {"resume": "../x"},
+        r"resume: '\.\./x' is not allowed; it must be the id of the unfinished run to finish",
+    ),
     "unknown parameter": (
         {"hidden_dim": [8]},
         r"unknown parameter\(s\) hidden_dim; valid are hidden_dims, ",
@@ -132,7 +163,7 @@ def test_bad_parameter_is_refused_by_name(tmp_path, parameters, message):
     """A bad parameter raises ValueError naming it and the allowed values; nothing is written."""
     output = tmp_path / "out"
     with pytest.raises(ValueError, match=message):
-        validate_config(**{"output_dir": str(output), **parameters})
+        SweepConfig(**{"output_dir": str(output), **parameters})
     assert not output.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -142,14 +173,14 @@ def test_bad_parameter_is_refused_by_name(tmp_path, parameters, message):
 def test_cuda_without_cuda_is_refused(tmp_path, device):
     """Asking for CUDA on a machine without it is refused before training, suggesting cpu/auto."""
     with pytest.raises(ValueError, match=r"device: .* no CUDA device.*use 'cpu' or 'auto'"):
-        validate_config(device=device, output_dir=str(tmp_path))
+        SweepConfig(device=device, output_dir=str(tmp_path))
 
 
 @pytest.mark.skipif(NO_CUDA, reason="this machine has no CUDA")
 def test_missing_cuda_index_is_refused(tmp_path):
     """A CUDA index beyond the machine's devices is refused, naming the ones that exist."""
     with pytest.raises(ValueError, match=r"device: 'cuda:99' does not exist.*cuda:0 to"):
-        validate_config(device="cuda:99", output_dir=str(tmp_path))
+        SweepConfig(device="cuda:99", output_dir=str(tmp_path))
 
 
 def test_output_dir_that_is_a_file_is_refused(tmp_path):
@@ -157,9 +188,9 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
     a_file = tmp_path / "results.txt"
     a_file.write_text("keep me")
     with pytest.raises(ValueError, match=r"output_dir: .*results\.txt' is a file; it must be a"):
-        validate_config(output_dir=str(a_file))
+        SweepConfig(output_dir=str(a_file))
     with pytest.raises(ValueError, match=r"output_dir: .* cannot be created: .* is a file"):
-        validate_config(output_dir=str(a_file / "sub"))
+        SweepConfig(output_dir=str(a_file / "sub"))
     assert a_file.read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.txt"]
 
@@ -168,21 +199,21 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path):
 def test_output_dir_that_cannot_be_written_is_refused(location):
     """An output_dir where no file can be created (under /proc, even for root) is refused."""
     with pytest.raises(ValueError, match=r"output_dir: '/proc/iris-sweep-out.*' is not writable"):
-        validate_config(output_dir=location)
+        SweepConfig(output_dir=location)
 
 
 @pytest.mark.parametrize("location", ["", "   ", 7])
 def test_output_dir_that_is_no_path_is_refused(location):
     """An empty or non-string output_dir is refused by name."""
     with pytest.raises(ValueError, match=r"output_dir: expected a folder path or URI"):
-        validate_config(output_dir=location)
+        SweepConfig(output_dir=location)
 
 
 def test_valid_parameters_give_a_normalised_config(tmp_path):
     """Valid parameters come back as tuples and floats, the device resolved, nothing written."""
     output = tmp_path / "not-yet"
-    config = validate_config(
-        hidden_dims=[8, 9.0],
+    config = SweepConfig(
+        hidden_dims=[9, 8],
         optimizers=["sgd", "adam"],
         split_seeds="0",
         seeds=[3, 1],
@@ -192,43 +223,93 @@ def test_valid_parameters_give_a_normalised_config(tmp_path):
         device="cpu",
         output_dir=str(output),
     )
-    assert config.hidden_dims == (8, 9) and all(type(h) is int for h in config.hidden_dims)
+    assert config.hidden_dims == (9, 8) and all(type(h) is int for h in config.hidden_dims)
     assert config.optimizers == ("sgd", "adam")
-    assert list(config.seed_set) == [1, 3] and config.parameters()["seeds"] == "1, 3"
+    assert list(config.seeds) == [1, 3] and config.parameters()["seeds"] == "1, 3"
     assert config.learning_rate == 1.0 and type(config.learning_rate) is float
     assert config.test_size == 0.0
     assert config.resolved_device == "cpu"
-    assert config.parameters()["hidden_dims"] == [8, 9]
+    assert config.parameters()["hidden_dims"] == [9, 8]
+    assert SweepConfig(**config.parameters()) == config  # what runs store validates again
     assert not output.exists()
 
 
 def test_defaults_are_valid(tmp_path):
     """The defaults, the notebook's set-up, pass validation."""
-    config = validate_config(output_dir=str(tmp_path))
+    config = SweepConfig(output_dir=str(tmp_path))
     assert config == SweepConfig(output_dir=str(tmp_path))
     assert config.resolved_device == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_largest_learning_rate_is_accepted(tmp_path):
     """The largest allowed learning rate passes: divergence is data, not a validation error."""
-    config = validate_config(learning_rate=MAX_LEARNING_RATE, output_dir=str(tmp_path))
+    config = SweepConfig(learning_rate=MAX_LEARNING_RATE, output_dir=str(tmp_path))
     assert config.learning_rate == MAX_LEARNING_RATE
 
 
-def test_check_data_refuses_data_dependent_problems(tmp_path):
-    """check_data refuses a positive class the data lacks and a test_size leaving no train row."""
-    config = validate_config(positive_class="rose", output_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"positive_class: 'rose' is not a class of the data"):
-        check_data(config)
-    config = validate_config(test_size=0.995, output_dir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"test_size: 0\.995 cannot split 150 rows"):
-        check_data(config)
-    split = check_data(validate_config(output_dir=str(tmp_path)))
-    assert (len(split.y_train), len(split.y_test)) == (112, 38)
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_an_emptied_form_field_means_the_default(tmp_path):
-    """The run form sends "" for a text field the user cleared: the bundled data, a new run."""
-    config = validate_config(data_path="", resume="", output_dir=str(tmp_path))
-    assert config.data_path is None and config.resume is None
+    """The run form sends "" for a field the user cleared: the bundled data, a new run, the
+    default shard size."""
+    config = SweepConfig(data_path="", resume="", shard_size="", output_dir=str(tmp_path))
+    assert config.data_path is None and config.resume is None and config.shard_size is None
+
+
+def test_the_reference_check_is_no_longer_than_the_run():
+    """reference_epochs beyond the run's epochs is lowered to them."""
+    config = SweepConfig(epochs=30, reference_epochs=100, output_dir="/tmp")
+    assert config.reference_epochs == 30
+
+
+def test_secrets_of_output_dir_are_redacted_in_the_stored_parameters(tmp_path):
+    """What runs store and log of the parameters holds no secret of an output URI."""
+    config = SweepConfig(output_dir=str(tmp_path))
+    parameters = config.parameters()
+    assert parameters["output_dir"] == str(tmp_path) and parameters["seeds"] == "0..399"
+    assert parameters["hidden_dims"] == list(range(8, 15))
+
+
+def test_the_run_form_declares_each_parameter_with_its_limits():
+    """The run form holds every parameter with its description and the model's own limits;
+    optional ones accept null, so an untouched form validates."""
+    form = run_form()
+    assert list(form) == list(SweepConfig.model_fields)
+    assert (form["epochs"]["minimum"], form["epochs"]["maximum"]) == (1, 1_000_000)
+    assert form["shard_size"]["anyOf"][1] == {"type": "null"}
+    assert form["data_path"]["anyOf"] == [{"type": "string"}, {"type": "null"}]
+    assert form["optimizers"]["items"]["enum"] == list(OPTIMIZER_NAMES.split(", "))
+    assert all("\n" not in field["description"] for field in form.values())
+    # each limit a description states is the one checked
+    for name, field in form.items():
+        for kind in field.get("anyOf", [field]):
+            for bound in (kind.get("maximum"), kind.get("minimum")):
+                if bound is not None:
+                    spelled = {str(bound), f"{bound:,}", f"{bound:.2g}", f"{bound:g}"}
+                    assert any(text in field["description"] for text in spelled), (name, bound)
+    ranges = {
+        "hidden_dims": (MAX_HIDDEN_DIM,),
+        "seeds": (MAX_SEEDS,),
+        "split_seeds": (MAX_SPLIT_SEED, MAX_SPLITS),
+    }
+    for name, bounds in ranges.items():
+        for bound in bounds:
+            assert (
+                str(bound) in form[name]["description"] or f"{bound:,}" in form[name]["description"]
+            ), (name, bound)
+    assert MAX_HIDDEN_DIMS >= MAX_HIDDEN_DIM  # every size can be swept at once
+
+
+def test_sweep_parameters_gives_a_function_the_parameters_and_their_docs():
+    """The decorated function's signature is the parameters, keyword-only, at their form
+    defaults; its docstring lists them with their descriptions."""
+
+    @sweep_parameters
+    def sweep(**parameters):
+        """Run."""
+        return parameters
+
+    signature = inspect.signature(sweep)
+    assert list(signature.parameters) == list(SweepConfig.model_fields)
+    assert {p.kind for p in signature.parameters.values()} == {inspect.Parameter.KEYWORD_ONLY}
+    assert signature.parameters["hidden_dims"].default == "8..14"
+    assert signature.parameters["optimizers"].default == ["sgd", "manual", "manual-no-zero-grad"]
+    assert "    epochs: Full-batch training epochs per model" in sweep.__doc__

@@ -17,8 +17,8 @@ from irismodel.engine import request_stop, stop_requested
 from irismodel.estimate import check_fits
 from irismodel.estimate import forecast as estimate_here
 from irismodel.optimizers import OPTIMIZERS
-from irismodel.runs import RunError, check_resumable, resumed_config
-from irismodel.storage import first_line, redact
+from irismodel.store import RunError, check_resumable, resumed_config
+from irismodel.store.locations import first_line, redact
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.I)

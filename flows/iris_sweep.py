@@ -11,7 +11,7 @@ from flows.drain import api_answers, uses_temporary_server, wait_until_recorded
 from flows.fanout import LAST_RUN, SweepFailed, failure_message, publication_failed, train_all
 from flows.runners import task_runner_from_env
 from irismodel.config import run_label, sweep_parameters
-from irismodel.runs import plan_shards
+from irismodel.store import plan_shards
 from tasks.prepare import load_data, open_sweep_run, split_data, validate_parameters
 from tasks.report import publish_report
 from tasks.results import publish_results

@@ -22,7 +22,7 @@ from irismodel.data import Split, check_data_path, load_dataset, split_dataset
 from irismodel.devices import resolve_device
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.ranges import IntRanges, parse_ranges
-from irismodel.storage import check_location, redact
+from irismodel.store.locations import check_location, redact
 
 MAX_HIDDEN_DIM = 4096
 MAX_HIDDEN_DIMS = 4096  # sizes in one sweep

@@ -14,8 +14,8 @@ from irismodel.data import Dataset, Split, load_dataset, split_dataset
 from irismodel.estimate import check_fits
 from irismodel.estimate import forecast as estimate_here
 from irismodel.reference import warm_up
-from irismodel.runs import open_run, plan_shards, resumed_config
-from irismodel.storage import redact
+from irismodel.store import open_run, plan_shards, resumed_config
+from irismodel.store.locations import redact
 from irismodel.sweep import RunContext, context_of
 
 

@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from irismodel import native
 from irismodel.data import Split
 from irismodel.engine import stop_requested
-from irismodel.runs import Shard
+from irismodel.store import Shard
 from irismodel.sweep import RunContext, ShardSummary, run_shard
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import irismodel.sweep as sweep
-from irismodel import results
+from irismodel import store
 from irismodel.config import check_data, validate_config
 from irismodel.engine import train_batched
 from irismodel.outcomes import (
@@ -34,7 +34,7 @@ def _sweep(folder, **overrides):
         output_dir=str(folder),
     )
     config = validate_config(**{**params, "device": "cpu", **overrides})
-    return results.read_results(sweep.run_sweep(config, "run"))
+    return store.read_results(sweep.run_sweep(config, "run"))
 
 
 def test_baseline_is_the_best_linear_fit_below_the_constant_predictor(split):

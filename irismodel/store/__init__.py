@@ -1,18 +1,18 @@
 """A run on disk: its layout, schema, locations, writer, life (plan, resume, publish) and reader."""
 
+from .listing import ResultsError, file_metadata, list_result_files
 from .lock import RunError
-from .reader import ResultsError, file_metadata, list_result_files, read_results
+from .reader import read_results
 from .runs import (
     OpenedRun,
     RunFolder,
-    Shard,
     check_resumable,
     finished_before,
     open_run,
-    plan_shards,
     publish_run,
     resumed_config,
 )
+from .shards import Shard, plan_shards
 
 __all__ = [
     "OpenedRun",

@@ -8,6 +8,8 @@ import socket
 import uuid
 from datetime import datetime
 
+import pyarrow.fs as pafs
+
 FILE_PREFIX = "iris-sweep-"
 FILE_SUFFIX = ".parquet"
 STAGING = ".staging"  # where runs are built, below the output location
@@ -15,8 +17,6 @@ MANIFEST = "_run.json"
 MANIFEST_FORMAT = "iris-sweep-run/2"
 LOCK = "_writer"  # the mark of the process writing a run, in its staging folder
 TEMPORARY_SUFFIX = ".tmp"
-# Names starting so are no results: staging, temporaries, manifests, locks, report files.
-HIDDEN_PREFIXES = (".", "_")
 
 META_SCHEMA_VERSION = b"iris_sweep.schema_version"
 META_PARAMETERS = b"iris_sweep.parameters"
@@ -57,8 +57,27 @@ def folder_run_id(name: str) -> str | None:
 
 
 def is_hidden(name: str) -> bool:
-    """Whether a file or folder name is no results file (see `HIDDEN_PREFIXES`)."""
-    return name.startswith(HIDDEN_PREFIXES)
+    """Whether a name is none of the results: staging, temporaries, manifests, report files."""
+    return name.startswith((".", "_"))
+
+
+def is_part(entry: pafs.FileInfo) -> bool:
+    """Whether a folder entry is a results file (a part, or a version 1 run's single file)."""
+    return (
+        entry.type == pafs.FileType.File
+        and entry.base_name.endswith(FILE_SUFFIX)
+        and not is_hidden(entry.base_name)
+    )
+
+
+def is_run_folder(entry: pafs.FileInfo) -> bool:
+    """Whether a folder entry is a run's folder (`iris-sweep-...`)."""
+    name = entry.base_name
+    return (
+        entry.type == pafs.FileType.Directory
+        and name.startswith(FILE_PREFIX)
+        and not name.endswith(FILE_SUFFIX)
+    )
 
 
 def temporary_name(name: str) -> str:

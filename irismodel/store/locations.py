@@ -255,12 +255,14 @@ def read_bytes(location: str) -> bytes:
         return stream.read()
 
 
+def entries(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    """Return the entries directly inside the folder `path` of `fs`, or [] if there is none."""
+    return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+
+
 def list_folder(location: str) -> list[pafs.FileInfo]:
     """Return the entries directly inside `location`, or [] if it does not exist."""
-    fs, path = resolve(location)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return []
-    return fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    return entries(*resolve(location))
 
 
 def split(location: str) -> tuple[str, str]:

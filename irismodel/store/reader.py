@@ -1,19 +1,14 @@
-"""The one reader of results: published runs listed and checked, each file read in the schema.
+"""The one reader: results files, checked, read through `pyarrow.dataset` in the schema.
 
-Files are read through `pyarrow.dataset` with the current schema, so the columns an older
-schema version lacks come back null from the dataset itself; `read_results` reads whole files
-into pandas, the report streams a few columns batch by batch (strings as dictionaries).
+Given the current schema, the dataset itself fills the columns older files lack with nulls.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import posixpath
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,182 +16,42 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from .layout import (
-    FILE_PREFIX,
-    FILE_SUFFIX,
-    MANIFEST,
-    META_FAILED,
-    META_PARAMETERS,
-    META_RUN_ID,
-    META_SCHEMA_VERSION,
-    META_SHARD,
-    META_STATUS,
-    META_VERSIONS,
-    STAGING,
-    STATUS_COMPLETE,
-    STATUS_PARTIAL,
-    folder_run_id,
-    is_hidden,
-    safe_id,
-)
-from .locations import redact, resolve
+from . import layout
+from .listing import ResultsError, check_part, list_result_files
+from .locations import resolve
 from .schema import SCHEMA, schema_problem
 
 CURVE_COLUMN = "loss_curve"
 REFERENCE_CURVE_COLUMN = "reference_loss_curve"
-# The per-model columns the report reads (every file must hold them), and those only newer files
-# hold (null in older ones); strings stay dictionary-encoded, so a million rows hold a handful.
+# The per-model columns the report reads (every file must hold them), then those only newer files
+# hold (null in older ones); counts and flags among them as float64, so that a null is a NaN.
 MODEL_COLUMNS = (
     *("flow_run_id", "run_started_at", "run_status", "hidden_dim", "optimizer", "seed"),
     *("learning_rate", "epochs", "standardize", "test_size", "split_seed", "positive_class"),
     *("data_fingerprint", "n_train", "n_test", "diverged", "final_train_loss"),
-    *(f"{part}_{metric}" for part in ("train", "test") for metric in ("accuracy", "precision")),
-    *("train_recall", "test_recall"),
+    *(f"{p}_{m}" for p in ("train", "test") for m in ("accuracy", "precision", "recall")),
 )
-LATER_COLUMNS = ("engine", "outcome", "n_train_positive", "n_test_positive", "baseline_loss")
-LATER_COLUMNS += ("reference_checked", "reference_epochs", "reference_max_abs_diff")
-LATER_COLUMNS += ("reference_agrees",)
-# Counts and flags kept as float64 in the report's frame, so that a null is a NaN.
-AS_FLOAT = ("n_train_positive", "n_test_positive", "reference_checked", "reference_epochs")
-AS_FLOAT += ("reference_agrees",)
+LATER_COLUMNS = (
+    *("engine", "outcome", "n_train_positive", "n_test_positive", "baseline_loss"),
+    *("reference_checked", "reference_epochs", "reference_max_abs_diff", "reference_agrees"),
+)
+AS_FLOAT = [name for name in LATER_COLUMNS if SCHEMA.field(name).type in (pa.int32(), pa.bool_())]
+# Strings read as dictionaries: a million rows hold a handful of strings and int32 codes.
 _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
-STRING_COLUMNS = tuple(f.name for f in SCHEMA if f.type == pa.string())
-_STREAMED = pa.schema([f.with_type(_DICTIONARY) if f.type == pa.string() else f for f in SCHEMA])
-_STREAMED_FORMAT = ds.ParquetFileFormat(
-    read_options=ds.ParquetReadOptions(dictionary_columns=STRING_COLUMNS)
-)
+_STRINGS = [f.name for f in SCHEMA if f.type == pa.string()]
+_STREAMED = pa.schema([f.with_type(_DICTIONARY) if f.name in _STRINGS else f for f in SCHEMA])
+_DICTIONARIES = ds.ParquetFileFormat(read_options={"dictionary_columns": _STRINGS})
 BATCH_VALUES = 1 << 21  # loss values per batch read: 8 MB of float32
 SCALAR_BATCH_ROWS = 1 << 16
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))  # files decoded at once; each holds a batch
 
 
-class ResultsError(ValueError):
-    """A results location holds something that is not an iris-sweep results file."""
-
-
-def read_manifest(
-    fs: pafs.FileSystem, folder: str, error: type[ValueError] = ResultsError, what: str = "results"
-) -> dict[str, Any]:
-    """Return the manifest of the run folder `folder`; raise `error` naming it if unreadable."""
-    try:
-        with fs.open_input_stream(f"{folder.rstrip('/')}/{MANIFEST}") as stream:
-            record = json.loads(stream.read())
-        if not isinstance(record, dict):
-            raise TypeError("not a JSON object")
-    except (OSError, ValueError, TypeError, RecursionError) as cause:
-        raise error(f"{what}: {folder!r} has no readable {MANIFEST} ({cause})") from cause
-    return record
-
-
-def _files(fs: pafs.FileSystem, folder: str) -> list[pafs.FileInfo]:
-    entries = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-    return [e for e in entries if not is_hidden(e.base_name) or e.base_name == MANIFEST]
-
-
-def _run_parts(fs: pafs.FileSystem, folder: str, published: bool) -> list[str]:
-    """Return the part files of a run's folder, checked against its manifest when it has one.
-
-    A published run (`published`) without a manifest is an error naming it, unless its staging
-    folder is still there: an object-store publication moving its files, not yet to be read.
-    """
-    entries = _files(fs, folder)
-    parts = sorted(
-        e.path
-        for e in entries
-        if e.type == pafs.FileType.File and e.base_name.endswith(FILE_SUFFIX)
-    )
-    if not any(e.base_name == MANIFEST for e in entries):
-        parent, name = folder.rstrip("/").rsplit("/", 1)
-        if not published:
-            return parts
-        if fs.get_file_info(f"{parent}/{STAGING}/{name}").type == pafs.FileType.Directory:
-            return []
-        raise ResultsError(
-            f"results: the run folder {folder!r} has no {MANIFEST}: it cannot be told "
-            "complete (was the manifest removed?); restore it, or move the folder away"
-        )
-    manifest = read_manifest(fs, folder)
-    if manifest.get("status") == STATUS_COMPLETE and len(parts) != manifest.get("shards"):
-        raise ResultsError(
-            f"results: the run folder {folder!r} holds {len(parts)} part files of the "
-            f"{manifest.get('shards')} its {MANIFEST} lists; the run is incomplete (files were "
-            "removed or added)"
-        )
-    return parts
-
-
-def list_result_files(
-    location: str, include_unfinished: bool = False, on_foreign: str = "error"
-) -> list[str]:
-    """Return every published results Parquet file under `location`, sorted.
-
-    `location` is an output folder (every run in it), one run's folder, or one file. Runs give
-    their part files, version 1 runs their single file. Unfinished runs (their shards in
-    `.staging`) are listed only with `include_unfinished`; temporaries never are. A run folder
-    that is not whole raises `ResultsError` naming it or, with `on_foreign="skip"`, is left
-    out with a warning.
-    """
-    if not isinstance(location, str) or not location.strip():
-        raise ValueError(
-            f"location: expected a results folder or file (path or URI), got {location!r}"
-        )
-    fs, path = resolve(location, "location")
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        raise ResultsError(f"results: no such location {redact(location)!r}")
-    if info.type == pafs.FileType.File:
-        return [path]
-    if info.base_name.startswith(FILE_PREFIX):  # one run's folder
-        return _run_parts(fs, path, published=False)
-    files: list[str] = []
-    for folder in [path, *([f"{path.rstrip('/')}/{STAGING}"] if include_unfinished else [])]:
-        for entry in _files(fs, folder):
-            if entry.type == pafs.FileType.File and entry.base_name.endswith(FILE_SUFFIX):
-                files.append(entry.path)
-            elif entry.type == pafs.FileType.Directory and entry.base_name.startswith(FILE_PREFIX):
-                try:
-                    files.extend(_run_parts(fs, entry.path, published=folder == path))
-                except ResultsError as error:
-                    if on_foreign != "skip":
-                        raise
-                    warnings.warn(f"skipping {entry.path}: {error}", stacklevel=2)
-    return sorted(files)
-
-
-def check_part(path: str, meta: dict[bytes, bytes] | None) -> None:
-    """Refuse a part file that is not what its place says: another run's, or another shard's.
-
-    A part in a run folder `...Z-<run id>/<shard>.parquet` carries its run id and shard in its
-    metadata; a part copied in from another run, or under another shard's name, does not match.
-    """
-    meta = meta or {}
-    folder, name = posixpath.split(path.replace("\\", "/"))
-    folder_id = folder_run_id(posixpath.basename(folder))
-    if folder_id is None or META_RUN_ID not in meta:
-        return  # a version 1 single file, or a file read on its own
-    run_id = meta[META_RUN_ID].decode(errors="replace")
-    shard = meta.get(META_SHARD, b"").decode(errors="replace")
-    if safe_id(run_id) != folder_id:
-        raise ResultsError(
-            f"results: {path!r} belongs to run {run_id!r}, not to the run of its folder; a part "
-            "was copied in from another run: remove it and restore the run's own"
-        )
-    if shard + FILE_SUFFIX != name:
-        raise ResultsError(
-            f"results: {path!r} holds shard {shard!r}, not the shard its name says; a part was "
-            "copied under another name: remove it"
-        )
-
-
 class Source:
-    """Results rows to read: files (each checked once, before its rows), or one in-memory table.
+    """Rows to read: results files, each checked before its rows are read, or one table.
 
-    `strict` (as `read_results`): each file must be an iris-sweep file of a readable schema
-    version; otherwise (as the report) it must hold `MODEL_COLUMNS` and the loss curves, and
-    strings come as dictionaries. Either way a part must be of the run and shard its folder and
-    name say.
+    `strict` (`read_results`): a file must be iris-sweep's, of a readable schema version; else
+    (the report) it must hold `MODEL_COLUMNS` and the curves, and strings are dictionaries.
     """
 
     def __init__(
@@ -206,11 +61,11 @@ class Source:
         table: pa.Table | None = None,
         strict: bool = False,
     ) -> None:
-        self.paths, self.table, self.strict = list(paths), table, strict
+        self.paths, self.strict = list(paths), strict
         if table is not None:
             self.dataset = ds.dataset(table.combine_chunks())
         else:
-            schema, format = (SCHEMA, "parquet") if strict else (_STREAMED, _STREAMED_FORMAT)
+            schema, format = (SCHEMA, "parquet") if strict else (_STREAMED, _DICTIONARIES)
             self.dataset = ds.dataset(self.paths, schema, format, filesystem)
         self._fragments = list(self.dataset.get_fragments())
         self._checked: set[int] = set()
@@ -221,40 +76,34 @@ class Source:
         missing = [c for c in (*MODEL_COLUMNS, CURVE_COLUMN) if c not in frame.columns]
         if missing:
             raise ResultsError(f"results: the results frame has no column {', '.join(missing)}")
-        fields = [
-            _STREAMED.field(name)
-            for name in (*MODEL_COLUMNS, *LATER_COLUMNS, CURVE_COLUMN, REFERENCE_CURVE_COLUMN)
-        ]
+        wanted = (*MODEL_COLUMNS, *LATER_COLUMNS, CURVE_COLUMN, REFERENCE_CURVE_COLUMN)
+        schema = pa.schema([_STREAMED.field(name) for name in wanted])
         arrays = [
             _as_type(pa.array(frame[f.name], from_pandas=True), f.type)
             if f.name in frame
             else pa.nulls(len(frame), f.type)
-            for f in fields
+            for f in schema
         ]
-        return cls(["<DataFrame>"], table=pa.Table.from_arrays(arrays, schema=pa.schema(fields)))
+        return cls(["<DataFrame>"], table=pa.Table.from_arrays(arrays, schema=schema))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def fragment(self, index: int) -> ds.Fragment:
-        """The file `index` as a dataset fragment, its footer checked (see the class)."""
-        fragment = self._fragments[index]
+        """File `index` as a dataset fragment, its footer checked (see the class)."""
+        fragment, path = self._fragments[index], self.paths[index]
         if index in self._checked or not isinstance(fragment, ds.ParquetFileFragment):
             return fragment
-        path = self.paths[index]
         try:
             schema = fragment.physical_schema
         except (pa.ArrowException, OSError) as error:
             raise ResultsError(
                 f"results: cannot read {path!r}: not a readable Parquet file ({error})"
             ) from error
-        if self.strict:
-            problem = schema_problem(schema, version=None)
-        else:
-            missing = [c for c in (*MODEL_COLUMNS, CURVE_COLUMN) if c not in schema.names]
-            problem = (
-                missing and f"is not an iris-sweep results file (no column {', '.join(missing)})"
-            )
+        missing = [c for c in (*MODEL_COLUMNS, CURVE_COLUMN) if c not in schema.names]
+        problem = schema_problem(schema, version=None) if self.strict else None
+        if missing and not self.strict:
+            problem = f"is not an iris-sweep results file (no column {', '.join(missing)})"
         if problem:
             raise ResultsError(f"results: {path!r} {problem}")
         check_part(path, schema.metadata)
@@ -262,11 +111,11 @@ class Source:
         return fragment
 
     def values_per_row(self, index: int) -> float:
-        """The mean loss-curve length of a file, from its footer: it sizes the batches."""
+        """The mean loss-curve length of a file (from its footer): it sizes the batches."""
         fragment = self.fragment(index)
         if not isinstance(fragment, ds.ParquetFileFragment):
-            rows = max(self.dataset.count_rows(), 1)
-            return len(pc.list_flatten(self.dataset.to_table([CURVE_COLUMN])[0])) / rows
+            curves = self.dataset.to_table([CURVE_COLUMN])[0]
+            return pc.sum(pc.list_value_length(curves)).as_py() / max(len(curves), 1)
         meta, values = fragment.metadata, 0
         for group in range(meta.num_row_groups):
             for column in range(meta.num_columns):
@@ -281,6 +130,7 @@ class Source:
         """The `columns` of file `index` (null where it lacks them), `rows` at most at a time."""
         fragment = self.fragment(index)
         try:
+            # one batch ahead at most: the report holds a few batches of curves, never a file
             yield from fragment.to_batches(
                 self.dataset.schema, list(columns), keep, rows, batch_readahead=1
             )
@@ -306,10 +156,8 @@ def read_results(
     """Load every published run's results under `location` as one pandas DataFrame, checked.
 
     `flow_run_ids` keeps only those runs. A file or run folder that is not iris-sweep's (or not
-    whole) raises `ResultsError` naming it, or, with `on_foreign="skip"`, is skipped with a
-    warning. `include_unfinished` adds the shards of runs that have not finished (failed,
-    interrupted or still running; see the README), with `run_status` "partial". Files of an
-    older schema version read with the columns added since null.
+    whole) raises `ResultsError` naming it or, with `on_foreign="skip"`, is skipped with a
+    warning. `include_unfinished` adds the shards of unfinished runs, as `run_status` "partial".
     """
     if on_foreign not in ("error", "skip"):
         raise ValueError(f"on_foreign: {on_foreign!r} is not allowed; valid are 'error', 'skip'")
@@ -320,59 +168,25 @@ def read_results(
         )
     files = list_result_files(location, include_unfinished, on_foreign)
     fs, root = resolve(location, "location")
-    source = Source(files, fs, strict=True)
-    keep = None
+    source, keep = Source(files, fs, strict=True), None
     if flow_run_ids is not None:
         wanted = pa.array(sorted({str(run) for run in flow_run_ids}), pa.string())
         keep = ds.field("flow_run_id").isin(wanted)
-    staging = f"{root.rstrip('/')}/{STAGING}/"
+    status = SCHEMA.get_field_index("run_status")
     tables = []
     for index, path in enumerate(files):
         try:
-            table = pa.Table.from_batches(
-                source.batches(index, SCHEMA.names, 1 << 20, keep), SCHEMA
-            )
+            table = pa.Table.from_batches(source.batches(index, SCHEMA.names, 1 << 20, keep))
         except ResultsError as error:
             if on_foreign == "error":
                 raise
             warnings.warn(f"skipping {path}: {error}", stacklevel=2)
             continue
-        if path.startswith(staging):
-            status = SCHEMA.get_field_index("run_status")
-            partial = pa.array([STATUS_PARTIAL] * len(table))
+        if path.startswith(f"{root.rstrip('/')}/{layout.STAGING}/"):
+            partial = pa.array([layout.STATUS_PARTIAL] * len(table))
             table = table.set_column(status, SCHEMA.field(status), partial)
         tables.append(table)
     return (pa.concat_tables(tables) if tables else SCHEMA.empty_table()).to_pandas()
-
-
-def file_metadata(path: str) -> dict[str, Any]:
-    """Return a run's metadata: schema version, parameters, versions, status, failed shards.
-
-    `path` is a run folder (its `_run.json`), a part file or a version 1 single file.
-    """
-    fs, inner = resolve(path, "path")
-    if fs.get_file_info(inner).type == pafs.FileType.Directory:
-        manifest = read_manifest(fs, inner)
-        return {
-            "schema_version": str(manifest.get("schema_version", "")),
-            "parameters": manifest.get("parameters", {}),
-            "versions": manifest.get("versions", {}),
-            "status": manifest.get("status", ""),
-            "failed": manifest.get("failed", []),
-        }
-    try:
-        meta = pq.read_schema(inner, filesystem=fs).metadata or {}
-    except (pa.ArrowException, OSError) as error:
-        raise ResultsError(
-            f"results: cannot read {path!r}: not a readable Parquet file ({error})"
-        ) from error
-    return {
-        "schema_version": meta.get(META_SCHEMA_VERSION, b"").decode(),
-        "parameters": json.loads(meta.get(META_PARAMETERS, b"{}")),
-        "versions": json.loads(meta.get(META_VERSIONS, b"{}")),
-        "status": meta.get(META_STATUS, STATUS_COMPLETE.encode()).decode(),
-        "failed": json.loads(meta.get(META_FAILED, b"[]")),
-    }
 
 
 def read_models(source: Source, run_ids: Sequence[str] | None) -> pd.DataFrame:
@@ -387,13 +201,11 @@ def read_models(source: Source, run_ids: Sequence[str] | None) -> pd.DataFrame:
             offset += batch.num_rows
             if wanted is not None:
                 keep = pc.is_in(batch.column("flow_run_id"), value_set=wanted).fill_null(False)
-                batch = batch.filter(keep)
-                rows = rows[keep.to_numpy(zero_copy_only=False)]
+                batch, rows = batch.filter(keep), rows[keep.to_numpy(zero_copy_only=False)]
             if batch.num_rows == 0:
                 continue
             arrays = dict(zip(columns, batch.columns, strict=True))
-            for name in AS_FLOAT:
-                arrays[name] = arrays[name].cast(pa.float64())
+            arrays.update({name: arrays[name].cast(pa.float64()) for name in AS_FLOAT})
             arrays["_file"] = pa.array(np.full(batch.num_rows, index, dtype=np.int32))
             arrays["_row"] = pa.array(rows)
             tables.append(pa.table(arrays))
@@ -452,7 +264,7 @@ def each_curve(
     workers: int = 1,
     column: str = CURVE_COLUMN,
 ) -> None:
-    """Read the list `column` of the models `wanted` (positions in `models`), batch by batch.
+    """Pass 2: read the list `column` of the models `wanted` (positions in `models`) by batches.
 
     Calls `visit(file, positions, curves)` with each batch's share of them, file by file; with
     `workers` > 1, files are read in that many threads at once and `visit` must allow it.

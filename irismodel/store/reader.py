@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from . import layout
 from .listing import ResultsError, check_part, list_result_files
@@ -130,10 +131,26 @@ class Source:
         """The `columns` of file `index` (null where it lacks them), `rows` at most at a time."""
         fragment = self.fragment(index)
         try:
-            # one batch ahead at most: the report holds a few batches of curves, never a file
-            yield from fragment.to_batches(
-                self.dataset.schema, list(columns), keep, rows, batch_readahead=1
-            )
+            yield from fragment.to_batches(self.dataset.schema, list(columns), keep, rows)
+        except (pa.ArrowException, OSError) as error:
+            raise ResultsError(f"results: cannot read {self.paths[index]!r}: {error}") from error
+
+    def curves(self, index: int, column: str, rows: int) -> Iterator[pa.Array]:
+        """The list `column` of file `index`, `rows` at most at a time, decoded batch by batch.
+
+        A dataset decodes a whole row group at once (a version 1 file is one, a whole run): the
+        curves a file holds are read with `ParquetFile.iter_batches`, which streams.
+        """
+        fragment = self.fragment(index)
+        if (
+            not isinstance(fragment, ds.ParquetFileFragment)
+            or column not in fragment.physical_schema.names
+        ):
+            yield from (batch.column(0) for batch in self.batches(index, [column], rows))
+            return
+        try:
+            file = pq.ParquetFile(fragment.path, filesystem=fragment.filesystem)
+            yield from (batch.column(0) for batch in file.iter_batches(rows, columns=[column]))
         except (pa.ArrowException, OSError) as error:
             raise ResultsError(f"results: cannot read {self.paths[index]!r}: {error}") from error
 
@@ -280,11 +297,10 @@ def each_curve(
         mine, positions = rows[start:end], wanted[start:end]
         batch_rows = max(1, int(BATCH_VALUES // max(source.values_per_row(index), 1.0)))
         offset = 0
-        for batch in source.batches(index, [column], batch_rows):
-            size = batch.num_rows
+        for curves in source.curves(index, column, batch_rows):
+            size = len(curves)
             low, high = np.searchsorted(mine, [offset, offset + size])
             if high > low:
-                curves = batch.column(0)
                 if high - low < size:
                     curves = curves.take(pa.array(mine[low:high] - offset))
                 visit(index, positions[low:high], curves)

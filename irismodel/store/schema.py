@@ -71,15 +71,7 @@ COLUMNS = tuple(SCHEMA.names)
 # Versions only ever added columns (none was renamed or retyped): an older file is the current
 # schema less these, and reads with them null.
 ADDED_IN_2 = ("n_train_positive", "n_test_positive", "shard")
-ADDED_IN_3 = (
-    "outcome",
-    "baseline_loss",
-    "reference_checked",
-    "reference_epochs",
-    "reference_max_abs_diff",
-    "reference_agrees",
-    "reference_loss_curve",
-)
+ADDED_IN_3 = tuple(SCHEMA.names[-7:])  # the outcome and the reference check
 SCHEMA_V2 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_3])
 SCHEMA_V1 = pa.schema([f for f in SCHEMA_V2 if f.name not in ADDED_IN_2])
 SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA, SCHEMA_VERSION: SCHEMA}

@@ -13,10 +13,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .layout import (
-    MANIFEST,
-    temporary_name,
-)
+from .layout import MANIFEST, temporary_name
 from .locations import absolute, check_name, child, is_uri, redact, resolve
 
 
@@ -104,13 +101,13 @@ def write_file(
                 os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
             else:
                 _link_or_rename(temporary, name, folder)
-        except FileExistsError:
+        except BaseException as error:
             with contextlib.suppress(OSError):
                 os.unlink(temporary, dir_fd=folder)
-            raise FileExistsError(f"refusing to replace {os.path.join(root, *names)!r}") from None
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary, dir_fd=folder)
+            if isinstance(error, FileExistsError):
+                raise FileExistsError(
+                    f"refusing to replace {os.path.join(root, *names)!r}"
+                ) from None
             raise
         _fsync_folder(folder)
     return os.path.join(root, *names)
@@ -121,10 +118,8 @@ def _link_or_rename(temporary: str, name: str, folder: int) -> None:
     try:
         # link fails if `name` exists, so another writer's file is never replaced
         os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links (FAT, some network mounts)
-        if os.path.lexists(f"/proc/self/fd/{folder}/{name}"):
+    except OSError as error:  # or a file system without hard links (FAT, some network mounts)
+        if isinstance(error, FileExistsError) or os.path.lexists(f"/proc/self/fd/{folder}/{name}"):
             raise FileExistsError(name) from None
         os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
         return

@@ -1,6 +1,6 @@
-"""The one reader: results files, checked, read through `pyarrow.dataset` in the schema.
+"""The one reader: results files checked, then read by `pyarrow.dataset` in the schema.
 
-Given the current schema, the dataset itself fills the columns older files lack with nulls.
+Given the current schema, the dataset itself fills the columns that older files lack with nulls.
 """
 
 from __future__ import annotations
@@ -21,23 +21,10 @@ import pyarrow.parquet as pq
 from . import layout
 from .listing import ResultsError, check_part, list_result_files
 from .locations import resolve
-from .schema import SCHEMA, schema_problem
+from .schema import AS_FLOAT, LATER_COLUMNS, MODEL_COLUMNS, SCHEMA, schema_problem
 
 CURVE_COLUMN = "loss_curve"
 REFERENCE_CURVE_COLUMN = "reference_loss_curve"
-# The per-model columns the report reads (every file must hold them), then those only newer files
-# hold (null in older ones); counts and flags among them as float64, so that a null is a NaN.
-MODEL_COLUMNS = (
-    *("flow_run_id", "run_started_at", "run_status", "hidden_dim", "optimizer", "seed"),
-    *("learning_rate", "epochs", "standardize", "test_size", "split_seed", "positive_class"),
-    *("data_fingerprint", "n_train", "n_test", "diverged", "final_train_loss"),
-    *(f"{p}_{m}" for p in ("train", "test") for m in ("accuracy", "precision", "recall")),
-)
-LATER_COLUMNS = (
-    *("engine", "outcome", "n_train_positive", "n_test_positive", "baseline_loss"),
-    *("reference_checked", "reference_epochs", "reference_max_abs_diff", "reference_agrees"),
-)
-AS_FLOAT = [name for name in LATER_COLUMNS if SCHEMA.field(name).type in (pa.int32(), pa.bool_())]
 # Strings read as dictionaries: a million rows hold a handful of strings and int32 codes.
 _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 _STRINGS = [f.name for f in SCHEMA if f.type == pa.string()]
@@ -111,20 +98,6 @@ class Source:
         self._checked.add(index)
         return fragment
 
-    def values_per_row(self, index: int) -> float:
-        """The mean loss-curve length of a file (from its footer): it sizes the batches."""
-        fragment = self.fragment(index)
-        if not isinstance(fragment, ds.ParquetFileFragment):
-            curves = self.dataset.to_table([CURVE_COLUMN])[0]
-            return pc.sum(pc.list_value_length(curves)).as_py() / max(len(curves), 1)
-        meta, values = fragment.metadata, 0
-        for group in range(meta.num_row_groups):
-            for column in range(meta.num_columns):
-                chunk = meta.row_group(group).column(column)
-                if chunk.path_in_schema.split(".", 1)[0] == CURVE_COLUMN:
-                    values += chunk.num_values
-        return values / max(meta.num_rows, 1)
-
     def batches(
         self, index: int, columns: Sequence[str], rows: int, keep: ds.Expression | None = None
     ) -> Iterator[pa.RecordBatch]:
@@ -135,22 +108,29 @@ class Source:
         except (pa.ArrowException, OSError) as error:
             raise ResultsError(f"results: cannot read {self.paths[index]!r}: {error}") from error
 
-    def curves(self, index: int, column: str, rows: int) -> Iterator[pa.Array]:
-        """The list `column` of file `index`, `rows` at most at a time, decoded batch by batch.
+    def curves(self, index: int, column: str) -> Iterator[pa.Array]:
+        """The list `column` of file `index`, decoded in batches of about `BATCH_VALUES` values.
 
-        A dataset decodes a whole row group at once (a version 1 file is one, a whole run): the
-        curves a file holds are read with `ParquetFile.iter_batches`, which streams.
+        Not by the dataset, which decodes a whole row group at once (a version 1 file is one).
         """
         fragment = self.fragment(index)
-        if (
-            not isinstance(fragment, ds.ParquetFileFragment)
-            or column not in fragment.physical_schema.names
-        ):
-            yield from (batch.column(0) for batch in self.batches(index, [column], rows))
-            return
+        if parquet := isinstance(fragment, ds.ParquetFileFragment):
+            meta, count = fragment.metadata, fragment.metadata.num_rows
+            chunks = [meta.row_group(g).column(c) for g in range(meta.num_row_groups)
+                      for c in range(meta.num_columns)]  # fmt: skip
+            values = sum(
+                c.num_values for c in chunks if c.path_in_schema.startswith(f"{CURVE_COLUMN}.")
+            )
+        else:
+            count, lists = self.dataset.count_rows(), self.dataset.to_table([CURVE_COLUMN])[0]
+            values = pc.sum(pc.list_value_length(lists)).as_py() or 0
+        rows = max(1, int(BATCH_VALUES * count // max(values, 1)))
         try:
-            file = pq.ParquetFile(fragment.path, filesystem=fragment.filesystem)
-            yield from (batch.column(0) for batch in file.iter_batches(rows, columns=[column]))
+            if parquet and column in fragment.physical_schema.names:
+                file = pq.ParquetFile(fragment.path, filesystem=fragment.filesystem)
+                yield from (batch.column(0) for batch in file.iter_batches(rows, columns=[column]))
+            else:  # a frame, or an older file without the column: nulls from the dataset
+                yield from (batch.column(0) for batch in self.batches(index, [column], rows))
         except (pa.ArrowException, OSError) as error:
             raise ResultsError(f"results: cannot read {self.paths[index]!r}: {error}") from error
 
@@ -193,7 +173,8 @@ def read_results(
     tables = []
     for index, path in enumerate(files):
         try:
-            table = pa.Table.from_batches(source.batches(index, SCHEMA.names, 1 << 20, keep))
+            batches = source.batches(index, SCHEMA.names, 1 << 20, keep)
+            table = pa.Table.from_batches(batches, source.dataset.schema)
         except ResultsError as error:
             if on_foreign == "error":
                 raise
@@ -243,8 +224,7 @@ def read_models(source: Source, run_ids: Sequence[str] | None) -> pd.DataFrame:
 def take(frame: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
     """Return the rows `order` of `frame` as a new frame, emptying `frame` column by column.
 
-    Whoever still holds `frame` sees it emptied: that is the point, a million rows are never
-    held twice, only one column at a time.
+    A million rows are never held twice, only one column at a time.
     """
     taken = pd.DataFrame(index=pd.RangeIndex(len(order)))
     for name in list(frame.columns):
@@ -295,9 +275,8 @@ def each_curve(
     def read(start: int, end: int) -> None:
         index = int(files[start])
         mine, positions = rows[start:end], wanted[start:end]
-        batch_rows = max(1, int(BATCH_VALUES // max(source.values_per_row(index), 1.0)))
         offset = 0
-        for curves in source.curves(index, column, batch_rows):
+        for curves in source.curves(index, column):
             size = len(curves)
             low, high = np.searchsorted(mine, [offset, offset + size])
             if high > low:

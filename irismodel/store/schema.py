@@ -76,6 +76,20 @@ SCHEMA_V2 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_3])
 SCHEMA_V1 = pa.schema([f for f in SCHEMA_V2 if f.name not in ADDED_IN_2])
 SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA, SCHEMA_VERSION: SCHEMA}
 
+# The per-model columns the report reads (every file must hold them), then those only newer files
+# hold (null in older ones); counts and flags among them as float64, so that a null is a NaN.
+MODEL_COLUMNS = (
+    *("flow_run_id", "run_started_at", "run_status", "hidden_dim", "optimizer", "seed"),
+    *("learning_rate", "epochs", "standardize", "test_size", "split_seed", "positive_class"),
+    *("data_fingerprint", "n_train", "n_test", "diverged", "final_train_loss"),
+    *(f"{p}_{m}" for p in ("train", "test") for m in ("accuracy", "precision", "recall")),
+)
+LATER_COLUMNS = (
+    *("engine", "outcome", "n_train_positive", "n_test_positive", "baseline_loss"),
+    *("reference_checked", "reference_epochs", "reference_max_abs_diff", "reference_agrees"),
+)
+AS_FLOAT = [name for name in LATER_COLUMNS if SCHEMA.field(name).type in (pa.int32(), pa.bool_())]
+
 
 def package_versions() -> dict[str, str]:
     """Return the versions of Python and the packages that shape the results."""

@@ -149,6 +149,7 @@ def test_any_user_part_in_a_uri_is_refused_by_validation_and_the_run_form(uri):
     assert re.match(NO_CREDENTIALS, "s3://bucket/runs?endpoint_override=a@b") is not None
 
 
+@pytest.mark.subprocess  # chattr, where the tests run as root
 def test_a_staging_folder_that_is_a_link_or_cannot_be_written_is_refused(tmp_path):
     """`.staging` as a symbolic link, or a staging folder that refuses writes, fails validation."""
     import shutil

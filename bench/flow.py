@@ -106,10 +106,10 @@ def main() -> int:
         import torch
 
         from flows.iris_sweep import iris_sweep
+        from irismodel import read_results
         from irismodel.data import load_dataset, split_dataset
         from irismodel.engine import train_reference
         from irismodel.parameters import SweepConfig
-        from irismodel.results import read_results
 
         defaults = SweepConfig()
         with tempfile.TemporaryDirectory(prefix="iris-sweep-bench-") as out:

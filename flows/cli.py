@@ -15,8 +15,8 @@ from typing import Any, NoReturn
 from irismodel.engine import request_stop, stop_requested
 from irismodel.parameters import form_defaults, run_form
 from irismodel.preflight import handed_over, preflight
-from irismodel.runs import RunError
-from irismodel.storage import first_line, redact
+from irismodel.store import RunError
+from irismodel.store.locations import first_line, redact
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.I)

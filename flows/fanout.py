@@ -12,9 +12,8 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed, State
 
 from flows.runners import ClusterLost, cluster_watch
-from irismodel import storage
 from irismodel.data import Split
-from irismodel.runs import Shard
+from irismodel.store import Shard, locations
 from irismodel.sweep import RunContext, ShardSummary, reused_summary
 from tasks.api import bounded
 from tasks.report import advance_progress, start_progress
@@ -131,7 +130,7 @@ def _final_state(
             watch()
             continue
         except Exception as error:  # cancelled, or its workers kept dying under it
-            return Failed(message=f"{type(error).__name__}: {storage.first_line(error)}")
+            return Failed(message=f"{type(error).__name__}: {locations.first_line(error)}")
         return outcome if isinstance(outcome, State) else Completed(data=outcome)
 
 
@@ -164,7 +163,7 @@ def failure_message(results: ShardResults, total: int, context: RunContext) -> s
     first = results.failed[0]
     names = {f"{name}.parquet" for name in results.failed} | {s.part for s in results.summaries}
     try:
-        on_disk = {e.base_name for e in storage.list_folder(context.place.staging)}
+        on_disk = {e.base_name for e in locations.list_folder(context.place.staging)}
         kept = len(names & on_disk)
     except (OSError, ValueError):
         kept = total - len(results.failed)
@@ -191,7 +190,7 @@ def failure_message(results: ShardResults, total: int, context: RunContext) -> s
 def publication_failed(error: BaseException, context: RunContext) -> str:
     """Return the message of a run whose shards are all written but whose publication failed."""
     return (
-        f"the run could not be published: {storage.first_line(error)}. Its shards are kept, "
-        f"unpublished, in {storage.redact(context.place.staging)}; fix the cause, then finish "
+        f"the run could not be published: {locations.first_line(error)}. Its shards are kept, "
+        f"unpublished, in {locations.redact(context.place.staging)}; fix the cause, then finish "
         f"the run with `iris-sweep --resume {context.flow_run_id}`"
     )

@@ -12,7 +12,7 @@ from flows.fanout import LAST_RUN, SweepFailed, failure_message, publication_fai
 from flows.runners import task_runner_from_env
 from irismodel.parameters import sweep_parameters
 from irismodel.preflight import run_label
-from irismodel.runs import plan_shards
+from irismodel.store import plan_shards
 from tasks.prepare import check_run, open_sweep_run
 from tasks.report import publish_report
 from tasks.results import publish_results

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from irismodel.storage import within_time
+from irismodel.store.locations import within_time
 
 DASK_ADDRESS_VARIABLE = "IRIS_SWEEP_DASK_ADDRESS"
 NO_WORKER_VARIABLE = "IRIS_SWEEP_DASK_NO_WORKER_TIMEOUT"

@@ -7,10 +7,9 @@ import shutil
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from irismodel import storage
 from irismodel.parameters import SweepConfig
 from irismodel.reference import checked_pairs
-from irismodel.runs import finished_before, plan_shards
+from irismodel.store import finished_before, locations, plan_shards
 
 # Seconds per model-epoch per hidden unit on one core, as measured with the fused kernel on the
 # benchmark machine (bench/engine.py: 1.9 M model-epochs/s at hidden_dim 8, 1.5 M at 11); the
@@ -179,7 +178,7 @@ def _available_memory() -> int | None:
 
 
 def _free_disk(location: str) -> int | None:
-    if storage.is_uri(location):
+    if locations.is_uri(location):
         return None  # object stores have no free space to ask about
     path = location
     while not os.path.exists(path) and os.path.dirname(path) != path:
@@ -202,7 +201,7 @@ def check_fits(config: SweepConfig, forecast: Estimate, force: bool = False) -> 
         raise ValueError(
             f"output_dir: this sweep writes about {forecast.disk_bytes / 2**30:.1f} GiB "
             f"({forecast.models:,} models x {config.epochs} epochs) and "
-            f"{storage.redact(config.output_dir)!r} has {free / 2**30:.1f} GiB free; free some "
+            f"{locations.redact(config.output_dir)!r} has {free / 2**30:.1f} GiB free; free some "
             "space, sweep less, or pass force=true (--force) to start anyway"
         )
     memory = _available_memory()

@@ -14,7 +14,7 @@ from pydantic.json_schema import WithJsonSchema
 from irismodel.devices import resolve_device
 from irismodel.optimizers import OPTIMIZERS
 from irismodel.ranges import IntRanges, parse_ranges
-from irismodel.storage import check_location, redact
+from irismodel.store.locations import check_location, redact
 
 MAX_HIDDEN_DIM = 4096
 MAX_HIDDEN_DIMS = 4096  # sizes in one sweep

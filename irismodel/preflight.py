@@ -12,7 +12,7 @@ from irismodel.data import Dataset, Split, load_dataset, split_dataset
 from irismodel.estimate import Estimate, check_fits, forecast
 from irismodel.parameters import MAX_HIDDEN_DIM, MAX_HIDDEN_DIMS, MAX_SEED, MAX_SEEDS, SweepConfig
 from irismodel.ranges import parse_ranges
-from irismodel.runs import check_resumable, resumed_config
+from irismodel.store import check_resumable, resumed_config
 
 
 @dataclass(frozen=True)

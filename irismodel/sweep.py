@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +9,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from irismodel import storage
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
@@ -19,8 +16,10 @@ from irismodel.outcomes import baseline_loss, classify
 from irismodel.parameters import SweepConfig
 from irismodel.preflight import check_splits
 from irismodel.reference import ReferenceCheck, check_against_reference, checked_seeds
-from irismodel.results import SCHEMA, STATUS_COMPLETE, part_metadata, write_parquet
-from irismodel.runs import OpenedRun, RunPlace, Shard, open_run, plan_shards, publish_run
+from irismodel.store import OpenedRun, RunFolder, Shard, open_run, plan_shards, publish_run
+from irismodel.store.layout import STATUS_COMPLETE, writer_id
+from irismodel.store.schema import SCHEMA, part_metadata
+from irismodel.store.writer import write_file, write_parquet
 
 METRICS_CHUNK = 512  # models evaluated at once
 
@@ -32,7 +31,7 @@ class RunContext:
     flow_run_id: str  # the run's id (a resumed run keeps the id it started with)
     run_started_at: datetime
     config: SweepConfig
-    place: RunPlace
+    place: RunFolder
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,6 @@ class ShardSummary:
     train_seconds: float
     n_diverged: int
     reused: bool  # already written by an earlier attempt of the run, checked, kept
-
-
-def this_worker() -> str:
-    """Return `host:pid` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def diverged_mask(run: TrainingRun) -> np.ndarray:
@@ -170,13 +164,13 @@ def run_shard(
         checked_seeds(config.seeds, config.reference_seeds, config.split_seeds, shard.split_seed),
         config.reference_epochs,
     )
-    worker = this_worker()
+    worker = writer_id()
     table = shard_table(run, split, context, shard.name, worker, check, shard.split_seed)
     table = table.replace_schema_metadata(
         part_metadata(config.parameters(), context.flow_run_id, shard.name, worker)
     )
     place = context.place
-    storage.write_file(
+    write_file(
         place.root,
         place.staging_names(shard.file_name),
         lambda stream: write_parquet(table, stream),

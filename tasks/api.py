@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from irismodel.storage import within_time
+from irismodel.store.locations import within_time
 
 # How long one call to the Prefect API may take before the run goes on without it: Prefect's
 # client retries a server that is gone for about 75 s a call.

@@ -13,8 +13,8 @@ from irismodel.data import Split
 from irismodel.parameters import SweepConfig
 from irismodel.preflight import Preflight, preflight, run_label, run_tags
 from irismodel.reference import warm_up
-from irismodel.runs import open_run, plan_shards
-from irismodel.storage import redact
+from irismodel.store import open_run, plan_shards
+from irismodel.store.locations import redact
 from irismodel.sweep import RunContext, context_of
 
 

@@ -18,7 +18,7 @@ from prefect.logging import get_logger
 
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
 from irismodel.report.rendering import markdown_text
-from irismodel.storage import base_name, browser_url, redact
+from irismodel.store.locations import base_name, browser_url, redact
 from tasks.api import bounded
 
 # Stable keys: the Prefect UI shows each key's history across runs.
@@ -94,7 +94,7 @@ def results_markdown(flow_run_id: str, location: str) -> str:
         f"The results of run {flow_run_id}, a folder of Parquet files, one row a model. "
         f"No link opens it from this page; copy its location:\n\n{markdown_text(visible)}\n\n"
         "Read it with `pandas.read_parquet(location)` or "
-        "`irismodel.results.read_results(location)`."
+        "`irismodel.read_results(location)`."
     )
 
 

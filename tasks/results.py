@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from irismodel.runs import publish_run
-from irismodel.storage import redact
+from irismodel.store import publish_run
+from irismodel.store.locations import redact
 from irismodel.sweep import RunContext
 
 

@@ -8,7 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from irismodel.data import Split
 from irismodel.engine import eager_loop_note, stop_requested
-from irismodel.runs import Shard
+from irismodel.store import Shard
 from irismodel.sweep import RunContext, ShardSummary, run_shard
 
 

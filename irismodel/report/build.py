@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from irismodel import storage
-from irismodel.results import FILE_SUFFIX, list_result_files
+from irismodel.store import list_result_files, locations
+from irismodel.store.layout import FILE_SUFFIX
+from irismodel.store.reader import Source
 
 from .answers import Answers, answer_numbers
 from .plots import groups_shown, plot_accuracy, plot_loss, write_bytes
-from .reading import Source
 from .rendering import format_terminal, plain, render_markdown
 from .scan import Scan, scan_frame, scan_source
 from .secondary import add_secondary, plot_slope_by_epoch
@@ -77,7 +77,7 @@ def plot_test_accuracy(frame: pd.DataFrame, path: str) -> str:
 
 def report_prefix(results_path: str) -> str:
     """Return the report files' name prefix for one results file or run folder: `_<its name>`."""
-    name = storage.base_name(results_path)  # a URI's query options are no part of it
+    name = locations.base_name(results_path)  # a URI's query options are no part of it
     name = name[: -len(FILE_SUFFIX)] if name.endswith(FILE_SUFFIX) else name
     return "_" + name.lstrip("._")
 
@@ -88,11 +88,11 @@ def report_files(out_dir: str, prefix: str = REPORT_PREFIX) -> dict[str, str]:
     Names: `loss_curves`, `accuracy`, `slope_by_epoch`, `markdown`, `text`.
     """
     return {
-        "loss_curves": storage.child(out_dir, f"{prefix}-loss-curves.png"),
-        "accuracy": storage.child(out_dir, f"{prefix}-accuracy.png"),
-        "slope_by_epoch": storage.child(out_dir, f"{prefix}-slope-by-epoch.png"),
-        "markdown": storage.child(out_dir, f"{prefix}.md"),
-        "text": storage.child(out_dir, f"{prefix}.txt"),
+        "loss_curves": locations.child(out_dir, f"{prefix}-loss-curves.png"),
+        "accuracy": locations.child(out_dir, f"{prefix}-accuracy.png"),
+        "slope_by_epoch": locations.child(out_dir, f"{prefix}-slope-by-epoch.png"),
+        "markdown": locations.child(out_dir, f"{prefix}.md"),
+        "text": locations.child(out_dir, f"{prefix}.txt"),
     }
 
 
@@ -108,7 +108,7 @@ def folder_of(location: str) -> str:
 def written_text(results_path: str) -> str:
     """Return the terminal text the flow's report wrote beside the results `results_path`."""
     text = report_files(folder_of(results_path), report_prefix(results_path))["text"]
-    return storage.read_bytes(text).decode()
+    return locations.read_bytes(text).decode()
 
 
 def _curve_table(scan: Scan) -> pd.DataFrame | None:
@@ -150,7 +150,7 @@ def build_report(
 
     Files: `<prefix>-loss-curves.png`, `<prefix>-accuracy.png`, `<prefix>-slope-by-epoch.png`,
     `<prefix>.md` (plots embedded)
-    and `<prefix>.txt` (the terminal text), each written atomically (`storage.write_file`).
+    and `<prefix>.txt` (the terminal text), each written atomically (`writer.write_file`).
     """
     return _build(scan_frame(frame, epoch), out_dir, prefix)
 
@@ -182,7 +182,7 @@ def report_of(
             raise ReportError(f"report: no results rows{wanted} to report on")
         rows = Source.of_frame(frame)
     else:
-        filesystem, _ = storage.resolve(source)
+        filesystem, _ = locations.resolve(source)
         rows = Source(list_result_files(source), filesystem)
         out_dir = out_dir if out_dir is not None else folder_of(source)
     return _build(scan_source(rows, epoch, run_ids), out_dir, prefix)

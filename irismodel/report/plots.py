@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from irismodel import storage
+from irismodel.store import locations, writer
 
 from .curves import BAND
 from .rendering import plot_text, run_title
@@ -76,8 +76,8 @@ def save_png(plt: Any, figure: Any, path: str) -> str:
 
 def write_bytes(path: str, data: bytes) -> str:
     """Write `data` to a local path or URI atomically; a link planted there is replaced."""
-    folder, name = storage.split(path)
-    storage.write_atomically(folder, name, lambda stream: stream.write(data), replace=True)
+    folder, name = locations.split(path)
+    writer.write_atomically(folder, name, lambda stream: stream.write(data), replace=True)
     return path
 
 

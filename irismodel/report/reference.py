@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow as pa
 
 from irismodel.outcomes import classify
+from irismodel.store.reader import CURVE_COLUMN, REFERENCE_CURVE_COLUMN, each_curve
 
-from .reading import CURVE_COLUMN, REFERENCE_CURVE_COLUMN, each_curve
 from .scan import Scan
 from .settings import DIVERGED, EPOCH_OF_INTEREST, REFERENCE_TOLERANCE, optimizers_of
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from irismodel import storage
+from irismodel.store import locations
 
 from .answers import Answers
 from .settings import EPOCH_OF_INTEREST, SETTING_COLUMNS
@@ -153,7 +153,7 @@ def render_markdown(
         "",
     ]
     for caption, image in (images or {}).items():
-        data = image if isinstance(image, bytes) else storage.read_bytes(image)
+        data = image if isinstance(image, bytes) else locations.read_bytes(image)
         encoded = base64.b64encode(data).decode("ascii")
         lines += [f"![{markdown_text(caption)}](data:image/png;base64,{encoded})", ""]
     return "\n".join(lines)

@@ -11,9 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .baselines import majority_accuracy, outcomes
-from .curves import Curves, PerModel, by_length, slope_epochs
-from .reading import (
+from irismodel.store.reader import (
     CURVE_COLUMN,
     READ_THREADS,
     Source,
@@ -22,6 +20,9 @@ from .reading import (
     read_models,
     take,
 )
+
+from .baselines import majority_accuracy, outcomes
+from .curves import Curves, PerModel, by_length, slope_epochs
 from .settings import DIVERGED, SETTING_COLUMNS, ReportError, check_epoch
 
 # Scalars compared to tell whether manual's rows are sgd's rows again (the batched engines run

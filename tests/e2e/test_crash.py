@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.notify import SILENT_AUTOMATION_NAME
-from irismodel.results import read_results
+from irismodel.store import read_results
 
 from . import servers
 from .test_deployments import trigger, wait_for_final_state

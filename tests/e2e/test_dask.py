@@ -13,7 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from irismodel.results import META_WRITER, read_results
+from irismodel.store import read_results
+from irismodel.store.layout import META_WRITER
 from irismodel.sweep import ShardSummary
 
 from . import servers

@@ -17,7 +17,8 @@ from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, Pending, Scheduled
 
 from flows.runners import DASK_ADDRESS_VARIABLE
-from irismodel.results import COLUMNS, file_metadata, list_result_files, read_results
+from irismodel.store import file_metadata, list_result_files, read_results
+from irismodel.store.schema import COLUMNS
 
 from . import servers
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from irismodel.parameters import SweepConfig
-from irismodel.results import read_results
+from irismodel.store import read_results
 
 from . import servers
 from .test_deployments import wait_for_final_state

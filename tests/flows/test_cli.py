@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from irismodel.results import read_results
+from irismodel import read_results
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
 

@@ -1,40 +1,30 @@
-"""Faults lose no results: retries, partial files, reruns, kills, races, foreign files, pickles."""
+"""Faults lose no results: retries, partial files, reruns, kills, races, pickles."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from _fault_scripts import synthetic_table
 
 import irismodel.engine
 import irismodel.sweep
-from irismodel import results, storage
-from irismodel.results import (
-    ResultsError,
-    file_metadata,
-    list_result_files,
-    read_results,
-    read_table,
-)
+from irismodel import store
+from irismodel.store import file_metadata, layout, list_result_files, read_results, schema
+from irismodel.store.lock import release_lock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FAULT_SCRIPTS = Path(__file__).with_name("_fault_scripts.py")
 TINY = dict(
     hidden_dims=[8, 9],
     optimizers=["sgd", "manual"],
@@ -68,7 +58,7 @@ def _rows_by_model(frame: pd.DataFrame) -> dict[tuple, pd.Series]:
 
 
 def _assert_same_rows(first: pd.Series, second: pd.Series) -> None:
-    for column in results.COLUMNS:
+    for column in schema.COLUMNS:
         if column in RUN_COLUMNS:
             continue
         a, b = first[column], second[column]
@@ -144,7 +134,7 @@ def _assert_readers_see_only_whole_files(folder: Path) -> list[str]:
     assert listed == globbed
     for path in globbed:
         pq.read_table(path)  # raises on a half-written file
-        read_table(path)
+        read_results(path)
     frame = read_results(str(folder))
     if listed:
         assert sorted(pads.dataset(str(folder), format="parquet").files) == listed
@@ -177,7 +167,7 @@ def test_failing_shard_is_retried_kept_unpublished_then_resumed(tmp_path, monkey
     assert sorted(set(zip(staged.hidden_dim, staged.optimizer, staged.seed, strict=True))) == [
         (8, o, s) for o in ("manual", "sgd") for s in (0, 1)
     ]
-    kept = {p.name: p.read_bytes() for p in (tmp_path / results.STAGING).glob("*/*.parquet")}
+    kept = {p.name: p.read_bytes() for p in (tmp_path / layout.STAGING).glob("*/*.parquet")}
     assert len(kept) == 2
 
     spy = TrainingSpy()
@@ -191,7 +181,7 @@ def test_failing_shard_is_retried_kept_unpublished_then_resumed(tmp_path, monkey
     assert set(complete.flow_run_id) == {run_id}  # a resumed run keeps its id
     for name, blob in kept.items():
         assert (Path(path) / name).read_bytes() == blob
-    assert not any((tmp_path / results.STAGING).iterdir())
+    assert not any((tmp_path / layout.STAGING).iterdir())
 
 
 def _part_writers(folder: Path) -> dict[str, int]:
@@ -199,7 +189,7 @@ def _part_writers(folder: Path) -> dict[str, int]:
     writers = {}
     for part in folder.glob("*.parquet"):
         meta = pq.read_schema(part).metadata
-        writers[part.name] = int(meta[results.META_WRITER].decode().rsplit(":", 1)[1])
+        writers[part.name] = int(meta[layout.META_WRITER].decode().rsplit(":", 1)[1])
     return writers
 
 
@@ -209,7 +199,7 @@ def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path)
     sweep = dict(hidden_dims=range(8, 14), optimizers=["sgd"], seeds=range(64), epochs=2500)
     output = tmp_path / "out"
     process = _start([*_cli_args(output, **sweep), "--shard-size", "16"], tmp_path / "cli.log")
-    staging = output / results.STAGING
+    staging = output / layout.STAGING
     try:
         deadline = time.monotonic() + 240
         while len(list(staging.glob("*/*.parquet"))) < 2:
@@ -245,49 +235,6 @@ def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path)
     assert len(frame) == 6 * 64 and set(frame.flow_run_id) == {run_id}
 
 
-def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
-    """Writers killed at random moments leave whole files or hidden temporaries, nothing else."""
-    output = tmp_path / "out"
-    output.mkdir()
-    rng = random.Random(20261127)
-    kills = 0
-    for round_ in range(2):
-        writers = [
-            _start(
-                [str(FAULT_SCRIPTS), "write-loop", str(output), "200", "5000"],
-                tmp_path / f"writer-{round_}-{index}.log",
-            )
-            for index in range(3)
-        ]
-        try:
-            for index, writer in enumerate(writers):
-                log = tmp_path / f"writer-{round_}-{index}.log"
-                deadline = time.monotonic() + 120
-                while "ready" not in log.read_text():
-                    assert writer.poll() is None, log.read_text()[-3000:]
-                    assert time.monotonic() < deadline
-                    time.sleep(0.02)
-            for writer in writers:
-                time.sleep(rng.uniform(0.05, 0.5))
-                _kill(writer)
-                kills += 1
-        finally:
-            for writer in writers:
-                _kill(writer)
-        assert all(writer.returncode == -signal.SIGKILL for writer in writers)
-
-    listed = _assert_readers_see_only_whole_files(output)
-    assert len(read_results(str(output))) == 200 * len(listed)
-    temporaries = [p for p in output.iterdir() if p.name not in {Path(f).name for f in listed}]
-    assert all(
-        p.name.startswith(".") and p.name.endswith(storage.TEMPORARY_SUFFIX) for p in temporaries
-    )
-    assert temporaries, f"none of {kills} kills landed while a file was being written"
-    query = f"select count(*) from read_parquet('{output}/*.parquet')"
-    ((count,),) = duckdb.sql(query).fetchall()
-    assert count == 200 * len(listed)
-
-
 @flow_test
 def test_two_runs_writing_at_once_both_land(tmp_path):
     """Two flow runs in two processes, one output location: both files whole, read as one."""
@@ -314,65 +261,6 @@ def test_two_runs_writing_at_once_both_land(tmp_path):
         np.testing.assert_array_equal(row.loss_curve, second[model].loss_curve)
 
 
-def _write_valid_run(folder: Path, run_id: str) -> str:
-    name = results.file_name(run_id, datetime.now(UTC))
-    return results.write_results(synthetic_table(run_id), str(folder), name)
-
-
-@pytest.mark.parametrize(
-    ("kind", "message"),
-    [
-        ("garbage", r"results: cannot read '.*zz-foreign\.parquet': not a readable Parquet"),
-        ("truncated", r"results: cannot read '.*zz-foreign\.parquet': not a readable Parquet"),
-        ("empty", r"results: cannot read '.*zz-foreign\.parquet': not a readable Parquet"),
-        ("other table", r"results: '.*zz-foreign\.parquet' is not an iris-sweep results file"),
-        ("missing column", r"results: '.*zz-foreign\.parquet' does not match the results schema"),
-    ],
-)
-def test_foreign_or_corrupt_parquet_is_named_or_skipped(tmp_path, kind, message):
-    """A foreign or corrupt .parquet raises ResultsError naming it, or is skipped with a warning."""
-    valid = _write_valid_run(tmp_path, "good-run")
-    foreign = tmp_path / "zz-foreign.parquet"
-    if kind == "garbage":
-        foreign.write_bytes(b"this is not parquet at all")
-    elif kind == "truncated":
-        whole = Path(valid).read_bytes()
-        foreign.write_bytes(whole[: len(whole) // 2])
-    elif kind == "empty":
-        foreign.write_bytes(b"")
-    elif kind == "other table":
-        pd.DataFrame({"a": [1, 2]}).to_parquet(foreign)
-    else:  # an iris-sweep file that lost a column: its metadata says iris-sweep, its schema not
-        pq.write_table(synthetic_table("x").drop_columns(["seed"]), foreign)
-
-    with pytest.raises(ResultsError, match=message):
-        read_results(str(tmp_path))
-    with pytest.warns(UserWarning, match=rf"skipping .*zz-foreign\.parquet: {message}"):
-        frame = read_results(str(tmp_path), on_foreign="skip")
-    assert set(frame.flow_run_id) == {"good-run"} and len(frame) == 4
-    assert list_result_files(str(tmp_path)) == sorted([valid, str(foreign)])
-
-
-def test_run_ids_and_names_cannot_write_outside_the_output(tmp_path):
-    """A run id or file name with '..', '/' or an absolute path never leaves the output folder."""
-    output = tmp_path / "out"
-    table = synthetic_table("x")
-    started = datetime(2026, 1, 2, tzinfo=UTC)
-    for run_id in ("../../evil", "/etc/cron.d/evil", "..", "a/../../b", "..\\evil", "\0"):
-        name = results.file_name(run_id, started)
-        assert "/" not in name and "\\" not in name and ".." not in name
-        assert name.startswith(results.FILE_PREFIX) and name.endswith(results.FILE_SUFFIX)
-        path = results.write_results(table, str(output), name)
-        assert Path(path).parent == output
-    for name in ("../evil.parquet", "/tmp/evil.parquet", "sub/../../evil.parquet"):
-        with pytest.raises(ValueError, match=r"refusing file name"):
-            results.write_results(table, str(output), name)
-    with pytest.raises(ValueError, match=r"refusing file name"):
-        storage.write_atomically(str(output / ".staging"), "../../evil.json", lambda s: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert all(p.parent == output for p in output.iterdir())
-
-
 @flow_test
 def test_a_report_that_cannot_be_made_leaves_the_run_completed(tmp_path, monkeypatch):
     """The results are the product: a failing report (a full disk, a broken plot) is a warning
@@ -395,14 +283,13 @@ def test_a_failure_message_counts_the_shards_on_disk_and_names_a_missing_cause(t
     """With the scheduler gone every task reads as failed with no cause; the message counts the
     parts actually written and says no cause was reported, never "None"."""
     from flows.fanout import ShardResults, failure_message
-    from irismodel import runs
     from irismodel.data import load_dataset, split_dataset
     from irismodel.parameters import SweepConfig
 
     config = SweepConfig(**TINY, output_dir=str(tmp_path))
-    opened = runs.open_run(config, "lost")
+    opened = store.open_run(config, "lost")
     context = irismodel.sweep.context_of(opened, config)
-    shards = runs.plan_shards(config)
+    shards = store.plan_shards(config)
     for shard in shards[:3]:  # written, then their states were lost with the scheduler
         irismodel.sweep.run_shard(split_dataset(load_dataset()), shard, context)
     lost = ShardResults(failed=[s.name for s in shards], causes={s.name: "None" for s in shards})
@@ -413,7 +300,7 @@ def test_a_failure_message_counts_the_shards_on_disk_and_names_a_missing_cause(t
     assert message.endswith(
         "no cause was reported (the worker or the scheduler running it may have died)"
     )
-    runs.release_lock(opened.place)
+    release_lock(opened.place)
 
 
 @flow_test
@@ -431,7 +318,7 @@ def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, mon
             "--epochs", "20", "--device", "cpu", "--output-dir", str(tmp_path),
             "--no-report"]  # fmt: skip
     with monkeypatch.context() as patch:
-        patch.setattr(storage, "publish_folder", disk_full)
+        patch.setattr(store.runs, "publish_folder", disk_full)
         assert main(args) == 1
     err = capsys.readouterr().err
     match = re.search(r"iris-sweep: error: the run could not be published: .*No space left on "
@@ -445,15 +332,14 @@ def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, mon
 def test_a_resume_while_another_process_writes_the_run_is_one_line(tmp_path, capsys):
     """Two resumes at once: the second is refused in one line naming the writer, exit 2."""
     from flows.cli import main
-    from irismodel import runs
     from irismodel.parameters import SweepConfig
 
     config = SweepConfig(**TINY, output_dir=str(tmp_path))
-    opened = runs.open_run(config, "twice")
-    runs.release_lock(opened.place)  # the run waits in staging, held by another process:
+    opened = store.open_run(config, "twice")
+    release_lock(opened.place)  # the run waits in staging, held by another process:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from irismodel import runs; "
-         "runs.take_lock(runs.RunPlace(sys.argv[1], sys.argv[2]), 'twice'); print('holds', "
+        [sys.executable, "-c", "import sys, time; from irismodel.store import RunFolder, lock; "
+         "lock.take_lock(RunFolder(sys.argv[1], sys.argv[2]), 'twice'); print('holds', "
          "flush=True); time.sleep(60)", opened.place.root, opened.place.folder],
         stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT, env=_project_env(),
     )  # fmt: skip

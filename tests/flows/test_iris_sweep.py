@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irismodel.results import file_metadata, read_results
+from irismodel.store import file_metadata, read_results
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from irismodel import results
+from irismodel import store
+from irismodel.store import layout
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # ~2 s a shard here, 24 shards: a run that is surely mid-sweep when a signal comes
@@ -82,7 +83,7 @@ def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path)
     output = tmp_path / "out"
     process = _start(tmp_path, output)
     try:
-        staged = lambda: list((output / results.STAGING).glob("*/*.parquet"))  # noqa: E731
+        staged = lambda: list((output / layout.STAGING).glob("*/*.parquet"))  # noqa: E731
         _wait_for(lambda: len(staged()) >= 1, 240, "a written shard", process, tmp_path)
         helpers = _descendants(process.pid)
         sent = time.monotonic()
@@ -96,7 +97,7 @@ def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path)
     assert stopped_after < 30, f"took {stopped_after:.1f} s to stop"  # not 24 shards' worth
     assert "iris-sweep: interrupted." in log and "iris-sweep --resume " in log
     assert "terminate called" not in log
-    assert results.list_result_files(str(output)) == []  # nothing published
+    assert store.list_result_files(str(output)) == []  # nothing published
     kept = staged()
     assert 1 <= len(kept) < 24
     assert not [pid for pid in helpers if _alive(pid)], "a child process outlived the command"
@@ -109,7 +110,7 @@ def test_killing_the_command_line_alone_leaves_no_server(tmp_path, sig):
     output = tmp_path / "out"
     process = _start(tmp_path, output)
     try:
-        parts = lambda: list((output / results.STAGING).glob("*/*.parquet"))  # noqa: E731
+        parts = lambda: list((output / layout.STAGING).glob("*/*.parquet"))  # noqa: E731
         _wait_for(parts, 240, "the run", process, tmp_path)
         children = _descendants(process.pid)
         assert children, "the command line should have started its server"

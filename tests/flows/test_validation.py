@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from irismodel.data import FEATURE_COLUMNS, load_dataset
-from irismodel.results import file_metadata, read_results
+from irismodel.store import file_metadata, read_results
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
 

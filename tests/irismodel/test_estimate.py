@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from irismodel import runs, sweep
+from irismodel import store, sweep
 from irismodel.data import load_dataset, split_dataset
 from irismodel.estimate import (
     BYTES_PER_PART,
@@ -15,6 +15,7 @@ from irismodel.estimate import (
     forecast,
 )
 from irismodel.parameters import SweepConfig
+from irismodel.store.lock import release_lock
 
 
 def test_forecast_counts_models_and_bytes(tmp_path):
@@ -96,17 +97,17 @@ def test_memory_grows_with_hidden_dim_and_disk_with_the_part_files(tmp_path):
 def test_a_resume_forecasts_only_its_missing_shards_and_force_is_the_resume_s(tmp_path):
     """Resuming a run with 2 of 8 shards written forecasts 6 shards; --force there means force."""
     config = SweepConfig(hidden_dims=[8, 11], optimizers=["sgd", "adam"], seeds="0..5",
-                         split_seeds="0", epochs=20, shard_size=3,
-                         output_dir=str(tmp_path))  # fmt: skip
-    opened = runs.open_run(config, "killed")
+                             split_seeds="0", epochs=20, shard_size=3,
+                             output_dir=str(tmp_path))  # fmt: skip
+    opened = store.open_run(config, "killed")
     splits = {0: split_dataset(load_dataset())}
-    shards = runs.plan_shards(config)
+    shards = store.plan_shards(config)
     for shard in shards[:2]:
         sweep.run_shard(splits, shard, sweep.context_of(opened, config))
-    runs.release_lock(opened.place)
+    release_lock(opened.place)
 
     given = SweepConfig(output_dir=str(tmp_path), resume="killed", force=True)
-    resumed = runs.resumed_config(given)
+    resumed = store.resumed_config(given)
     assert resumed.force  # the stored run said false
     whole, left = estimate(resumed), forecast(resumed)
     assert (whole.models, left.models) == (24, 24 - 2 * 3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import irismodel.sweep as sweep
-from irismodel import results
+from irismodel import store
 from irismodel.engine import train_batched
 from irismodel.outcomes import (
     CONVERGED,
@@ -35,7 +35,7 @@ def _sweep(folder, **overrides):
         output_dir=str(folder),
     )
     config = SweepConfig(**{**params, "device": "cpu", **overrides})
-    return results.read_results(sweep.run_sweep(config, "run"))
+    return store.read_results(sweep.run_sweep(config, "run"))
 
 
 def test_baseline_is_the_best_linear_fit_below_the_constant_predictor(split):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from irismodel import runs
+from irismodel import store
 from irismodel.data import FEATURE_COLUMNS, load_dataset
 from irismodel.parameters import SweepConfig
 from irismodel.preflight import check_data, handed_over, preflight, run_label, run_tags
+from irismodel.store.lock import release_lock
 
 TINY = dict(hidden_dims=[8, 9], optimizers=["sgd"], split_seeds="0..1", seeds="0..3", epochs=20)
 
@@ -102,8 +103,8 @@ def test_a_resume_takes_its_run_s_parameters_and_the_force_given_not_the_stored_
     true is not inherited, a given true holds."""
     output = str(tmp_path / "out")
     stored = SweepConfig(**TINY, learning_rate=0.05, force=True, output_dir=output)
-    opened = runs.open_run(stored, "killed")
-    runs.release_lock(opened.place)
+    opened = store.open_run(stored, "killed")
+    release_lock(opened.place)
 
     resumed = preflight({"output_dir": output, "resume": "killed"}).config
     assert (resumed.learning_rate, resumed.epochs, resumed.resume) == (0.05, 20, "killed")
@@ -115,8 +116,8 @@ def test_a_resume_on_changed_data_is_refused_before_any_work(tmp_path):
     """Resuming a run whose data file changed since it started is refused, naming the resume."""
     data = _write_iris(tmp_path / "iris.csv")
     output = str(tmp_path / "out")
-    opened = runs.open_run(SweepConfig(**TINY, data_path=data, output_dir=output), "first")
-    runs.release_lock(opened.place)
+    opened = store.open_run(SweepConfig(**TINY, data_path=data, output_dir=output), "first")
+    release_lock(opened.place)
     _write_iris(tmp_path / "iris.csv", slice(0, 120))
     with pytest.raises(ValueError, match=r"resume: run first was started on other data"):
         preflight({"output_dir": output, "resume": "first"})

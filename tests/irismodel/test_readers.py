@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from irismodel import report, results
+from irismodel import report, store
 from irismodel.data import load_dataset, split_dataset
 from irismodel.parameters import SweepConfig
-from irismodel.runs import open_run, plan_shards
+from irismodel.store import layout, open_run, plan_shards
 from irismodel.sweep import context_of, run_shard, run_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,14 +64,14 @@ def workdir(tmp_path_factory) -> Path:
     published = next(folder.glob("iris-sweep-*-run-a"))
     (published / f".h8-sgd-0009.parquet.{uuid.uuid4().hex}.tmp").write_bytes(b"PAR1 unfinished")
     report.write_report(str(folder))
-    assert list((folder / results.STAGING).glob("*/*.parquet")), "the fixture's unfinished run"
+    assert list((folder / layout.STAGING).glob("*/*.parquet")), "the fixture's unfinished run"
     assert list(folder.glob("_*.png")), "the fixture should hold the report's plots"
     return workdir
 
 
 @pytest.fixture(scope="module")
 def expected_rows(workdir) -> int:
-    rows = len(results.read_results(str(workdir / "results")))
+    rows = len(store.read_results(str(workdir / "results")))
     assert rows == 2 * 2 * 3 + 2 * 1 * 3
     return rows
 
@@ -113,7 +113,7 @@ def test_duckdb_snippet_reads_every_row(workdir, expected_rows):
     per_configuration = _execute("duckdb", workdir)["per_configuration"]
     assert per_configuration["models"].sum() == expected_rows
     assert len(per_configuration) == 2 * 2  # (8, 9) x (sgd, manual)
-    frame = results.read_results(str(workdir / "results"))
+    frame = store.read_results(str(workdir / "results"))
     frame = frame[(frame.hidden_dim == 8) & (frame.optimizer == "manual")]
     row = per_configuration.query("hidden_dim == 8 and optimizer == 'manual'").iloc[0]
     assert row.loss_at_100 == pytest.approx(frame["loss_curve"].map(lambda c: c[99]).mean())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import irismodel.sweep as sweep
-from irismodel import results
+from irismodel import store
 from irismodel.parameters import SweepConfig
 from irismodel.ranges import IntRanges
 from irismodel.reference import TOLERANCE, checked_seeds
@@ -25,7 +25,7 @@ def _run(folder, **overrides):
         reference_seeds=1,
     )
     config = SweepConfig(**{**params, **overrides})
-    return results.read_results(sweep.run_sweep(config, "run"))
+    return store.read_results(sweep.run_sweep(config, "run"))
 
 
 def test_checked_seeds_are_spread_over_the_run_in_every_configuration(tmp_path):

@@ -22,10 +22,12 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from irismodel import report, results
+from irismodel import report, store
 from irismodel.parameters import SweepConfig
 from irismodel.preflight import check_data
 from irismodel.report.curves import grid
+from irismodel.store.layout import META_SCHEMA_VERSION
+from irismodel.store.schema import ADDED_IN_3, SCHEMA_V1, SCHEMA_V2
 from irismodel.sweep import run_sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,7 +66,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frame(folder):
-    return results.read_results(str(folder[0]))
+    return store.read_results(str(folder[0]))
 
 
 def _rows(frame, run_id):
@@ -123,7 +125,7 @@ def test_older_rows_derive_diverged_and_say_the_rest_is_unknown(frame):
     """Without an outcome column a blown-up model is still diverged (its final loss is above its
     first); the others' outcome is unknown, said so, never guessed."""
     rows = pd.concat([_rows(frame, BLOWN), _rows(frame, MAIN)], ignore_index=True)
-    old = rows.drop(columns=[c for c in results.ADDED_IN_3 if c in rows])
+    old = rows.drop(columns=[c for c in ADDED_IN_3 if c in rows])
     summary = report.summarize(old)
     blown = summary[summary.learning_rate == 100.0].iloc[0]
     assert blown.n_diverged == 3 and blown.n_unknown == 0
@@ -424,12 +426,12 @@ def test_runs_repeating_a_configuration_count_each_seed_once(frame):
 
 def _as_version(run_folder: Path, target: Path, version: str) -> Path:
     """Copy a run folder's part files rewritten as an older schema version wrote them."""
-    schema = {"1": results.SCHEMA_V1, "2": results.SCHEMA_V2}[version]
+    schema = {"1": SCHEMA_V1, "2": SCHEMA_V2}[version]
     target.mkdir(parents=True)
     for path in sorted(run_folder.glob("*.parquet")):
         table = pq.read_table(path)
         meta = dict(table.schema.metadata)
-        meta[results.META_SCHEMA_VERSION] = version.encode()
+        meta[META_SCHEMA_VERSION] = version.encode()
         table = table.select(schema.names).cast(schema).replace_schema_metadata(meta)
         pq.write_table(table, target / path.name)
     return target
@@ -441,7 +443,7 @@ def test_older_result_files_are_read(folder, tmp_path, version):
     the same counts of models, outcomes unknown, the reference check omitted with its reason."""
     _, run_folders, _ = folder
     run = _as_version(Path(run_folders[MAIN]), tmp_path / "results" / "iris-sweep-old", version)
-    assert len(results.read_results(str(run))) == 54  # the results reader takes them too
+    assert len(store.read_results(str(run))) == 54  # the results reader takes them too
     built = report.report_of(str(run), out_dir=str(tmp_path / "out"))
     assert (built.summary.n_unknown + built.summary.n_diverged == built.summary.n_seeds).all()
     assert "Reference check omitted: these results were written by an older version" in built.text
@@ -537,7 +539,7 @@ def test_module_command_prints_the_answers(folder):
     assert "sgd = manual" in done.stdout and "Page's L" in done.stdout
     assert (location / "_iris-sweep-report-loss-curves.png").is_file()
     # the report files beside the Parquet are skipped by the results reader
-    assert len(results.read_results(str(location))) == 54 + 3 + 3 + 10
+    assert len(store.read_results(str(location))) == 54 + 3 + 3 + 10
 
 
 def test_module_command_refuses_an_unknown_run(folder, capsys):
@@ -770,13 +772,11 @@ def test_a_corrupt_or_foreign_file_is_named(tmp_path):
     folder = tmp_path / "results"
     write_synthetic(folder, [table])
     (folder / "iris-sweep-broken.parquet").write_bytes(b"PAR1 not really")
-    with pytest.raises(results.ResultsError, match="iris-sweep-broken.parquet"):
+    with pytest.raises(store.ResultsError, match="iris-sweep-broken.parquet"):
         report.report_of(str(folder), out_dir=str(tmp_path / "out"))
     (folder / "iris-sweep-broken.parquet").unlink()
     pq.write_table(table.drop_columns(["loss_curve"]), folder / "iris-sweep-other.parquet")
-    with pytest.raises(
-        results.ResultsError, match="iris-sweep-other.parquet.*no column loss_curve"
-    ):
+    with pytest.raises(store.ResultsError, match="iris-sweep-other.parquet.*no column loss_curve"):
         report.report_of(str(folder), out_dir=str(tmp_path / "out"))
     assert report.main([str(folder), "--out", str(tmp_path / "out")]) == 2
 
@@ -934,9 +934,9 @@ def test_a_split_effect_one_split_misses_is_covered_over_seeds_and_splits(tmp_pa
     """Two real splits whose test accuracy differs: the interval over one split's seeds misses
     the other split's mean; the interval over seeds x splits covers both, and says so."""
     config = SweepConfig(output_dir=str(tmp_path), device="cpu", hidden_dims=[8],
-                         optimizers=["sgd"], seeds="0..9", split_seeds="7, 8", epochs=300,
-                         standardize=True, reference_seeds=0)  # fmt: skip
-    frame = results.read_results(run_sweep(config, "splits"))
+                             optimizers=["sgd"], seeds="0..9", split_seeds="7, 8", epochs=300,
+                             standardize=True, reference_seeds=0)  # fmt: skip
+    frame = store.read_results(run_sweep(config, "splits"))
     means = frame.groupby("split_seed").test_accuracy.mean()
     assert means[7] - means[8] > 0.05  # a real split effect: 38 test rows each, other rows
 

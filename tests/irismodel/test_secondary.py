@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irismodel import report, results
+from irismodel import report, store
 from irismodel.parameters import SweepConfig
 from irismodel.report.answers import answer_numbers
 from irismodel.report.scan import scan_frame
@@ -29,7 +29,7 @@ def run(tmp_path_factory):
         optimizers=["sgd", "manual-no-zero-grad"], seeds="0..5", split_seeds="0..1",
     )  # fmt: skip
     path = run_sweep(config, "run-secondary", datetime(2026, 1, 2, 3, 0, tzinfo=UTC))
-    return path, results.read_results(path)
+    return path, store.read_results(path)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Output locations: local paths or `pyarrow.fs` URIs, checked in bounded time, written whole."""
+"""Locations: local paths or `pyarrow.fs` URIs, checked in bounded time, shown without secrets."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import functools
 import os
 import posixpath
 import re
-import stat
 import threading
 import uuid
 from collections.abc import Callable
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-TEMPORARY_SUFFIX = ".tmp"
+from .layout import MANIFEST, STAGING, TEMPORARY_SUFFIX
+
 # How long a location may take to answer a check before it is reported as unreachable: a gs://
 # location without credentials otherwise retries for 15 minutes without a word.
 CHECK_TIMEOUT_SECONDS = float(os.environ.get("IRIS_SWEEP_LOCATION_TIMEOUT", "20"))
@@ -77,24 +77,24 @@ def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(location)
 
 
-def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """Return the filesystem and the path inside it for a local path or a `pyarrow.fs` URI."""
+def resolve(location: str, parameter: str = "output_dir") -> tuple[pafs.FileSystem, str]:
+    """Return the filesystem and the path inside it for a local path or a `pyarrow.fs` URI.
+
+    A URI no file system opens is a `ValueError` naming `parameter`.
+    """
     if not is_uri(location):
         return pafs.LocalFileSystem(), absolute(location)
     try:
         return _filesystem(location)
     except (pa.ArrowException, OSError, ValueError) as error:  # ArrowInvalid is a ValueError
         raise ValueError(
-            f"output_dir: cannot open {redact(location)!r}: {_first_line(error)}"
+            f"{parameter}: cannot open {redact(location)!r}: {first_line(error)}"
         ) from error
 
 
 def first_line(error: BaseException) -> str:
     """Return the first line of an error's message (its type's name if it has none)."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-_first_line = first_line
 
 
 def within_time(what: str, function: Callable[[], T], seconds: float | None = None) -> T:
@@ -140,10 +140,9 @@ def check_location(location: str, parameter: str = "output_dir") -> str:
         if "@" in parts.netloc:  # a user part alone (`s3://KEY@bucket`) is a secret too
             raise ValueError(
                 f"{parameter}: {redact(location)!r} holds credentials (user@ or user:secret@); "
-                "they would "
-                "be stored with the results, in logs and in Prefect's database. Give them through "
-                "the environment instead (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://, "
-                "GOOGLE_APPLICATION_CREDENTIALS for gs://)"
+                "they would be stored with the results, in logs and in Prefect's database. Give "
+                "them through the environment instead (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://)"
             )
         if parts.scheme == "file":
             return check_location(parts.path, parameter)
@@ -182,32 +181,28 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: the folder name {too_long[0][:40]!r}... is longer than this file "
             f"system's {max_name} characters"
         )
-    inside, folder = None, real
-    while inside is None:  # the location and each folder above it
-        if os.path.basename(folder) == ".staging" or os.path.isfile(
-            os.path.join(folder, "_run.json")
-        ):
-            inside = folder
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
+    above = [real]  # the location and each folder above it
+    while os.path.dirname(above[-1]) != above[-1]:
+        above.append(os.path.dirname(above[-1]))
+    inside = next(
+        (f for f in above if os.path.basename(f) == STAGING or os.path.isfile(f"{f}/{MANIFEST}")),
+        None,
+    )
     if inside is not None:
         raise ValueError(
             f"{parameter}: {path!r} is inside {inside!r}, a run's folder or a staging folder "
             "of another output location; give a folder of its own"
         )
-    if os.path.islink(os.path.join(real, ".staging")):
+    staging = os.path.join(real, STAGING)
+    if os.path.islink(staging):
         raise ValueError(
-            f"{parameter}: {os.path.join(real, '.staging')!r} is a symbolic link; runs are built "
-            "in a folder of the output location itself, never through a link: remove it"
+            f"{parameter}: {staging!r} is a symbolic link; runs are built in a folder of the "
+            "output location itself, never through a link: remove it"
         )
-    if os.path.lexists(os.path.join(real, ".staging")) and not os.path.isdir(
-        os.path.join(real, ".staging")
-    ):
+    if os.path.lexists(staging) and not os.path.isdir(staging):
         raise ValueError(
-            f"{parameter}: {os.path.join(real, '.staging')!r} must be the folder where runs are "
-            "built, and it is a file; remove it or give another folder"
+            f"{parameter}: {staging!r} must be the folder where runs are built, and it is a "
+            "file; remove it or give another folder"
         )
     probe_dir = real
     while not os.path.isdir(probe_dir):
@@ -221,10 +216,7 @@ def _check_local(path: str, parameter: str) -> str:
         if parent == probe_dir:
             break
         probe_dir = parent
-    probed = [probe_dir]
-    if os.path.isdir(os.path.join(real, ".staging")):  # where runs are built: writable too
-        probed.append(os.path.join(real, ".staging"))
-    for folder in probed:
+    for folder in [probe_dir, *([staging] if os.path.isdir(staging) else [])]:  # both written
         probe = os.path.join(folder, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -238,7 +230,7 @@ def _check_local(path: str, parameter: str) -> str:
 
 
 def _check_remote(location: str, parameter: str) -> str:
-    fs, path = resolve(location)
+    fs, path = resolve(location, parameter)
     try:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
@@ -249,129 +241,11 @@ def _check_remote(location: str, parameter: str) -> str:
         fs.delete_file(probe)
     except (OSError, pa.ArrowException) as error:
         raise ValueError(
-            f"{parameter}: {redact(location)!r} cannot be written: {_first_line(error)}"
+            f"{parameter}: {redact(location)!r} cannot be written: {first_line(error)}"
         ) from error
     if len(path) + LONGEST_RELATIVE_PATH > 1024:  # the object key limit of S3 and GCS
         raise ValueError(f"{parameter}: {redact(location)!r} is too long for object keys")
     return location
-
-
-def _fsync_folder(descriptor: int) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a folder be synced
-        os.fsync(descriptor)
-
-
-@contextlib.contextmanager
-def _open_folder(root: str, names: tuple[str, ...], create: bool) -> Any:
-    """Yield a descriptor of `root/names...`, refusing any symbolic link below `root`."""
-    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for name in names:
-            check_name(name)
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, 0o777, dir_fd=descriptor)
-            try:
-                inner = os.open(
-                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor
-                )
-            except OSError as error:
-                try:
-                    is_link = stat.S_ISLNK(os.lstat(name, dir_fd=descriptor).st_mode)
-                except OSError:
-                    is_link = False
-                if is_link:
-                    raise OSError(
-                        error.errno, f"refusing to write through the symbolic link {name!r}"
-                    ) from error
-                raise
-            os.close(descriptor)
-            descriptor = inner
-        yield descriptor
-    finally:
-        os.close(descriptor)
-
-
-def write_file(
-    root: str,
-    names: tuple[str, ...] | list[str],
-    write: Callable[[IO[bytes]], None],
-    *,
-    replace: bool = False,
-) -> str:
-    """Write the file `root/names...` through `write(stream)`, atomically; return its location.
-
-    The bytes go to a hidden temporary name beside the target and are published by one rename
-    (or a hard link when `replace` is false, so an existing file is never replaced), so readers
-    never see a half-written file. Locally no symbolic link below `root` is followed, neither a
-    folder nor the file itself (a planted link is replaced, never written through), and missing
-    folders are created. `root` itself is trusted: `check_location` resolved it.
-    """
-    *folders, name = names
-    check_name(name)
-    temporary = f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
-    if is_uri(root):
-        fs, base = resolve(root)
-        folder = posixpath.join(base, *folders)
-        final, scratch = posixpath.join(folder, name), posixpath.join(folder, temporary)
-        if not replace and fs.get_file_info(final).type != pafs.FileType.NotFound:
-            raise FileExistsError(f"refusing to replace {redact(child(root, *names))!r}")
-        fs.create_dir(folder, recursive=True)
-        try:
-            with fs.open_output_stream(scratch) as stream:
-                write(stream)
-            fs.move(scratch, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                fs.delete_file(scratch)
-            raise
-        return child(root, *names)
-    root = absolute(root)
-    os.makedirs(root, exist_ok=True)
-    with _open_folder(root, tuple(folders), create=True) as folder:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        descriptor = os.open(temporary, flags, 0o644, dir_fd=folder)
-        try:
-            with os.fdopen(descriptor, "wb") as stream:
-                write(stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            if replace:
-                os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-            else:
-                _link_or_rename(temporary, name, folder)
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary, dir_fd=folder)
-            raise FileExistsError(f"refusing to replace {os.path.join(root, *names)!r}") from None
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary, dir_fd=folder)
-            raise
-        _fsync_folder(folder)
-    return os.path.join(root, *names)
-
-
-def _link_or_rename(temporary: str, name: str, folder: int) -> None:
-    """Publish `temporary` as `name` in `folder` unless `name` exists."""
-    try:
-        # link fails if `name` exists, so another writer's file is never replaced
-        os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links (FAT, some network mounts)
-        if os.path.lexists(f"/proc/self/fd/{folder}/{name}"):
-            raise FileExistsError(name) from None
-        os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-        return
-    os.unlink(temporary, dir_fd=folder)
-
-
-def write_atomically(
-    location: str, name: str, write: Callable[[IO[bytes]], None], *, replace: bool = False
-) -> str:
-    """Write the file `name` in the folder `location` atomically (see `write_file`)."""
-    return write_file(location, (name,), write, replace=replace)
 
 
 def read_bytes(location: str) -> bytes:
@@ -381,60 +255,14 @@ def read_bytes(location: str) -> bytes:
         return stream.read()
 
 
+def entries(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
+    """Return the entries directly inside the folder `path` of `fs`, or [] if there is none."""
+    return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+
+
 def list_folder(location: str) -> list[pafs.FileInfo]:
     """Return the entries directly inside `location`, or [] if it does not exist."""
-    fs, path = resolve(location)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return []
-    return fs.get_file_info(pafs.FileSelector(path, recursive=False))
-
-
-def publish_folder(
-    root: str,
-    source: tuple[str, ...],
-    target: str,
-    *,
-    skip: tuple[str, ...] = (),
-    resume: bool = False,
-) -> str:
-    """Move the folder `root/source...` to `root/target` as one step; return the new location.
-
-    Locally one rename: readers see all of the folder or none of it. On an object store, which
-    has no folders to rename, the files move one by one and `_run.json`, which readers wait for,
-    moves last; files named in `skip` stay behind and go with the source. An existing target is
-    never replaced, except with `resume` on an object store: the moves of a publication that was
-    cut short are finished.
-    """
-    check_name(target)
-    if is_uri(root):
-        fs, base = resolve(root)
-        src, dst = posixpath.join(base, *source), posixpath.join(base, target)
-        if not resume and fs.get_file_info(dst).type != pafs.FileType.NotFound:
-            raise FileExistsError(f"refusing to replace {redact(child(root, target))!r}")
-        files = [
-            f
-            for f in fs.get_file_info(pafs.FileSelector(src, recursive=True, allow_not_found=True))
-            if f.type == pafs.FileType.File and f.base_name not in skip
-        ]
-        files.sort(key=lambda f: f.base_name == "_run.json")
-        for info in files:
-            fs.move(info.path, posixpath.join(dst, posixpath.relpath(info.path, src)))
-        with contextlib.suppress(OSError):
-            fs.delete_dir(src)
-        return child(root, target)
-    root = absolute(root)
-    *parents, name = source
-    with (
-        _open_folder(root, tuple(parents), create=False) as parent,
-        _open_folder(root, (), create=False) as top,
-    ):
-        check_name(name)
-        if os.path.lexists(os.path.join(root, target)):
-            raise FileExistsError(f"refusing to replace {os.path.join(root, target)!r}")
-        os.rename(name, target, src_dir_fd=parent, dst_dir_fd=top)
-        _fsync_folder(top)
-        _fsync_folder(parent)
-    return os.path.join(root, target)
+    return entries(*resolve(location))
 
 
 def split(location: str) -> tuple[str, str]:
@@ -448,12 +276,7 @@ def split(location: str) -> tuple[str, str]:
 
 def base_name(location: str) -> str:
     """Return the last name of a path or URI's path: never its query options."""
-    return split(location.rstrip("/") if not is_uri(location) else _strip_path(location))[1]
-
-
-def _strip_path(location: str) -> str:
-    parts = urlsplit(location)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), parts.query, ""))
+    return os.path.basename((urlsplit(location).path if is_uri(location) else location).rstrip("/"))
 
 
 def browser_url(location: str) -> str | None:

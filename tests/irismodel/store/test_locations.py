@@ -1,14 +1,12 @@
-"""Output locations: names cannot leave them, the write check leaves nothing, writes are atomic."""
+"""Locations: names cannot leave them, checks are bounded and leave nothing, secrets never shown."""
 
 from __future__ import annotations
 
-import errno
 import os
-import threading
 
 import pytest
 
-from irismodel import storage
+from irismodel.store import locations
 
 
 @pytest.mark.parametrize(
@@ -18,20 +16,20 @@ from irismodel import storage
 def test_join_refuses_names_that_leave_the_location(tmp_path, name):
     """A name with a path separator, '..', '.', a NUL or nothing at all is refused."""
     with pytest.raises(ValueError, match=r"refusing file name .*: it must be a plain name"):
-        storage.child(str(tmp_path), name)
+        locations.child(str(tmp_path), name)
 
 
 def test_join_keeps_plain_names_inside(tmp_path):
     """A plain name, dots included, joins onto a folder or a URI inside it."""
-    assert storage.child(str(tmp_path), "..a.parquet") == str(tmp_path / "..a.parquet")
-    assert storage.child("s3://bucket/runs/", "x.parquet") == "s3://bucket/runs/x.parquet"
-    assert storage.split("s3://b/runs/x.png?region=r") == ("s3://b/runs?region=r", "x.png")
+    assert locations.child(str(tmp_path), "..a.parquet") == str(tmp_path / "..a.parquet")
+    assert locations.child("s3://bucket/runs/", "x.parquet") == "s3://bucket/runs/x.parquet"
+    assert locations.split("s3://b/runs/x.png?region=r") == ("s3://b/runs?region=r", "x.png")
 
 
 def test_check_location_leaves_nothing_behind(tmp_path):
     """Checking an existing or a new folder creates no file and no folder."""
-    storage.check_location(str(tmp_path))
-    storage.check_location(str(tmp_path / "new" / "deeper"))
+    locations.check_location(str(tmp_path))
+    locations.check_location(str(tmp_path / "new" / "deeper"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -39,110 +37,21 @@ def test_check_location_names_the_parameter(tmp_path):
     """The error names the parameter it is checking for."""
     (tmp_path / "f").write_text("")
     with pytest.raises(ValueError, match=r"cache_dir: .* is a file"):
-        storage.check_location(str(tmp_path / "f"), "cache_dir")
+        locations.check_location(str(tmp_path / "f"), "cache_dir")
     with pytest.raises(ValueError, match=r"cache_dir: '/proc/x' is not writable"):
-        storage.check_location("/proc/x", "cache_dir")
+        locations.check_location("/proc/x", "cache_dir")
 
 
 def test_bad_uri_is_a_clear_error():
     """A URI no pyarrow file system understands is an output_dir error, not a pyarrow one."""
     with pytest.raises(ValueError, match=r"output_dir: cannot open 'nosuch://bucket/x'"):
-        storage.check_location("nosuch://bucket/x")
-
-
-def test_write_goes_through_a_hidden_temporary(tmp_path):
-    """While bytes are written only a hidden temporary exists; after, only the final file."""
-    seen = []
-
-    def write(stream):
-        stream.write(b"half")
-        seen.append(sorted(os.listdir(tmp_path / "out")))
-        stream.write(b" and half")
-
-    path = storage.write_atomically(str(tmp_path / "out"), "run.parquet", write)
-    (during,) = seen
-    assert len(during) == 1 and during[0].startswith(".run.parquet.")
-    assert during[0].endswith(storage.TEMPORARY_SUFFIX)
-    assert path == str(tmp_path / "out" / "run.parquet")
-    assert os.listdir(tmp_path / "out") == ["run.parquet"]
-    assert (tmp_path / "out" / "run.parquet").read_bytes() == b"half and half"
-
-
-def test_failed_write_leaves_nothing(tmp_path):
-    """A write that raises leaves neither the file nor its temporary."""
-
-    def write(stream):
-        stream.write(b"partial")
-        raise RuntimeError("disk on fire")
-
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        storage.write_atomically(str(tmp_path), "run.parquet", write)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_existing_file_is_never_replaced(tmp_path):
-    """Writing a name that exists raises FileExistsError and keeps the first file's bytes."""
-    storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"first"))
-    with pytest.raises(FileExistsError, match="refusing to replace"):
-        storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"second"))
-    assert (tmp_path / "run.parquet").read_bytes() == b"first"
-    assert os.listdir(tmp_path) == ["run.parquet"]
-
-
-def test_racing_writers_of_one_name_leave_one_whole_file(tmp_path):
-    """Writers racing on one name: exactly one wins, the file is whole, no temporary is left."""
-    barrier = threading.Barrier(8)
-    outcomes = []
-
-    def writer(index):
-        def write(stream):
-            barrier.wait()  # every writer has its temporary open before any publishes
-            stream.write(bytes([index]) * 100_000)
-
-        try:
-            storage.write_atomically(str(tmp_path), "run.parquet", write)
-            outcomes.append(("won", index))
-        except FileExistsError:
-            outcomes.append(("lost", index))
-
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    winners = [index for outcome, index in outcomes if outcome == "won"]
-    assert len(winners) == 1 and len(outcomes) == 8
-    assert (tmp_path / "run.parquet").read_bytes() == bytes(winners) * 100_000
-    assert os.listdir(tmp_path) == ["run.parquet"]
-
-
-def test_file_system_without_hard_links_still_publishes(tmp_path, monkeypatch):
-    """Where hard links are not supported, the temporary is renamed into place instead."""
-
-    def no_links(source, target, **kwargs):
-        raise OSError(errno.EPERM, "Operation not permitted")
-
-    monkeypatch.setattr(storage.os, "link", no_links)
-    storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"bytes"))
-    assert os.listdir(tmp_path) == ["run.parquet"]
-    with pytest.raises(FileExistsError, match="refusing to replace"):
-        storage.write_atomically(str(tmp_path), "run.parquet", lambda s: s.write(b"other"))
-    assert (tmp_path / "run.parquet").read_bytes() == b"bytes"
-    assert os.listdir(tmp_path) == ["run.parquet"]
-
-
-def test_uri_location_is_written_atomically(tmp_path):
-    """A file:// URI location is written under it and the URI of the file is returned."""
-    uri = f"file://{tmp_path}/out"
-    path = storage.write_atomically(uri, "run.parquet", lambda s: s.write(b"bytes"))
-    assert path == f"{uri}/run.parquet"
-    assert os.listdir(tmp_path / "out") == ["run.parquet"]
+        locations.check_location("nosuch://bucket/x")
 
 
 def test_child_keeps_a_uri_s_query_options_last():
     """Names join onto a URI's path; its query options (endpoint, region) stay at the end."""
     uri = "s3://bucket/runs?endpoint_override=127.0.0.1:9000&region=eu-west-1"
-    assert storage.child(uri, ".staging", "h8.parquet") == (
+    assert locations.child(uri, ".staging", "h8.parquet") == (
         "s3://bucket/runs/.staging/h8.parquet?endpoint_override=127.0.0.1:9000&region=eu-west-1"
     )
 
@@ -151,9 +60,9 @@ def test_credentials_in_a_uri_are_refused_and_never_shown():
     """A URI holding user:secret@ is refused without echoing the secret; redact hides it too."""
     uri = "s3://AKIAEXAMPLE:topsecret@bucket/runs?secret_key=other&region=x"
     with pytest.raises(ValueError, match=r"output_dir: .* holds credentials.*environment") as error:
-        storage.check_location(uri)
+        locations.check_location(uri)
     assert "topsecret" not in str(error.value) and "AKIAEXAMPLE" not in str(error.value)
-    shown = storage.redact(uri)
+    shown = locations.redact(uri)
     assert "topsecret" not in shown and "other" not in shown and "region=x" in shown
 
 
@@ -164,35 +73,16 @@ def test_a_dangling_or_looping_link_is_refused(tmp_path):
     (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
     for name in ("dangling", "loop-a"):
         with pytest.raises(ValueError, match=r"output_dir: .* symbolic link to nothing"):
-            storage.check_location(str(tmp_path / name))
+            locations.check_location(str(tmp_path / name))
 
 
 def test_a_path_over_the_system_limits_is_refused(tmp_path):
     """A location too long for the file system fails at validation, not after training."""
     with pytest.raises(ValueError, match=r"output_dir: the folder name 'xxxx.*longer than"):
-        storage.check_location(str(tmp_path / ("x" * 300)))
+        locations.check_location(str(tmp_path / ("x" * 300)))
     deep = str(tmp_path / "/".join(["d" * 200] * 20))
     with pytest.raises(ValueError, match=r"output_dir: .* is too long"):
-        storage.check_location(deep)
-
-
-def test_writes_never_follow_a_planted_link(tmp_path):
-    """A link planted where a file or a folder will be written is replaced or refused, never
-    written through: the file outside the output location keeps its bytes."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    victim = outside / "victim.txt"
-    victim.write_bytes(b"precious")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "report.md").symlink_to(victim)
-    storage.write_atomically(str(out), "report.md", lambda s: s.write(b"report"), replace=True)
-    assert victim.read_bytes() == b"precious"
-    assert not (out / "report.md").is_symlink() and (out / "report.md").read_bytes() == b"report"
-    (out / "sub").symlink_to(outside)
-    with pytest.raises(OSError, match=r"refusing to write through the symbolic link 'sub'"):
-        storage.write_file(str(out), ("sub", "victim.txt"), lambda s: s.write(b"evil"))
-    assert victim.read_bytes() == b"precious" and sorted(os.listdir(outside)) == ["victim.txt"]
+        locations.check_location(deep)
 
 
 def test_a_location_that_never_answers_fails_within_the_timeout(monkeypatch):
@@ -204,13 +94,13 @@ def test_a_location_that_never_answers_fails_within_the_timeout(monkeypatch):
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)  # accepts, never answers
     port = listener.getsockname()[1]
-    monkeypatch.setattr(storage, "CHECK_TIMEOUT_SECONDS", 2.0)
+    monkeypatch.setattr(locations, "CHECK_TIMEOUT_SECONDS", 2.0)
     uri = f"s3://bucket/runs?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1"
     start = time.monotonic()
     try:
         with pytest.raises(ValueError, match=r"output_dir: 's3://bucket/runs\?.*' did not answer "
                                              r"within 2 s"):  # fmt: skip
-            storage.check_location(uri)
+            locations.check_location(uri)
     finally:
         listener.close()
     assert time.monotonic() - start < 10
@@ -218,14 +108,14 @@ def test_a_location_that_never_answers_fails_within_the_timeout(monkeypatch):
 
 def test_browser_urls_exist_only_for_public_object_stores():
     """S3 and GCS locations get a console address; local paths and custom endpoints get none."""
-    assert storage.browser_url("s3://bucket/runs/r1") == (
+    assert locations.browser_url("s3://bucket/runs/r1") == (
         "https://s3.console.aws.amazon.com/s3/buckets/bucket?prefix=runs/r1/"
     )
-    assert storage.browser_url("gs://bucket/runs/r1") == (
+    assert locations.browser_url("gs://bucket/runs/r1") == (
         "https://console.cloud.google.com/storage/browser/bucket/runs/r1"
     )
-    assert storage.browser_url("/data/iris/r1") is None
-    assert storage.browser_url("s3://b/r?endpoint_override=localhost:9000") is None
+    assert locations.browser_url("/data/iris/r1") is None
+    assert locations.browser_url("s3://b/r?endpoint_override=localhost:9000") is None
 
 
 def test_a_location_inside_a_run_or_a_staging_folder_is_refused(tmp_path):
@@ -236,12 +126,12 @@ def test_a_location_inside_a_run_or_a_staging_folder_is_refused(tmp_path):
     for inside in (run, run / "deeper", tmp_path / "out" / ".staging" / "y"):
         with pytest.raises(ValueError, match=r"output_dir: .* is inside .*, a run's folder or a "
                                              r"staging folder"):  # fmt: skip
-            storage.check_location(str(inside))
+            locations.check_location(str(inside))
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / ".staging").write_text("a file")
     with pytest.raises(ValueError, match=r"output_dir: .*\.staging' must be the folder where "
                                          r"runs are built, and it is a file"):  # fmt: skip
-        storage.check_location(str(tmp_path / "plain"))
+        locations.check_location(str(tmp_path / "plain"))
 
 
 @pytest.mark.parametrize("uri", ["s3://SECRETKEY@bucket/runs", "gs://:token@bucket/runs"])
@@ -253,12 +143,13 @@ def test_any_user_part_in_a_uri_is_refused_by_validation_and_the_run_form(uri):
     from irismodel.parameters import NO_CREDENTIALS
 
     with pytest.raises(ValueError, match=r"output_dir: .* holds credentials") as error:
-        storage.check_location(uri)
+        locations.check_location(uri)
     assert "SECRETKEY" not in str(error.value) and "token" not in str(error.value)
     assert re.match(NO_CREDENTIALS, uri) is None
     assert re.match(NO_CREDENTIALS, "s3://bucket/runs?endpoint_override=a@b") is not None
 
 
+@pytest.mark.subprocess  # chattr, where the tests run as root
 def test_a_staging_folder_that_is_a_link_or_cannot_be_written_is_refused(tmp_path):
     """`.staging` as a symbolic link, or a staging folder that refuses writes, fails validation."""
     import shutil
@@ -269,7 +160,7 @@ def test_a_staging_folder_that_is_a_link_or_cannot_be_written_is_refused(tmp_pat
     (tmp_path / "elsewhere").mkdir()
     (out / ".staging").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ValueError, match=r"output_dir: '.*/out/.staging' is a symbolic link"):
-        storage.check_location(str(out))
+        locations.check_location(str(out))
     (out / ".staging").unlink()
     (out / ".staging").mkdir()
     if os.geteuid() != 0:
@@ -281,7 +172,7 @@ def test_a_staging_folder_that_is_a_link_or_cannot_be_written_is_refused(tmp_pat
         pytest.skip("root writes anywhere, and this file system has no immutable folders")
     try:
         with pytest.raises(ValueError, match=r"output_dir: .* is not writable .*/out/.staging"):
-            storage.check_location(str(out))
+            locations.check_location(str(out))
     finally:
         subprocess.run(["chattr", "-i", str(out / ".staging")], capture_output=True)
         (out / ".staging").chmod(0o755)
@@ -292,8 +183,8 @@ def test_report_file_names_never_carry_a_uri_s_query_options():
     from irismodel.report import report_files, report_prefix
 
     uri = "s3://bucket/runs/iris-sweep-20260102T030405Z-abc/?endpoint_override=h:9000&scheme=http"
-    assert storage.base_name(uri) == "iris-sweep-20260102T030405Z-abc"
-    assert storage.base_name("/tmp/out/run/") == "run"
+    assert locations.base_name(uri) == "iris-sweep-20260102T030405Z-abc"
+    assert locations.base_name("/tmp/out/run/") == "run"
     prefix = report_prefix(uri)
     assert prefix == "_iris-sweep-20260102T030405Z-abc"
     assert report_files("s3://bucket/runs?scheme=http", prefix)["markdown"] == (

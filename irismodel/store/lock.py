@@ -1,0 +1,184 @@
+"""The writer lock of a run: one live process writes a run at a time, a dead one never blocks."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING
+
+from .layout import LOCK, writer_id
+from .locations import child, is_uri, read_bytes
+from .writer import write_file
+
+if TYPE_CHECKING:
+    from .runs import RunFolder
+
+# Locks this process holds, by the lock file's path: a Prefect retry in the same process
+# takes its own lock again.
+_HELD: dict[str, int] = {}
+_HELD_GUARD = threading.Lock()
+
+
+class RunError(ValueError):
+    """A run cannot be resumed or published as asked."""
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as stream:
+            return stream.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """A process's start time in clock ticks since boot (with the boot id: who it is), or ''."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            fields = stream.read().rsplit(")", 1)[1].split()
+        return fields[19]  # field 22 of stat(5); the name in parentheses may hold spaces
+    except (OSError, IndexError):
+        return ""
+
+
+def _identity(pid: int) -> str:
+    return f"{writer_id(pid)}:{_start_time(pid)}:{_boot_id()}"
+
+
+def _alive(holder: str) -> bool:
+    """Whether the writer `host:pid:start:boot` is a live process of this host (or unknown)."""
+    host, _, rest = holder.partition(":")
+    pid, _, rest = rest.partition(":")
+    start, _, boot = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's mark cannot be told apart from a dead one
+    if boot and boot != _boot_id():
+        return False  # written before this machine restarted
+    if not start:  # an old mark: the pid alone
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return _start_time(int(pid)) == start  # a pid reused by another process starts later
+
+
+def _busy(run_id: str, holder: str) -> str:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    who = f"process {pid} on {host}" if pid.isdigit() else holder
+    return (
+        f"run {run_id} is being written right now by {who}; wait for it to end "
+        "(or stop it) before resuming it"
+    )
+
+
+def _same_file(descriptor: int, path: str) -> bool:
+    try:
+        mine, there = os.fstat(descriptor), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+def take_lock(place: RunFolder, run_id: str) -> None:
+    """Mark this process as the one writing the run; refuse if another live process is.
+
+    Locally the mark is a file under an exclusive `flock`, taken atomically and released by
+    the kernel when its process dies however it dies: a stale mark never blocks. On an object
+    store (no locks there) the mark names host, pid, process start time and boot id, and is
+    taken over when that process no longer runs.
+    """
+    me = _identity(os.getpid())
+    if is_uri(place.root):
+        try:
+            holder = read_bytes(child(place.root, *place.staging_names(LOCK))).decode().strip()
+        except (OSError, ValueError):
+            holder = ""
+        if holder and holder != me and _alive(holder):
+            raise RunError(_busy(run_id, holder))
+        write_file(
+            place.root, place.staging_names(LOCK), lambda s: s.write(me.encode()), replace=True
+        )
+        return
+    path = place.path(LOCK)
+    with _HELD_GUARD:
+        held = _HELD.pop(path, None)
+        if held is not None and _same_file(held, path):
+            _HELD[path] = held
+            return
+        if held is not None:
+            os.close(held)
+        try:
+            os.makedirs(place.path(), exist_ok=True)
+        except OSError as error:
+            raise RunError(
+                f"run {run_id}: cannot make its staging folder {place.path()!r} ({error.strerror})"
+            ) from error
+        while True:
+            try:
+                flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                descriptor = os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                raise RunError(
+                    f"run {run_id} was published meanwhile by another process; nothing is left "
+                    "to do"
+                ) from None
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as error:
+                holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+                os.close(descriptor)
+                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise RunError(_busy(run_id, holder or "another process")) from None
+                raise
+            if _same_file(descriptor, path):
+                break
+            os.close(descriptor)  # the holder removed it as we opened it: try the new one
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, me.encode(), 0)
+        _HELD[path] = descriptor
+
+
+def check_free(place: RunFolder, run_id: str) -> None:
+    """Refuse if another process holds the run's lock now (locally; object stores say at open)."""
+    path = place.path(LOCK)
+    if is_uri(place.root):
+        return
+    with _HELD_GUARD:
+        if path in _HELD:
+            return
+        try:
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return  # no mark, or none to read: nobody holds it
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+            raise RunError(_busy(run_id, holder or "another process")) from None
+        finally:
+            os.close(descriptor)  # closing drops the shared lock taken to look
+
+
+def release_lock(place: RunFolder, published: bool = False) -> None:
+    """Drop this run's writer mark; `published`: the run folder has moved there with it."""
+    if is_uri(place.root):  # the mark stays in staging: publication skips it
+        with contextlib.suppress(OSError):  # FileNotFoundError included
+            place.fs.delete_file(place.path(LOCK))
+        return
+    with _HELD_GUARD:
+        descriptor = _HELD.pop(place.path(LOCK), None)
+        if descriptor is None:
+            return
+        path = place.path(LOCK, staged=not published)
+        if _same_file(descriptor, path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        os.close(descriptor)

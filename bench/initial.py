@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from irismodel import native
 from irismodel.initial import initial_weights, torch_uniform_rounding
 from irismodel.model import PARAMETER_NAMES, initial_parameters
+from irismodel.native import build
 
 SEEDS = 20_000
 HIDDEN_DIMS = [8, 14]
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--json", type=Path, default=Path("bench/results/initial.json"))
     args = parser.parse_args()
-    native.build()  # the compiled backend is what is measured; a no-op when built
+    build.build()  # the compiled backend is what is measured; a no-op when built
     seeds = list(range(args.seeds))
     methods = {"loop": per_seed_loop, "compiled": with_backend("compiled")}
     rows = []

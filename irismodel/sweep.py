@@ -75,7 +75,7 @@ def shard_table(
     columns: dict[str, pa.Array] = {}
 
     def constant(name: str, value: object) -> None:
-        columns[name] = pa.array([value] * k, type=SCHEMA.field(name).type)
+        columns[name] = pa.repeat(pa.scalar(value, SCHEMA.field(name).type), k)
 
     constant("flow_run_id", context.flow_run_id)
     constant("run_started_at", context.run_started_at)

@@ -12,7 +12,8 @@ from irismodel import native
 from irismodel.engine import stop
 from irismodel.engine.eager import LOSS_BLOCK, RULE_CONSTANTS, train_chunks
 from irismodel.engine.run import TrainingRun, as_tensors, clock
-from irismodel.model import PARAMETER_NAMES, initial_parameters
+from irismodel.initial import initial_weights
+from irismodel.model import PARAMETER_NAMES
 from irismodel.native import build
 from irismodel.optimizers import check_optimizer
 
@@ -63,7 +64,7 @@ def train_batched(
     # ATen applies torch.set_num_threads to a new thread (a task's worker) only when that thread
     # first asks for the count; until then MKL there runs its own default-size OpenMP team, and
     # two workers oversubscribe the cores (measured: 2 threads slower than 1).
-    torch.get_num_threads()
+    threads = torch.get_num_threads()
     dev = torch.device(device)
     x, y = as_tensors(x_train, y_train, dev)
     n, d = x.shape
@@ -71,7 +72,8 @@ def train_batched(
     if chunk < 1:
         raise ValueError(f"engine: chunk_size must be a positive number of models, got {chunk}")
     loop, module = _pick_loop(loop, dev, d)
-    stacked = {name: t.to(dev) for name, t in _initial_stack(hidden_dim, seeds, d).items()}
+    initial = initial_weights(hidden_dim, seeds, d, threads=threads)  # (K, *NeuralNet shape)
+    stacked = {name: t.to(dev) for name, t in initial.items()}
     start = clock(dev)
     if loop == "fused":
         curves, parameters = _train_fused(module, x, y, stacked, optimizer, learning_rate, epochs)
@@ -130,13 +132,6 @@ def _pick_loop(loop: str, device: torch.device, features: int) -> tuple[str, Mod
     if loop == "auto":
         loop = "fused" if fused_fits else "native"
     return loop, stop.attach(module)
-
-
-def _initial_stack(hidden_dim: int, seeds: Sequence[int], d: int) -> dict[str, torch.Tensor]:
-    """Each seed's initial weights, stacked: PARAMETER_NAMES -> (K, *NeuralNet shape) on CPU."""
-    inits = [initial_parameters(hidden_dim, s, d) for s in seeds or [0]]
-    stacked = {name: torch.stack([p[name] for p in inits]) for name in PARAMETER_NAMES}
-    return stacked if seeds else {name: t[:0] for name, t in stacked.items()}  # no seeds: empty
 
 
 def _train_fused(

@@ -16,9 +16,9 @@ import torch
 
 from irismodel import native
 from irismodel.initial import (
+    BACKENDS,
     ROUNDINGS,
     initial_weights,
-    mt19937_outputs,
     resolve_backend,
     seed_array,
     torch_uniform_rounding,
@@ -26,7 +26,9 @@ from irismodel.initial import (
 from irismodel.model import PARAMETER_NAMES, NeuralNet
 
 REPO = Path(__file__).resolve().parents[2]
-THOUSANDS = tuple(range(3000))
+# seeds 0..2099 over the sweep's default dims 8..14: seed s at hidden_dim 8 + s % 7
+SWEEP_DIMS = range(8, 15)
+THOUSANDS = {h: tuple(range(h - 8, 2100, 7)) for h in SWEEP_DIMS}
 # torch keeps a seed's low 32 bits: seeds around 2**32 and 2**63, and the ends of the range
 # torch.manual_seed accepts (negatives as two's complement)
 EDGE_SEEDS = (
@@ -69,60 +71,54 @@ def assert_stacks_equal(got, want, seeds):
             pytest.fail(f"{name} differs for {int(differs.sum())} seeds, first {seeds[first]}")
 
 
-@pytest.fixture(params=["compiled", "numpy"])
-def backend(request):
-    """Each generator that replaces the per-seed loop: the compiled module and numpy."""
-    if request.param == "compiled":
-        request.getfixturevalue("built")
-    return request.param
+@pytest.mark.parametrize("hidden_dim", SWEEP_DIMS)
+def test_thousands_of_seeds_equal_manual_seed_nets(built, hidden_dim):
+    """Seeds 0..2099, spread over hidden_dim 8..14, give the weights of
+    `torch.manual_seed(s); NeuralNet(4, h, 1)` bit for bit."""
+    seeds = THOUSANDS[hidden_dim]
+    got = initial_weights(hidden_dim, seeds, backend="compiled")
+    assert_stacks_equal(got, reference(hidden_dim, seeds), seeds)
 
 
-@pytest.mark.parametrize("hidden_dim", [8, 14])
-def test_thousands_of_seeds_equal_manual_seed_nets(backend, hidden_dim):
-    """Seeds 0..2999 give the weights of `torch.manual_seed(s); NeuralNet(4, h, 1)` bit for bit."""
-    got = initial_weights(hidden_dim, THOUSANDS, backend=backend)
-    assert_stacks_equal(got, reference(hidden_dim, THOUSANDS), THOUSANDS)
-
-
-@pytest.mark.parametrize("hidden_dim", [8, 14])
-def test_seeds_past_32_bits_and_negative_equal_manual_seed_nets(backend, hidden_dim):
+def test_seeds_past_32_bits_and_negative_equal_manual_seed_nets(built):
     """Seeds near 2**32 and 2**63, up to 2**64 - 1 and down to -2**63, match torch bit for bit,
     and a seed gives the weights of its low 32 bits, as torch's generator does."""
-    got = initial_weights(hidden_dim, EDGE_SEEDS, backend=backend)
-    assert_stacks_equal(got, reference(hidden_dim, EDGE_SEEDS), EDGE_SEEDS)
-    low = initial_weights(hidden_dim, [seed % 2**32 for seed in EDGE_SEEDS], backend=backend)
+    got = initial_weights(14, EDGE_SEEDS, backend="compiled")
+    assert_stacks_equal(got, reference(14, EDGE_SEEDS), EDGE_SEEDS)
+    low = initial_weights(14, [seed % 2**32 for seed in EDGE_SEEDS], backend="compiled")
     assert_stacks_equal(got, low, EDGE_SEEDS)
 
 
-def test_every_hidden_dim_equals_manual_seed_nets(backend):
+def test_every_hidden_dim_equals_manual_seed_nets(built):
     """Every hidden_dim 1..64, and 103, 104, 300 and 4096, matches torch bit for bit."""
     for hidden_dim in DIMS:
-        got = initial_weights(hidden_dim, DIM_SEEDS, backend=backend)
+        got = initial_weights(hidden_dim, DIM_SEEDS, backend="compiled")
         assert_stacks_equal(got, reference(hidden_dim, DIM_SEEDS), DIM_SEEDS)
 
 
 @pytest.mark.parametrize("input_dim", [1, 3, 16])
-def test_other_input_dims_equal_manual_seed_nets(backend, input_dim):
+def test_other_input_dims_equal_manual_seed_nets(built, input_dim):
     """`NeuralNet(d, h, 1)` for d other than 4 matches torch bit for bit too."""
-    seeds = tuple(range(40))
-    got = initial_weights(6, seeds, input_dim=input_dim, backend=backend)
+    seeds = tuple(range(20))
+    got = initial_weights(6, seeds, input_dim=input_dim, backend="compiled")
     assert_stacks_equal(got, reference(6, seeds, input_dim), seeds)
 
 
 def test_any_thread_count_gives_the_same_weights(built):
-    """The compiled backend on 1, 2, 3 or 16 threads gives the same tensors, and numpy's."""
+    """The compiled backend on 1, 2, 3 or 16 threads gives the same tensors."""
     seeds = np.arange(20_000, 23_000)  # enough seeds for several threads
     one = initial_weights(14, seeds, threads=1, backend="compiled")
     for threads in (2, 3, 16):
         got = initial_weights(14, seeds, threads=threads, backend="compiled")
         assert_stacks_equal(got, one, seeds)
-    assert_stacks_equal(initial_weights(14, seeds, backend="numpy"), one, seeds)
 
 
 def test_python_threads_at_once_each_get_their_seeds(built):
-    """Calls from several Python threads at once (the GIL released) each get their own seeds."""
+    """Calls from several Python threads at once (the GIL released) each get their own seeds:
+    what one call at a time gives."""
     starts = (0, 10**6, 2**40, 2**64 - 700)
     seeds = [np.arange(start, start + 700, dtype=np.uint64) for start in starts]
+    alone = [initial_weights(11, part, threads=1, backend="compiled") for part in seeds]
     got = [None] * len(seeds)
 
     def draw(index):
@@ -134,7 +130,7 @@ def test_python_threads_at_once_each_get_their_seeds(built):
     for thread in threads:
         thread.join()
     for index, part in enumerate(seeds):
-        assert_stacks_equal(got[index], initial_weights(11, part, backend="numpy"), part)
+        assert_stacks_equal(got[index], alone[index], part)
 
 
 def test_layout_is_the_engines_stack():
@@ -166,7 +162,7 @@ def test_layout_is_the_engines_stack():
     assert_stacks_equal(initial_weights(9, range(3, 8), input_dim=2), listed, range(3, 8))
 
 
-@pytest.mark.parametrize("backend_name", ["auto", "compiled", "numpy", "torch"])
+@pytest.mark.parametrize("backend_name", BACKENDS)
 def test_no_seeds_give_empty_stacks(backend_name):
     """No seeds: empty stacks of the right shapes, as the engine stacks them."""
     got = initial_weights(7, [], backend=backend_name)
@@ -195,7 +191,7 @@ def test_auto_takes_the_compiled_backend_once_built(built):
         ({"hidden_dim": 2.5}, r"hidden_dim must be a positive integer, got 2\.5"),
         ({"input_dim": -1}, r"input_dim must be a positive integer, got -1"),
         ({"threads": 0}, r"threads must be a positive integer, got 0"),
-        ({"backend": "gpu"}, r"backend must be one of auto, compiled, numpy, torch, got 'gpu'"),
+        ({"backend": "gpu"}, r"backend must be one of auto, compiled, torch, got 'gpu'"),
         ({"seeds": [1, 2.5]}, r"seeds must be integers from -2\*\*63 to 2\*\*64 - 1 .*got 2\.5"),
         ({"seeds": [2**64]}, r"seeds must be integers from .*got 18446744073709551616"),
         ({"seeds": [-(2**63) - 1]}, r"seeds must be integers from .*got -9223372036854775809"),
@@ -220,18 +216,6 @@ def test_seed_array_reads_seeds_as_torch_does():
     assert seed_array(np.array([-1, 7], np.int64)).tolist() == [2**64 - 1, 7]
 
 
-@pytest.mark.parametrize("count", [1, 227, 228, 624, 625, 1500])
-def test_numpy_mt19937_is_numpys_own_generator(count):
-    """The vectorized generator's outputs are those of numpy's MT19937 seeded the same way,
-    over a partial first state, a whole one and several."""
-    seeds = np.array([0, 1, 5489, 2**31, 2**32 - 1], np.uint32)
-    got = mt19937_outputs(seeds, count)  # (count, K)
-    for column, seed in enumerate(seeds):
-        generator = np.random.MT19937()
-        generator._legacy_seeding(int(seed))  # mt19937's init_genrand, as torch seeds it
-        assert np.array_equal(got[:, column], generator.random_raw(count)), int(seed)
-
-
 # Run in a fresh process: torch's rounding is fixed at its start by ATEN_CPU_CAPABILITY.
 _OTHER_PROCESS = textwrap.dedent(
     """
@@ -239,25 +223,28 @@ _OTHER_PROCESS = textwrap.dedent(
     from irismodel import initial
     from irismodel.model import NeuralNet, PARAMETER_NAMES
 
-    seeds = [*range(300), 2**32 + 1, 2**63 - 1, -1]
-    found = {"rounding": initial.torch_uniform_rounding(), "auto": initial.resolve_backend()}
+    seeds = [*range(100), 2**32 + 1, 2**63 - 1, -1]
+
+    def matches(hidden_dim, backend):
+        got = initial.initial_weights(hidden_dim, seeds, backend=backend)
+        for k, seed in enumerate(seeds):
+            torch.manual_seed(seed)
+            net = dict(NeuralNet(4, hidden_dim, 1).named_parameters())
+            if not all(torch.equal(got[n][k], net[n].detach()) for n in PARAMETER_NAMES):
+                return False
+        return True
+
+    found = {"rounding": initial.torch_uniform_rounding(), "unbuilt": initial.resolve_backend()}
+    found["unbuilt-8"] = matches(8, "auto")
     try:
         initial.initial_weights(8, seeds, backend="compiled")
     except RuntimeError as error:
         found["compiled_unbuilt"] = str(error)
     os.environ["IRISMODEL_NATIVE_DIR"] = os.environ["BUILT_DIR"]
     del os.environ["IRISMODEL_NATIVE_BUILD"]
+    found["built"] = initial.resolve_backend()
     for hidden_dim in (8, 14, 300):
-        want = []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            want.append(dict(NeuralNet(4, hidden_dim, 1).named_parameters()))
-        for backend in ("auto", "compiled", "numpy"):
-            got = initial.initial_weights(hidden_dim, seeds, backend=backend)
-            found[f"{backend}-{hidden_dim}"] = all(
-                torch.equal(got[name][k], net[name].detach())
-                for name in PARAMETER_NAMES for k, net in enumerate(want)
-            )
+        found[f"built-{hidden_dim}"] = matches(hidden_dim, "compiled")
     print(json.dumps(found))
     """
 )
@@ -266,8 +253,8 @@ _OTHER_PROCESS = textwrap.dedent(
 @pytest.mark.subprocess
 def test_torchs_baseline_kernel_and_no_module_are_matched_too(built, tmp_path):
     """Under ATEN_CPU_CAPABILITY=default (no fused multiply-add: values rounded twice) the
-    generators still match torch; with no module built "auto" takes numpy and "compiled" with
-    building off raises RuntimeError saying why."""
+    compiled module still matches torch; with no module built "auto" draws seed by seed with
+    torch, the same values, and "compiled" with building off raises RuntimeError saying why."""
     env = {
         **os.environ,
         "ATEN_CPU_CAPABILITY": "default",
@@ -289,9 +276,9 @@ def test_torchs_baseline_kernel_and_no_module_are_matched_too(built, tmp_path):
     if platform.machine() in ("x86_64", "AMD64"):  # the baseline x86-64 has no FMA
         assert found["rounding"] == "separate"
     assert found["rounding"] in ROUNDINGS
-    assert found["auto"] == "numpy"
-    unbuilt = "backend='compiled' needs the compiled module, which is not built"
+    assert (found["unbuilt"], found["built"]) == ("torch", "compiled")
+    unbuilt = "backend='compiled' needs the compiled module, not built"
     assert unbuilt in found["compiled_unbuilt"]
     assert not list(tmp_path.iterdir())  # nothing was built there
     checks = {key: value for key, value in found.items() if key[-1].isdigit()}
-    assert checks == {f"{b}-{h}": True for h in (8, 14, 300) for b in ("auto", "compiled", "numpy")}
+    assert checks == {"unbuilt-8": True, "built-8": True, "built-14": True, "built-300": True}

@@ -263,14 +263,14 @@ def test_a_second_sigint_while_the_fused_kernel_runs_does_not_abort(built):
     import signal, threading, time
     import torch
     from irismodel import native
-    from irismodel.engine.batched import _initial_stack
+    from irismodel.initial import initial_weights
     from irismodel.model import PARAMETER_NAMES
     signal.signal(signal.SIGINT, signal.default_int_handler)
     module = native.load()
     x, y = torch.randn(112, 4), (torch.rand(112) < 0.4).float()
 
     def work():
-        stack = _initial_stack(10, range(16), 4)
+        stack = initial_weights(10, range(16), 4, threads=1)
         parameters, curves = [stack[name] for name in PARAMETER_NAMES], torch.empty(16, 200)
         while True:  # calls of a few milliseconds: some return during finalization
             module.train_fused(x, y, *parameters, curves, "sgd", 0.1, 200, 0.9, 0.9, 0.999, 1e-8)

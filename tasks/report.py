@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
-from irismodel.report.rendering import markdown_text
+from irismodel.report.text import markdown_text
 from irismodel.storage import base_name, browser_url, redact
 from tasks.api import bounded
 

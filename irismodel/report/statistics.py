@@ -1,11 +1,7 @@
 """The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests.
 
-An answer's interval covers both sources of chance in a sweep, the model seeds and the data
-splits (`crossed_interval`): splits and seeds are resampled, each as a whole (a seed starts
-from the same first rows of fc1.weight on every split, so seeds are crossed with splits, not
-nested in them). With one split it is an interval over seeds alone, and says so. Intervals of
-a bounded quantity (accuracy in [0, 1], a loss >= 0) come from resampling, so they stay inside
-the quantity's range, and are clipped to it besides.
+An interval covers both sources of chance in a sweep, the model seeds and the data splits
+(`crossed_interval`); with one split it is an interval over seeds alone, and says so.
 """
 
 from __future__ import annotations
@@ -18,8 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .settings import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
-
+CONFIDENCE = 0.95
+SIGNIFICANCE = 0.05
+# Resamples of every bootstrap interval, and its fixed seed: the same data give the same report.
+BOOTSTRAP_RESAMPLES = 999
+BOOTSTRAP_SEED = 20261127
 ACCURACY_BOUNDS = (0.0, 1.0)
 LOSS_BOUNDS = (0.0, math.inf)
 UNBOUNDED = (-math.inf, math.inf)
@@ -32,10 +31,11 @@ _DRAWS = 1 << 22  # indices drawn at once by the percentile bootstrap
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over seeds, its median, and a 95% bootstrap interval of the mean.
+    """A mean over seeds (and splits), its median, and a 95% bootstrap interval of the mean.
 
-    `method` says how the interval was made: `BCa`, `percentile`, `all equal` (every seed
-    gave the same value: the interval is that value), `one seed` or `no seeds` (no interval).
+    `method` says how the interval was made: `bootstrap over seeds`, `bootstrap over splits and
+    seeds`, `BCa` or `percentile` (`mean_interval`), `all equal` (every value the same: the
+    interval is that value), `one seed` or `no seeds` (no interval).
     """
 
     n: int
@@ -186,9 +186,11 @@ def crossed_interval(
     """Return the mean (or median) of a splits x seeds matrix and its 95% bootstrap interval.
 
     Each resample draws the splits with replacement, then the seeds with replacement, each seed
-    as a whole across splits, and takes the statistic of the finite cells drawn: the interval
-    covers both the seeds and the splits. NaN cells (no model, or left out) are skipped. A
-    fixed random state: the same values give the same interval.
+    as a whole across splits (seed s starts from the same first rows of fc1.weight on every
+    split: seeds are crossed with splits, not nested in them), and takes the statistic of the
+    finite cells drawn. NaN cells (no model, or left out) are skipped. Resampled, the interval
+    of a bounded quantity stays inside `bounds`, and is clipped to them besides. A fixed
+    random state: the same values give the same interval.
     """
     matrix = np.atleast_2d(np.asarray(matrix, np.float64))
     finite = np.isfinite(matrix)

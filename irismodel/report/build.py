@@ -212,7 +212,7 @@ def report_of(
     summary, numbers = summarize_models(found.models), answer_numbers(found)
     answers = word_answers(numbers, plain)
     models = found.models
-    plots = plot_loss(found), plot_accuracy(models), plot_slope_by_epoch(numbers, models)
+    plots = plot_loss(found), plot_accuracy(models, summary), plot_slope_by_epoch(numbers, models)
     images = dict(zip(CAPTIONS, plots, strict=True))
     markdown = _markdown(found, numbers, summary, images)
     text = format_terminal(answers, summary, found.epoch)

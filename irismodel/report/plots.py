@@ -13,7 +13,6 @@ import pandas as pd
 from .curves import BAND
 from .scan import Scan, rules_of
 from .settings import SETTING_COLUMNS, optimizer_order, settings_of, varying_settings
-from .statistics import ACCURACY_BOUNDS, mean_interval
 from .text import SECONDARY, plot_text, run_title
 
 PNG_DPI = 100
@@ -158,8 +157,11 @@ def plot_loss(scan: Scan) -> bytes:
     return _finish(plt, figure, f"Training loss per epoch: median (line) and {what} (band)", models)
 
 
-def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame) -> bool:
-    """One setting's accuracy per hidden_dim and rule; returns whether it drew boxes."""
+def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, table: Any) -> bool:
+    """One setting's accuracy per hidden_dim and rule; returns whether it drew boxes.
+
+    `table` is the setting's summary by (hidden_dim, optimizer): the bars are its intervals.
+    """
     held_out = bool(setting["test_size"] > 0) and rows["test_accuracy"].notna().any()
     part = "test" if held_out else "train"
     rules, shown = rules_of(rows), ~rows["_duplicate"].to_numpy(bool)
@@ -171,7 +173,7 @@ def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame) -> b
     ok = (rows["_outcome"] != "diverged").to_numpy()
     accuracy = rows[f"{part}_accuracy"].to_numpy(np.float64)
     boxes = False
-    for i, (_, label, mine) in enumerate(rules):
+    for i, (name, label, mine) in enumerate(rules):
         mine = mine & ok
         offset = (i - (len(rules) - 1) / 2) * step
         slot, values = np.searchsorted(dims, hidden_all[mine]), accuracy[mine]
@@ -199,14 +201,12 @@ def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame) -> b
                 boxprops={"facecolor": palette[i], "alpha": 0.5, "linewidth": 0.8},
                 medianprops={"color": "black", "linewidth": 1.2},
             )  # fmt: skip
-        for k, positions in by_slot.items():
-            interval = mean_interval(values[positions], ACCURACY_BOUNDS)
-            if interval.has_interval:
-                axis.errorbar(
-                    k + offset, interval.mean, fmt="_", color="black", markersize=10,
-                    yerr=[[interval.mean - interval.low], [interval.high - interval.mean]],
-                    capsize=3, linewidth=1,
-                )  # fmt: skip
+        for k in by_slot:
+            row = table.loc[(dims[k], name)]
+            mean, low, high = (row[f"{part}_accuracy_{x}"] for x in ("mean", "low", "high"))
+            if math.isfinite(low) and math.isfinite(high):
+                axis.errorbar(k + offset, mean, yerr=[[mean - low], [high - mean]], fmt="_",
+                              color="black", markersize=10, capsize=3, linewidth=1)  # fmt: skip
     majority = float(rows[f"_majority_{part}"].to_numpy()[shown][0])
     if math.isfinite(majority):
         axis.axhline(majority, color="grey", linestyle="--", linewidth=1,
@@ -223,7 +223,7 @@ def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame) -> b
     return boxes
 
 
-def plot_accuracy(models: pd.DataFrame) -> bytes:
+def plot_accuracy(models: pd.DataFrame, summary: pd.DataFrame) -> bytes:
     """Accuracy per hidden_dim and rule: every seed a point (a box when crowded), mean and CI."""
     groups = settings_of(models)
     slots = models["hidden_dim"].nunique() * models["optimizer"].nunique()
@@ -232,7 +232,9 @@ def plot_accuracy(models: pd.DataFrame) -> bytes:
     plt, figure, axes = _figure(len(groups), height=3.8, width=width, sharey=True)
     varying, boxes = varying_settings(models), False
     for axis, (setting, rows) in zip(axes, groups, strict=False):
-        boxes |= _accuracy_panel(axis, setting, rows)
+        table = summary[np.logical_and.reduce([summary[c] == setting[c] for c in varying])
+                        if varying else slice(None)]  # fmt: skip
+        boxes |= _accuracy_panel(axis, setting, rows, table.set_index(["hidden_dim", "optimizer"]))
         suffix = _title(setting, varying)
         if suffix:
             panel = figure.get_figwidth() / min(len(groups), 3)
@@ -248,7 +250,7 @@ def plot_accuracy(models: pd.DataFrame) -> bytes:
         what = (
             f"Accuracy per seed: points, or a box (median, quartiles, 10-90%) above {BOX_THRESHOLD}"
         )
-    what += "; mean and 95% interval over seeds, one data split (bars)"
+    what += "; mean and 95% interval over seeds and splits, as in the table (bars)"
     return _finish(plt, figure, what, models)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from irismodel.report.statistics import block_matrix, crossed_interval, mean_interval, rate_interval
+from irismodel.report.statistics import block_matrix, crossed_interval, rate_interval
 
 
 @pytest.mark.parametrize(
@@ -24,12 +24,11 @@ from irismodel.report.statistics import block_matrix, crossed_interval, mean_int
 def test_every_interval_lies_inside_its_quantitys_range(values, bounds):
     """Bootstrap intervals stay within bounds where a t-interval would not, contain the mean,
     and are the same every time (fixed random state)."""
-    for interval_of in (mean_interval, lambda values, bounds: crossed_interval([values], bounds)):
-        interval = interval_of(values, bounds)
-        assert bounds[0] <= interval.low <= interval.mean <= interval.high <= bounds[1]
-        assert interval_of(values, bounds) == interval
-        if len(set(values)) == 1:
-            assert (interval.low, interval.high, interval.method) == (1.0, 1.0, "all equal")
+    interval = crossed_interval([values], bounds)
+    assert bounds[0] <= interval.low <= interval.mean <= interval.high <= bounds[1]
+    assert crossed_interval([values], bounds) == interval
+    if len(set(values)) == 1:
+        assert (interval.low, interval.high, interval.method) == (1.0, 1.0, "all equal")
 
 
 def test_a_t_interval_would_leave_the_range_where_the_bootstrap_does_not():
@@ -37,7 +36,6 @@ def test_a_t_interval_would_leave_the_range_where_the_bootstrap_does_not():
     values = np.array([1.0, 1.0, 0.9, 1.0])
     high = stats.t.interval(0.95, 3, values.mean(), stats.sem(values))[1]
     assert high > 1.0 and crossed_interval([values], (0.0, 1.0)).high <= 1.0
-    assert mean_interval(values, (0.0, 1.0)).high <= 1.0
 
 
 def test_one_seed_gives_no_interval():
@@ -46,9 +44,6 @@ def test_one_seed_gives_no_interval():
     assert (interval.n, interval.mean, interval.method) == (1, 0.5, "one seed")
     assert math.isnan(interval.low) and math.isnan(interval.high)
     assert crossed_interval(np.empty((0, 0))).method == "no seeds"
-    interval = mean_interval([0.5, math.nan])
-    assert (interval.n, interval.mean, interval.method) == (1, 0.5, "one seed")
-    assert not interval.has_interval
 
 
 def test_an_interval_over_splits_and_seeds_says_so():

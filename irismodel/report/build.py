@@ -35,6 +35,8 @@ from .wording import SECONDARY_RULE, word_answers
 # with "_" so that `pd.read_parquet(results_folder)` never trips over a PNG beside the Parquet.
 REPORT_PREFIX = "_iris-sweep-report"
 QUESTION1 = "Is the model good, and does the hand-written update match torch.optim.SGD?"
+QUESTION2 = "Does the loss at epoch {} fall as hidden_dim grows?"
+SECONDARY_HEADING = SECONDARY[0].upper() + SECONDARY[1:]
 TABLE_LEGEND = (
     "Per configuration: models (seeds x splits), then how many converged / stalled / "
     "oscillating / diverged; the stalled rate with its 95% Wilson interval; the median model "
@@ -138,9 +140,9 @@ def _markdown(
         lines += ["## Headline", "", *(f"- {line}" for line in escaped.headline), "",
                   "Definitions and details follow.", ""]  # fmt: skip
     lines += [f"## 1. {QUESTION1}", "", escaped.question1, "",
-              f"## 2. {_question2(found.epoch)}", "", escaped.question2, ""]  # fmt: skip
+              f"## 2. {QUESTION2.format(found.epoch)}", "", escaped.question2, ""]  # fmt: skip
     if escaped.secondary:
-        lines += [f"## {SECONDARY[0].upper()}{SECONDARY[1:]}", "", SECONDARY_RULE, "",
+        lines += [f"## {SECONDARY_HEADING}", "", SECONDARY_RULE, "",
                   *escaped.secondary, ""]  # fmt: skip
     if escaped.notes:
         lines += ["**Notes.** " + " ".join(escaped.notes), ""]
@@ -155,10 +157,6 @@ def _markdown(
     return "\n".join(lines)
 
 
-def _question2(epoch: int) -> str:
-    return f"Does the loss at epoch {epoch} fall as hidden_dim grows?"
-
-
 def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> str:
     """Return any warnings (first, as in the markdown), the table and the answers as text."""
     table = summary_text_table(summary)
@@ -168,9 +166,9 @@ def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_
     if answers.headline:
         lines += ["Headline:", *answers.headline, ""]
     lines += [table.to_string(index=False), "", f"1. {QUESTION1}", answers.question1, "",
-              f"2. {_question2(epoch)}", answers.question2]  # fmt: skip
+              f"2. {QUESTION2.format(epoch)}", answers.question2]  # fmt: skip
     if answers.secondary:
-        lines += ["", f"{SECONDARY[0].upper()}{SECONDARY[1:]}:", *answers.secondary]
+        lines += ["", f"{SECONDARY_HEADING}:", *answers.secondary]
     if answers.notes:
         lines += ["", "Notes: " + " ".join(answers.notes)]
     return "\n".join(lines)

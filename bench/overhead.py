@@ -65,7 +65,7 @@ STEPS: dict[str, list[tuple[str, str]]] = {
     ],
     "reference check": [("irismodel.sweep", "check_against_reference")],
     "rows": [("irismodel.sweep", "shard_table"), ("irismodel.sweep", "part_metadata")],
-    "write": [("irismodel.sweep", "write_parquet"), ("irismodel.storage", "write_file")],
+    "write": [("irismodel.sweep", "write_parquet"), ("irismodel.store.writer", "write_file")],
 }
 CHECK = "reference check"
 
@@ -131,11 +131,11 @@ def measure_one(path: str, seeds: int, epochs: int, threads: int) -> dict[str, A
     timers = StepTimers()
     with tempfile.TemporaryDirectory(prefix="iris-sweep-overhead-") as out:
         if path == "library":
-            from irismodel.config import validate_config
+            from irismodel.parameters import SweepConfig
             from irismodel.sweep import run_sweep
 
             def sweep(parameters: dict[str, Any]) -> None:
-                run_sweep(validate_config(**parameters))
+                run_sweep(SweepConfig(**parameters))
         else:
             from prefect.task_runners import ThreadPoolTaskRunner
 

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
-from irismodel.report.rendering import markdown_text
+from irismodel.report.text import markdown_text
 from irismodel.store.locations import base_name, browser_url, redact
 from tasks.api import bounded
 
@@ -94,7 +94,7 @@ def results_markdown(flow_run_id: str, location: str) -> str:
         f"The results of run {flow_run_id}, a folder of Parquet files, one row a model. "
         f"No link opens it from this page; copy its location:\n\n{markdown_text(visible)}\n\n"
         "Read it with `pandas.read_parquet(location)` or "
-        "`irismodel.read_results(location)`."
+        "`irismodel.store.read_results(location)`."
     )
 
 

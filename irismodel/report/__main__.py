@@ -1,5 +1,5 @@
 """`python -m irismodel.report`: the `iris-sweep-report` command line."""
 
-from .cli import main
+from .build import main
 
 raise SystemExit(main())

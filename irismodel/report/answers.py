@@ -1,17 +1,22 @@
-"""The numbers behind the notebook's two questions, per setting, and the `Answers` they make."""
+"""The numbers behind the answers, per setting: both questions, and the secondary summaries.
+
+The secondary summaries are fixed in advance, as `wording.SECONDARY_RULE` states them; their
+tests and intervals are question 2's.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .reference import rule_check
-from .scan import Scan
-from .settings import CONVERGED, DIVERGED, optimizer_order, settings_of
+from .scan import Scan, rules_of
+from .settings import settings_of
 from .statistics import (
     ACCURACY_BOUNDS,
     UNBOUNDED,
@@ -24,7 +29,7 @@ from .statistics import (
     seed_slopes,
     theil_sen_slopes,
 )
-from .summary import outcome_counts, rules_label
+from .summary import outcome_counts
 
 
 @dataclass
@@ -45,74 +50,67 @@ class Answers:
 
 
 def _interval(interval: Interval) -> dict[str, Any]:
-    return {"n": interval.n, "n_splits": interval.n_splits, "mean": interval.mean,
-            "median": interval.median, "low": interval.low, "high": interval.high,
-            "method": interval.method, "se": interval.se, "covers": interval.covers()}  # fmt: skip
+    return {**asdict(interval), "covers": interval.covers()}
 
 
-def _per_block(rows: pd.DataFrame, values: np.ndarray) -> np.ndarray:
-    """Per (split, seed) block, the mean of `values` over its hidden_dims (splits x seeds)."""
+def _over_blocks(rows: pd.DataFrame, values: np.ndarray, bounds: tuple[float, float]) -> dict:
+    """The interval of the per-(split, seed) means of `values` over their hidden_dims."""
     frame = pd.DataFrame({"split": rows["split_seed"].to_numpy(), "seed": rows["seed"].to_numpy(),
                           "value": values})  # fmt: skip
     means = frame.groupby(["split", "seed"], sort=True)["value"].mean()
     keys = means.index.to_frame(index=False)
-    return block_matrix(keys["split"].to_numpy(), keys["seed"].to_numpy(), means.to_numpy())[2]
-
-
-def _over_blocks(rows: pd.DataFrame, values: np.ndarray, bounds: tuple[float, float]) -> dict:
-    return _interval(crossed_interval(_per_block(rows, values), bounds))
+    cells = block_matrix(keys["split"].to_numpy(), keys["seed"].to_numpy(), means.to_numpy())[2]
+    return _interval(crossed_interval(cells, bounds))
 
 
 def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     """Question 1 for one setting: outcomes and accuracy per rule over every model; the check."""
     held_out = bool(rows["test_size"].iloc[0] > 0) and rows["test_accuracy"].notna().any()
     part = "test" if held_out else "train"
-    duplicate = rows["_duplicate"].to_numpy(bool)
     outcome = rows["_outcome"].astype(object).to_numpy()
     baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)
+    majority = rows[f"_majority_{part}"].to_numpy(np.float64)
     numbers: dict[str, Any] = {
         "accuracy_part": part,
-        "majority_accuracy": float(np.nanmedian(rows[f"_majority_{part}"].to_numpy(np.float64))),
+        "majority_accuracy": float(np.nanmedian(majority)),
         "baseline_loss": float(np.nanmedian(baselines)) if len(baselines) else math.nan,
         "baseline_range": (float(np.nanmin(baselines)), float(np.nanmax(baselines)))
         if np.isfinite(baselines).any() else (math.nan, math.nan),
         "n_splits": int(rows["split_seed"].nunique()),
-        "manual_repeats_sgd": bool(duplicate.any()),
+        "manual_repeats_sgd": bool(rows["_duplicate"].any()),
         "engines": sorted({str(e) for e in rows["engine"].dropna().unique()}),
         "rules": {},
         "against_sgd": {},
     }  # fmt: skip
     accuracy = rows[f"{part}_accuracy"].to_numpy(np.float64)
-    above = accuracy > rows[f"_majority_{part}"].to_numpy(np.float64) + 1e-12
+    above = accuracy > majority + 1e-12
     final = rows["final_train_loss"].to_numpy(np.float64)
-    converged = outcome == CONVERGED
-    optimizer = rows["optimizer"].astype(str).to_numpy()
-    shown = optimizer_order(optimizer[~duplicate].tolist())
-    for name in shown:
-        mine = (optimizer == name) & ~duplicate
-        subset = rows[mine]
-        n_above = int(above[mine].sum())
+    rules = rules_of(rows)
+    for name, label, mine in rules:
+        subset, n_above = rows[mine], int(above[mine].sum())
         numbers["rules"][name] = {
-            "label": rules_label(name, numbers["manual_repeats_sgd"]),
+            "label": label,
             "n_models": int(mine.sum()),
             "n_seeds": int(subset["seed"].nunique()),
             **outcome_counts(outcome[mine]),
-            "accuracy_median": float(np.nanmedian(accuracy[mine])) if mine.any() else math.nan,
+            "accuracy_median": float(np.nanmedian(accuracy[mine])),
             "n_above_majority": n_above,
             "above_majority": rate_interval(n_above, int(mine.sum())),
             "accuracy": _over_blocks(subset, accuracy[mine], ACCURACY_BOUNDS),
             "accuracy_converged": _over_blocks(
-                subset, np.where(converged[mine], accuracy[mine], np.nan), ACCURACY_BOUNDS
+                subset, np.where(outcome[mine] == "converged", accuracy[mine], np.nan),
+                ACCURACY_BOUNDS,
             ),
-            "final_loss_median": float(np.nanmedian(final[mine])) if mine.any() else math.nan,
-        }
+            "final_loss_median": float(np.nanmedian(final[mine])),
+        }  # fmt: skip
     frame = rows.assign(_a=accuracy, _f=final)
-    sgd = frame[optimizer == "sgd"]
-    for name in shown:
-        if name == "sgd" or sgd.empty:
+    sgd = frame[(rows["optimizer"] == "sgd").to_numpy()]
+    for name, _, mine in rules:
+        if name == "sgd":
             continue
-        keys = ["hidden_dim", "split_seed", "seed"]
-        pairs = frame[optimizer == name].merge(sgd, on=keys, suffixes=("", "_sgd"))
+        pairs = frame[mine].merge(
+            sgd, on=["hidden_dim", "split_seed", "seed"], suffixes=("", "_sgd")
+        )
         if pairs.empty:
             continue
         differences = {}
@@ -129,58 +127,51 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     return numbers
 
 
-def _blocks(rows: pd.DataFrame) -> np.ndarray:
-    """Each row's block: its (split seed, seed) pair as one integer code."""
-    pairs = pd.MultiIndex.from_arrays([rows["split_seed"].to_numpy(), rows["seed"].to_numpy()])
-    return pd.factorize(pairs)[0]
-
-
-def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
-    """The blocked fall of `values` with hidden_dim: test, mean and Theil-Sen slopes, power.
+def blocks_of(rows: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable]:
+    """(hidden_dims, matrix blocks x hidden_dims, per-block values -> splits x seeds matrix).
 
     Blocks are (split, seed) pairs with a finite value at every hidden_dim; a value is left out
     only where it is not finite itself.
     """
-    codes = _blocks(rows)
-    split_of = rows["split_seed"].to_numpy()
-    seed_of = rows["seed"].to_numpy()
-    hidden = rows["hidden_dim"].to_numpy()
-    blocks, dims, matrix = complete_blocks(codes, hidden, values)
+    split_of, seed_of = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
+    codes = pd.factorize(pd.MultiIndex.from_arrays([split_of, seed_of]))[0]
+    blocks, dims, matrix = complete_blocks(codes, rows["hidden_dim"].to_numpy(), values)
+    where = np.unique(codes, return_index=True)[1][blocks]  # each block's first row
+    return (
+        dims,
+        matrix,
+        lambda per_block: block_matrix(split_of[where], seed_of[where], per_block)[2],
+    )
+
+
+def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
+    """The blocked fall of `values` with hidden_dim: test, mean and Theil-Sen slopes, power."""
+    dims, matrix, cells = blocks_of(rows, values)
     test, p = fall_test(matrix)
-    first = {code: i for i, code in reversed(list(enumerate(codes)))}
-    where = np.array([first[b] for b in blocks], dtype=np.int64)
-    split_ids, seed_ids = split_of[where], seed_of[where]
-    result: dict[str, Any] = {"test": test, "p_value": p, "n_blocks": int(len(blocks)),
+    result: dict[str, Any] = {"test": test, "p_value": p, "n_blocks": len(matrix),
                               "dims": [int(d) for d in dims], "matrix": matrix}  # fmt: skip
-    if len(dims) > 1 and len(blocks):
+    if len(dims) > 1 and len(matrix):
         slopes = seed_slopes(matrix, dims)
-        robust = theil_sen_slopes(matrix, dims)
-        result["slope"] = _interval(crossed_interval(block_matrix(split_ids, seed_ids, slopes)[2]))
-        result["theil_sen"] = _interval(
-            crossed_interval(block_matrix(split_ids, seed_ids, robust)[2], statistic="median")
-        )
+        result["slope"] = _interval(crossed_interval(cells(slopes)))
+        robust = cells(theil_sen_slopes(matrix, dims))
+        result["theil_sen"] = _interval(crossed_interval(robust, statistic="median"))
         result["slope_sd"] = float(np.std(slopes, ddof=1)) if len(slopes) > 1 else math.nan
     else:
         empty = _interval(crossed_interval(np.empty((0, 0))))
         result.update(slope=empty, theil_sen=empty, slope_sd=math.nan)
-    se = result["slope"]["se"]
+    se, low, high = (result["slope"][k] for k in ("se", "low", "high"))
     # a two-sided 5% test has 80% power against a true slope of (1.96 + 0.84) standard errors
     result["detectable"] = 2.8 * se if math.isfinite(se) else math.nan
-    low, high = result["slope"]["low"], result["slope"]["high"]
-    result["half_width"] = (
-        (high - low) / 2 if math.isfinite(low) and math.isfinite(high) else math.nan
-    )
+    finite = math.isfinite(low) and math.isfinite(high)
+    result["half_width"] = (high - low) / 2 if finite else math.nan
     return result
 
 
 def _question2(rows: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
     """Question 2 for one setting: per rule, the fall of loss@epoch with hidden_dim, by block."""
     results = []
-    duplicate = rows["_duplicate"].to_numpy(bool)
     loss_all = rows["_loss"].to_numpy(np.float64)
-    optimizer = rows["optimizer"].astype(str).to_numpy()
-    for name in optimizer_order(optimizer[~duplicate].tolist()):
-        mine = (optimizer == name) & ~duplicate
+    for name, label, mine in rules_of(rows):
         subset, loss = rows[mine], loss_all[mine]
         found = trend(subset, loss)
         matrix = found.pop("matrix")
@@ -192,17 +183,77 @@ def _question2(rows: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
             for j, d in enumerate(found["dims"])
         ]  # fmt: skip
         results.append({
-            "optimizer": name,
-            "label": rules_label(name, bool(duplicate.any())),
-            "epoch": epoch,
+            "optimizer": name, "label": label, "epoch": epoch,
             "n_seeds": int(subset["seed"].nunique()),
             "n_splits": int(subset["split_seed"].nunique()),
-            "medians": medians,
-            "n_left_out": int((~np.isfinite(loss)).sum()),
-            "n_models": int(mine.sum()),
-            **found,
+            "medians": medians, "n_left_out": int((~np.isfinite(loss)).sum()),
+            "n_models": int(mine.sum()), **found,
         })  # fmt: skip
     return results
+
+
+def _slope(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
+    """The mean per-(split, seed) slope of `values` on hidden_dim, its interval, its blocks."""
+    dims, matrix, cells = blocks_of(rows, values.astype(np.float64))
+    complete = len(dims) > 1 and len(matrix)
+    found = crossed_interval(cells(seed_slopes(matrix, dims)) if complete else np.empty((0, 0)))
+    return {"n_blocks": len(matrix), "mean": found.mean, "low": found.low, "high": found.high}
+
+
+def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any]:
+    """The first epoch below the baseline: per hidden_dim, and its blocked fall with it.
+
+    Per hidden_dim the median first epoch (censored models last) and the share that ever got
+    there; the trend test counts a censored model as epochs + 1.
+    """
+    known = np.isfinite(first_below)
+    censored = known & (first_below == 0)
+    # censored at the run's length: after every model that beat the baseline within it
+    values = np.where(censored, rows["epochs"].to_numpy(np.float64) + 1, first_below)
+    hidden = rows["hidden_dim"].to_numpy()
+    per_dim = []
+    for dim in np.unique(hidden):
+        mine = (hidden == dim) & known
+        n, n_beat = int(mine.sum()), int((mine & ~censored).sum())
+        ranked = np.where(censored[mine], math.inf, values[mine])  # "never" sorts last
+        median = float(np.median(ranked)) if n else math.nan
+        per_dim.append({"hidden_dim": int(dim), "n": n, "n_beat": n_beat,
+                        "median": median, "share": rate_interval(n_beat, n)})  # fmt: skip
+    found = trend(rows, values)
+    found.pop("matrix")
+    return {"per_dim": per_dim, "n_censored": int(censored.sum()),
+            "n_unknown": int((~known).sum()), "trend": found}  # fmt: skip
+
+
+def _secondary(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
+    """Both secondary summaries for one setting's rows."""
+    assert scan.per_model is not None
+    per_model = scan.per_model
+    length = int(rows["epochs"].max())
+    kept = per_model.epochs <= length
+    baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)
+    positions = rows.index.to_numpy()  # the models frame has a RangeIndex: index = position
+    first_below = rows["_first_below"].to_numpy(np.float64)
+    out: dict[str, Any] = {
+        "epochs": length,
+        "baseline_loss": float(np.nanmedian(baselines)) if np.isfinite(baselines).any()
+        else math.nan,
+        "n_splits": int(len(baselines)),
+        "rules": [],
+    }  # fmt: skip
+    for name, label, mine in rules_of(rows):
+        subset, loss = rows[mine], per_model.loss[positions[mine]]
+        by_epoch = [_slope(subset, loss[:, j]) for j in np.flatnonzero(kept)]
+        out["rules"].append({
+            "optimizer": name,
+            "label": label,
+            "first_beating": _first_beating(subset, first_below[mine]),
+            "slope_by_epoch": {
+                "epoch": [int(e) for e in per_model.epochs[kept]],
+                **{key: [s[key] for s in by_epoch] for key in ("mean", "low", "high", "n_blocks")},
+            },
+        })  # fmt: skip
+    return out
 
 
 def answer_numbers(scan: Scan) -> dict[str, Any]:
@@ -216,16 +267,14 @@ def answer_numbers(scan: Scan) -> dict[str, Any]:
         "epoch": epoch,
         "n_models": int(shown.sum()),
         "counted_once": bool((~shown).any()),
-        "n_diverged": int((outcome == DIVERGED).sum()),
+        "n_diverged": int((outcome == "diverged").sum()),
         "n_unknown": int((outcome == "unknown").sum()),
         "settings": [],
     }
     for setting, rows in settings_of(models):
         used = int(min(epoch, int(setting["epochs"])))
         numbers["settings"].append({
-            "setting": setting,
-            "epoch": used,
-            "question1": _question1(scan, rows),
-            "question2": _question2(rows, used),
+            "setting": setting, "epoch": used, "question1": _question1(scan, rows),
+            "question2": _question2(rows, used), "secondary": _secondary(scan, rows),
         })  # fmt: skip
     return numbers

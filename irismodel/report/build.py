@@ -1,25 +1,56 @@
-"""Building a report from a results location or frame: statistics, answers, plots, files."""
+"""A report from a results location or frame: numbers, words, plots, its files; the command line."""
 
 from __future__ import annotations
 
+import argparse
+import base64
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from irismodel.store import list_result_files, locations
+from irismodel.store import locations, writer
 from irismodel.store.layout import FILE_SUFFIX
-from irismodel.store.reader import Source
 
 from .answers import Answers, answer_numbers
-from .plots import groups_shown, plot_accuracy, plot_loss, write_bytes
-from .rendering import format_terminal, plain, render_markdown
-from .scan import Scan, scan_frame, scan_source
-from .secondary import add_secondary, plot_slope_by_epoch
-from .settings import EPOCH_OF_INTEREST, REPORT_PREFIX, SETTING_COLUMNS, ReportError, check_epoch
-from .summary import summarize_models
-from .wording import word_answers
+from .plots import groups_shown, plot_accuracy, plot_loss, plot_slope_by_epoch
+from .scan import Scan, scan
+from .settings import EPOCH_OF_INTEREST, SETTING_COLUMNS, ReportError, check_epoch
+from .summary import summarize_models, summary_text_table
+from .text import (
+    DATA_COLUMNS,
+    SECONDARY,
+    markdown_table,
+    markdown_text,
+    plain,
+    run_title,
+    runs_text,
+)
+from .wording import SECONDARY_RULE, word_answers
+
+# pandas' and pyarrow's folder readers skip names starting with "_" or "."; report files start
+# with "_" so that `pd.read_parquet(results_folder)` never trips over a PNG beside the Parquet.
+REPORT_PREFIX = "_iris-sweep-report"
+QUESTION1 = "Is the model good, and does the hand-written update match torch.optim.SGD?"
+QUESTION2 = "Does the loss at epoch {} fall as hidden_dim grows?"
+SECONDARY_HEADING = SECONDARY[0].upper() + SECONDARY[1:]
+TABLE_LEGEND = (
+    "Per configuration: models (seeds x splits), then how many converged / stalled / "
+    "oscillating / diverged; the stalled rate with its 95% Wilson interval; the median model "
+    "and the mean with its 95% bootstrap interval over seeds and splits, over every model with "
+    "a finite value. Epochs are 1-based: the loss of epoch e is `loss_curve[e - 1]`."
+)
+# The report's files by name, and the end of each file's name after the prefix.
+FILES = {"loss_curves": "-loss-curves.png", "accuracy": "-accuracy.png",
+         "slope_by_epoch": "-slope-by-epoch.png", "markdown": ".md", "text": ".txt"}  # fmt: skip
+CAPTIONS = (
+    "loss curves",
+    "accuracy per seed",
+    "slope of the loss on hidden_dim by epoch (pre-specified secondary summary)",
+)
 
 
 @dataclass
@@ -43,15 +74,15 @@ def summarize(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> pd.DataFra
     """Return one row per (hidden_dim, optimizer), and per setting where runs differ in one.
 
     Columns: `rules` (the name shown: `sgd = manual` when manual's rows repeat sgd's, which
-    are then one row), `n_seeds`, `n_converged`, `n_stalled`, `n_diverged`, `n_unknown`, the
-    Wilson 95% intervals `stalled_rate`/`_low`/`_high` and `diverged_rate`/`_low`/`_high`,
-    `epoch` (the epoch read), then for `loss_at_epoch`, `final_loss`, `train_accuracy` and
-    `test_accuracy` the `_median`, `_mean`, `_low` and `_high` (95% bootstrap interval of the
-    mean over seeds, one data split, inside the quantity's range) over the seeds that did not
-    diverge; `held_out` (whether the setting has test rows), `train_majority_accuracy` and
-    `baseline_loss`.
+    are then one row), `n_seeds`, `n_converged`, `n_stalled`, `n_oscillating`, `n_diverged`,
+    `n_unknown`, the Wilson 95% intervals `stalled_rate`/`_low`/`_high` (and of oscillating
+    and diverged), `epoch` (the epoch read), `n_splits`, then for `loss_at_epoch`,
+    `final_loss`, `train_accuracy` and `test_accuracy` the `_median`, `_mean`, `_low` and
+    `_high` (95% bootstrap interval of the mean over seeds and splits, inside the quantity's
+    range) over every model with a finite value; `held_out` (whether the setting has test
+    rows), `train_majority_accuracy` and `baseline_loss`.
     """
-    return summarize_models(scan_frame(frame, epoch, curves=False).models)
+    return summarize_models(scan(frame, epoch).models)
 
 
 def answer_questions(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> Answers:
@@ -61,18 +92,7 @@ def answer_questions(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> Ans
     Question 2: does the loss at epoch `epoch` fall as hidden_dim grows?
     Beyond them, pre-specified: the first epoch below the linear baseline, the slope by epoch.
     """
-    scan = scan_frame(frame, epoch, curves=False)
-    return word_answers(add_secondary(answer_numbers(scan), scan), plain)
-
-
-def plot_loss_curves(frame: pd.DataFrame, path: str, epoch: int = EPOCH_OF_INTEREST) -> str:
-    """Plot the training loss per epoch over seeds, one line and band per hidden_dim; a PNG."""
-    return plot_loss(scan_frame(frame, epoch), path)
-
-
-def plot_test_accuracy(frame: pd.DataFrame, path: str) -> str:
-    """Plot accuracy per hidden_dim and optimizer, every seed a point, the mean and interval."""
-    return plot_accuracy(scan_frame(frame, EPOCH_OF_INTEREST, curves=False).models, path)
+    return word_answers(answer_numbers(scan(frame, epoch)), plain)
 
 
 def report_prefix(results_path: str) -> str:
@@ -83,17 +103,8 @@ def report_prefix(results_path: str) -> str:
 
 
 def report_files(out_dir: str, prefix: str = REPORT_PREFIX) -> dict[str, str]:
-    """Return the paths a report writes, by name: the three plots, `markdown` and `text`.
-
-    Names: `loss_curves`, `accuracy`, `slope_by_epoch`, `markdown`, `text`.
-    """
-    return {
-        "loss_curves": locations.child(out_dir, f"{prefix}-loss-curves.png"),
-        "accuracy": locations.child(out_dir, f"{prefix}-accuracy.png"),
-        "slope_by_epoch": locations.child(out_dir, f"{prefix}-slope-by-epoch.png"),
-        "markdown": locations.child(out_dir, f"{prefix}.md"),
-        "text": locations.child(out_dir, f"{prefix}.txt"),
-    }
+    """Return the paths a report writes, by name: the three plots, `markdown` and `text`."""
+    return {name: locations.child(out_dir, prefix + end) for name, end in FILES.items()}
 
 
 def folder_of(location: str) -> str:
@@ -111,12 +122,62 @@ def written_text(results_path: str) -> str:
     return locations.read_bytes(text).decode()
 
 
-def _curve_table(scan: Scan) -> pd.DataFrame | None:
-    if scan.curves is None:
-        return None
+def _markdown(
+    found: Scan, numbers: dict[str, Any], summary: pd.DataFrame, images: Mapping[str, bytes]
+) -> str:
+    """The report as markdown: warnings, the two answers, the table, plots as data URIs.
+
+    Each image is embedded as `![caption](data:image/png;base64,...)`, which Prefect's UI
+    renders inside an artifact. Every value taken from the data (run ids, class names,
+    optimizers) is escaped: no HTML, no markdown syntax and no table-breaking `|` reach the
+    report from the results.
+    """
+    escaped, models = word_answers(numbers, markdown_text), found.models
+    lines = ["# iris-sweep report", ""]
+    for warning in escaped.warnings:
+        lines += [f"> **{warning}**", ""]
+    if escaped.headline:
+        lines += ["## Headline", "", *(f"- {line}" for line in escaped.headline), "",
+                  "Definitions and details follow.", ""]  # fmt: skip
+    lines += [f"## 1. {QUESTION1}", "", escaped.question1, "",
+              f"## 2. {QUESTION2.format(found.epoch)}", "", escaped.question2, ""]  # fmt: skip
+    if escaped.secondary:
+        lines += [f"## {SECONDARY_HEADING}", "", SECONDARY_RULE, "",
+                  *escaped.secondary, ""]  # fmt: skip
+    if escaped.notes:
+        lines += ["**Notes.** " + " ".join(escaped.notes), ""]
+    lines += [
+        f"Runs: {runs_text(models, markdown_text)}. Parameters: "
+        f"{run_title(models, markdown_text)}.", "", "## Summary per configuration", "",
+        markdown_table(summary_text_table(summary)), "", TABLE_LEGEND, "",
+    ]  # fmt: skip
+    for caption, data in images.items():
+        encoded = base64.b64encode(data).decode("ascii")
+        lines += [f"![{markdown_text(caption)}](data:image/png;base64,{encoded})", ""]
+    return "\n".join(lines)
+
+
+def format_terminal(answers: Answers, summary: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> str:
+    """Return any warnings (first, as in the markdown), the table and the answers as text."""
+    table = summary_text_table(summary)
+    for column in DATA_COLUMNS & set(table.columns):
+        table[column] = table[column].map(plain)
+    lines = [*answers.warnings, ""] if answers.warnings else []
+    if answers.headline:
+        lines += ["Headline:", *answers.headline, ""]
+    lines += [table.to_string(index=False), "", f"1. {QUESTION1}", answers.question1, "",
+              f"2. {QUESTION2.format(epoch)}", answers.question2]  # fmt: skip
+    if answers.secondary:
+        lines += ["", f"{SECONDARY_HEADING}:", *answers.secondary]
+    if answers.notes:
+        lines += ["", "Notes: " + " ".join(answers.notes)]
+    return "\n".join(lines)
+
+
+def _curve_table(found: Scan) -> pd.DataFrame | None:
     parts = []
-    for record in groups_shown(scan.models).to_dict("records"):
-        band = scan.curves.band(int(record["_group"]))
+    for record in groups_shown(found.models).to_dict("records"):
+        band = found.curves.band(int(record["_group"]))
         if band is not None:
             part = pd.DataFrame(band)
             for column in reversed((*SETTING_COLUMNS, "hidden_dim", "optimizer")):
@@ -125,38 +186,8 @@ def _curve_table(scan: Scan) -> pd.DataFrame | None:
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
-def _build(scan: Scan, out_dir: str, prefix: str) -> Report:
-    summary = summarize_models(scan.models)
-    numbers = add_secondary(answer_numbers(scan), scan)
-    answers = word_answers(numbers, plain)
-    paths = report_files(out_dir, prefix)
-    plot_loss(scan, paths["loss_curves"])
-    plot_accuracy(scan.models, paths["accuracy"])
-    plot_slope_by_epoch(numbers, scan.models, paths["slope_by_epoch"])
-    images = {"loss curves": paths["loss_curves"], "accuracy per seed": paths["accuracy"],
-              "slope of the loss on hidden_dim by epoch (pre-specified secondary summary)":
-              paths["slope_by_epoch"]}  # fmt: skip
-    markdown = render_markdown(scan.models, answers, summary, images, scan.epoch)
-    text = format_terminal(answers, summary, scan.epoch)
-    write_bytes(paths["markdown"], markdown.encode())
-    write_bytes(paths["text"], text.encode())
-    return Report(summary, answers, markdown, text, paths, _curve_table(scan))
-
-
-def build_report(
-    frame: pd.DataFrame, out_dir: str, epoch: int = EPOCH_OF_INTEREST, prefix: str = REPORT_PREFIX
-) -> Report:
-    """Build the report of `frame` and write its files under `out_dir`, replacing older ones.
-
-    Files: `<prefix>-loss-curves.png`, `<prefix>-accuracy.png`, `<prefix>-slope-by-epoch.png`,
-    `<prefix>.md` (plots embedded)
-    and `<prefix>.txt` (the terminal text), each written atomically (`writer.write_file`).
-    """
-    return _build(scan_frame(frame, epoch), out_dir, prefix)
-
-
 def report_of(
-    source: str | pd.DataFrame,
+    rows: str | pd.DataFrame,
     out_dir: str | None = None,
     run_ids: Sequence[str] | None = None,
     epoch: int = EPOCH_OF_INTEREST,
@@ -166,34 +197,66 @@ def report_of(
 
     A location is streamed: every results file is read column by column, batch by batch,
     keeping per-model scalars and per-configuration curve aggregates, never a whole curve
-    column. `run_ids` keeps only those flow runs; files go to `out_dir` (default: the results
-    folder). Raises `ReportError` when there are no rows to report on, or `out_dir` is missing
-    for a DataFrame.
+    column. `run_ids` keeps only those flow runs. Files go to `out_dir` (default: the results
+    folder), replacing older ones, each written atomically (`writer.write_atomically`):
+    `<prefix>-loss-curves.png`, `<prefix>-accuracy.png`, `<prefix>-slope-by-epoch.png`,
+    `<prefix>.md` (plots embedded) and `<prefix>.txt` (the terminal text). Raises
+    `ReportError` when there are no rows to report on, or `out_dir` is missing for a DataFrame.
     """
     epoch = check_epoch(epoch)
-    if isinstance(source, pd.DataFrame):
-        if out_dir is None:
-            raise ReportError("out_dir: required when the report is built from a DataFrame")
-        frame = source
-        if run_ids is not None:
-            frame = frame[frame["flow_run_id"].isin([str(r) for r in run_ids])]
-        if len(frame) == 0:
-            wanted = f" of run(s) {', '.join(run_ids)}" if run_ids else ""
-            raise ReportError(f"report: no results rows{wanted} to report on")
-        rows = Source.of_frame(frame)
-    else:
-        filesystem, _ = locations.resolve(source)
-        rows = Source(list_result_files(source), filesystem)
-        out_dir = out_dir if out_dir is not None else folder_of(source)
-    return _build(scan_source(rows, epoch, run_ids), out_dir, prefix)
+    if isinstance(rows, pd.DataFrame) and out_dir is None:
+        raise ReportError("out_dir: required when the report is built from a DataFrame")
+    found = scan(rows, epoch, run_ids)
+    summary, numbers = summarize_models(found.models), answer_numbers(found)
+    answers = word_answers(numbers, plain)
+    models = found.models
+    plots = plot_loss(found), plot_accuracy(models, summary), plot_slope_by_epoch(numbers, models)
+    images = dict(zip(CAPTIONS, plots, strict=True))
+    markdown = _markdown(found, numbers, summary, images)
+    text = format_terminal(answers, summary, found.epoch)
+    paths = report_files(out_dir if out_dir is not None else folder_of(rows), prefix)
+    for path, data in zip(paths.values(), [*images.values(), markdown.encode(), text.encode()],
+                          strict=True):  # fmt: skip
+        folder, name = locations.split(path)
+        # a link planted at a report file's name is replaced, never written through
+        writer.write_atomically(folder, name, lambda stream, data=data: stream.write(data),
+                                 replace=True)  # fmt: skip
+    return Report(summary, answers, markdown, text, paths, _curve_table(found))
 
 
-def write_report(
-    source: str | pd.DataFrame,
-    out_dir: str | None = None,
-    run_ids: Sequence[str] | None = None,
-    epoch: int = EPOCH_OF_INTEREST,
-    prefix: str = REPORT_PREFIX,
-) -> dict[str, str]:
-    """Write the plots, the markdown report and the terminal text (as `report_of`); their paths."""
-    return report_of(source, out_dir, run_ids, epoch, prefix).paths
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of `python -m irismodel.report` / `iris-sweep-report`."""
+    parser = argparse.ArgumentParser(
+        prog="iris-sweep-report",
+        description="Rebuild the summary, the two answers and the plots from past iris-sweep "
+        "runs' Parquet results.",
+    )
+    parser.add_argument("location", metavar="RESULTS_LOCATION", help="folder, file or URI")
+    parser.add_argument(
+        "--run", action="append", dest="runs", metavar="FLOW_RUN_ID",
+        help="keep only this flow run (repeatable; default: every run)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--epoch", type=int, default=EPOCH_OF_INTEREST,
+        help=f"epoch of interest, 1-based (default {EPOCH_OF_INTEREST}, the notebook's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", default=None, metavar="DIR",
+        help="where to write the PNGs and report files (default: the results folder)",
+    )  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the summary and the answers; write plots and report files. Exit 2 on bad input."""
+    args = build_parser().parse_args(argv)
+    try:
+        report = report_of(args.location, args.out, args.runs, args.epoch)
+    except (ValueError, OSError) as error:  # ReportError, ResultsError, locations, --out
+        print(f"iris-sweep-report: error: {error}", file=sys.stderr)
+        return 2
+    print(report.text)
+    print()
+    for name in ("loss_curves", "accuracy", "slope_by_epoch", "markdown"):
+        print(f"{name.replace('_', ' ')}: {report.paths[name]}")
+    return 0

@@ -69,70 +69,56 @@ class Curves:
     """
 
     def __init__(self, lengths: Sequence[int], epoch: int) -> None:
-        self.lengths = [int(n) for n in lengths]
-        self.epoch = epoch
-        size = len(self.lengths)
-        self.count: list[np.ndarray | None] = [None] * size
-        self.total: list[np.ndarray | None] = [None] * size
-        self.least: list[np.ndarray | None] = [None] * size
-        self.largest: list[np.ndarray | None] = [None] * size
-        self.histogram: list[np.ndarray | None] = [None] * size
-        # models not flagged diverged whose curve still holds a NaN or infinity
-        self.left_out = np.zeros(size, dtype=np.int64)
+        self.grids = [grid(int(n), epoch) for n in lengths]
+        self.sums: list[dict[str, np.ndarray] | None] = [None] * len(self.grids)  # None: no curve
         self._locks = [threading.Lock() for _ in range(16)]  # files are read in threads
-
-    def grid(self, group: int) -> np.ndarray:
-        return grid(self.lengths[group], self.epoch)
 
     def add(self, group: int, matrix: np.ndarray) -> None:
         """Add the curves `matrix` (models x epochs) of models of `group`; threads may call it."""
-        grid = self.grid(group)
-        inside = grid[: np.searchsorted(grid, matrix.shape[1])]
+        drawn = self.grids[group]
+        inside = drawn[: np.searchsorted(drawn, matrix.shape[1])]
         if not len(inside) or not len(matrix):
             return
         values = matrix.take(inside, axis=1)  # the drawn epochs only: a fifth of 1,000
         wide = values.astype(np.float64)
         total = np.einsum("ij->j", wide)
-        left_out = 0
         if not np.isfinite(total).all():  # rare: find the guilty rows only then
             finite = np.isfinite(wide).all(axis=1)
-            left_out = int((~finite).sum())
             values, wide = values[finite], wide[finite]
             total = np.einsum("ij->j", wide)
         least, largest = wide.min(axis=0, initial=np.inf), wide.max(axis=0, initial=-np.inf)
         bins = np.ascontiguousarray(values, dtype=np.float32).view(np.int32) >> _BIN_SHIFT
         bins -= _BIN_FIRST - 1  # negative floats stay negative: the underflow bin
         np.clip(bins, 0, _BIN_COUNT - 1, out=bins)
-        bins += np.arange(len(inside), dtype=np.int32) * _BIN_COUNT
-        counts = np.bincount(bins.ravel(), minlength=len(inside) * _BIN_COUNT)
-        counts = counts.reshape(len(inside), _BIN_COUNT).astype(np.int32)
-        width = len(inside)
+        width, size = len(inside), len(drawn)
+        bins += np.arange(width, dtype=np.int32) * _BIN_COUNT
+        counts = np.bincount(bins.ravel(), minlength=width * _BIN_COUNT)
         with self._locks[group % len(self._locks)]:
-            self.left_out[group] += left_out
-            if self.count[group] is None:
-                self.count[group] = np.zeros(len(grid), dtype=np.int64)
-                self.total[group] = np.zeros(len(grid), dtype=np.float64)
-                self.least[group] = np.full(len(grid), np.inf)
-                self.largest[group] = np.full(len(grid), -np.inf)
-                self.histogram[group] = np.zeros((len(grid), _BIN_COUNT), dtype=np.int32)
-            self.count[group][:width] += len(values)
-            self.total[group][:width] += total
-            np.minimum(self.least[group][:width], least, out=self.least[group][:width])
-            np.maximum(self.largest[group][:width], largest, out=self.largest[group][:width])
-            self.histogram[group][:width] += counts
+            if self.sums[group] is None:
+                self.sums[group] = {
+                    "count": np.zeros(size, np.int64), "total": np.zeros(size),
+                    "least": np.full(size, np.inf), "largest": np.full(size, -np.inf),
+                    "histogram": np.zeros((size, _BIN_COUNT), np.int32),
+                }  # fmt: skip
+            sums = self.sums[group]
+            sums["count"][:width] += len(values)
+            sums["total"][:width] += total
+            np.minimum(sums["least"][:width], least, out=sums["least"][:width])
+            np.maximum(sums["largest"][:width], largest, out=sums["largest"][:width])
+            sums["histogram"][:width] += counts.reshape(width, _BIN_COUNT).astype(np.int32)
 
     def band(self, group: int) -> dict[str, np.ndarray] | None:
         """Per grid epoch: epoch (1-based), n, mean, least, q10, median, q90, largest."""
-        if self.count[group] is None:
+        sums = self.sums[group]
+        if sums is None:
             return None
-        present = self.count[group] > 0  # epochs past every curve's end have no models
-        grid, histogram = self.grid(group)[present], self.histogram[group][present]
-        n = self.count[group][present]
-        low, median, high = _quantiles(histogram, (BAND[0], 0.5, BAND[1]))
+        present = sums["count"] > 0  # epochs past every curve's end have no models
+        n = sums["count"][present]
+        low, median, high = _quantiles(sums["histogram"][present], (BAND[0], 0.5, BAND[1]))
         return {
-            "epoch": grid + 1, "n": n, "mean": self.total[group][present] / n,
-            "least": self.least[group][present], "q10": low, "median": median, "q90": high,
-            "largest": self.largest[group][present],
+            "epoch": self.grids[group][present] + 1, "n": n, "mean": sums["total"][present] / n,
+            "least": sums["least"][present], "q10": low, "median": median, "q90": high,
+            "largest": sums["largest"][present],
         }  # fmt: skip
 
 

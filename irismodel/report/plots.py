@@ -1,4 +1,4 @@
-"""The report's two plots: loss per epoch over seeds, and accuracy per seed; written as PNGs."""
+"""The report's three plots, as PNG bytes: loss per epoch, accuracy per seed, slope by epoch."""
 
 from __future__ import annotations
 
@@ -10,14 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from irismodel.store import locations, writer
-
 from .curves import BAND
-from .rendering import plot_text, run_title
-from .scan import Scan
-from .settings import SETTING_COLUMNS, optimizers_of, settings_of, varying_settings
-from .statistics import ACCURACY_BOUNDS, mean_interval
-from .summary import merged_settings, rules_label
+from .scan import Scan, rules_of
+from .settings import SETTING_COLUMNS, optimizer_order, settings_of, varying_settings
+from .text import SECONDARY, plot_text, run_title
 
 PNG_DPI = 100
 # Above this many seeds per hidden_dim and optimizer, points would be an unreadable smear.
@@ -38,7 +34,8 @@ def colours(count: int) -> list[Any]:
     return list(matplotlib.colormaps["viridis"](np.linspace(0, 0.9, count)))
 
 
-def _figure(n_panels: int, height: float, width: float, sharey: bool = True) -> tuple:
+def _figure(n_panels: int, height: float, width: float, sharey: bool = False) -> tuple:
+    """A figure of `n_panels` panels, three a line; the axes past them hidden."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # no display: files only
@@ -50,7 +47,10 @@ def _figure(n_panels: int, height: float, width: float, sharey: bool = True) -> 
         lines, columns, figsize=(width * columns, height * lines + 1.2), squeeze=False,
         sharey=sharey, layout="constrained",
     )  # fmt: skip
-    return plt, figure, axes.ravel()
+    axes = axes.ravel()
+    for axis in axes[n_panels:]:
+        axis.set_visible(False)
+    return plt, figure, axes
 
 
 def fitted(figure: Any, *parts: str, fontsize: float = 10) -> str:
@@ -59,8 +59,8 @@ def fitted(figure: Any, *parts: str, fontsize: float = 10) -> str:
     return "\n".join(textwrap.fill(part, width) for part in parts if part)
 
 
-def save_png(plt: Any, figure: Any, path: str) -> str:
-    """Write `figure` as a palette PNG to `path` through the atomic writer; return `path`."""
+def png(plt: Any, figure: Any) -> bytes:
+    """`figure` as a palette PNG, closed."""
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -71,32 +71,12 @@ def save_png(plt: Any, figure: Any, path: str) -> str:
     image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").quantize(colors=256)
     small = io.BytesIO()
     image.save(small, format="PNG", optimize=True)
-    return write_bytes(path, small.getvalue())
+    return small.getvalue()
 
 
-def write_bytes(path: str, data: bytes) -> str:
-    """Write `data` to a local path or URI atomically; a link planted there is replaced."""
-    folder, name = locations.split(path)
-    writer.write_atomically(folder, name, lambda stream: stream.write(data), replace=True)
-    return path
-
-
-def groups_shown(models: pd.DataFrame) -> pd.DataFrame:
-    """One row per curve group shown: its setting, hidden_dim, optimizer, models, diverged."""
-    shown = models[~models["_duplicate"].to_numpy(bool)]
-    group = shown["_group"].to_numpy()
-    table = shown.drop_duplicates("_group")[
-        [*SETTING_COLUMNS, "hidden_dim", "optimizer", "_group"]
-    ].sort_values("_group")
-    counts = pd.Series(group).value_counts()
-    diverged = pd.Series(group[(shown["_outcome"] == "diverged").to_numpy()]).value_counts()
-    table["n_models"] = counts.reindex(table["_group"]).fillna(0).to_numpy(np.int64)
-    table["n_diverged"] = diverged.reindex(table["_group"]).fillna(0).to_numpy(np.int64)
-    return table.reset_index(drop=True)
-
-
-def _title(setting: dict[str, Any], varying: list[str]) -> str:
-    return ", ".join(f"{c}={plot_text(setting[c])}" for c in varying if c != "data_fingerprint")
+def _finish(plt: Any, figure: Any, heading: str, models: pd.DataFrame) -> bytes:
+    figure.suptitle(fitted(figure, heading, run_title(models, plot_text)), fontsize=10)
+    return png(plt, figure)
 
 
 def _legend(figure: Any, handles: list, labels: list[str], title: str) -> None:
@@ -105,24 +85,46 @@ def _legend(figure: Any, handles: list, labels: list[str], title: str) -> None:
                   title_fontsize=8, ncols=min(len(labels), 8), frameon=False)  # fmt: skip
 
 
-def plot_loss(scan: Scan, path: str) -> str:
+def _mark_epoch(axis: Any, epoch: int) -> None:
+    axis.axvline(epoch, color="grey", linestyle="--", linewidth=1)
+    axis.annotate(
+        f"epoch {epoch}", (epoch, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+        textcoords="offset points", fontsize=8, color="grey",
+    )  # fmt: skip
+
+
+def groups_shown(models: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve group shown: its setting, hidden_dim, optimizer, rule, diverged."""
+    shown = models[~models["_duplicate"].to_numpy(bool)]
+    group = shown["_group"].to_numpy()
+    table = shown.drop_duplicates("_group")[
+        [*SETTING_COLUMNS, "hidden_dim", "optimizer", "_rule", "_group"]
+    ].sort_values("_group")
+    diverged = pd.Series(group[(shown["_outcome"] == "diverged").to_numpy()]).value_counts()
+    table["n_diverged"] = diverged.reindex(table["_group"]).fillna(0).to_numpy(np.int64)
+    return table.reset_index(drop=True)
+
+
+def _title(setting: dict[str, Any], varying: list[str]) -> str:
+    return ", ".join(f"{c}={plot_text(setting[c])}" for c in varying if c != "data_fingerprint")
+
+
+def plot_loss(scan: Scan) -> bytes:
     """The loss per epoch: per panel a rule, per line a hidden_dim, median and band over seeds."""
-    models, curves, epoch = scan.models, scan.curves, scan.epoch
-    assert curves is not None
+    models, curves = scan.models, scan.curves
     groups, varying = groups_shown(models), varying_settings(models)
-    merged = merged_settings(models)
     panels = []
     for values, rows in groups.groupby(list(SETTING_COLUMNS), sort=True, dropna=False,
                                        observed=True):  # fmt: skip
         suffix = _title(dict(zip(SETTING_COLUMNS, values, strict=True)), varying)
-        for optimizer in optimizers_of(rows):
-            label = rules_label(optimizer, tuple(values) in merged)
-            title = plot_text(label) + (f"\n{suffix}" if suffix else "")
-            panels.append((title, rows[rows["optimizer"] == optimizer]))
-    plt, figure, axes = _figure(len(panels), height=3.6, width=4.6, sharey=False)
+        for optimizer in optimizer_order(rows["optimizer"].astype(str)):
+            mine = rows[rows["optimizer"] == optimizer]
+            title = plot_text(mine["_rule"].iloc[0]) + (f"\n{suffix}" if suffix else "")
+            panels.append((title, mine))
+    plt, figure, axes = _figure(len(panels), height=3.6, width=4.6)
     dims = sorted(int(d) for d in groups["hidden_dim"].unique())
     colour = dict(zip(dims, colours(len(dims)), strict=True))
-    seeds = [int(count.max()) for count in curves.count if count is not None]
+    seeds = [int(sums["count"].max()) for sums in curves.sums if sums is not None]
     quantiles = bool(seeds) and min(seeds) >= QUANTILE_BAND_SEEDS
     low, high = ("q10", "q90") if quantiles else ("least", "largest")
     what = (f"{round(100 * BAND[0])}-{round(100 * BAND[1])}% of seeds" if quantiles
@@ -140,56 +142,48 @@ def plot_loss(scan: Scan, path: str) -> str:
             (handles[int(dim)],) = axis.plot(x, band["median"], color=colour[dim], linewidth=1.2)
             axis.fill_between(x, band[low], band[high], color=colour[dim], alpha=0.15, lw=0)
         axis.set_ylim(0, top * 1.15 if top > 0 else 1)  # a band spiking past the medians is cut
-        used = int(min(epoch, int(rows["epochs"].max())))
-        axis.axvline(used, color="grey", linestyle="--", linewidth=1)
-        axis.annotate(
-            f"epoch {used}", (used, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
-            textcoords="offset points", fontsize=8, color="grey",
-        )  # fmt: skip
+        _mark_epoch(axis, int(min(scan.epoch, int(rows["epochs"].max()))))
         hidden = int(rows["n_diverged"].sum())
         if not shown:
             axis.text(0.5, 0.5, "every seed diverged", transform=axis.transAxes, ha="center")
         axis.set_title(title + (f"\n({hidden} diverged, not shown)" if hidden else ""), fontsize=9)
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-    for axis in axes[len(panels) :]:
-        axis.set_visible(False)
     for axis in axes[:: min(len(panels), 3)]:
         axis.set_ylabel("training loss (BCE)")
     if handles:
         listed = sorted(handles)
         _legend(figure, [handles[d] for d in listed], [str(d) for d in listed], "hidden_dim")
-    heading = f"Training loss per epoch: median (line) and {what} (band)"
-    figure.suptitle(fitted(figure, heading, run_title(models, plot_text)), fontsize=10)
-    return save_png(plt, figure, path)
+    return _finish(plt, figure, f"Training loss per epoch: median (line) and {what} (band)", models)
 
 
-def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, merged: bool) -> bool:
-    """One setting's accuracy per hidden_dim and rule; returns whether it drew boxes."""
+def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, table: Any) -> bool:
+    """One setting's accuracy per hidden_dim and rule; returns whether it drew boxes.
+
+    `table` is the setting's summary by (hidden_dim, optimizer): the bars are its intervals.
+    """
     held_out = bool(setting["test_size"] > 0) and rows["test_accuracy"].notna().any()
     part = "test" if held_out else "train"
-    rows = rows[~rows["_duplicate"].to_numpy(bool)]
-    optimizers = optimizers_of(rows)
-    palette = colours(len(optimizers))
-    step = 0.7 / max(len(optimizers), 1)
+    rules, shown = rules_of(rows), ~rows["_duplicate"].to_numpy(bool)
+    palette = colours(len(rules))
+    step = 0.7 / max(len(rules), 1)
     # one slot per hidden_dim, evenly spaced: 4, 8, ..., 4096 stay readable side by side
-    dims = np.sort(rows["hidden_dim"].unique())
-    ok = (rows["_outcome"] != "diverged").to_numpy()
     hidden_all = rows["hidden_dim"].to_numpy()
+    dims = np.unique(hidden_all[shown])
+    ok = (rows["_outcome"] != "diverged").to_numpy()
     accuracy = rows[f"{part}_accuracy"].to_numpy(np.float64)
     boxes = False
-    for i, optimizer in enumerate(optimizers):
-        mine = (rows["optimizer"] == optimizer).to_numpy() & ok
-        offset = (i - (len(optimizers) - 1) / 2) * step
+    for i, (name, label, mine) in enumerate(rules):
+        mine = mine & ok
+        offset = (i - (len(rules) - 1) / 2) * step
         slot, values = np.searchsorted(dims, hidden_all[mine]), accuracy[mine]
         by_slot = {int(k): v for k, v in pd.Series(slot).groupby(slot).indices.items()}
         crowded = [k for k, p in by_slot.items() if len(p) > BOX_THRESHOLD]
         few = ~np.isin(slot, crowded)
-        label = plot_text(rules_label(optimizer, merged))
         rng = np.random.default_rng(i)  # fixed jitter: the picture is the same every time
         jitter = rng.uniform(-step / 4, step / 4, int(few.sum()))
         axis.scatter(slot[few] + offset + jitter, values[few], s=12, alpha=0.6,
-                     color=palette[i], label=label)  # fmt: skip
+                     color=palette[i], label=plot_text(label))  # fmt: skip
         summaries, places = [], []
         for k in crowded:
             finite = values[by_slot[k]]
@@ -207,15 +201,13 @@ def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, merg
                 boxprops={"facecolor": palette[i], "alpha": 0.5, "linewidth": 0.8},
                 medianprops={"color": "black", "linewidth": 1.2},
             )  # fmt: skip
-        for k, positions in by_slot.items():
-            interval = mean_interval(values[positions], ACCURACY_BOUNDS)
-            if interval.has_interval:
-                axis.errorbar(
-                    k + offset, interval.mean, fmt="_", color="black", markersize=10,
-                    yerr=[[interval.mean - interval.low], [interval.high - interval.mean]],
-                    capsize=3, linewidth=1,
-                )  # fmt: skip
-    majority = float(rows[f"_majority_{part}"].iloc[0])
+        for k in by_slot:
+            row = table.loc[(dims[k], name)]
+            mean, low, high = (row[f"{part}_accuracy_{x}"] for x in ("mean", "low", "high"))
+            if math.isfinite(low) and math.isfinite(high):
+                axis.errorbar(k + offset, mean, yerr=[[mean - low], [high - mean]], fmt="_",
+                              color="black", markersize=10, capsize=3, linewidth=1)  # fmt: skip
+    majority = float(rows[f"_majority_{part}"].to_numpy()[shown][0])
     if math.isfinite(majority):
         axis.axhline(majority, color="grey", linestyle="--", linewidth=1,
                      label=f"majority class ({majority:.3f})")  # fmt: skip
@@ -225,31 +217,29 @@ def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, merg
     axis.set_ylim(-0.02, 1.02)
     axis.set_xlabel("hidden_dim")
     axis.set_ylabel("held-out (test) accuracy" if held_out else "training accuracy (not held out)")
-    diverged = int((~ok).sum())
+    diverged = int((~ok & shown).sum())
     axis.set_title(f"{diverged} diverged, not shown" if diverged else "", fontsize=9)
     axis.grid(alpha=0.3)
     return boxes
 
 
-def plot_accuracy(models: pd.DataFrame, path: str) -> str:
+def plot_accuracy(models: pd.DataFrame, summary: pd.DataFrame) -> bytes:
     """Accuracy per hidden_dim and rule: every seed a point (a box when crowded), mean and CI."""
     groups = settings_of(models)
     slots = models["hidden_dim"].nunique() * models["optimizer"].nunique()
     # wide enough for every slot, capped: past that the boxes and points just get narrower
     width = min(max(4.6, 1.5 + 0.3 * slots), 12.0)
-    plt, figure, axes = _figure(len(groups), height=3.8, width=width)
-    varying, merged = varying_settings(models), merged_settings(models)
-    boxes = False
+    plt, figure, axes = _figure(len(groups), height=3.8, width=width, sharey=True)
+    varying, boxes = varying_settings(models), False
     for axis, (setting, rows) in zip(axes, groups, strict=False):
-        key = tuple(setting[c] for c in SETTING_COLUMNS)
-        boxes |= _accuracy_panel(axis, setting, rows, key in merged)
+        table = summary[np.logical_and.reduce([summary[c] == setting[c] for c in varying])
+                        if varying else slice(None)]  # fmt: skip
+        boxes |= _accuracy_panel(axis, setting, rows, table.set_index(["hidden_dim", "optimizer"]))
         suffix = _title(setting, varying)
         if suffix:
             panel = figure.get_figwidth() / min(len(groups), 3)
             axis.set_title(textwrap.fill(suffix, max(20, int(panel * 12))) + "\n"
                            + axis.get_title(), fontsize=9)  # fmt: skip
-    for axis in axes[len(groups) :]:
-        axis.set_visible(False)
     legend: dict[str, Any] = {}  # every panel's rules, once each
     for axis in axes[: len(groups)]:
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
@@ -260,6 +250,38 @@ def plot_accuracy(models: pd.DataFrame, path: str) -> str:
         what = (
             f"Accuracy per seed: points, or a box (median, quartiles, 10-90%) above {BOX_THRESHOLD}"
         )
-    what += "; mean and 95% interval over seeds, one data split (bars)"
-    figure.suptitle(fitted(figure, what, run_title(models, plot_text)), fontsize=10)
-    return save_png(plt, figure, path)
+    what += "; mean and 95% interval over seeds and splits, as in the table (bars)"
+    return _finish(plt, figure, what, models)
+
+
+def plot_slope_by_epoch(numbers: dict[str, Any], models: pd.DataFrame) -> bytes:
+    """The blocked slope of the loss on hidden_dim against the epoch, per rule, with its band."""
+    settings = numbers["settings"]
+    plt, figure, axes = _figure(len(settings), height=3.6, width=7.5 if len(settings) == 1 else 5.2)
+    names = list(dict.fromkeys(r["label"] for e in settings for r in e["secondary"]["rules"]))
+    colour = dict(zip(names, colours(len(names)), strict=True))
+    handles: dict[str, Any] = {}
+    for axis, entry in zip(axes, settings, strict=False):
+        for rule in entry["secondary"]["rules"]:
+            curve, label = rule["slope_by_epoch"], rule["label"]
+            x = np.asarray(curve["epoch"])
+            mean, low, high = (np.asarray(curve[k], np.float64) for k in ("mean", "low", "high"))
+            (handles[label],) = axis.plot(x, mean, color=colour[label], linewidth=1.3)
+            axis.fill_between(x, low, high, color=colour[label], alpha=0.2, lw=0)
+        axis.axhline(0, color="black", linewidth=0.8)
+        _mark_epoch(axis, entry["epoch"])
+        if len(settings) > 1:
+            setting = entry["setting"]
+            axis.set_title(f"learning_rate={setting['learning_rate']:g}, "
+                           f"epochs={setting['epochs']}", fontsize=9)  # fmt: skip
+        axis.set_xscale("log")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("slope of training loss on hidden_dim")
+        axis.grid(alpha=0.3)
+    if handles:
+        _legend(figure, list(handles.values()), [plot_text(n) for n in handles], "rule")
+    heading = (
+        "Where in training hidden_dim matters: mean per-(split, seed) slope of the loss on "
+        f"hidden_dim (line) and its 95% interval over seeds and splits (band); {SECONDARY}"
+    )
+    return _finish(plt, figure, heading, models)

@@ -1,20 +1,23 @@
-"""The reference check: sampled models retrained by the notebook's own loop, compared."""
+"""The reference check: sampled models retrained by the notebook's own loop, compared, in words."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from irismodel.outcomes import classify
-from irismodel.store.reader import CURVE_COLUMN, REFERENCE_CURVE_COLUMN, each_curve
 
 from .scan import Scan
-from .settings import DIVERGED, EPOCH_OF_INTEREST, REFERENCE_TOLERANCE, optimizers_of
+from .settings import EPOCH_OF_INTEREST, optimizer_order
+from .text import Clean
 
+# The engine reproduces the notebook's loop for sgd and manual to ~3e-7 over 100 epochs: a
+# larger difference means the engine no longer computes what the notebook does.
+REFERENCE_TOLERANCE = 1e-5
 # Rules whose engine must reproduce the notebook's loop, and the largest difference relative to
 # the loss within the first 100 epochs that still does: sgd against torch.optim.SGD to
 # rounding; manual (the engine runs SGD's one-rounding op) against the notebook's literal line,
@@ -22,19 +25,6 @@ from .settings import DIVERGED, EPOCH_OF_INTEREST, REFERENCE_TOLERANCE, optimize
 # 21 pairs of the default run), so ten times that. manual-no-zero-grad's accumulating step
 # amplifies rounding without bound: compared as a distribution, never flagged.
 STRICT_RULES = {"sgd": REFERENCE_TOLERANCE, "manual": 5e-4}
-
-
-def _curves(scan: Scan, positions: np.ndarray, column: str) -> dict[int, np.ndarray]:
-    """The list `column` of the models at `positions`, as float64 arrays (a few models only)."""
-    out: dict[int, np.ndarray] = {}
-
-    def visit(index: int, mine: np.ndarray, lists: pa.Array) -> None:
-        for position, values in zip(mine.tolist(), lists.to_pylist(), strict=True):
-            out[position] = np.asarray(values if values is not None else [], np.float64)
-
-    if len(positions):
-        each_curve(scan.source, scan.models, positions, visit, column=column)
-    return out
 
 
 def _scale(reference: np.ndarray) -> float:
@@ -73,14 +63,14 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
     if not checked.any():
         return None
     positions = rows.index.to_numpy()[checked]
-    reference = _curves(scan, positions, REFERENCE_CURVE_COLUMN)
-    batched = _curves(scan, positions, CURVE_COLUMN)
+    reference = scan.curves_of(positions, reference=True)
+    batched = scan.curves_of(positions)
     models = scan.models
     numbers: dict[str, Any] = {"rules": {}, "pairs": {}}
-    for optimizer in optimizers_of(rows.iloc[np.flatnonzero(checked)]):
+    for optimizer in optimizer_order(rows["optimizer"][checked].astype(str).unique()):
         mine = positions[(models.loc[positions, "optimizer"] == optimizer).to_numpy()]
         stored = models.loc[mine, "reference_max_abs_diff"].to_numpy(np.float64)
-        diverged = models.loc[mine, "_outcome"].astype(object).to_numpy() == DIVERGED
+        diverged = models.loc[mine, "_outcome"].astype(object).to_numpy() == "diverged"
         absolute, relative, through, early = [], [], [], []
         same_outcome, pairs_of_curves = 0, []
         baselines = models.loc[mine, "baseline_loss"].to_numpy(np.float64)
@@ -112,7 +102,6 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
                 relative.append(largest / scale)
         largest, largest_relative = _largest(absolute), _largest(relative)
         agrees = models.loc[mine, "reference_agrees"].to_numpy(np.float64)
-        epochs = models.loc[mine, "reference_epochs"].to_numpy(np.float64)
         curves = [(a, b) for a, b in pairs_of_curves if len(a) == len(pairs_of_curves[0][0])]
         median_gap = math.nan
         if curves:  # the sample's median curves: what a chaotic rule reproduces
@@ -124,9 +113,9 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
             "n_compared": len(pairs_of_curves),
             "n_same_outcome": same_outcome,
             "median_curve_gap": median_gap,
-            "n_agree": int(np.nansum(models.loc[mine, "reference_agrees"].to_numpy(np.float64))),
+            "n_agree": int(np.nansum(agrees)),
             "n_left_out": int(diverged.sum()),
-            "epochs": int(np.nanmax([*epochs, 0])),
+            "epochs": int(np.nanmax([*spans, 0])),
             "max_abs_diff": largest,
             "max_rel_diff": largest_relative,
             "agree_share": float(np.nanmean(agrees)) if np.isfinite(agrees).any() else math.nan,
@@ -158,3 +147,86 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
                 "agrees_through": min(through), "epochs": epochs,
             }  # fmt: skip
     return numbers
+
+
+def literal_line_words(check: Mapping[str, Any] | None) -> str | None:
+    """The notebook's fixed loop against torch.optim.SGD, as measured; None when not checked."""
+    pair = (check or {}).get("pairs", {}).get("manual")
+    if not pair:
+        return None
+    if pair["n_identical"] == pair["n_pairs"]:
+        return (f"bit for bit equal to torch.optim.SGD over {pair['n_pairs']} checked pairs "
+                "(largest difference 0)")  # fmt: skip
+    return (
+        f"equal to torch.optim.SGD up to float32 rounding: largest difference "
+        f"{pair['max_abs_diff']:.2g} over {pair['epochs']} epochs, {pair['n_identical']} of "
+        f"{pair['n_pairs']} pairs bit-identical (`param -= learning_rate * param.grad` rounds "
+        "twice where SGD's add_ rounds once)"
+    )
+
+
+def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str], list[str]]:
+    """The reference check in words, and its warnings."""
+    check, lines, warnings = numbers["reference"], [], []
+    if check is None:
+        why = numbers["reference_missing"]
+        if why == "written by an older version":
+            why = ("these results were written by an older version (schema 1 or 2), which "
+                   "retrained no model with the notebook's loop")  # fmt: skip
+        else:
+            why = "no model of this run was retrained with the notebook's loop"
+        return [f"- Reference check omitted: {why}."], []
+    pairs = check["pairs"]
+    lines.append(
+        "- The notebook's own loops (an nn.Module per model, retrained from the same seed and "
+        "split; the hand-written update literally `param -= learning_rate * param.grad` under "
+        "torch.no_grad()), compared curve for curve per (hidden_dim, split, seed):"
+    )
+    literal = literal_line_words(check)
+    if literal:
+        lines.append(f"  - the fixed loop (with zero_grad): {literal}.")
+    if "manual-no-zero-grad" in pairs:
+        pair = pairs["manual-no-zero-grad"]
+        lines.append(
+            f"  - the second loop (no zero_grad) vs torch.optim.SGD: within "
+            f"{REFERENCE_TOLERANCE:g} through epoch {pair['agrees_through']}, then apart by up to "
+            f"{pair['max_abs_diff']:.2g}: the gradients accumulate ({pair['n_pairs']} pairs)."
+        )
+    if not pairs:
+        lines.append("  - no (hidden_dim, split, seed) was checked under two rules.")
+    part = "test" if numbers["accuracy_part"] == "test" else "training-row"
+    lines.append(
+        "- This run's engine against the notebook's loop, on the checked models (seeds and "
+        "splits spread over the run):"
+    )
+    for name, rule in check["rules"].items():
+        m, epochs = rule["n_compared"], rule["epochs"]
+        largest = rule["max_abs_diff"]
+        if name == "manual-no-zero-grad":
+            text = (
+                f"  - {clean(name)}: single trajectories are chaotic (rounding decides them), so "
+                f"the distributions are compared: outcomes over {epochs} epochs agree for "
+                f"{rule['n_same_outcome']} of {m}; the checked sample's median curves differ by "
+                f"at most {rule['median_curve_gap']:.2g} (single curves by up to {largest:.2g})"
+            )
+        else:
+            equal = ("bit for bit equal" if largest == 0 else
+                     f"equal up to float32 rounding: largest difference {largest:.2g}")  # fmt: skip
+            text = (
+                f"  - {clean(name)}: {equal} over {epochs} epochs; outcomes agree for "
+                f"{rule['n_same_outcome']} of {m}; {part} predictions for {rule['n_agree']} of "
+                f"{rule['n_checked']}"
+            )
+        if rule["n_left_out"]:
+            text += f"; {rule['n_left_out']} diverged and left out of the tolerance"
+        if rule["flagged"]:
+            relative = rule["max_rel_diff"]
+            text += f" - ABOVE the tolerance {rule['tolerance']:g}"
+            warnings.append(
+                f"WARNING: the engine's {name} curves differ from the notebook's loop by more "
+                f"than {rule['tolerance']:g} relative to the loss within the first "
+                f"{EPOCH_OF_INTEREST} epochs (up to {relative:.2g} over all): the engine no "
+                "longer computes what the notebook does."
+            )
+        lines.append(text + ".")
+    return lines, warnings

@@ -1,4 +1,8 @@
-"""Reading a results source in two passes: the models' scalars, then their curves' aggregates."""
+"""The rows a report is computed from: one model a row, read in two passes, derived columns added.
+
+Pass 1 reads every model's scalars, pass 2 its curves, batch by batch, keeping a few losses per
+model and per-epoch aggregates per configuration, never a whole curve column.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from irismodel.store import list_result_files, locations
 from irismodel.store.reader import (
     CURVE_COLUMN,
     READ_THREADS,
+    REFERENCE_CURVE_COLUMN,
     Source,
     each_curve,
     element_at,
@@ -21,10 +27,10 @@ from irismodel.store.reader import (
     take,
 )
 
-from .baselines import majority_accuracy, outcomes
 from .curves import Curves, PerModel, by_length, slope_epochs
-from .settings import DIVERGED, SETTING_COLUMNS, ReportError, check_epoch
+from .settings import ALL_OUTCOMES, SETTING_COLUMNS, ReportError, check_epoch, optimizer_order
 
+SPLIT_COLUMNS = ("data_fingerprint", "positive_class", "test_size", "split_seed")
 # Scalars compared to tell whether manual's rows are sgd's rows again (the batched engines run
 # both rules through the same code): equal in every one, for every seed, they are duplicates.
 _SAME_ROW_COLUMNS = ("_loss", "final_train_loss", "train_accuracy", "test_accuracy")
@@ -36,30 +42,108 @@ class Scan:
 
     `models` has one row per setting x hidden_dim x optimizer x seed (the latest run), with
     `_group` (its curve group), `_epoch` (the epoch read), `_loss` (the loss there), `_first`
-    (the first epoch's loss), `_outcome`, `_majority_train`/`_majority_test` and `_duplicate`
-    (a manual row identical to sgd's of the same hidden_dim and seed), and `_first_below` (the
-    first epoch whose loss is below `baseline_loss`: 0 if none, NaN without a baseline).
+    (the first epoch's loss), `_outcome`, `_majority_train`/`_majority_test`, `_duplicate`
+    (a manual row identical to sgd's of the same hidden_dim and seed), `_rule` (the name its
+    rule is shown under: `sgd = manual` where manual's rows repeat sgd's) and `_first_below`
+    (the first epoch whose loss is below `baseline_loss`: 0 if none, NaN without a baseline).
     `per_model` keeps each model's loss at a few fixed epochs, for the slope by epoch.
     """
 
     source: Source
     models: pd.DataFrame
     epoch: int
-    curves: Curves | None
+    curves: Curves
     per_model: PerModel | None = None
 
+    def curves_of(self, positions: np.ndarray, reference: bool = False) -> dict[int, np.ndarray]:
+        """The loss curves (or the notebook loop's) of the models at `positions` (a few only)."""
+        out: dict[int, np.ndarray] = {}
 
-def epoch_used(frame: pd.DataFrame, epoch: int = 100) -> pd.Series:
-    """Return, per row, the epoch read: `epoch`, or the row's last epoch if it trained fewer."""
-    epoch = check_epoch(epoch)
-    return frame["epochs"].clip(upper=epoch).astype(int)
+        def visit(index: int, mine: np.ndarray, lists: pa.Array) -> None:
+            for position, values in zip(mine.tolist(), lists.to_pylist(), strict=True):
+                out[position] = np.asarray(values if values is not None else [], np.float64)
+
+        column = REFERENCE_CURVE_COLUMN if reference else CURVE_COLUMN
+        if len(positions):
+            each_curve(self.source, self.models, positions, visit, column=column)
+        return out
 
 
-def loss_at_epoch(frame: pd.DataFrame, epoch: int = 100) -> pd.Series:
-    """Return, per row, the loss of epoch `epoch` (1-based): `loss_curve[epoch - 1]`."""
-    used = epoch_used(frame, epoch).to_numpy(np.int64)
-    lists = pa.array(frame[CURVE_COLUMN], from_pandas=True)
-    return pd.Series(element_at(lists, used, "frame"), index=frame.index, dtype=np.float64)
+def rules_of(rows: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    """Per rule shown, in display order: (optimizer, the name it is shown under, its rows' mask).
+
+    Manual's rows that repeat sgd's are not shown: sgd's are, as `sgd = manual`.
+    """
+    optimizer = rows["optimizer"].astype(str).to_numpy()
+    shown = ~rows["_duplicate"].to_numpy(bool)
+    out = []
+    for name in optimizer_order(np.unique(optimizer[shown]).tolist()):
+        mine = (optimizer == name) & shown
+        out.append((name, str(rows["_rule"].iloc[np.flatnonzero(mine)[0]]), mine))
+    return out
+
+
+def _positive_count(
+    n: np.ndarray, accuracy: np.ndarray, precision: np.ndarray, recall: np.ndarray
+) -> float:
+    """Infer the number of positive rows P from each model's metrics on the same N rows.
+
+    With TP > 0 and an error: FP + FN = N (1 - accuracy), FP = TP/precision - TP and
+    FN = TP/recall - TP give TP, then P = TP / recall. With TP = 0 (precision = recall = 0):
+    P = N (1 - accuracy) - FP <= N (1 - accuracy), exact for a model predicting only negatives.
+    """
+    valid = np.isfinite(accuracy) & np.isfinite(precision) & np.isfinite(recall) & (n > 0)
+    e = valid & (precision > 0) & (recall > 0) & (accuracy < 1)
+    if e.any():
+        true_pos = n[e] * (1 - accuracy[e]) / (1 / precision[e] + 1 / recall[e] - 2)
+        return float(np.median(np.round(true_pos / recall[e])))
+    none_predicted = valid & (precision == 0) & (recall == 0)
+    if none_predicted.any():
+        return float(np.min(np.round(n[none_predicted] * (1 - accuracy[none_predicted]))))
+    return math.nan
+
+
+def _majority(frame: pd.DataFrame, part: str) -> np.ndarray:
+    """Per row, the majority-class accuracy `max(p, 1 - p)` of its `part` rows.
+
+    The positive share is `n_<part>_positive / n_<part>` where the results have that column;
+    otherwise (older files) it is inferred exactly from the accuracy, precision and recall of
+    the models evaluated on the same rows (same data, class, test size and split seed). NaN
+    when no model's metrics determine it (all perfect) or when the part has no rows (`test`
+    with test_size 0).
+    """
+    out = np.full(len(frame), math.nan)
+    n_all = frame[f"n_{part}"].to_numpy(np.float64)
+    metrics = [
+        frame[f"{part}_{m}"].to_numpy(np.float64) for m in ("accuracy", "precision", "recall")
+    ]
+    given_all = frame[f"n_{part}_positive"].to_numpy(np.float64)
+    split = frame.groupby(list(SPLIT_COLUMNS), sort=False, dropna=False, observed=True)
+    for positions in split.indices.values():
+        given = given_all[positions][np.isfinite(given_all[positions])]
+        # one split has one set of rows: any row's count is every row's
+        positives = float(given[0]) if given.size else math.nan
+        if not math.isfinite(positives):
+            positives = _positive_count(n_all[positions], *(m[positions] for m in metrics))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = positives / n_all[positions]
+        out[positions] = np.maximum(share, 1 - share)
+    return out
+
+
+def _outcomes(models: pd.DataFrame) -> np.ndarray:
+    """Each model's outcome: the `outcome` column, or what older rows still tell.
+
+    Rows written before the column (schema 1 and 2) are `diverged` when their `diverged` flag
+    is set or their final loss is not finite or above the first epoch's (`_first`), as the
+    rule says, and otherwise `unknown`: stalled needs the baseline loss they do not store.
+    """
+    stored = models["outcome"].astype(object).to_numpy()
+    final, first = models["final_train_loss"].to_numpy(np.float64), models["_first"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        blown = models["diverged"].to_numpy(bool) | ~np.isfinite(final) | (final > first)
+    derived = np.where(blown, "diverged", "unknown")
+    return np.where(np.isin(stored, ALL_OUTCOMES), stored, derived).astype(object)
 
 
 def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
@@ -84,8 +168,8 @@ def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
     order = order[np.lexsort(tuple(by_name))]  # stable: hidden_dim, optimizer, split, seed
     frame = take(frame, order)
     frame["_epoch"] = np.minimum(frame["epochs"].to_numpy(np.int64), epoch).astype(np.int32)
-    frame["_majority_train"] = majority_accuracy(frame, "train").to_numpy()
-    frame["_majority_test"] = majority_accuracy(frame, "test").to_numpy()
+    frame["_majority_train"] = _majority(frame, "train")
+    frame["_majority_test"] = _majority(frame, "test")
     spent = [f"{p}_{m}" for p in ("train", "test") for m in ("precision", "recall")]
     return frame.drop(columns=[*spent, "n_train_positive", "n_test_positive"])
 
@@ -94,11 +178,9 @@ def _read_curves(scan: Scan) -> None:
     """Pass 2: per model a few losses and its first epoch below the baseline; curve sums.
 
     Per model: the loss at the epoch, at epoch 1 and at the slope epochs, and the first epoch
-    below the linear baseline; per group, the curve sums.
-
-    Reads only the curves of the models kept, batch by batch, and keeps none of them. The sums
-    leave out every model that diverged (by its flag, its outcome, or a curve ending above its
-    start or not finite).
+    below the linear baseline; per group, the curve sums. Reads only the curves of the models
+    kept, batch by batch, and keeps none of them. The sums leave out every model that diverged
+    (by its flag, its outcome, or a curve ending above its start or not finite).
     """
     models, curves, source = scan.models, scan.curves, scan.source
     size = len(models)
@@ -107,7 +189,7 @@ def _read_curves(scan: Scan) -> None:
     per_model = PerModel(size, slope_epochs(np.unique(lengths_all), scan.epoch), baseline)
     loss, first = np.full(size, math.nan), np.full(size, math.nan)
     used = models["_epoch"].to_numpy(np.int64)
-    known_bad = models["diverged"].to_numpy(bool) | (models["outcome"] == DIVERGED).to_numpy()
+    known_bad = models["diverged"].to_numpy(bool) | (models["outcome"] == "diverged").to_numpy()
     group = models["_group"].to_numpy(np.int64)
 
     def visit(index: int, positions: np.ndarray, lists: pa.Array) -> None:
@@ -117,8 +199,6 @@ def _read_curves(scan: Scan) -> None:
         for chosen, matrix in by_length(lists, lengths):
             rows = positions if chosen is None else positions[chosen]
             per_model.add(rows, matrix)
-            if curves is None:
-                continue
             with np.errstate(invalid="ignore"):
                 bad = known_bad[rows] | ~(matrix[:, -1] <= matrix[:, 0])
             key = np.where(bad, -1, group[rows])
@@ -140,7 +220,7 @@ def _read_curves(scan: Scan) -> None:
 
 
 def _mark_duplicates(models: pd.DataFrame) -> None:
-    """Set `_duplicate` on manual rows that repeat sgd's, setting by setting."""
+    """Set `_duplicate` on manual rows that repeat sgd's, setting by setting, and `_rule`."""
     duplicate = np.zeros(len(models), dtype=bool)
     keys = [*SETTING_COLUMNS, "split_seed", "hidden_dim", "seed"]
     sgd = models[models["optimizer"] == "sgd"]
@@ -158,39 +238,40 @@ def _mark_duplicates(models: pd.DataFrame) -> None:
         pairs["_same"] = same
         # a setting's manual rows all repeat sgd's, or none counts as a duplicate
         settings = pairs.groupby(list(SETTING_COLUMNS), dropna=False, observed=True)["_same"]
-        pairs["_all"] = settings.transform("all")
-        duplicate[pairs.loc[pairs["_all"], "index"].to_numpy()] = True
+        duplicate[pairs.loc[settings.transform("all"), "index"].to_numpy()] = True
     models["_duplicate"] = duplicate
+    setting = models.groupby(list(SETTING_COLUMNS), dropna=False, observed=True).ngroup()
+    merged = np.isin(setting.to_numpy(), setting.to_numpy()[duplicate])
+    rule = models["optimizer"].cat.add_categories("sgd = manual")
+    rule[merged & (models["optimizer"] == "sgd").to_numpy()] = "sgd = manual"
+    models["_rule"] = rule
 
 
-def scan_source(
-    source: Source,
+def scan(
+    rows: str | pd.DataFrame,
     epoch: int,
     run_ids: Sequence[str] | None = None,
-    curves: bool = True,
 ) -> Scan:
-    """Read `source` in two passes: the models' scalars, then their curves batch by batch."""
+    """Read a results location (or DataFrame, as `read_results` returns) in two passes.
+
+    First the models' scalars (of the runs `run_ids` only, if given), then their curves batch
+    by batch. Raises `ReportError` when there are no rows to report on.
+    """
     epoch = check_epoch(epoch)
+    if isinstance(rows, pd.DataFrame):
+        source = Source.of_frame(rows) if len(rows) else Source([])
+    else:
+        filesystem, _ = locations.resolve(rows)
+        source = Source(list_result_files(rows), filesystem)
     # no name holds the frame as read: preparing it frees it while the copy is made
     models = _prepare_models(read_models(source, run_ids), epoch)
     if models.empty:
         wanted = f" of run(s) {', '.join(str(r) for r in run_ids)}" if run_ids else ""
-        hint = "" if run_ids else " (is the location right?)"
+        hint = "" if run_ids else " (is the location or run right?)"
         raise ReportError(f"report: no results rows{wanted} to report on{hint}")
-    aggregates = None
-    if curves:
-        lengths = models.groupby("_group", sort=True)["epochs"].max().to_numpy()
-        aggregates = Curves(lengths, epoch)
-    scan = Scan(source, models, epoch, aggregates)
-    _read_curves(scan)
-    models["_outcome"] = pd.Categorical(outcomes(models))
+    lengths = models.groupby("_group", sort=True)["epochs"].max().to_numpy()
+    found = Scan(source, models, epoch, Curves(lengths, epoch))
+    _read_curves(found)
+    models["_outcome"] = pd.Categorical(_outcomes(models))
     _mark_duplicates(models)
-    return scan
-
-
-def scan_frame(frame: pd.DataFrame, epoch: int, curves: bool = True) -> Scan:
-    """Scan a results DataFrame (as `read_results` returns) as a location is scanned."""
-    if frame is None or len(frame) == 0:
-        raise ReportError("report: no results rows to report on (is the location or run right?)")
-    check_epoch(epoch)
-    return scan_source(Source.of_frame(frame), epoch, curves=curves)
+    return found

@@ -8,15 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from irismodel.outcomes import OUTCOMES
+
 EPOCH_OF_INTEREST = 100  # the notebook's
-CONFIDENCE = 0.95
-SIGNIFICANCE = 0.05
-# The engine reproduces the notebook's loop for sgd and manual to ~3e-7 over 100 epochs: a
-# larger difference means the engine no longer computes what the notebook does.
-REFERENCE_TOLERANCE = 1e-5
-# Resamples of every bootstrap interval, and its fixed seed: the same data give the same report.
-BOOTSTRAP_RESAMPLES = 999
-BOOTSTRAP_SEED = 20261127
 # Parameters that change what a loss or an accuracy means: rows that differ in one of them are
 # never pooled. The split seed is not one of them: splits are a sweep axis, a source of chance
 # that every interval covers, as the model seeds are.
@@ -28,17 +22,11 @@ SETTING_COLUMNS = (
     "positive_class",
     "data_fingerprint",
 )
-SPLIT_COLUMNS = ("data_fingerprint", "positive_class", "test_size", "split_seed")
-# pandas' and pyarrow's folder readers skip names starting with "_" or "."; report files start
-# with "_" so that `pd.read_parquet(results_folder)` never trips over a PNG beside the Parquet.
-REPORT_PREFIX = "_iris-sweep-report"
 # Display order of the optimizers: the names of irismodel.optimizers.OPTIMIZERS, repeated here
 # because that registry imports torch, which a report has no use for (a test keeps them equal).
 OPTIMIZER_ORDER = ("sgd", "manual", "manual-no-zero-grad", "momentum", "adam")
-# The outcomes of irismodel.outcomes, and "unknown" for rows of files written before them.
-CONVERGED, STALLED, DIVERGED, UNKNOWN = "converged", "stalled", "diverged", "unknown"
-OSCILLATING = "oscillating"
-OUTCOMES = (CONVERGED, STALLED, OSCILLATING, DIVERGED, UNKNOWN)
+# irismodel.outcomes' outcomes, and "unknown" for rows of files written before them.
+ALL_OUTCOMES = (*OUTCOMES, "unknown")
 
 
 class ReportError(ValueError):
@@ -76,8 +64,3 @@ def optimizer_order(names: Iterable[str]) -> list[str]:
     """Return the optimizer names in display order: the registry's, then the rest by name."""
     order = list(OPTIMIZER_ORDER)
     return sorted(set(names), key=lambda n: (order.index(n) if n in order else len(order), n))
-
-
-def optimizers_of(frame: pd.DataFrame) -> list[str]:
-    """Return the optimizers present in `frame`, in display order."""
-    return optimizer_order(str(name) for name in frame["optimizer"].unique())

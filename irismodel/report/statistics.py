@@ -1,41 +1,34 @@
 """The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests.
 
-An answer's interval covers both sources of chance in a sweep, the model seeds and the data
-splits (`crossed_interval`): splits and seeds are resampled, each as a whole (a seed starts
-from the same first rows of fc1.weight on every split, so seeds are crossed with splits, not
-nested in them). With one split it is an interval over seeds alone, and says so. Intervals of
-a bounded quantity (accuracy in [0, 1], a loss >= 0) come from resampling, so they stay inside
-the quantity's range, and are clipped to it besides.
+An interval covers both sources of chance in a sweep, the model seeds and the data splits
+(`crossed_interval`); with one split it is an interval over seeds alone, and says so.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from .settings import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
-
+CONFIDENCE = 0.95
+SIGNIFICANCE = 0.05
+# Resamples of every bootstrap interval, and its fixed seed: the same data give the same report.
+BOOTSTRAP_RESAMPLES = 999
+BOOTSTRAP_SEED = 20261127
 ACCURACY_BOUNDS = (0.0, 1.0)
 LOSS_BOUNDS = (0.0, math.inf)
 UNBOUNDED = (-math.inf, math.inf)
-# Up to this many seeds, scipy's BCa bootstrap (its jackknife costs seeds squared); above it,
-# the percentile bootstrap of the mean, drawn here in batches so memory stays flat.
-BCA_SEEDS = 2000
-_DISTINCT = 4096  # at most this many distinct values: resample their counts, not the seeds
-_DRAWS = 1 << 22  # indices drawn at once by the percentile bootstrap
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over seeds, its median, and a 95% bootstrap interval of the mean.
+    """A mean over seeds (and splits), its median, and a 95% bootstrap interval of the mean.
 
-    `method` says how the interval was made: `BCa`, `percentile`, `all equal` (every seed
-    gave the same value: the interval is that value), `one seed` or `no seeds` (no interval).
+    `method` says how the interval was made: `bootstrap over seeds`, `bootstrap over splits and
+    seeds`, `all equal` (every value the same: the interval is that value), `one seed` or
+    `no seeds` (no interval).
     """
 
     n: int
@@ -52,68 +45,6 @@ class Interval:
         if self.n_splits > 1:
             return f"over {self.n} seeds x {self.n_splits} splits"
         return f"over {self.n} seeds, one data split"
-
-    @property
-    def has_interval(self) -> bool:
-        """Whether there is an interval (two seeds or more)."""
-        return math.isfinite(self.low) and math.isfinite(self.high)
-
-
-def _percentile_means(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The means of `BOOTSTRAP_RESAMPLES` resamples of `values`, without a resamples x n array."""
-    n = len(values)
-    distinct, counts = np.unique(values, return_counts=True)
-    if len(distinct) <= _DISTINCT:  # accuracies: a resample is a multinomial draw of counts
-        drawn = rng.multinomial(n, counts / n, size=BOOTSTRAP_RESAMPLES)
-        return drawn @ distinct / n
-    means = np.empty(BOOTSTRAP_RESAMPLES)
-    narrow = values.astype(np.float32)  # the curves are float32: half the bytes to gather
-    step = max(1, _DRAWS // n)
-    for start in range(0, BOOTSTRAP_RESAMPLES, step):
-        size = min(step, BOOTSTRAP_RESAMPLES - start)
-        drawn = rng.integers(0, n, (size, n), dtype=np.int32)  # (size, n) resampled seeds
-        means[start : start + size] = np.take(narrow, drawn).sum(axis=1, dtype=np.float64) / n
-    return means
-
-
-def _bootstrap(values: np.ndarray) -> tuple[float, float, str]:
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    alpha = 1 - CONFIDENCE
-    if len(values) <= BCA_SEEDS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a degenerate BCa is NaN: the percentile follows
-            result = stats.bootstrap(
-                (values,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="BCa",
-                vectorized=True, axis=-1, confidence_level=CONFIDENCE, rng=rng, batch=100,
-            )  # fmt: skip
-        low, high = (float(v) for v in result.confidence_interval)
-        if math.isfinite(low) and math.isfinite(high):
-            return low, high, "BCa"
-        rng = np.random.default_rng(BOOTSTRAP_SEED)
-    means = _percentile_means(values, rng)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high), "percentile"
-
-
-def mean_interval(values: Iterable[float], bounds: tuple[float, float] = UNBOUNDED) -> Interval:
-    """Return the mean, median and 95% bootstrap interval of the finite values, over seeds.
-
-    BCa up to `BCA_SEEDS` values (percentile where BCa is degenerate), the percentile
-    bootstrap above; a fixed random state, so the same values give the same interval. The
-    interval is clipped to `bounds`, the range the quantity can take.
-    """
-    array = np.asarray(values if isinstance(values, np.ndarray) else list(values), np.float64)
-    array = array[np.isfinite(array)]
-    n = int(array.size)
-    if n == 0:
-        return Interval(0, math.nan, math.nan, math.nan, math.nan, "no seeds")
-    mean, median = float(array.mean()), float(np.median(array))
-    if n == 1:
-        return Interval(1, mean, median, math.nan, math.nan, "one seed")
-    if np.all(array == array[0]):
-        return Interval(n, mean, median, mean, mean, "all equal")
-    low, high, method = _bootstrap(array)
-    return Interval(n, mean, median, max(low, bounds[0]), min(high, bounds[1]), method)
 
 
 def rate_interval(count: int, total: int) -> tuple[float, float, float]:
@@ -186,9 +117,11 @@ def crossed_interval(
     """Return the mean (or median) of a splits x seeds matrix and its 95% bootstrap interval.
 
     Each resample draws the splits with replacement, then the seeds with replacement, each seed
-    as a whole across splits, and takes the statistic of the finite cells drawn: the interval
-    covers both the seeds and the splits. NaN cells (no model, or left out) are skipped. A
-    fixed random state: the same values give the same interval.
+    as a whole across splits (seed s starts from the same first rows of fc1.weight on every
+    split: seeds are crossed with splits, not nested in them), and takes the statistic of the
+    finite cells drawn. NaN cells (no model, or left out) are skipped. Resampled, the interval
+    of a bounded quantity stays inside `bounds`, and is clipped to them besides. A fixed
+    random state: the same values give the same interval.
     """
     matrix = np.atleast_2d(np.asarray(matrix, np.float64))
     finite = np.isfinite(matrix)

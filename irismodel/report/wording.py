@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .answers import Answers
-from .checkwords import SECOND_LOOP, literal_line_words, no_number, reference_words
-from .settings import SIGNIFICANCE
-from .summary import interval_text, rate_text
+from .reference import literal_line_words, reference_words
+from .statistics import SIGNIFICANCE
+from .text import (
+    Clean,
+    interval_text,
+    interval_words,
+    models_text,
+    no_number,
+    p_text,
+    rate_text,
+    setting_label,
+)
 
-Clean = Callable[[Any], str]
+SECOND_LOOP = (
+    "- Why manual-no-zero-grad (the notebook's second loop) differs: it never resets its "
+    "gradients (it calls the other model's optimizer.zero_grad()), so `.grad` holds the sum of "
+    "every past epoch's gradient: momentum with no decay. Measured: the accumulated gradient's "
+    "norm rises from about 0.2-1.5 to 5-25 and levels off (near 10), so the weights oscillate in "
+    "a bounded band and never settle: most models fit first, then swing, finite throughout. The "
+    'cause is gradient accumulation, not "PyTorch optimizations".'
+)
 OUTCOME_RULE = (
     "judged on the last tenth of the epochs, by its level (median loss) and swing (largest "
     "rise above a running low): diverged, a NaN/inf loss or weight, or every loss of the "
@@ -20,33 +36,6 @@ OUTCOME_RULE = (
     "on the same training rows, or with a training accuracy no better than the majority "
     "class; converged otherwise"
 )
-
-
-def setting_label(setting: Mapping[str, Any], clean: Clean) -> str:
-    """The parameters that make a setting, as `name=value, ...`."""
-    return (
-        f"learning_rate={setting['learning_rate']:g}, epochs={setting['epochs']}, "
-        f"test_size={setting['test_size']:g}, "
-        f"standardize={str(setting['standardize']).lower()}, "
-        f"positive_class={clean(setting['positive_class'])}"
-    )
-
-
-def p_text(p: float) -> str:
-    """`p = 0.042`, `p < 0.001` or `p undefined`."""
-    if not math.isfinite(p):
-        return "p undefined"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}" if p < 0.01 else f"p = {p:.3f}"
-
-
-def _models(n: int) -> str:
-    return f"{n} model" if n == 1 else f"{n} models"
-
-
-def _interval(values: Mapping[str, Any], digits: int = 3) -> str:
-    """`mean [low, high] (95% interval over N seeds x M splits)`."""
-    text = interval_text(values["mean"], values["low"], values["high"], digits)
-    return f"{text} (95% interval {values['covers']})" if values["n"] > 1 else text
 
 
 def _outcome_words(mine: Mapping[str, Any]) -> str:
@@ -89,14 +78,14 @@ def question1_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
     for mine in numbers["rules"].values():
         lines.append(
             f"  - {clean(mine['label'])}: median {no_number(mine['accuracy_median'])}; "
-            f"{_above(mine)}; mean {_interval(mine['accuracy'])}. Converged models only (a "
-            f"filtered mean, for comparison): {_interval(mine['accuracy_converged'])}."
+            f"{_above(mine)}; mean {interval_words(mine['accuracy'])}. Converged models only (a "
+            f"filtered mean, for comparison): {interval_words(mine['accuracy_converged'])}."
         )
     for name, against in numbers["against_sgd"].items():
         lines.append(
             f"- {clean(name)} minus sgd, paired by (hidden_dim, split, seed), every pair: "
-            f"{part} accuracy {_interval(against['accuracy'])}, final training loss "
-            f"{_interval(against['final_loss'])} ({against['n_pairs']} pairs)."
+            f"{part} accuracy {interval_words(against['accuracy'])}, final training loss "
+            f"{interval_words(against['final_loss'])} ({against['n_pairs']} pairs)."
         )
     if numbers["manual_repeats_sgd"]:
         engines = ", ".join(clean(e) for e in numbers["engines"]) or "this run's engine"
@@ -128,7 +117,7 @@ def trend_words(result: Mapping[str, Any], what: str) -> str:
     if not fall:
         verdict += " (that is not evidence of no trend: see the slopes' interval)"
     return (
-        f"{verdict} ({test}); mean per-block slope {_interval(slope, 4)} per unit of "
+        f"{verdict} ({test}); mean per-block slope {interval_words(slope, 4)} per unit of "
         f"hidden_dim, median per-block Theil-Sen slope "
         f"{interval_text(robust['median'], robust['low'], robust['high'], 4)}; the test "
         f"detects a slope of {no_number(result['detectable'], 4)} or steeper with 80% power "
@@ -147,7 +136,7 @@ def question2_words(results: Sequence[Mapping[str, Any]], clean: Clean) -> list[
                             for m in result["medians"])  # fmt: skip
         line += f" Median loss at epoch {epoch} by hidden_dim over the blocks tested: {medians}."
         left = result["n_left_out"]
-        line += (f" {_models(left)} left out: not finite at epoch {epoch}." if left else
+        line += (f" {models_text(left)} left out: not finite at epoch {epoch}." if left else
                  " Every model counted (none is left out for what happened later).")  # fmt: skip
         lines.append(line)
     return lines
@@ -162,7 +151,7 @@ def headline(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
         for mine in q1["rules"].values():
             lines.append(
                 f"Q1 {clean(mine['label'])}: {part} accuracy median "
-                f"{no_number(mine['accuracy_median'])}, mean {_interval(mine['accuracy'])}; "
+                f"{no_number(mine['accuracy_median'])}, mean {interval_words(mine['accuracy'])}; "
                 f"{_above(mine)} (majority {no_number(q1['majority_accuracy'])}); "
                 f"{mine['n_converged']} converged, {mine['n_stalled']} stalled, "
                 f"{mine['n_oscillating']} oscillating, {mine['n_diverged']} diverged."
@@ -221,9 +210,7 @@ def secondary_words(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
     lines = []
     settings = numbers["settings"]
     for entry in settings:
-        extra = entry.get("secondary")
-        if extra is None:
-            continue
+        extra = entry["secondary"]
         if len(settings) > 1:
             lines.append(f"With {setting_label(entry['setting'], clean)}:")
         epochs = extra["epochs"]
@@ -239,14 +226,14 @@ def secondary_words(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
                     f"share that ever beat it {shares}; {beat['n_censored']} never did, censored "
                     f"as epoch {epochs + 1}")  # fmt: skip
             if beat["n_unknown"]:
-                line += f" ({_models(beat['n_unknown'])} without a stored baseline left out)"
+                line += f" ({models_text(beat['n_unknown'])} without a stored baseline left out)"
             p, slope = result["p_value"], result["slope"]
             if math.isfinite(p):
                 verdict = "falls" if p < SIGNIFICANCE else "no evidence that it falls"
                 line += (f". {verdict[0].upper() + verdict[1:]} as hidden_dim grows "
                          f"({result['test']} blocked by (split, seed), one-sided, {p_text(p)}, "
                          f"{result['n_blocks']} blocks); mean per-block slope, in epochs per "
-                         f"unit of hidden_dim, {_interval(slope, 2)}")  # fmt: skip
+                         f"unit of hidden_dim, {interval_words(slope, 2)}")  # fmt: skip
             else:
                 line += f". Trend: cannot tell ({result['n_blocks']} complete blocks)"
             line += f". {_slope_by_epoch_words(rule['slope_by_epoch'], entry['epoch'])}."
@@ -273,14 +260,14 @@ def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
         q2_parts.append("\n".join(header + question2_words(entry["question2"], clean)))
     if numbers["n_diverged"]:
         notes.append(
-            f"{numbers['n_diverged']} of {_models(numbers['n_models'])} diverged"
+            f"{numbers['n_diverged']} of {models_text(numbers['n_models'])} diverged"
             + (" (`sgd = manual` counted once)" if numbers.get("counted_once") else "")
             + "; they are counted in every rate, median and accuracy mean; a loss is left out "
             "only where it is not finite itself."
         )
     if numbers["n_unknown"]:
         notes.append(
-            f"The outcome of {_models(numbers['n_unknown'])} is unknown: written by an "
+            f"The outcome of {models_text(numbers['n_unknown'])} is unknown: written by an "
             "older version, their files store no baseline loss, so stalled cannot be "
             "told from converged (diverged still can)."
         )

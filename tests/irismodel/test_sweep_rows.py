@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from irismodel.config import validate_config
 from irismodel.data import load_dataset, split_dataset
 from irismodel.engine import predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
 from irismodel.outcomes import baseline_loss, classify
+from irismodel.parameters import SweepConfig
 from irismodel.reference import check_against_reference
-from irismodel.results import SCHEMA, STATUS_COMPLETE
+from irismodel.store.layout import STATUS_COMPLETE
+from irismodel.store.schema import SCHEMA
 from irismodel.sweep import RunContext, diverged_mask, shard_table
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -89,7 +90,7 @@ def test_rows_equal_rows_built_one_model_at_a_time(tmp_path):
     """Every column of a shard's table, constants included, holds the values and the type of
     rows built one model at a time: a diverged model (NaN losses), checked and unchecked ones."""
     split = split_dataset(load_dataset(), test_size=0.25, split_seed=3)
-    config = validate_config(test_size=0.25, standardize=False, output_dir=str(tmp_path))
+    config = SweepConfig(test_size=0.25, standardize=False, output_dir=str(tmp_path))
     context = RunContext("run-1", STARTED, config, place=None)  # rows never read the place
     trained = train_batched(split.x_train, split.y_train, 9, "sgd", SEEDS, 0.1, 12)
     check = check_against_reference(split, trained, 0.1, {6, 9}, 12)

@@ -11,7 +11,7 @@ import pytest
 from irismodel.parameters import SweepConfig
 from irismodel.sweep import run_sweep
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
 
 
 def _write_run(output_dir: str, flow_run_id: str) -> str:

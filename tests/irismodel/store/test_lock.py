@@ -56,7 +56,7 @@ def test_a_run_being_written_cannot_be_resumed_at_the_same_time(tmp_path):
     """While a live process writes a run, opening it again is refused (and said before any work
     by `check_resumable`); once that writer is killed its run opens at once, and a finished run
     keeps no mark."""
-    
+
     sweep, opened, shards = unfinished(tmp_path / "out", "busy")  # this process holds the run
     writer_lock.release_lock(opened.place)
     (holder,) = _lock_holders(opened.place, tmp_path, 1, hold=60)
@@ -66,7 +66,9 @@ def test_a_run_being_written_cannot_be_resumed_at_the_same_time(tmp_path):
         with pytest.raises(RunError, match=busy):
             open_run(sweep, "busy")
         with pytest.raises(RunError, match=busy):
-            check_resumable(sweep.model_copy(update={"resume": "busy"}), load_dataset().fingerprint())
+            check_resumable(
+                sweep.model_copy(update={"resume": "busy"}), load_dataset().fingerprint()
+            )
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -99,7 +101,7 @@ def test_a_stale_writer_mark_with_a_reused_pid_never_blocks(tmp_path):
 def test_an_object_store_mark_of_a_live_writer_refuses_and_a_dead_one_is_taken(tmp_path):
     """On a store without locks (a URI), a mark naming a live process of this host refuses the
     run; a mark of a process that is gone is taken over."""
-    
+
     from _store_files import config
 
     sweep = config(tmp_path, shard_size=3).model_copy(update={"output_dir": f"file://{tmp_path}"})

@@ -13,11 +13,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
+from irismodel.config import validate_config
+from irismodel.results import MANIFEST, read_results
 
 from irismodel import compare, history
-from irismodel.config import validate_config
 from irismodel.provenance import provenance
-from irismodel.results import MANIFEST, read_results
 from irismodel.sweep import run_sweep
 
 

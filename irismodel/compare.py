@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from irismodel.report.rendering import markdown_text, plain
+from irismodel.report.text import markdown_text, plain
 
 KEY = ("split_seed", "seed", "hidden_dim", "optimizer")  # one model of a run
 # Which run a row is of, where and how fast it ran: no result (devices and engines are

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from irismodel.compare import comparable_parameters
-from irismodel.report.rendering import markdown_text
+from irismodel.report.text import markdown_text
 
 
 def previous_run(

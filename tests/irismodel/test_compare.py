@@ -13,11 +13,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
-from irismodel.config import validate_config
-from irismodel.results import MANIFEST, read_results
 
 from irismodel import compare, history
+from irismodel.parameters import SweepConfig
 from irismodel.provenance import provenance
+from irismodel.store import read_results
+from irismodel.store.layout import MANIFEST
 from irismodel.sweep import run_sweep
 
 
@@ -36,7 +37,7 @@ def runs(tmp_path_factory) -> dict[str, Run]:
     made = {}
     for day, (name, parameters) in enumerate((("a", same), ("b", same), ("other", other)), 1):
         folder = run_sweep(
-            validate_config(**parameters), f"run-{name}", datetime(2026, 1, day, tzinfo=UTC)
+            SweepConfig(**parameters), f"run-{name}", datetime(2026, 1, day, tzinfo=UTC)
         )
         manifest = json.loads((Path(folder) / MANIFEST).read_text())
         made[name] = Run(read_results(folder), manifest, folder)

@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow.fs as pafs
 
-from irismodel.store import locations, writer
+from irismodel import compare
+from irismodel.store import layout, locations, writer
 from irismodel.store.layout import FILE_SUFFIX
+from irismodel.store.listing import read_manifest
+from irismodel.store.reader import read_results
 
 from .answers import Answers, answer_numbers
 from .plots import groups_shown, plot_accuracy, plot_loss, plot_slope_by_epoch
@@ -23,6 +27,7 @@ from .summary import summarize_models, summary_text_table
 from .text import (
     DATA_COLUMNS,
     SECONDARY,
+    Clean,
     markdown_table,
     markdown_text,
     plain,
@@ -46,6 +51,9 @@ TABLE_LEGEND = (
 # The report's files by name, and the end of each file's name after the prefix.
 FILES = {"loss_curves": "-loss-curves.png", "accuracy": "-accuracy.png",
          "slope_by_epoch": "-slope-by-epoch.png", "markdown": ".md", "text": ".txt"}  # fmt: skip
+# The manifest's comparisons (written at publication) by key, and each one's heading.
+COMPARISONS = {"comparison": "Compared with the last run like it",
+               "comparison_same_data": "Compared with the last run of the same data"}  # fmt: skip
 CAPTIONS = (
     "loss curves",
     "accuracy per seed",
@@ -122,8 +130,73 @@ def written_text(results_path: str) -> str:
     return locations.read_bytes(text).decode()
 
 
+def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str, Any]]:
+    """Return the comparisons in a run folder's manifest by key; {} for any other source."""
+    if not isinstance(location, str):
+        return {}
+    try:
+        fs, path = locations.resolve(location, "location")
+        if not layout.is_run_folder(fs.get_file_info(path)):
+            return {}
+        manifest = read_manifest(fs, path)
+    except (ValueError, OSError):  # no manifest to read: the rows' own errors say the rest
+        return {}
+    return {k: manifest[k] for k in COMPARISONS if isinstance(manifest.get(k), Mapping)}
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) else plain(value)
+
+
+def comparison_lines(found: Mapping[str, Any], clean: Clean = plain) -> list[str]:
+    """Return a manifest's comparison summary as lines; `clean` makes stored values safe."""
+    previous, reason = found.get("previous_run"), found.get("reason")
+    if previous is None:
+        return [clean(found.get("error") or reason or "no earlier run to compare with")]
+    lines = [f"previous run: {clean(previous)}"]
+    if found.get("error"):
+        return [*lines, f"not compared: {clean(found['error'])}"]
+    if not found.get("verdict"):
+        return [*lines, f"not compared: {clean(reason)}"]
+    lines.append(f"verdict: {clean(found['verdict'])}: {clean(reason)}")
+    for name in ("environment", "parameters", "data_fingerprints"):
+        changes = found.get(name) or {}
+        if name == "data_fingerprints":  # a pair, present only where the data changed
+            changes = {"fingerprint": changes} if changes else {}
+        shown = "; ".join(
+            f"{clean(k)} {clean(pair[0])} -> {clean(pair[1])}"
+            for k, pair in changes.items()
+            if isinstance(pair, list | tuple) and len(pair) == 2
+        )
+        lines.append(f"{name.split('_')[0]}: {shown or 'unchanged'}")
+    where = found.get("loss_where")
+    lines.append(
+        f"loss curves: largest absolute difference {_number(found.get('loss_difference'))}"
+        + (f" ({clean(where)})" if where else "")
+        + f"; outcomes changed: {_number(found.get('outcome_changes'))}; test predictions "
+        f"changed: {_number(found.get('prediction_changes'))}"
+    )
+    return lines
+
+
+def comparison_warnings(
+    comparisons: Mapping[str, Mapping[str, Any]], clean: Clean = plain
+) -> list[str]:
+    """Return one line per comparison whose verdict is a WARNING, for the report's top."""
+    return [
+        f"WARNING: {COMPARISONS[key].lower().replace('compared with', 'unlike')} "
+        f"({clean(found.get('previous_run'))}): {clean(found.get('reason'))}"
+        for key, found in comparisons.items()
+        if found.get("verdict") == compare.WARNING
+    ]
+
+
 def _markdown(
-    found: Scan, numbers: dict[str, Any], summary: pd.DataFrame, images: Mapping[str, bytes]
+    found: Scan,
+    numbers: dict[str, Any],
+    summary: pd.DataFrame,
+    images: Mapping[str, bytes],
+    comparisons: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """The report as markdown: warnings, the two answers, the table, plots as data URIs.
 
@@ -133,7 +206,10 @@ def _markdown(
     report from the results.
     """
     escaped, models = word_answers(numbers, markdown_text), found.models
+    comparisons = comparisons or {}
     lines = ["# iris-sweep report", ""]
+    for warning in comparison_warnings(comparisons, markdown_text):
+        lines += [f"> **{warning}**", ""]
     for warning in escaped.warnings:
         lines += [f"> **{warning}**", ""]
     if escaped.headline:
@@ -146,6 +222,9 @@ def _markdown(
                   *escaped.secondary, ""]  # fmt: skip
     if escaped.notes:
         lines += ["**Notes.** " + " ".join(escaped.notes), ""]
+    for key, compared in comparisons.items():
+        lines += [f"## {COMPARISONS[key]}", ""]
+        lines += [*(f"- {line}" for line in comparison_lines(compared, markdown_text)), ""]
     lines += [
         f"Runs: {runs_text(models, markdown_text)}. Parameters: "
         f"{run_title(models, markdown_text)}.", "", "## Summary per configuration", "",
@@ -212,8 +291,16 @@ def report_of(
     models = found.models
     plots = plot_loss(found), plot_accuracy(models, summary), plot_slope_by_epoch(numbers, models)
     images = dict(zip(CAPTIONS, plots, strict=True))
-    markdown = _markdown(found, numbers, summary, images)
+    comparisons = manifest_comparisons(rows)
+    markdown = _markdown(found, numbers, summary, images, comparisons)
     text = format_terminal(answers, summary, found.epoch)
+    if comparisons:  # a WARNING before everything, the comparisons after
+        top = comparison_warnings(comparisons)
+        text = "\n".join([*top, *([""] if top else []), text])
+        for key, compared in comparisons.items():
+            text += f"\n\n{COMPARISONS[key]}:\n" + "\n".join(
+                f"  {line}" for line in comparison_lines(compared)
+            )
     paths = report_files(out_dir if out_dir is not None else folder_of(rows), prefix)
     for path, data in zip(paths.values(), [*images.values(), markdown.encode(), text.encode()],
                           strict=True):  # fmt: skip
@@ -231,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild the summary, the two answers and the plots from past iris-sweep "
         "runs' Parquet results.",
     )
-    parser.add_argument("location", metavar="RESULTS_LOCATION", help="folder, file or URI")
+    parser.add_argument(
+        "location", metavar="RESULTS_LOCATION", nargs="?", help="folder, file or URI"
+    )
     parser.add_argument(
         "--run", action="append", dest="runs", metavar="FLOW_RUN_ID",
         help="keep only this flow run (repeatable; default: every run)",
@@ -244,12 +333,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default=None, metavar="DIR",
         help="where to write the PNGs and report files (default: the results folder)",
     )  # fmt: skip
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+        help="instead of a report, compare run folder RUN_B with run folder RUN_A: what changed "
+        "in environment, data, parameters and rows (exit 1 on a WARNING)",
+    )  # fmt: skip
     return parser
 
 
+def compare_folders(before: str, after: str) -> compare.Comparison:
+    """Compare run folder `after` with run folder `before`, each read whole with its manifest.
+
+    Raises `ReportError` naming `--compare` when either is not a readable run folder.
+    """
+    loaded = []
+    for name, folder in (("RUN_A", before), ("RUN_B", after)):
+        try:
+            fs, path = locations.resolve(folder, "--compare")
+            if fs.get_file_info(path).type != pafs.FileType.Directory:
+                raise ReportError(f"{name} {locations.redact(folder)!r} is no folder")
+            manifest = read_manifest(fs, path, ReportError, f"{name} is not a run folder")
+            loaded.append((read_results(folder), manifest))
+        except (ValueError, OSError) as error:
+            raise ReportError(f"--compare: {error}") from error
+    try:
+        return compare.compare_runs(loaded[0][0], loaded[0][1], loaded[1][0], loaded[1][1])
+    except ValueError as error:
+        raise ReportError(f"--compare: {error}") from error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the summary and the answers; write plots and report files. Exit 2 on bad input."""
+    """Print the summary and the answers; write plots and report files. Exit 2 on bad input.
+
+    With `--compare RUN_A RUN_B`, print the comparison instead: exit 0 when the runs are
+    identical or differ as expected, 1 on a WARNING, 2 on bad input.
+    """
     args = build_parser().parse_args(argv)
+    if args.compare:
+        if args.location or args.runs or args.out:
+            print("iris-sweep-report: error: --compare: give two run folders and nothing else "
+                  "(no RESULTS_LOCATION, --run or --out)", file=sys.stderr)  # fmt: skip
+            return 2
+        try:
+            compared = compare_folders(*args.compare)
+        except ReportError as error:
+            print(f"iris-sweep-report: error: {error}", file=sys.stderr)
+            return 2
+        print(compared.text())
+        return 1 if compared.verdict == compare.WARNING else 0
+    if args.location is None:
+        print("iris-sweep-report: error: RESULTS_LOCATION: required (or --compare RUN_A RUN_B)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         report = report_of(args.location, args.out, args.runs, args.epoch)
     except (ValueError, OSError) as error:  # ReportError, ResultsError, locations, --out

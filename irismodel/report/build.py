@@ -131,7 +131,10 @@ def written_text(results_path: str) -> str:
 
 
 def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str, Any]]:
-    """Return the comparisons in a run folder's manifest by key; {} for any other source."""
+    """Return the comparisons with an earlier run in a run folder's manifest, by key.
+
+    {} for any other source, and for a run with no earlier run like it.
+    """
     if not isinstance(location, str):
         return {}
     try:
@@ -141,7 +144,12 @@ def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str,
         manifest = read_manifest(fs, path)
     except (ValueError, OSError):  # no manifest to read: the rows' own errors say the rest
         return {}
-    return {k: manifest[k] for k in COMPARISONS if isinstance(manifest.get(k), Mapping)}
+    return {
+        key: found
+        for key, found in ((k, manifest.get(k)) for k in COMPARISONS)
+        # a first run's "no earlier run" is no section of its report
+        if isinstance(found, Mapping) and (found.get("previous_run") or found.get("error"))
+    }
 
 
 def _number(value: Any) -> str:

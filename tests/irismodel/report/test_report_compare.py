@@ -123,3 +123,15 @@ def test_compare_with_a_location_or_neither_exits_2(perturbed, capsys):
     assert "--compare: give two run folders and nothing else" in capsys.readouterr().err
     assert report.main([]) == 2
     assert "RESULTS_LOCATION: required (or --compare RUN_A RUN_B)" in capsys.readouterr().err
+
+
+def test_a_first_run_has_no_comparison_section(perturbed, tmp_path):
+    """A run with no earlier run like it: its report has no comparison section."""
+    root = Path(perturbed[0]).parent
+    first = _run(root, "run-alone", 4, seeds="0..1")
+    built = report.report_of(first, out_dir=str(tmp_path))
+    assert "Compared with" not in built.text and "Compared with" not in built.markdown
+    assert (
+        "Compared with the last run like it"
+        in report.report_of(perturbed[1], out_dir=str(tmp_path)).text
+    )

@@ -1,13 +1,28 @@
-"""The notebook's network, 4-h-1 with one ReLU layer, and its seeded initial weights."""
+"""The notebook's network, 4-h-1 with one ReLU layer: seeded initial weights, or trained ones."""
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
 import torch
 from torch import nn
 
+from irismodel.store.listing import list_result_files
+from irismodel.store.locations import resolve
+from irismodel.store.reader import Source
+
 PARAMETER_NAMES = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+INPUT_DIM = 4
+# A results row's weight column of each parameter (schema version 5 on), flattened row-major.
+WEIGHT_COLUMNS = {name: name.replace(".", "_") for name in PARAMETER_NAMES}
+KEY_COLUMNS = ("hidden_dim", "optimizer", "seed", "split_seed")
 
 
 class NeuralNet(nn.Module):
@@ -53,3 +68,101 @@ def seeded_net(hidden_dim: int, seed: int, input_dim: int = 4) -> NeuralNet:
         net = NeuralNet(input_dim, hidden_dim, 1)
     net.load_state_dict(initial_parameters(hidden_dim, seed, input_dim), assign=True)
     return net
+
+
+def _weights_of(row: Mapping[str, Any]) -> tuple[int, dict[str, torch.Tensor]]:
+    """Return a results row's hidden_dim and its trained weights, shaped as in `NeuralNet`."""
+    for column in ("hidden_dim", *WEIGHT_COLUMNS.values()):
+        if column not in row:
+            raise ValueError(
+                f"row: has no column {column!r}; load_model needs hidden_dim and the weight "
+                f"columns {', '.join(WEIGHT_COLUMNS.values())} of a results row"
+            )
+    hidden_dim = row["hidden_dim"]
+    if hidden_dim is None or pd.isna(hidden_dim) or int(hidden_dim) < 1:
+        raise ValueError(f"row: hidden_dim must be a positive integer, got {hidden_dim!r}")
+    hidden_dim = int(hidden_dim)
+    shapes = {
+        "fc1.weight": (hidden_dim, INPUT_DIM),
+        "fc1.bias": (hidden_dim,),
+        "fc2.weight": (1, hidden_dim),
+        "fc2.bias": (1,),
+    }
+    weights = {}
+    for name, column in WEIGHT_COLUMNS.items():
+        value = row[column]
+        # all four are written together; a NaN fc2_bias is a diverged model's, not a null
+        if value is None or (np.ndim(value) == 0 and name != "fc2.bias" and pd.isna(value)):
+            raise ValueError(
+                f"row: {column} is null: the row was written before schema version 5, which "
+                "added the trained weights; train the model again to load it"
+            )
+        values = np.asarray(value, dtype=np.float32).reshape(-1)
+        if values.size != math.prod(shapes[name]):
+            raise ValueError(
+                f"row: {column} holds {values.size} values; a model of hidden_dim {hidden_dim} "
+                f"has {math.prod(shapes[name])} ({' x '.join(map(str, shapes[name]))}, row-major)"
+            )
+        weights[name] = torch.from_numpy(values.reshape(shapes[name]).copy())
+    return hidden_dim, weights
+
+
+def _row_at(location: str, key: dict[str, Any]) -> dict[str, Any]:
+    """Return the one row of model `key` among the published runs at `location`."""
+    fs, _ = resolve(location, "location")
+    files = list_result_files(location)
+    keep = ds.field("hidden_dim") == key["hidden_dim"]
+    for name in KEY_COLUMNS[1:]:
+        keep &= ds.field(name) == key[name]
+    columns = ["flow_run_id", *KEY_COLUMNS, *WEIGHT_COLUMNS.values()]
+    source = Source(files, fs, strict=True)
+    batches = [b for i in range(len(source)) for b in source.batches(i, columns, 1 << 16, keep)]
+    rows = pa.Table.from_batches(
+        batches, pa.schema([source.dataset.schema.field(c) for c in columns])
+    ).to_pylist()
+    described = ", ".join(f"{name}={value!r}" for name, value in key.items())
+    if not rows:
+        raise LookupError(f"load_model: no model {described} in {location!r}")
+    if len(rows) > 1:
+        runs = sorted({row["flow_run_id"] for row in rows})
+        raise LookupError(
+            f"load_model: {len(rows)} models {described} in {location!r}, of the runs "
+            f"{', '.join(runs)}; give one run's folder"
+        )
+    return rows[0]
+
+
+def load_model(
+    source: Mapping[str, Any] | str | os.PathLike[str],
+    hidden_dim: int | None = None,
+    optimizer: str | None = None,
+    seed: int | None = None,
+    split_seed: int | None = None,
+) -> NeuralNet:
+    """Return the notebook's `NeuralNet(4, hidden_dim, 1)` holding a model's trained weights.
+
+    `source` is one results row (a mapping: a pandas Series of `read_results`' frame, a dict of
+    a DuckDB or pyarrow row), or a location (a run folder, or a folder of runs holding that
+    model once) with the model's `hidden_dim`, `optimizer`, `seed` and `split_seed`. The
+    weights are the float32 values stored (NaN where the model diverged), in evaluation mode;
+    its test predictions reproduce the row's metrics. Rows of schema version 4 and older hold
+    no weights: a ValueError says so.
+    """
+    if isinstance(source, str | os.PathLike):
+        key = {"hidden_dim": hidden_dim, "optimizer": optimizer, "seed": seed}
+        key["split_seed"] = split_seed
+        for name, value in key.items():
+            wanted = str if name == "optimizer" else int
+            if not isinstance(value, wanted) or isinstance(value, bool):
+                raise ValueError(
+                    f"{name}: load_model from a location needs the model's {name} "
+                    f"({wanted.__name__}), got {value!r}"
+                )
+        source = _row_at(os.fspath(source), key)
+    elif not hasattr(source, "__getitem__"):
+        raise ValueError(f"source: expected a results row or a location, got {type(source)}")
+    hidden, weights = _weights_of(source)
+    with torch.device("meta"):  # the weights are assigned below; nothing to initialise
+        net = NeuralNet(INPUT_DIM, hidden, 1)
+    net.load_state_dict(weights, assign=True)
+    return net.eval()

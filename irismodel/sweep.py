@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import pyarrow as pa
 from irismodel.data import Split
 from irismodel.engine import TrainingRun, predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
+from irismodel.model import PARAMETER_NAMES
 from irismodel.outcomes import baseline_loss, classify
 from irismodel.parameters import SweepConfig
 from irismodel.preflight import check_splits
@@ -55,6 +57,25 @@ def diverged_mask(run: TrainingRun) -> np.ndarray:
     for values in run.parameters.values():
         finite &= np.isfinite(values.reshape(k, -1)).all(1)
     return ~finite
+
+
+def weight_columns(parameters: Mapping[str, np.ndarray], k: int) -> dict[str, pa.Array]:
+    """Return the final weights of `k` stacked models as the schema's weight columns.
+
+    Each tensor is flattened row-major per model: one list per row, one shared values buffer.
+    """
+    columns: dict[str, pa.Array] = {}
+    for name in PARAMETER_NAMES:
+        values = np.ascontiguousarray(parameters[name], dtype=np.float32)
+        size = math.prod(values.shape[1:])
+        values = values.reshape(k, size)
+        column = name.replace(".", "_")
+        if column == "fc2_bias":  # one value per model: a scalar column reads best
+            columns[column] = pa.array(values[:, 0])
+            continue
+        offsets = pa.array(np.arange(0, k * size + 1, size, dtype=np.int32))
+        columns[column] = pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))
+    return columns
 
 
 def shard_table(
@@ -133,6 +154,7 @@ def shard_table(
     columns["reference_loss_curve"] = pa.array(
         check.curves, SCHEMA.field("reference_loss_curve").type
     )
+    columns |= weight_columns(run.parameters, k)
     return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 
 

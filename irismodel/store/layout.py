@@ -26,6 +26,7 @@ META_FAILED = b"iris_sweep.failed"
 META_RUN_ID = b"iris_sweep.run_id"
 META_SHARD = b"iris_sweep.shard"
 META_WRITER = b"iris_sweep.writer"
+META_PROVENANCE = b"iris_sweep.provenance"  # code version and hardware of the writing process
 
 STATUS_RUNNING = "running"
 STATUS_FAILED = "failed"

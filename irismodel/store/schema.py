@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from .layout import (
     META_PARAMETERS,
+    META_PROVENANCE,
     META_RUN_ID,
     META_SCHEMA_VERSION,
     META_SHARD,
@@ -20,8 +21,9 @@ from .layout import (
 )
 
 # Version 4 changed what `outcome` means (judged on the final tenth of the epochs, with
-# `oscillating`) and added no column: version 3 files read as they are.
-SCHEMA_VERSION = "4"
+# `oscillating`) and added no column: version 3 files read as they are. Version 5 added the
+# trained weights.
+SCHEMA_VERSION = "5"
 
 _METRIC_FIELDS = [
     pa.field(f"{part}_{metric}", pa.float64())
@@ -65,16 +67,24 @@ SCHEMA = pa.schema(
         pa.field("reference_max_abs_diff", pa.float64()),
         pa.field("reference_agrees", pa.bool_()),
         pa.field("reference_loss_curve", pa.list_(pa.float32())),
+        # The final parameters as NeuralNet holds them, each tensor flattened row-major (C order).
+        pa.field("fc1_weight", pa.list_(pa.float32())),  # (hidden_dim, 4)
+        pa.field("fc1_bias", pa.list_(pa.float32())),  # (hidden_dim,)
+        pa.field("fc2_weight", pa.list_(pa.float32())),  # (1, hidden_dim)
+        pa.field("fc2_bias", pa.float32()),  # (1,), as a scalar
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
 # Versions only ever added columns (none was renamed or retyped): an older file is the current
 # schema less these, and reads with them null.
 ADDED_IN_2 = ("n_train_positive", "n_test_positive", "shard")
-ADDED_IN_3 = tuple(SCHEMA.names[-7:])  # the outcome and the reference check
-SCHEMA_V2 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_3])
+ADDED_IN_3 = tuple(SCHEMA.names[-11:-4])  # the outcome and the reference check
+ADDED_IN_5 = tuple(SCHEMA.names[-4:])  # the trained weights
+WEIGHT_COLUMNS = ADDED_IN_5
+SCHEMA_V4 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_5])
+SCHEMA_V2 = pa.schema([f for f in SCHEMA_V4 if f.name not in ADDED_IN_3])
 SCHEMA_V1 = pa.schema([f for f in SCHEMA_V2 if f.name not in ADDED_IN_2])
-SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA, SCHEMA_VERSION: SCHEMA}
+SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA_V4, "4": SCHEMA_V4, SCHEMA_VERSION: SCHEMA}
 
 # The per-model columns the report reads (every file must hold them), then those only newer files
 # hold (null in older ones); counts and flags among them as float64, so that a null is a NaN.
@@ -105,7 +115,13 @@ def package_versions() -> dict[str, str]:
 def part_metadata(
     parameters: Mapping[str, Any], run_id: str, shard: str, writer: str
 ) -> dict[bytes, bytes | str]:
-    """Return the key-value metadata of one part file: what it is, of which run, who wrote it."""
+    """Return the key-value metadata of one part file: what it is, of which run, who wrote it.
+
+    The provenance is the calling process's: on a cluster, the worker that trained the shard.
+    """
+    # imported here: the store reads results without loading torch, which provenance asks
+    from irismodel.provenance import provenance
+
     return {
         META_SCHEMA_VERSION: SCHEMA_VERSION,
         META_PARAMETERS: json.dumps(dict(parameters), sort_keys=True),
@@ -113,6 +129,7 @@ def part_metadata(
         META_RUN_ID: run_id,
         META_SHARD: shard,
         META_WRITER: writer,
+        META_PROVENANCE: json.dumps(provenance(), sort_keys=True),
     }
 
 

@@ -27,6 +27,8 @@ def _reader_blocks() -> dict[str, list[str]]:
     blocks: dict[str, list[str]] = {}
     for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
         words = block.split("\n", 1)[0].split()
+        if "load_model" in block:
+            continue  # the model loader's snippet, run by its own test
         if len(words) > 1 and words[0] == "import" and words[1].split(".")[0] in READERS:
             blocks.setdefault(words[1].split(".")[0], []).append(block)
     return blocks
@@ -141,3 +143,29 @@ def test_the_readme_lists_every_parameter_as_declared():
         default, meaning = table[name]
         assert json.loads(default) == form["default"], name
         assert meaning == form["description"], name
+
+
+def test_the_load_model_snippet_loads_the_best_model_of_a_run(tmp_path):
+    """The README's DuckDB query picks the run's non-diverged row of least test log loss, and
+    `load_model` returns the net holding that row's weights."""
+    workdir = tmp_path
+    _run(workdir / "results", "run-a", 0, ["sgd", "adam"])
+    _run(workdir / "results", "run-b", 1, ["sgd"])
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(),
+                                      flags=re.DOTALL) if "load_model(best)" in b]  # fmt: skip
+    namespace: dict = {}
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        exec(compile(block.replace("<run id>", "run-a"), "README load_model", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    frame = store.read_results(str(workdir / "results"), flow_run_ids=["run-a"])
+    frame = frame[~frame.diverged]
+    best, net = namespace["best"], namespace["net"]
+    assert best.test_log_loss == frame.test_log_loss.min()
+    (row,) = [r for _, r in frame.iterrows() if (r.seed, r.hidden_dim, r.optimizer, r.split_seed)
+              == (best.seed, best.hidden_dim, best.optimizer, best.split_seed)]  # fmt: skip
+    assert net.fc1.weight.flatten().tolist() == list(row.fc1_weight)
+    assert net.fc2.bias.item() == row.fc2_bias
+    assert 0 <= namespace["p_versicolor"].item() <= 1

@@ -74,6 +74,9 @@ def _row(run, split, context, check, index, split_seed):
     row["reference_agrees"] = bool(check.agrees[index]) if checked else None
     curve = check.curves[index]
     row["reference_loss_curve"] = None if curve is None else curve.tolist()
+    for name, values in one.items():
+        flat = values[0].reshape(-1).tolist()
+        row[name.replace(".", "_")] = flat[0] if name == "fc2.bias" else flat
     return {name: None if _is_nan(value) and name.endswith(METRIC_NAMES) else value
             for name, value in row.items()}  # fmt: skip
 
@@ -96,7 +99,9 @@ def test_rows_equal_rows_built_one_model_at_a_time(tmp_path):
     check = check_against_reference(split, trained, 0.1, {6, 9}, 12)
     curves = trained.loss_curves.copy()
     curves[2, 7:] = np.nan
-    run = dataclasses.replace(trained, loss_curves=curves)
+    weights = {name: values.copy() for name, values in trained.parameters.items()}
+    weights["fc1.weight"][2, 1, 3] = np.nan  # a diverged model's weights are kept as they are
+    run = dataclasses.replace(trained, loss_curves=curves, parameters=weights)
 
     table = shard_table(run, split, context, "h9-sgd-0000", "host:1", check, 3)
 

@@ -16,10 +16,11 @@ def test_older_versions_are_the_current_schema_less_the_columns_added_since():
     assert set(schema.SCHEMA.names) - set(schema.SCHEMA_V1.names) == {
         *schema.ADDED_IN_2,
         *schema.ADDED_IN_3,
+        *schema.ADDED_IN_5,
     }
 
 
-@pytest.mark.parametrize("version", ["1", "2", "3", "4"])
+@pytest.mark.parametrize("version", ["1", "2", "3", "4", "5"])
 def test_a_file_of_a_readable_version_passes_and_others_are_named(version):
     """A schema matching its version passes; no version, an unknown one, a lost column or another
     version than the one asked for are each said."""
@@ -33,5 +34,5 @@ def test_a_file_of_a_readable_version_passes_and_others_are_named(version):
         assert schema.schema_problem(own) == "is not of this schema version"
     later = fields.with_metadata({META_SCHEMA_VERSION: "99"})
     assert schema.schema_problem(later, version=None) == (
-        "has schema version 99; this reader reads versions 1, 2, 3, 4"
+        "has schema version 99; this reader reads versions 1, 2, 3, 4, 5"
     )

@@ -62,10 +62,10 @@ def workdir(tmp_path_factory) -> Path:
     split = split_dataset(load_dataset())
     for shard in plan_shards(config):
         run_shard(split, shard, context_of(opened, config))
-    # what a crashed writer leaves: storage.write_file's hidden temporary name
+    # what a crashed writer leaves: the writer's hidden temporary name
     published = next(folder.glob("iris-sweep-*-run-a"))
     (published / f".h8-sgd-0009.parquet.{uuid.uuid4().hex}.tmp").write_bytes(b"PAR1 unfinished")
-    report.write_report(str(folder))
+    report.report_of(str(folder))
     assert list((folder / layout.STAGING).glob("*/*.parquet")), "the fixture's unfinished run"
     assert list(folder.glob("_*.png")), "the fixture should hold the report's plots"
     return workdir

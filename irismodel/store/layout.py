@@ -63,21 +63,15 @@ def is_hidden(name: str) -> bool:
 
 def is_part(entry: pafs.FileInfo) -> bool:
     """Whether a folder entry is a results file (a part, or a version 1 run's single file)."""
-    return (
-        entry.type == pafs.FileType.File
-        and entry.base_name.endswith(FILE_SUFFIX)
-        and not is_hidden(entry.base_name)
-    )
+    name = entry.base_name
+    return entry.type == pafs.FileType.File and name.endswith(FILE_SUFFIX) and not is_hidden(name)
 
 
 def is_run_folder(entry: pafs.FileInfo) -> bool:
     """Whether a folder entry is a run's folder (`iris-sweep-...`)."""
     name = entry.base_name
-    return (
-        entry.type == pafs.FileType.Directory
-        and name.startswith(FILE_PREFIX)
-        and not name.endswith(FILE_SUFFIX)
-    )
+    is_run = name.startswith(FILE_PREFIX) and not name.endswith(FILE_SUFFIX)
+    return entry.type == pafs.FileType.Directory and is_run
 
 
 def temporary_name(name: str) -> str:

@@ -150,10 +150,7 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: {path!r} is a symbolic link to nothing (or a loop of links); "
             "give a folder, or a link to one"
         )
-    try:
-        real = os.path.realpath(path, strict=False)
-    except OSError as error:  # a loop of links
-        raise ValueError(f"{parameter}: {path!r} cannot be resolved ({error.strerror})") from error
+    real = os.path.realpath(path)
     existing = real  # the nearest existing folder: probed, and asked for the limits
     while not os.path.isdir(existing):
         if os.path.lexists(existing):

@@ -45,11 +45,6 @@ def run_folder_name(run_id: str, started_at: datetime) -> str:
     return f"{FILE_PREFIX}{started_at:%Y%m%dT%H%M%S}Z-{safe_id(run_id)}"
 
 
-def file_name(run_id: str, started_at: datetime) -> str:
-    """Return the single-file name a version 1 run used (still read, and written by tests)."""
-    return run_folder_name(run_id, started_at) + FILE_SUFFIX
-
-
 def folder_run_id(name: str) -> str | None:
     """Return the (safe) run id in a run folder's name, or None if `name` is not one."""
     match = _RUN_FOLDER.fullmatch(name)

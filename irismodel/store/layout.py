@@ -46,11 +46,6 @@ def run_folder_name(run_id: str, started_at: datetime) -> str:
     return f"{FILE_PREFIX}{started_at:%Y%m%dT%H%M%S}Z-{safe_id(run_id)}"
 
 
-def file_name(run_id: str, started_at: datetime) -> str:
-    """Return the single-file name a version 1 run used (still read, and written by tests)."""
-    return run_folder_name(run_id, started_at) + FILE_SUFFIX
-
-
 def folder_run_id(name: str) -> str | None:
     """Return the (safe) run id in a run folder's name, or None if `name` is not one."""
     match = _RUN_FOLDER.fullmatch(name)
@@ -64,21 +59,15 @@ def is_hidden(name: str) -> bool:
 
 def is_part(entry: pafs.FileInfo) -> bool:
     """Whether a folder entry is a results file (a part, or a version 1 run's single file)."""
-    return (
-        entry.type == pafs.FileType.File
-        and entry.base_name.endswith(FILE_SUFFIX)
-        and not is_hidden(entry.base_name)
-    )
+    name = entry.base_name
+    return entry.type == pafs.FileType.File and name.endswith(FILE_SUFFIX) and not is_hidden(name)
 
 
 def is_run_folder(entry: pafs.FileInfo) -> bool:
     """Whether a folder entry is a run's folder (`iris-sweep-...`)."""
     name = entry.base_name
-    return (
-        entry.type == pafs.FileType.Directory
-        and name.startswith(FILE_PREFIX)
-        and not name.endswith(FILE_SUFFIX)
-    )
+    is_run = name.startswith(FILE_PREFIX) and not name.endswith(FILE_SUFFIX)
+    return entry.type == pafs.FileType.Directory and is_run
 
 
 def temporary_name(name: str) -> str:

@@ -33,19 +33,21 @@ def read_manifest(
     return record
 
 
-def _parts(fs: pafs.FileSystem, folder: str, published: bool) -> list[str]:
-    """Return the part files of a run's folder, checked against its manifest if it has one.
+def unreadable(path: str, error: BaseException) -> ResultsError:
+    """The error for a file that is no Parquet file at all."""
+    return ResultsError(f"results: cannot read {path!r}: not a readable Parquet file ({error})")
 
-    A published run (`published`) without a manifest is an error naming it.
-    """
+
+def _parts(fs: pafs.FileSystem, folder: str, published: bool) -> list[str]:
+    """Return a run folder's part files, checked against its manifest if it has one."""
     found = entries(fs, folder)
     parts = sorted(e.path for e in found if layout.is_part(e))
     if not any(e.base_name == layout.MANIFEST for e in found):
         if not published:
             return parts  # an unfinished run's, or a folder given by name
         parent, name = posixpath.split(folder.rstrip("/"))
-        staged = posixpath.join(parent, layout.STAGING, name)
-        if fs.get_file_info(staged).type == pafs.FileType.Directory:
+        staged = fs.get_file_info(posixpath.join(parent, layout.STAGING, name))
+        if staged.type == pafs.FileType.Directory:
             return []  # an object-store publication still moving its files
         raise ResultsError(
             f"results: the run folder {folder!r} has no {layout.MANIFEST}: it cannot be told "
@@ -64,12 +66,11 @@ def _parts(fs: pafs.FileSystem, folder: str, published: bool) -> list[str]:
 def list_result_files(
     location: str, include_unfinished: bool = False, on_foreign: str = "error"
 ) -> list[str]:
-    """Return every published results Parquet file under `location`, sorted.
+    """Return every published results file under `location`, sorted.
 
-    `location` is an output folder (every run in it), one run's folder, or one file. Runs give
-    their part files, version 1 runs their single file; unfinished runs (in `.staging`) only
-    with `include_unfinished`. A run folder that is not whole raises `ResultsError` naming it,
-    or with `on_foreign="skip"` is left out with a warning.
+    `location` is an output folder, one run's folder or one file; `include_unfinished` adds the
+    runs in staging. A run folder that is not whole raises `ResultsError` naming it, or with
+    `on_foreign="skip"` is left out with a warning.
     """
     if not isinstance(location, str) or not location.strip():
         raise ValueError(
@@ -100,10 +101,7 @@ def list_result_files(
 
 
 def check_part(path: str, meta: dict[bytes, bytes] | None) -> None:
-    """Refuse a part file that is not what its place says: another run's, or another shard's.
-
-    A part `...Z-<run id>/<shard>.parquet` carries its run id and shard in its metadata.
-    """
+    """Refuse a part `...Z-<run id>/<shard>.parquet` whose metadata names another run or shard."""
     meta = meta or {}
     folder, name = posixpath.split(path.replace("\\", "/"))
     folder_id = layout.folder_run_id(posixpath.basename(folder))
@@ -124,7 +122,7 @@ def check_part(path: str, meta: dict[bytes, bytes] | None) -> None:
 
 
 def file_metadata(path: str) -> dict[str, Any]:
-    """Return a run's metadata: schema version, parameters, versions, status, failed shards.
+    """Return a run's schema version, parameters, versions, status and failed shards.
 
     `path` is a run folder (its `_run.json`), a part file or a version 1 single file.
     """
@@ -135,9 +133,7 @@ def file_metadata(path: str) -> dict[str, Any]:
         try:
             meta = pq.read_schema(inner, filesystem=fs).metadata or {}
         except (pa.ArrowException, OSError) as error:
-            raise ResultsError(
-                f"results: cannot read {path!r}: not a readable Parquet file ({error})"
-            ) from error
+            raise unreadable(path, error) from error
         record = {
             "schema_version": meta.get(layout.META_SCHEMA_VERSION, b"").decode(),
             "parameters": json.loads(meta.get(layout.META_PARAMETERS, b"{}")),
@@ -145,10 +141,6 @@ def file_metadata(path: str) -> dict[str, Any]:
             "status": meta.get(layout.META_STATUS, layout.STATUS_COMPLETE.encode()).decode(),
             "failed": json.loads(meta.get(layout.META_FAILED, b"[]")),
         }
-    return {
-        "schema_version": str(record.get("schema_version", "")),
-        "parameters": record.get("parameters", {}),
-        "versions": record.get("versions", {}),
-        "status": record.get("status", ""),
-        "failed": record.get("failed", []),
-    }
+    found = {k: record.get(k, v) for k, v in (("parameters", {}), ("versions", {}), ("failed", []))}
+    return {"schema_version": str(record.get("schema_version", "")),
+            "status": record.get("status", ""), **found}  # fmt: skip

@@ -8,15 +8,15 @@ import os
 import posixpath
 import re
 import threading
-import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from .layout import MANIFEST, STAGING, TEMPORARY_SUFFIX
+from .layout import MANIFEST, STAGING, temporary_name
 
 # How long a location may take to answer a check before it is reported as unreachable: a gs://
 # location without credentials otherwise retries for 15 minutes without a word.
@@ -78,10 +78,7 @@ def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
 
 
 def resolve(location: str, parameter: str = "output_dir") -> tuple[pafs.FileSystem, str]:
-    """Return the filesystem and the path inside it for a local path or a `pyarrow.fs` URI.
-
-    A URI no file system opens is a `ValueError` naming `parameter`.
-    """
+    """Return the file system and path in it of a path or URI; `ValueError` names `parameter`."""
     if not is_uri(location):
         return pafs.LocalFileSystem(), absolute(location)
     try:
@@ -98,11 +95,7 @@ def first_line(error: BaseException) -> str:
 
 
 def within_time(what: str, function: Callable[[], T], seconds: float | None = None) -> T:
-    """Return `function()`, or raise `ValueError` saying `what` did not answer within `seconds`.
-
-    The call runs in a daemon thread: a store that never answers leaves that thread behind,
-    not the caller.
-    """
+    """Return `function()`, or raise `ValueError` saying `what` did not answer within `seconds`."""
     seconds = CHECK_TIMEOUT_SECONDS if seconds is None else seconds
     outcome: dict[str, Any] = {}
 
@@ -112,6 +105,7 @@ def within_time(what: str, function: Callable[[], T], seconds: float | None = No
         except BaseException as error:  # handed to the caller's thread below
             outcome["error"] = error
 
+    # a daemon thread: a store that never answers leaves it behind, not the caller
     thread = threading.Thread(target=target, name="iris-sweep-location-check", daemon=True)
     thread.start()
     thread.join(seconds)
@@ -128,10 +122,8 @@ def within_time(what: str, function: Callable[[], T], seconds: float | None = No
 def check_location(location: str, parameter: str = "output_dir") -> str:
     """Return the absolute location if files can be created under it, else raise `ValueError`.
 
-    Refuses credentials inside a URI (they would end up in results metadata, logs and Prefect's
-    database), a file, a dangling or looping symbolic link, a path too long for the system, and
-    a location that does not answer within `CHECK_TIMEOUT_SECONDS`. A probe file is created and
-    removed (locally in the nearest existing folder), so nothing is left behind.
+    Refuses credentials in a URI, a file, a bad link, a path too long, a location inside a run,
+    and one that does not answer within `CHECK_TIMEOUT_SECONDS`; a probe file leaves nothing.
     """
     if not isinstance(location, str) or not location.strip():
         raise ValueError(f"{parameter}: expected a folder path or URI, got {location!r}")
@@ -158,15 +150,18 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: {path!r} is a symbolic link to nothing (or a loop of links); "
             "give a folder, or a link to one"
         )
-    try:
-        real = os.path.realpath(path, strict=False)
-    except OSError as error:  # a loop of links
-        raise ValueError(f"{parameter}: {path!r} cannot be resolved ({error.strerror})") from error
+    real = os.path.realpath(path)
+    existing = real  # the nearest existing folder: probed, and asked for the limits
+    while not os.path.isdir(existing):
+        if os.path.lexists(existing):
+            raise ValueError(
+                f"{parameter}: {path!r} cannot be created: {existing!r} is a file"
+                if existing != real
+                else f"{parameter}: {path!r} is a file; it must be a folder"
+            )
+        existing = os.path.dirname(existing)
     max_name, max_path = 255, 4096
     with contextlib.suppress(OSError, ValueError):  # limits unknown: keep the usual ones
-        existing = real
-        while not os.path.exists(existing):
-            existing = os.path.dirname(existing)
         max_name = os.pathconf(existing, "PC_NAME_MAX")
         max_path = os.pathconf(existing, "PC_PATH_MAX")
     if len(real) + LONGEST_RELATIVE_PATH > max_path:
@@ -181,16 +176,11 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: the folder name {too_long[0][:40]!r}... is longer than this file "
             f"system's {max_name} characters"
         )
-    above = [real]  # the location and each folder above it
-    while os.path.dirname(above[-1]) != above[-1]:
-        above.append(os.path.dirname(above[-1]))
-    inside = next(
-        (f for f in above if os.path.basename(f) == STAGING or os.path.isfile(f"{f}/{MANIFEST}")),
-        None,
-    )
+    above = (Path(real), *Path(real).parents)
+    inside = next((f for f in above if f.name == STAGING or os.path.isfile(f / MANIFEST)), None)
     if inside is not None:
         raise ValueError(
-            f"{parameter}: {path!r} is inside {inside!r}, a run's folder or a staging folder "
+            f"{parameter}: {path!r} is inside {str(inside)!r}, a run's folder or a staging folder "
             "of another output location; give a folder of its own"
         )
     staging = os.path.join(real, STAGING)
@@ -204,20 +194,8 @@ def _check_local(path: str, parameter: str) -> str:
             f"{parameter}: {staging!r} must be the folder where runs are built, and it is a "
             "file; remove it or give another folder"
         )
-    probe_dir = real
-    while not os.path.isdir(probe_dir):
-        if os.path.lexists(probe_dir):
-            raise ValueError(
-                f"{parameter}: {path!r} cannot be created: {probe_dir!r} is a file"
-                if probe_dir != real
-                else f"{parameter}: {path!r} is a file; it must be a folder"
-            )
-        parent = os.path.dirname(probe_dir)
-        if parent == probe_dir:
-            break
-        probe_dir = parent
-    for folder in [probe_dir, *([staging] if os.path.isdir(staging) else [])]:  # both written
-        probe = os.path.join(folder, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+    for folder in [existing, *([staging] if os.path.isdir(staging) else [])]:  # both written
+        probe = os.path.join(folder, temporary_name("probe"))
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             os.close(os.open(probe, flags, 0o600))
@@ -235,7 +213,7 @@ def _check_remote(location: str, parameter: str) -> str:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
             raise ValueError(f"{parameter}: {redact(location)!r} is a file; it must be a folder")
-        probe = posixpath.join(path, f".iris-sweep-probe-{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+        probe = posixpath.join(path, temporary_name("probe"))
         with fs.open_output_stream(probe) as stream:
             stream.write(b"")
         fs.delete_file(probe)
@@ -280,12 +258,7 @@ def base_name(location: str) -> str:
 
 
 def browser_url(location: str) -> str | None:
-    """Return an https address a browser opens for `location`, where one exists, else None.
-
-    Only AWS S3 and Google Cloud Storage have one (the console of the bucket's object); a local
-    path (whose file:// link an http page may not open) and a store at a custom endpoint have
-    none.
-    """
+    """Return the console address of an AWS S3 or Google Cloud Storage `location`, else None."""
     if not is_uri(location):
         return None
     parts = urlsplit(location)

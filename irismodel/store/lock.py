@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import socket
@@ -27,22 +26,22 @@ class RunError(ValueError):
     """A run cannot be resumed or published as asked."""
 
 
-def _boot_id() -> str:
+def _proc(name: str) -> str:
     try:
-        with open("/proc/sys/kernel/random/boot_id") as stream:
+        with open(f"/proc/{name}") as stream:
             return stream.read().strip()
     except OSError:
         return ""
 
 
+def _boot_id() -> str:
+    return _proc("sys/kernel/random/boot_id")
+
+
 def _start_time(pid: int) -> str:
     """A process's start time in clock ticks since boot (with the boot id: who it is), or ''."""
-    try:
-        with open(f"/proc/{pid}/stat") as stream:
-            fields = stream.read().rsplit(")", 1)[1].split()
-        return fields[19]  # field 22 of stat(5); the name in parentheses may hold spaces
-    except (OSError, IndexError):
-        return ""
+    fields = _proc(f"{pid}/stat").rsplit(")", 1)[-1].split()  # the name may hold spaces
+    return fields[19] if len(fields) > 19 else ""  # field 22 of stat(5)
 
 
 def _identity(pid: int) -> str:
@@ -50,33 +49,36 @@ def _identity(pid: int) -> str:
 
 
 def _alive(holder: str) -> bool:
-    """Whether the writer `host:pid:start:boot` is a live process of this host (or unknown)."""
-    host, _, rest = holder.partition(":")
-    pid, _, rest = rest.partition(":")
-    start, _, boot = rest.partition(":")
+    """Whether the writer `host:pid:start:boot` is a live process of this host."""
+    host, pid, start, boot = (holder.split(":", 3) + ["", "", ""])[:4]
     if host != socket.gethostname() or not pid.isdigit():
         return False  # another host's mark cannot be told apart from a dead one
     if boot and boot != _boot_id():
         return False  # written before this machine restarted
     if not start:  # an old mark: the pid alone
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return os.path.exists(f"/proc/{pid}")
     return _start_time(int(pid)) == start  # a pid reused by another process starts later
 
 
-def _busy(run_id: str, holder: str) -> str:
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    who = f"process {pid} on {host}" if pid.isdigit() else holder
-    return (
+def _refuse(run_id: str, holder: str) -> RunError:
+    host, pid = (holder.split(":", 2) + [""])[:2]
+    who = f"process {pid} on {host}" if pid.isdigit() else holder or "another process"
+    return RunError(
         f"run {run_id} is being written right now by {who}; wait for it to end "
         "(or stop it) before resuming it"
     )
+
+
+def _flock(descriptor: int, mode: int, run_id: str) -> None:
+    """Take `mode` on the lock file without waiting; refuse naming the holder if it is taken."""
+    try:
+        fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+    except OSError as error:
+        holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
+        os.close(descriptor)
+        if isinstance(error, BlockingIOError):
+            raise _refuse(run_id, holder) from None
+        raise
 
 
 def _same_file(descriptor: int, path: str) -> bool:
@@ -90,10 +92,9 @@ def _same_file(descriptor: int, path: str) -> bool:
 def take_lock(place: RunFolder, run_id: str) -> None:
     """Mark this process as the one writing the run; refuse if another live process is.
 
-    Locally the mark is a file under an exclusive `flock`, taken atomically and released by
-    the kernel when its process dies however it dies: a stale mark never blocks. On an object
-    store (no locks there) the mark names host, pid, process start time and boot id, and is
-    taken over when that process no longer runs.
+    Locally the mark is a file under an exclusive `flock`, released by the kernel however its
+    process dies. On an object store (no locks there) the mark names host, pid, process start
+    time and boot id, and is taken over when that process no longer runs.
     """
     me = _identity(os.getpid())
     if is_uri(place.root):
@@ -102,7 +103,7 @@ def take_lock(place: RunFolder, run_id: str) -> None:
         except (OSError, ValueError):
             holder = ""
         if holder and holder != me and _alive(holder):
-            raise RunError(_busy(run_id, holder))
+            raise _refuse(run_id, holder)
         write_file(
             place.root, place.staging_names(LOCK), lambda s: s.write(me.encode()), replace=True
         )
@@ -130,14 +131,7 @@ def take_lock(place: RunFolder, run_id: str) -> None:
                     f"run {run_id} was published meanwhile by another process; nothing is left "
                     "to do"
                 ) from None
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as error:
-                holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
-                os.close(descriptor)
-                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise RunError(_busy(run_id, holder or "another process")) from None
-                raise
+            _flock(descriptor, fcntl.LOCK_EX, run_id)
             if _same_file(descriptor, path):
                 break
             os.close(descriptor)  # the holder removed it as we opened it: try the new one
@@ -158,13 +152,8 @@ def check_free(place: RunFolder, run_id: str) -> None:
             descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return  # no mark, or none to read: nobody holds it
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(descriptor, 4096, 0).decode(errors="replace").strip()
-            raise RunError(_busy(run_id, holder or "another process")) from None
-        finally:
-            os.close(descriptor)  # closing drops the shared lock taken to look
+        _flock(descriptor, fcntl.LOCK_SH, run_id)
+        os.close(descriptor)  # closing drops the shared lock taken to look
 
 
 def release_lock(place: RunFolder, published: bool = False) -> None:

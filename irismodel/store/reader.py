@@ -1,7 +1,4 @@
-"""The one reader: results files checked, then read by `pyarrow.dataset` in the schema.
-
-Given the current schema, the dataset itself fills the columns that older files lack with nulls.
-"""
+"""The one reader: results files checked, then read by `pyarrow.dataset` in the schema."""
 
 from __future__ import annotations
 
@@ -19,7 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import layout
-from .listing import ResultsError, check_part, list_result_files
+from .listing import ResultsError, check_part, list_result_files, unreadable
 from .locations import resolve
 from .schema import AS_FLOAT, LATER_COLUMNS, MODEL_COLUMNS, SCHEMA, schema_problem
 
@@ -30,6 +27,7 @@ _DICTIONARY = pa.dictionary(pa.int32(), pa.string())
 _STRINGS = [f.name for f in SCHEMA if f.type == pa.string()]
 _STREAMED = pa.schema([f.with_type(_DICTIONARY) if f.name in _STRINGS else f for f in SCHEMA])
 _DICTIONARIES = ds.ParquetFileFormat(read_options={"dictionary_columns": _STRINGS})
+_NEEDED = (*MODEL_COLUMNS, CURVE_COLUMN)  # what the report needs of every file
 BATCH_VALUES = 1 << 21  # loss values per batch read: 8 MB of float32
 SCALAR_BATCH_ROWS = 1 << 16
 READ_THREADS = max(1, min(4, os.cpu_count() or 1))  # files decoded at once; each holds a batch
@@ -52,7 +50,7 @@ class Source:
         self.paths, self.strict = list(paths), strict
         if table is not None:
             self.dataset = ds.dataset(table.combine_chunks())
-        else:
+        else:  # given the schema, the dataset fills the columns older files lack with nulls
             schema, format = (SCHEMA, "parquet") if strict else (_STREAMED, _DICTIONARIES)
             self.dataset = ds.dataset(self.paths, schema, format, filesystem)
         self._fragments = list(self.dataset.get_fragments())
@@ -61,8 +59,7 @@ class Source:
     @classmethod
     def of_frame(cls, frame: pd.DataFrame) -> Source:
         """A source over a results DataFrame (as `read_results` returns)."""
-        missing = [c for c in (*MODEL_COLUMNS, CURVE_COLUMN) if c not in frame.columns]
-        if missing:
+        if missing := [c for c in _NEEDED if c not in frame.columns]:
             raise ResultsError(f"results: the results frame has no column {', '.join(missing)}")
         wanted = (*MODEL_COLUMNS, *LATER_COLUMNS, CURVE_COLUMN, REFERENCE_CURVE_COLUMN)
         schema = pa.schema([_STREAMED.field(name) for name in wanted])
@@ -85,13 +82,11 @@ class Source:
         try:
             schema = fragment.physical_schema
         except (pa.ArrowException, OSError) as error:
-            raise ResultsError(
-                f"results: cannot read {path!r}: not a readable Parquet file ({error})"
-            ) from error
-        missing = [c for c in (*MODEL_COLUMNS, CURVE_COLUMN) if c not in schema.names]
+            raise unreadable(path, error) from error
+        missing = ", ".join(c for c in _NEEDED if c not in schema.names)
         problem = schema_problem(schema, version=None) if self.strict else None
         if missing and not self.strict:
-            problem = f"is not an iris-sweep results file (no column {', '.join(missing)})"
+            problem = f"is not an iris-sweep results file (no column {missing})"
         if problem:
             raise ResultsError(f"results: {path!r} {problem}")
         check_part(path, schema.metadata)
@@ -109,10 +104,7 @@ class Source:
             raise ResultsError(f"results: cannot read {self.paths[index]!r}: {error}") from error
 
     def curves(self, index: int, column: str) -> Iterator[pa.Array]:
-        """The list `column` of file `index`, decoded in batches of about `BATCH_VALUES` values.
-
-        Not by the dataset, which decodes a whole row group at once (a version 1 file is one).
-        """
+        """The list `column` of file `index`, decoded in batches of about `BATCH_VALUES` values."""
         fragment = self.fragment(index)
         if parquet := isinstance(fragment, ds.ParquetFileFragment):
             meta, count = fragment.metadata, fragment.metadata.num_rows
@@ -127,6 +119,7 @@ class Source:
         rows = max(1, int(BATCH_VALUES * count // max(values, 1)))
         try:
             if parquet and column in fragment.physical_schema.names:
+                # not by the dataset, which decodes a whole row group (a version 1 file) at once
                 file = pq.ParquetFile(fragment.path, filesystem=fragment.filesystem)
                 yield from (batch.column(0) for batch in file.iter_batches(rows, columns=[column]))
             else:  # a frame, or an older file without the column: nulls from the dataset
@@ -152,9 +145,8 @@ def read_results(
 ) -> pd.DataFrame:
     """Load every published run's results under `location` as one pandas DataFrame, checked.
 
-    `flow_run_ids` keeps only those runs. A file or run folder that is not iris-sweep's (or not
-    whole) raises `ResultsError` naming it or, with `on_foreign="skip"`, is skipped with a
-    warning. `include_unfinished` adds the shards of unfinished runs, as `run_status` "partial".
+    `flow_run_ids` keeps only those runs; `include_unfinished` adds unfinished runs' shards (as
+    `run_status` "partial"); `on_foreign` is as in `list_result_files`.
     """
     if on_foreign not in ("error", "skip"):
         raise ValueError(f"on_foreign: {on_foreign!r} is not allowed; valid are 'error', 'skip'")
@@ -222,10 +214,7 @@ def read_models(source: Source, run_ids: Sequence[str] | None) -> pd.DataFrame:
 
 
 def take(frame: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
-    """Return the rows `order` of `frame` as a new frame, emptying `frame` column by column.
-
-    A million rows are never held twice, only one column at a time.
-    """
+    """Return the rows `order` of `frame`, emptying `frame` column by column (never all twice)."""
     taken = pd.DataFrame(index=pd.RangeIndex(len(order)))
     for name in list(frame.columns):
         column = frame.pop(name)
@@ -261,10 +250,9 @@ def each_curve(
     workers: int = 1,
     column: str = CURVE_COLUMN,
 ) -> None:
-    """Pass 2: read the list `column` of the models `wanted` (positions in `models`) by batches.
+    """Pass 2: `visit(file, positions, curves)` each batch of the list `column` of models `wanted`.
 
-    Calls `visit(file, positions, curves)` with each batch's share of them, file by file; with
-    `workers` > 1, files are read in that many threads at once and `visit` must allow it.
+    `wanted` are positions in `models`; `workers` > 1 reads files (and visits) in threads at once.
     """
     files = models["_file"].to_numpy()[wanted]
     rows = models["_row"].to_numpy()[wanted]

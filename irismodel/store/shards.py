@@ -39,9 +39,8 @@ class Shard:
     def name(self) -> str:
         """The shard's name, e.g. `h8-sgd-0003`, or `s2-h8-sgd-0003` on split seed 2 of several."""
         split = f"s{self.split_seed}-" if self.named_split else ""
-        return (
-            f"{split}{layout.configuration_name(self.hidden_dim, self.optimizer)}-{self.index:04d}"
-        )
+        configuration = layout.configuration_name(self.hidden_dim, self.optimizer)
+        return f"{split}{configuration}-{self.index:04d}"
 
     @property
     def file_name(self) -> str:
@@ -82,8 +81,7 @@ def part_problem(
 ) -> str | None:
     """Say what makes a part file not shard `shard` of run `run_id`; None if nothing does.
 
-    Its footer and data_fingerprint column (`fingerprint`: the run's data); with `config`, its
-    rows too: the shard's seeds, hidden_dim, optimizer, split seed, epochs and curve lengths.
+    Its footer and data (`fingerprint`: the run's); with `config`, its rows too.
     """
     meta = parquet.schema_arrow.metadata or {}
     problem = schema_problem(parquet.schema_arrow)
@@ -102,8 +100,7 @@ def part_problem(
         return "its rows are of other data than the run's"
     if config is None:
         return None
-    table = parquet.read(["hidden_dim", "optimizer", "seed", "epochs", "split_seed"])
-    lengths = pc.list_value_length(parquet.read(["loss_curve"])[0])
+    table = parquet.read(["hidden_dim", "optimizer", "seed", "epochs", "split_seed", "loss_curve"])
     same = table["seed"].to_pylist() == shard.seeds(config) and all(
         _all_equal(column, value)
         for column, value in (
@@ -111,34 +108,36 @@ def part_problem(
             (table["optimizer"], shard.optimizer),
             (table["split_seed"], shard.split_seed),
             (table["epochs"], config.epochs),
-            (lengths, config.epochs),
+            (pc.list_value_length(table["loss_curve"]), config.epochs),
         )
     )
     return None if same else "its rows are not the shard's"
 
 
+def _problem(
+    place: RunFolder, entry: pafs.FileInfo, shard: Shard, run_id: str, fingerprint: str | None,
+    config: SweepConfig | None = None,
+) -> str | None:  # fmt: skip
+    if isinstance(place.fs, pafs.LocalFileSystem) and os.path.islink(entry.path):
+        return "it is a symbolic link"  # the run would depend on its target
+    try:
+        parquet = pq.ParquetFile(entry.path, filesystem=place.fs)
+        return part_problem(parquet, shard, run_id, fingerprint, config)
+    except (OSError, pa.ArrowException, ValueError, KeyError) as error:
+        return f"it cannot be read ({first_line(error)})"
+
+
 def finished_shards(
     place: RunFolder, config: SweepConfig, run_id: str, fingerprint: str | None = None
 ) -> frozenset[str]:
-    """Return the shards whose part files in staging hold exactly what they must.
-
-    See `part_problem`; a part that is a link is never kept (the run would depend on its target).
-    """
+    """Return the shards whose part files in staging hold exactly what they must."""
     plan = {shard.file_name: shard for shard in plan_shards(config)}
-    done = set()
-    for entry in place.entries():
-        shard = plan.get(entry.base_name)
-        if shard is None or entry.type != pafs.FileType.File:
-            continue
-        if isinstance(place.fs, pafs.LocalFileSystem) and os.path.islink(entry.path):
-            continue
-        try:
-            parquet = pq.ParquetFile(entry.path, filesystem=place.fs)
-            if part_problem(parquet, shard, run_id, fingerprint, config) is None:
-                done.add(shard.name)
-        except (OSError, pa.ArrowException, ValueError, KeyError):
-            continue  # written again
-    return frozenset(done)
+    return frozenset(
+        plan[e.base_name].name
+        for e in place.entries()
+        if e.base_name in plan and e.type == pafs.FileType.File
+        and _problem(place, e, plan[e.base_name], run_id, fingerprint, config) is None
+    )  # fmt: skip
 
 
 def check_staged(
@@ -158,19 +157,11 @@ def check_staged(
             continue
         shard = plan.get(name)
         if shard is None or entry.type != pafs.FileType.File:
-            raise RunError(
-                f"publish: {shown!r} is no part of run {run_id}'s plan; remove it, then {hint}"
-            )
-        try:
-            parquet = pq.ParquetFile(entry.path, filesystem=place.fs)
-            problem = part_problem(parquet, shard, run_id, fingerprint)
-        except (OSError, pa.ArrowException, ValueError, KeyError) as error:
-            problem = f"it cannot be read ({first_line(error)})"
-        if problem is not None:
-            raise RunError(
-                f"publish: {shown!r} is not shard {shard.name} of run {run_id}: {problem}; "
-                f"remove it, then {hint}"
-            )
+            problem: str | None = f"is no part of run {run_id}'s plan"
+        elif problem := _problem(place, entry, shard, run_id, fingerprint):
+            problem = f"is not shard {shard.name} of run {run_id}: {problem}"
+        if problem:
+            raise RunError(f"publish: {shown!r} {problem}; remove it, then {hint}")
         seen.add(name)
     missing = sorted(set(plan) - seen)
     if missing:

@@ -22,13 +22,18 @@ from irismodel.store.layout import (
     META_PARAMETERS,
     META_SCHEMA_VERSION,
     META_STATUS,
-    file_name,
+    run_folder_name,
     writer_id,
 )
 from irismodel.store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, part_metadata
 from irismodel.store.writer import write_atomically, write_file, write_parquet
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def file_name(run_id: str, started_at: datetime) -> str:
+    """The single-file name a version 1 run used."""
+    return run_folder_name(run_id, started_at) + ".parquet"
 
 
 def config(folder: Path | str, **overrides):

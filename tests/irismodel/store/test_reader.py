@@ -17,6 +17,7 @@ import pytest
 from _store_files import (
     STARTED,
     config,
+    file_name,
     published,
     synthetic_table,
     unfinished,
@@ -36,7 +37,6 @@ from irismodel.store.layout import (
     META_SCHEMA_VERSION,
     STAGING,
     STATUS_COMPLETE,
-    file_name,
 )
 from irismodel.store.reader import Source, read_models
 from irismodel.store.schema import (

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from _store_files import synthetic_table, write_single_file
+from _store_files import file_name, synthetic_table, write_single_file
 
 from irismodel.store import layout, list_result_files, read_results, writer
 
@@ -140,7 +140,7 @@ def test_run_ids_and_names_cannot_write_outside_the_output(tmp_path):
     output = tmp_path / "out"
     table = synthetic_table("x")
     for run_id in ("../../evil", "/etc/cron.d/evil", "..", "a/../../b", "..\\evil", "\0"):
-        name = layout.file_name(run_id, datetime(2026, 1, 2, tzinfo=UTC))
+        name = file_name(run_id, datetime(2026, 1, 2, tzinfo=UTC))
         assert "/" not in name and "\\" not in name and ".." not in name
         assert name.startswith(layout.FILE_PREFIX) and name.endswith(layout.FILE_SUFFIX)
         assert Path(write_single_file(table, str(output), name)).parent == output

@@ -1,8 +1,4 @@
-"""The numbers behind the answers, per setting: both questions, and the secondary summaries.
-
-The secondary summaries are fixed in advance, as `wording.SECONDARY_RULE` states them; their
-tests and intervals are question 2's.
-"""
+"""The numbers behind the answers, per setting: both questions, and the secondary summaries."""
 
 from __future__ import annotations
 
@@ -16,7 +12,7 @@ import pandas as pd
 
 from .reference import rule_check
 from .scan import Scan, rules_of
-from .settings import settings_of
+from .settings import accuracy_part, settings_of
 from .statistics import (
     ACCURACY_BOUNDS,
     UNBOUNDED,
@@ -34,11 +30,7 @@ from .summary import outcome_counts
 
 @dataclass
 class Answers:
-    """The two questions' answers in words, the `numbers` behind them, notes and warnings.
-
-    `warnings` are lines the report shows first and marked: a rule whose engine no longer
-    reproduces the notebook's loop.
-    """
+    """The two questions' answers in words, the `numbers` behind them, notes and warnings."""
 
     question1: str
     question2: str
@@ -55,18 +47,16 @@ def _interval(interval: Interval) -> dict[str, Any]:
 
 def _over_blocks(rows: pd.DataFrame, values: np.ndarray, bounds: tuple[float, float]) -> dict:
     """The interval of the per-(split, seed) means of `values` over their hidden_dims."""
-    frame = pd.DataFrame({"split": rows["split_seed"].to_numpy(), "seed": rows["seed"].to_numpy(),
-                          "value": values})  # fmt: skip
-    means = frame.groupby(["split", "seed"], sort=True)["value"].mean()
-    keys = means.index.to_frame(index=False)
-    cells = block_matrix(keys["split"].to_numpy(), keys["seed"].to_numpy(), means.to_numpy())[2]
+    means = pd.Series(values).groupby([rows["split_seed"].to_numpy(), rows["seed"].to_numpy()])
+    means = means.mean()
+    splits, seeds = (means.index.get_level_values(i).to_numpy() for i in (0, 1))
+    cells = block_matrix(splits, seeds, means.to_numpy())[2]
     return _interval(crossed_interval(cells, bounds))
 
 
 def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     """Question 1 for one setting: outcomes and accuracy per rule over every model; the check."""
-    held_out = bool(rows["test_size"].iloc[0] > 0) and rows["test_accuracy"].notna().any()
-    part = "test" if held_out else "train"
+    part = accuracy_part(rows)
     outcome = rows["_outcome"].astype(object).to_numpy()
     baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)
     majority = rows[f"_majority_{part}"].to_numpy(np.float64)
@@ -130,18 +120,13 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
 def blocks_of(rows: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable]:
     """(hidden_dims, matrix blocks x hidden_dims, per-block values -> splits x seeds matrix).
 
-    Blocks are (split, seed) pairs with a finite value at every hidden_dim; a value is left out
-    only where it is not finite itself.
+    Blocks are (split, seed) pairs with a finite value at every hidden_dim.
     """
     split_of, seed_of = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
     codes = pd.factorize(pd.MultiIndex.from_arrays([split_of, seed_of]))[0]
     blocks, dims, matrix = complete_blocks(codes, rows["hidden_dim"].to_numpy(), values)
     where = np.unique(codes, return_index=True)[1][blocks]  # each block's first row
-    return (
-        dims,
-        matrix,
-        lambda per_block: block_matrix(split_of[where], seed_of[where], per_block)[2],
-    )
+    return dims, matrix, lambda block: block_matrix(split_of[where], seed_of[where], block)[2]
 
 
 def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
@@ -201,11 +186,7 @@ def _slope(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
 
 
 def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any]:
-    """The first epoch below the baseline: per hidden_dim, and its blocked fall with it.
-
-    Per hidden_dim the median first epoch (censored models last) and the share that ever got
-    there; the trend test counts a censored model as epochs + 1.
-    """
+    """The first epoch below the baseline: per hidden_dim, and its blocked fall with it."""
     known = np.isfinite(first_below)
     censored = known & (first_below == 0)
     # censored at the run's length: after every model that beat the baseline within it
@@ -227,8 +208,8 @@ def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any
 
 def _secondary(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     """Both secondary summaries for one setting's rows."""
-    assert scan.per_model is not None
     per_model = scan.per_model
+    assert per_model is not None
     length = int(rows["epochs"].max())
     kept = per_model.epochs <= length
     baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)

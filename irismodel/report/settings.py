@@ -40,6 +40,12 @@ def check_epoch(epoch: Any) -> int:
     return int(epoch)
 
 
+def accuracy_part(rows: pd.DataFrame) -> str:
+    """`test` where a setting's rows were held out, else `train` (test_size=0 reuses them)."""
+    held_out = bool(rows["test_size"].iloc[0] > 0) and rows["test_accuracy"].notna().any()
+    return "test" if held_out else "train"
+
+
 def varying_settings(frame: pd.DataFrame) -> list[str]:
     """Return the setting columns that take more than one value in `frame`."""
     return [c for c in SETTING_COLUMNS if frame[c].nunique(dropna=False) > 1]

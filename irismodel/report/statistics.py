@@ -95,9 +95,7 @@ def block_matrix(
 
 
 def crossed_interval(
-    matrix: np.ndarray,
-    bounds: tuple[float, float] = UNBOUNDED,
-    statistic: str = "mean",
+    matrix: np.ndarray, bounds: tuple[float, float] = UNBOUNDED, statistic: str = "mean"
 ) -> Interval:
     """Return the mean (or median) of a splits x seeds matrix and its 95% bootstrap interval.
 

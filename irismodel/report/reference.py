@@ -113,23 +113,15 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
     keys = models.loc[positions, ["hidden_dim", "split_seed", "seed", "optimizer"]].astype(object)
     where = {tuple(k): p for k, p in zip(keys.itertuples(index=False), positions, strict=True)}
     for other in ("manual", "manual-no-zero-grad"):
-        largest, identical, pairs, through, epochs = 0.0, 0, 0, [], 0
-        for (hidden_dim, split, seed, optimizer), position in where.items():
-            if optimizer != "sgd" or (hidden_dim, split, seed, other) not in where:
-                continue
-            a, b = reference[position], reference[where[(hidden_dim, split, seed, other)]]
-            if len(a) != len(b) or not len(a):
-                continue
-            pairs += 1
-            epochs = max(epochs, len(a))
-            identical += int(np.array_equal(a, b))
-            difference = np.abs(a - b)
-            largest = max(largest, float(np.max(difference)))
-            through.append(_agrees_through(difference / _scale(a)))
-        if pairs:
+        sgd = [(p, (*key[:3], other)) for key, p in where.items() if key[3] == "sgd"]
+        both = [(reference[p], reference[where[key]]) for p, key in sgd if key in where]
+        both = [(a, b) for a, b in both if len(a) == len(b) and len(a)]
+        if both:
             numbers["pairs"][other] = {
-                "n_pairs": pairs, "n_identical": identical, "max_abs_diff": largest,
-                "agrees_through": min(through), "epochs": epochs,
+                "n_pairs": len(both), "n_identical": sum(np.array_equal(a, b) for a, b in both),
+                "max_abs_diff": max([0.0, *(float(np.max(np.abs(a - b))) for a, b in both)]),
+                "agrees_through": min(_agrees_through(np.abs(a - b) / _scale(a)) for a, b in both),
+                "epochs": max(len(a) for a, _ in both),
             }  # fmt: skip
     return numbers
 

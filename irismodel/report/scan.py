@@ -114,16 +114,6 @@ def _majority(frame: pd.DataFrame, part: str) -> np.ndarray:
     return out
 
 
-def _outcomes(models: pd.DataFrame) -> np.ndarray:
-    """Each model's outcome: the `outcome` column, or for older rows `diverged` or `unknown`."""
-    stored = models["outcome"].astype(object).to_numpy()
-    final, first = models["final_train_loss"].to_numpy(np.float64), models["_first"].to_numpy()
-    with np.errstate(invalid="ignore"):
-        blown = models["diverged"].to_numpy(bool) | ~np.isfinite(final) | (final > first)
-    derived = np.where(blown, "diverged", "unknown")
-    return np.where(np.isin(stored, ALL_OUTCOMES), stored, derived).astype(object)
-
-
 def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
     """Keep one row per setting x configuration x seed (the latest run); add derived columns."""
     if frame.empty:
@@ -233,6 +223,12 @@ def scan(rows: str | pd.DataFrame, epoch: int, run_ids: Sequence[str] | None = N
     lengths = models.groupby("_group", sort=True)["epochs"].max().to_numpy()
     found = Scan(source, models, epoch, Curves(lengths, epoch))
     _read_curves(found)
-    models["_outcome"] = pd.Categorical(_outcomes(models))
+    # rows written before the outcome column: diverged as the rule says, or unknown
+    stored = models["outcome"].astype(object).to_numpy()
+    final, first = models["final_train_loss"].to_numpy(np.float64), models["_first"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        blown = models["diverged"].to_numpy(bool) | ~np.isfinite(final) | (final > first)
+    derived = np.where(blown, "diverged", "unknown")
+    models["_outcome"] = pd.Categorical(np.where(np.isin(stored, ALL_OUTCOMES), stored, derived))
     _mark_duplicates(models)
     return found

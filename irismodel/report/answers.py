@@ -78,37 +78,25 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     rules = rules_of(rows)
     for name, label, mine in rules:
         subset, n_above = rows[mine], int(above[mine].sum())
+        converged = np.where(outcome[mine] == "converged", accuracy[mine], np.nan)
         numbers["rules"][name] = {
-            "label": label,
-            "n_models": int(mine.sum()),
-            "n_seeds": int(subset["seed"].nunique()),
-            **outcome_counts(outcome[mine]),
-            "accuracy_median": float(np.nanmedian(accuracy[mine])),
-            "n_above_majority": n_above,
-            "above_majority": rate_interval(n_above, int(mine.sum())),
+            "label": label, "n_models": int(mine.sum()), "n_seeds": int(subset["seed"].nunique()),
+            **outcome_counts(outcome[mine]), "accuracy_median": float(np.nanmedian(accuracy[mine])),
+            "n_above_majority": n_above, "above_majority": rate_interval(n_above, int(mine.sum())),
             "accuracy": _over_blocks(subset, accuracy[mine], ACCURACY_BOUNDS),
-            "accuracy_converged": _over_blocks(
-                subset, np.where(outcome[mine] == "converged", accuracy[mine], np.nan),
-                ACCURACY_BOUNDS,
-            ),
+            "accuracy_converged": _over_blocks(subset, converged, ACCURACY_BOUNDS),
             "final_loss_median": float(np.nanmedian(final[mine])),
         }  # fmt: skip
     frame = rows.assign(_a=accuracy, _f=final)
-    sgd = frame[(rows["optimizer"] == "sgd").to_numpy()]
+    sgd, on = frame[(rows["optimizer"] == "sgd").to_numpy()], ["hidden_dim", "split_seed", "seed"]
     for name, _, mine in rules:
-        if name == "sgd":
+        pairs = frame[mine].merge(sgd, on=on, suffixes=("", "_sgd"))
+        if name == "sgd" or pairs.empty:
             continue
-        pairs = frame[mine].merge(
-            sgd, on=["hidden_dim", "split_seed", "seed"], suffixes=("", "_sgd")
-        )
-        if pairs.empty:
-            continue
-        differences = {}
-        for key, column, bounds in (("accuracy", "_a", (-1.0, 1.0)),
-                                    ("final_loss", "_f", UNBOUNDED)):  # fmt: skip
-            paired = pairs[column].to_numpy(np.float64) - pairs[f"{column}_sgd"].to_numpy()
-            differences[key] = _over_blocks(pairs, paired, bounds)
-        numbers["against_sgd"][name] = {"n_pairs": len(pairs), **differences}
+        numbers["against_sgd"][name] = {"n_pairs": len(pairs)}
+        for key, c, bounds in (("accuracy", "_a", (-1.0, 1.0)), ("final_loss", "_f", UNBOUNDED)):
+            paired = pairs[c].to_numpy(np.float64) - pairs[f"{c}_sgd"].to_numpy()
+            numbers["against_sgd"][name][key] = _over_blocks(pairs, paired, bounds)
     numbers["reference"] = rule_check(scan, rows)
     recorded = rows["reference_checked"].notna().any()
     numbers["reference_missing"] = None if numbers["reference"] is not None else (
@@ -147,8 +135,7 @@ def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
     se, low, high = (result["slope"][k] for k in ("se", "low", "high"))
     # a two-sided 5% test has 80% power against a true slope of (1.96 + 0.84) standard errors
     result["detectable"] = 2.8 * se if math.isfinite(se) else math.nan
-    finite = math.isfinite(low) and math.isfinite(high)
-    result["half_width"] = (high - low) / 2 if finite else math.nan
+    result["half_width"] = (high - low) / 2 if math.isfinite(low + high) else math.nan
     return result
 
 

@@ -93,23 +93,17 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
         if curves:  # the sample's median curves: what a chaotic rule reproduces
             medians = [np.median(np.stack(side), axis=0) for side in zip(*curves, strict=True)]
             median_gap = float(np.max(np.abs(medians[0] - medians[1])))
+        tolerance = STRICT_RULES.get(optimizer, math.nan)
         numbers["rules"][optimizer] = {
-            "n_checked": len(mine),
-            "n_compared": len(pairs_of_curves),
-            "n_same_outcome": same_outcome,
-            "median_curve_gap": median_gap,
-            "n_agree": int(np.nansum(agrees)),
-            "n_left_out": int(diverged.sum()),
+            "n_checked": len(mine), "n_compared": len(pairs_of_curves),
+            "n_same_outcome": same_outcome, "median_curve_gap": median_gap,
+            "n_agree": int(np.nansum(agrees)), "n_left_out": int(diverged.sum()),
             "epochs": int(np.nanmax([*spans, 0])),
-            "max_abs_diff": _largest(absolute),
-            "max_rel_diff": _largest(relative),
+            "max_abs_diff": _largest(absolute), "max_rel_diff": _largest(relative),
             "agree_share": float(np.nanmean(agrees)) if np.isfinite(agrees).any() else math.nan,
-            "agrees_through": min(through) if through else None,
-            "tolerance": STRICT_RULES.get(optimizer, math.nan),
-            "flagged": optimizer in STRICT_RULES
-            and bool(early)
-            and not max(early) <= STRICT_RULES[optimizer],
-        }
+            "agrees_through": min(through) if through else None, "tolerance": tolerance,
+            "flagged": optimizer in STRICT_RULES and bool(early) and not max(early) <= tolerance,
+        }  # fmt: skip
     keys = models.loc[positions, ["hidden_dim", "split_seed", "seed", "optimizer"]].astype(object)
     where = {tuple(k): p for k, p in zip(keys.itertuples(index=False), positions, strict=True)}
     for other in ("manual", "manual-no-zero-grad"):

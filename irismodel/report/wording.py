@@ -110,12 +110,10 @@ def trend_words(result: Mapping[str, Any], what: str) -> str:
         return f"cannot tell ({result['n_blocks']} complete (split, seed) blocks over {span})"
     test = (f"{result['test']} test blocked by (split, seed), one-sided, {p_text(p)}, "
             f"{result['n_blocks']} blocks with a model at every hidden_dim {span}")  # fmt: skip
-    fall = p < SIGNIFICANCE
-    verdict = (f"{what} falls as hidden_dim grows" if fall else
-               f"no evidence that {what} falls as hidden_dim grows")  # fmt: skip
+    verdict = (f"{what} falls as hidden_dim grows" if p < SIGNIFICANCE else
+               f"no evidence that {what} falls as hidden_dim grows (that is not evidence of no "
+               "trend: see the slopes' interval)")  # fmt: skip
     robust = result["theil_sen"]
-    if not fall:
-        verdict += " (that is not evidence of no trend: see the slopes' interval)"
     return (
         f"{verdict} ({test}); mean per-block slope {interval_words(slope, 4)} per unit of "
         f"hidden_dim, median per-block Theil-Sen slope "

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .settings import ALL_OUTCOMES, SETTING_COLUMNS, optimizer_order, varying_settings
 from .statistics import ACCURACY_BOUNDS, LOSS_BOUNDS, block_matrix, crossed_interval, rate_interval
-from .text import interval_text, no_number, rate_text
+from .text import interval_text, no_number, rate_of
 
 _PARTS = ("median", "mean", "low", "high")
 # (summary name, models column, bounds): the quantities summarised over seeds
@@ -124,7 +124,7 @@ def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
             else f"{n}: {record['n_converged']}/{record['n_stalled']}/"
             f"{record['n_oscillating']}/{record['n_diverged']}"
         )}  # fmt: skip
-        row["stalled [95%]"] = rate_text(*(record[f"stalled_{p}"] for p in ("rate", "low", "high")))
+        row["stalled [95%]"] = rate_of(record, "stalled")
         quantity = "train_accuracy" if train else "test_accuracy"
         mark = " (train)" if train and accuracy == "test acc" else ""
         for name, label in (("loss_at_epoch", f"loss@{record['epoch']}"), (quantity, accuracy)):

@@ -66,6 +66,11 @@ def rate_text(rate: float, low: float, high: float) -> str:
     return f"{percent[0]} [{percent[1]}, {percent[2]}]"
 
 
+def rate_of(record: Mapping[str, Any], name: str) -> str:
+    """`rate_text` of the `<name>_rate`, `_low` and `_high` of `record`."""
+    return rate_text(record[f"{name}_rate"], record[f"{name}_low"], record[f"{name}_high"])
+
+
 def interval_text(mean: float, low: float, high: float, digits: int = 3) -> str:
     """`mean [low, high]`, `mean (one seed, no interval)` or `n/a`."""
     if not math.isfinite(mean):

@@ -5,6 +5,7 @@ from .build import (
     Report,
     answer_questions,
     build_parser,
+    format_terminal,
     main,
     report_files,
     report_of,
@@ -13,7 +14,7 @@ from .build import (
     written_text,
 )
 from .settings import EPOCH_OF_INTEREST, ReportError
-from .summary import summary_table
+from .summary import summary_table, summary_text_table
 from .text import markdown_text
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ReportError",
     "answer_questions",
     "build_parser",
+    "format_terminal",
     "main",
     "markdown_text",
     "report_files",
@@ -30,5 +32,6 @@ __all__ = [
     "report_prefix",
     "summarize",
     "summary_table",
+    "summary_text_table",
     "written_text",
 ]

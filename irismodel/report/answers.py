@@ -202,24 +202,17 @@ def _secondary(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)
     positions = rows.index.to_numpy()  # the models frame has a RangeIndex: index = position
     first_below = rows["_first_below"].to_numpy(np.float64)
-    out: dict[str, Any] = {
-        "epochs": length,
-        "baseline_loss": float(np.nanmedian(baselines)) if np.isfinite(baselines).any()
-        else math.nan,
-        "n_splits": int(len(baselines)),
-        "rules": [],
-    }  # fmt: skip
+    median = float(np.nanmedian(baselines)) if np.isfinite(baselines).any() else math.nan
+    out: dict[str, Any] = {"epochs": length, "baseline_loss": median,
+                           "n_splits": int(len(baselines)), "rules": []}  # fmt: skip
     for name, label, mine in rules_of(rows):
         subset, loss = rows[mine], per_model.loss[positions[mine]]
         by_epoch = [_slope(subset, loss[:, j]) for j in np.flatnonzero(kept)]
+        curve = {key: [s[key] for s in by_epoch] for key in ("mean", "low", "high", "n_blocks")}
         out["rules"].append({
-            "optimizer": name,
-            "label": label,
+            "optimizer": name, "label": label,
             "first_beating": _first_beating(subset, first_below[mine]),
-            "slope_by_epoch": {
-                "epoch": [int(e) for e in per_model.epochs[kept]],
-                **{key: [s[key] for s in by_epoch] for key in ("mean", "low", "high", "n_blocks")},
-            },
+            "slope_by_epoch": {"epoch": [int(e) for e in per_model.epochs[kept]], **curve},
         })  # fmt: skip
     return out
 
@@ -232,13 +225,10 @@ def answer_numbers(scan: Scan) -> dict[str, Any]:
     shown = ~models["_duplicate"].to_numpy(bool)
     outcome = models["_outcome"].astype(object).to_numpy()[shown]
     numbers: dict[str, Any] = {
-        "epoch": epoch,
-        "n_models": int(shown.sum()),
-        "counted_once": bool((~shown).any()),
+        "epoch": epoch, "n_models": int(shown.sum()), "counted_once": bool((~shown).any()),
         "n_diverged": int((outcome == "diverged").sum()),
-        "n_unknown": int((outcome == "unknown").sum()),
-        "settings": [],
-    }
+        "n_unknown": int((outcome == "unknown").sum()), "settings": [],
+    }  # fmt: skip
     for setting, rows in settings_of(models):
         used = int(min(epoch, int(setting["epochs"])))
         numbers["settings"].append({

@@ -190,11 +190,10 @@ def _mark_duplicates(models: pd.DataFrame) -> None:
             .reset_index()
             .merge(sgd[keys + list(_SAME_ROW_COLUMNS)], on=keys, how="left", suffixes=("", "_sgd"))
         )
-        same = np.ones(len(pairs), dtype=bool)
+        pairs["_same"] = True
         for name in _SAME_ROW_COLUMNS:
             a, b = pairs[name].to_numpy(np.float64), pairs[f"{name}_sgd"].to_numpy(np.float64)
-            same &= (a == b) | (np.isnan(a) & np.isnan(b))
-        pairs["_same"] = same
+            pairs["_same"] &= (a == b) | (np.isnan(a) & np.isnan(b))
         # a setting's manual rows all repeat sgd's, or none counts as a duplicate
         settings = pairs.groupby(list(SETTING_COLUMNS), dropna=False, observed=True)["_same"]
         duplicate[pairs.loc[settings.transform("all"), "index"].to_numpy()] = True

@@ -26,9 +26,7 @@ def by_length(
 ) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
     """Yield (rows or None for all, values as a rows x length matrix) per curve length."""
     distinct = np.unique(lengths)
-    for length in distinct:
-        if length == 0:
-            continue
+    for length in distinct[distinct != 0]:
         chosen = None if len(distinct) == 1 else lengths == length
         part = curves if chosen is None else curves.filter(pa.array(chosen))
         values = pc.list_flatten(part).to_numpy(zero_copy_only=False)

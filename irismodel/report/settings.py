@@ -59,11 +59,9 @@ def settings_of(frame: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]
     columns = list(SETTING_COLUMNS)
     indices = frame.groupby(columns, sort=True, dropna=False, observed=True).indices
     groups = sorted(indices.items(), key=lambda item: item[0])
-    if len(groups) == 1:
-        return [(dict(zip(columns, groups[0][0], strict=True)), frame)]
-    return [
-        (dict(zip(columns, key, strict=True)), frame.iloc[positions]) for key, positions in groups
-    ]
+    whole = len(groups) == 1
+    return [(dict(zip(columns, key, strict=True)), frame if whole else frame.iloc[positions])
+            for key, positions in groups]  # fmt: skip
 
 
 def optimizer_order(names: Iterable[str]) -> list[str]:

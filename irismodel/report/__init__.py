@@ -1,17 +1,10 @@
-"""The run report: outcomes, the notebook's two questions answered with statistics, plots, text.
-
-`scan` reads the rows into one row per model and per-epoch `curves`; `statistics`, `summary`,
-`answers` and `reference` make the numbers; `wording` and `text` the words; `plots` the PNGs;
-`build` the report's files and the `iris-sweep-report` command line.
-"""
+"""The run report: outcomes, the notebook's two questions answered with statistics, plots, text."""
 
 from .answers import Answers
 from .build import (
-    REPORT_PREFIX,
     Report,
     answer_questions,
     build_parser,
-    folder_of,
     format_terminal,
     main,
     report_files,
@@ -26,13 +19,11 @@ from .text import markdown_text
 
 __all__ = [
     "EPOCH_OF_INTEREST",
-    "REPORT_PREFIX",
     "Answers",
     "Report",
     "ReportError",
     "answer_questions",
     "build_parser",
-    "folder_of",
     "format_terminal",
     "main",
     "markdown_text",

@@ -1,8 +1,4 @@
-"""The numbers behind the answers, per setting: both questions, and the secondary summaries.
-
-The secondary summaries are fixed in advance, as `wording.SECONDARY_RULE` states them; their
-tests and intervals are question 2's.
-"""
+"""The numbers behind the answers, per setting: both questions, and the secondary summaries."""
 
 from __future__ import annotations
 
@@ -16,7 +12,7 @@ import pandas as pd
 
 from .reference import rule_check
 from .scan import Scan, rules_of
-from .settings import settings_of
+from .settings import accuracy_part, settings_of
 from .statistics import (
     ACCURACY_BOUNDS,
     UNBOUNDED,
@@ -34,11 +30,7 @@ from .summary import outcome_counts
 
 @dataclass
 class Answers:
-    """The two questions' answers in words, the `numbers` behind them, notes and warnings.
-
-    `warnings` are lines the report shows first and marked: a rule whose engine no longer
-    reproduces the notebook's loop.
-    """
+    """The two questions' answers in words, the `numbers` behind them, notes and warnings."""
 
     question1: str
     question2: str
@@ -55,18 +47,16 @@ def _interval(interval: Interval) -> dict[str, Any]:
 
 def _over_blocks(rows: pd.DataFrame, values: np.ndarray, bounds: tuple[float, float]) -> dict:
     """The interval of the per-(split, seed) means of `values` over their hidden_dims."""
-    frame = pd.DataFrame({"split": rows["split_seed"].to_numpy(), "seed": rows["seed"].to_numpy(),
-                          "value": values})  # fmt: skip
-    means = frame.groupby(["split", "seed"], sort=True)["value"].mean()
-    keys = means.index.to_frame(index=False)
-    cells = block_matrix(keys["split"].to_numpy(), keys["seed"].to_numpy(), means.to_numpy())[2]
+    means = pd.Series(values).groupby([rows["split_seed"].to_numpy(), rows["seed"].to_numpy()])
+    means = means.mean()
+    splits, seeds = (means.index.get_level_values(i).to_numpy() for i in (0, 1))
+    cells = block_matrix(splits, seeds, means.to_numpy())[2]
     return _interval(crossed_interval(cells, bounds))
 
 
 def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     """Question 1 for one setting: outcomes and accuracy per rule over every model; the check."""
-    held_out = bool(rows["test_size"].iloc[0] > 0) and rows["test_accuracy"].notna().any()
-    part = "test" if held_out else "train"
+    part = accuracy_part(rows)
     outcome = rows["_outcome"].astype(object).to_numpy()
     baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)
     majority = rows[f"_majority_{part}"].to_numpy(np.float64)
@@ -88,37 +78,25 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     rules = rules_of(rows)
     for name, label, mine in rules:
         subset, n_above = rows[mine], int(above[mine].sum())
+        converged = np.where(outcome[mine] == "converged", accuracy[mine], np.nan)
         numbers["rules"][name] = {
-            "label": label,
-            "n_models": int(mine.sum()),
-            "n_seeds": int(subset["seed"].nunique()),
-            **outcome_counts(outcome[mine]),
-            "accuracy_median": float(np.nanmedian(accuracy[mine])),
-            "n_above_majority": n_above,
-            "above_majority": rate_interval(n_above, int(mine.sum())),
+            "label": label, "n_models": int(mine.sum()), "n_seeds": int(subset["seed"].nunique()),
+            **outcome_counts(outcome[mine]), "accuracy_median": float(np.nanmedian(accuracy[mine])),
+            "n_above_majority": n_above, "above_majority": rate_interval(n_above, int(mine.sum())),
             "accuracy": _over_blocks(subset, accuracy[mine], ACCURACY_BOUNDS),
-            "accuracy_converged": _over_blocks(
-                subset, np.where(outcome[mine] == "converged", accuracy[mine], np.nan),
-                ACCURACY_BOUNDS,
-            ),
+            "accuracy_converged": _over_blocks(subset, converged, ACCURACY_BOUNDS),
             "final_loss_median": float(np.nanmedian(final[mine])),
         }  # fmt: skip
     frame = rows.assign(_a=accuracy, _f=final)
-    sgd = frame[(rows["optimizer"] == "sgd").to_numpy()]
+    sgd, on = frame[(rows["optimizer"] == "sgd").to_numpy()], ["hidden_dim", "split_seed", "seed"]
     for name, _, mine in rules:
-        if name == "sgd":
+        pairs = frame[mine].merge(sgd, on=on, suffixes=("", "_sgd"))
+        if name == "sgd" or pairs.empty:
             continue
-        pairs = frame[mine].merge(
-            sgd, on=["hidden_dim", "split_seed", "seed"], suffixes=("", "_sgd")
-        )
-        if pairs.empty:
-            continue
-        differences = {}
-        for key, column, bounds in (("accuracy", "_a", (-1.0, 1.0)),
-                                    ("final_loss", "_f", UNBOUNDED)):  # fmt: skip
-            paired = pairs[column].to_numpy(np.float64) - pairs[f"{column}_sgd"].to_numpy()
-            differences[key] = _over_blocks(pairs, paired, bounds)
-        numbers["against_sgd"][name] = {"n_pairs": len(pairs), **differences}
+        numbers["against_sgd"][name] = {"n_pairs": len(pairs)}
+        for key, c, bounds in (("accuracy", "_a", (-1.0, 1.0)), ("final_loss", "_f", UNBOUNDED)):
+            paired = pairs[c].to_numpy(np.float64) - pairs[f"{c}_sgd"].to_numpy()
+            numbers["against_sgd"][name][key] = _over_blocks(pairs, paired, bounds)
     numbers["reference"] = rule_check(scan, rows)
     recorded = rows["reference_checked"].notna().any()
     numbers["reference_missing"] = None if numbers["reference"] is not None else (
@@ -130,18 +108,13 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
 def blocks_of(rows: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable]:
     """(hidden_dims, matrix blocks x hidden_dims, per-block values -> splits x seeds matrix).
 
-    Blocks are (split, seed) pairs with a finite value at every hidden_dim; a value is left out
-    only where it is not finite itself.
+    Blocks are (split, seed) pairs with a finite value at every hidden_dim.
     """
     split_of, seed_of = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
     codes = pd.factorize(pd.MultiIndex.from_arrays([split_of, seed_of]))[0]
     blocks, dims, matrix = complete_blocks(codes, rows["hidden_dim"].to_numpy(), values)
     where = np.unique(codes, return_index=True)[1][blocks]  # each block's first row
-    return (
-        dims,
-        matrix,
-        lambda per_block: block_matrix(split_of[where], seed_of[where], per_block)[2],
-    )
+    return dims, matrix, lambda block: block_matrix(split_of[where], seed_of[where], block)[2]
 
 
 def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
@@ -162,8 +135,7 @@ def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
     se, low, high = (result["slope"][k] for k in ("se", "low", "high"))
     # a two-sided 5% test has 80% power against a true slope of (1.96 + 0.84) standard errors
     result["detectable"] = 2.8 * se if math.isfinite(se) else math.nan
-    finite = math.isfinite(low) and math.isfinite(high)
-    result["half_width"] = (high - low) / 2 if finite else math.nan
+    result["half_width"] = (high - low) / 2 if math.isfinite(low + high) else math.nan
     return result
 
 
@@ -201,11 +173,7 @@ def _slope(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
 
 
 def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any]:
-    """The first epoch below the baseline: per hidden_dim, and its blocked fall with it.
-
-    Per hidden_dim the median first epoch (censored models last) and the share that ever got
-    there; the trend test counts a censored model as epochs + 1.
-    """
+    """The first epoch below the baseline: per hidden_dim, and its blocked fall with it."""
     known = np.isfinite(first_below)
     censored = known & (first_below == 0)
     # censored at the run's length: after every model that beat the baseline within it
@@ -227,31 +195,24 @@ def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any
 
 def _secondary(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     """Both secondary summaries for one setting's rows."""
-    assert scan.per_model is not None
     per_model = scan.per_model
+    assert per_model is not None
     length = int(rows["epochs"].max())
     kept = per_model.epochs <= length
     baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)
     positions = rows.index.to_numpy()  # the models frame has a RangeIndex: index = position
     first_below = rows["_first_below"].to_numpy(np.float64)
-    out: dict[str, Any] = {
-        "epochs": length,
-        "baseline_loss": float(np.nanmedian(baselines)) if np.isfinite(baselines).any()
-        else math.nan,
-        "n_splits": int(len(baselines)),
-        "rules": [],
-    }  # fmt: skip
+    median = float(np.nanmedian(baselines)) if np.isfinite(baselines).any() else math.nan
+    out: dict[str, Any] = {"epochs": length, "baseline_loss": median,
+                           "n_splits": int(len(baselines)), "rules": []}  # fmt: skip
     for name, label, mine in rules_of(rows):
         subset, loss = rows[mine], per_model.loss[positions[mine]]
         by_epoch = [_slope(subset, loss[:, j]) for j in np.flatnonzero(kept)]
+        curve = {key: [s[key] for s in by_epoch] for key in ("mean", "low", "high", "n_blocks")}
         out["rules"].append({
-            "optimizer": name,
-            "label": label,
+            "optimizer": name, "label": label,
             "first_beating": _first_beating(subset, first_below[mine]),
-            "slope_by_epoch": {
-                "epoch": [int(e) for e in per_model.epochs[kept]],
-                **{key: [s[key] for s in by_epoch] for key in ("mean", "low", "high", "n_blocks")},
-            },
+            "slope_by_epoch": {"epoch": [int(e) for e in per_model.epochs[kept]], **curve},
         })  # fmt: skip
     return out
 
@@ -264,13 +225,10 @@ def answer_numbers(scan: Scan) -> dict[str, Any]:
     shown = ~models["_duplicate"].to_numpy(bool)
     outcome = models["_outcome"].astype(object).to_numpy()[shown]
     numbers: dict[str, Any] = {
-        "epoch": epoch,
-        "n_models": int(shown.sum()),
-        "counted_once": bool((~shown).any()),
+        "epoch": epoch, "n_models": int(shown.sum()), "counted_once": bool((~shown).any()),
         "n_diverged": int((outcome == "diverged").sum()),
-        "n_unknown": int((outcome == "unknown").sum()),
-        "settings": [],
-    }
+        "n_unknown": int((outcome == "unknown").sum()), "settings": [],
+    }  # fmt: skip
     for setting, rows in settings_of(models):
         used = int(min(epoch, int(setting["epochs"])))
         numbers["settings"].append({

@@ -17,16 +17,8 @@ BAND = (0.1, 0.9)  # the loss-curve band: this share of seeds lies between its e
 _BIN_SHIFT = 20
 _BIN_FIRST = (127 - 20) << 3  # bits >> shift of 2**-20, the lowest edge
 _BIN_COUNT = 30 * 8 + 2  # [2**-20, 2**10) and an underflow (incl. 0) and overflow (incl. NaN) bin
-_BIN_EDGES = np.concatenate(
-    [
-        [0.0],
-        ((np.arange(_BIN_COUNT - 1, dtype=np.int64) + _BIN_FIRST) << _BIN_SHIFT)
-        .astype(np.int32)
-        .view(np.float32)
-        .astype(np.float64),
-        [2.0**10],
-    ]
-)
+_BIN_BITS = (np.arange(_BIN_COUNT - 1, dtype=np.int64) + _BIN_FIRST) << _BIN_SHIFT
+_BIN_EDGES = np.concatenate([[0.0], _BIN_BITS.astype(np.int32).view(np.float32), [2.0**10]])
 
 
 def by_length(
@@ -34,9 +26,7 @@ def by_length(
 ) -> Iterator[tuple[np.ndarray | None, np.ndarray]]:
     """Yield (rows or None for all, values as a rows x length matrix) per curve length."""
     distinct = np.unique(lengths)
-    for length in distinct:
-        if length == 0:
-            continue
+    for length in distinct[distinct != 0]:
         chosen = None if len(distinct) == 1 else lengths == length
         part = curves if chosen is None else curves.filter(pa.array(chosen))
         values = pc.list_flatten(part).to_numpy(zero_copy_only=False)
@@ -46,27 +36,17 @@ def by_length(
 @functools.lru_cache(maxsize=64)
 def grid(length: int, epoch: int) -> np.ndarray:
     """The epochs (0-based positions) a curve is drawn through: all of them up to 200."""
-    if length <= 2 * GRID_POINTS:
-        points = np.arange(length)
-    else:
-        epochs = np.concatenate(
-            [
-                np.geomspace(1, length, GRID_POINTS),
-                np.linspace(1, length, GRID_POINTS),
-                [min(epoch, length), length],
-            ]
-        )
+    points = np.arange(length)
+    if length > 2 * GRID_POINTS:
+        spaced = np.geomspace(1, length, GRID_POINTS), np.linspace(1, length, GRID_POINTS)
+        epochs = np.concatenate([*spaced, [min(epoch, length), length]])
         points = np.unique(np.rint(epochs).astype(np.int64)) - 1
     points.flags.writeable = False
     return points
 
 
 class Curves:
-    """Per group (setting x hidden_dim x optimizer), sums of the curves that did not diverge.
-
-    At each drawn (grid) epoch: the count, sum, least and largest loss (float64) and a
-    histogram of it. Memory grows with the groups and the drawn epochs, never with the models.
-    """
+    """Per group (setting x hidden_dim x optimizer) and drawn epoch, sums of undiverged curves."""
 
     def __init__(self, lengths: Sequence[int], epoch: int) -> None:
         self.grids = [grid(int(n), epoch) for n in lengths]
@@ -143,11 +123,7 @@ SLOPE_POINTS = 40  # log-spaced epochs at which every model's loss is kept for t
 
 
 def slope_epochs(lengths: Sequence[int], epoch: int) -> np.ndarray:
-    """The 1-based epochs at which every model's loss is kept, for the slope by epoch.
-
-    Log-spaced up to the longest curve, each run's last epoch, and the epoch of interest (or a
-    shorter run's last in its place).
-    """
+    """The 1-based epochs at which every model's loss is kept: log-spaced, run ends, `epoch`."""
     longest = max([int(n) for n in lengths] + [1])
     points = np.rint(np.geomspace(1, longest, SLOPE_POINTS)).astype(np.int64)
     ends = [int(n) for n in lengths if n > 0]
@@ -156,12 +132,9 @@ def slope_epochs(lengths: Sequence[int], epoch: int) -> np.ndarray:
 
 
 class PerModel:
-    """Per model: its loss at a few fixed epochs, and its first epoch below the baseline.
+    """Per model: its loss at `epochs` and its first epoch below the baseline (0: none; NaN).
 
-    `loss` holds the loss at `epochs` (float32, NaN past its curve's end); `first_below` the
-    first epoch (1-based) whose loss falls below `baseline`: 0 where none does, NaN where there
-    is none to beat. Rows are written by position, so threads reading different files may share
-    it.
+    Rows are written by position, so threads reading different files may share it.
     """
 
     def __init__(self, size: int, epochs: np.ndarray, baseline: np.ndarray) -> None:

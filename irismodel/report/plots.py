@@ -12,7 +12,7 @@ import pandas as pd
 
 from .curves import BAND
 from .scan import Scan, rules_of
-from .settings import SETTING_COLUMNS, optimizer_order, settings_of, varying_settings
+from .settings import SETTING_COLUMNS, accuracy_part, optimizer_order, settings_of, varying_settings
 from .text import SECONDARY, plot_text, run_title
 
 PNG_DPI = 100
@@ -41,8 +41,7 @@ def _figure(n_panels: int, height: float, width: float, sharey: bool = False) ->
     matplotlib.use("Agg", force=False)  # no display: files only
     import matplotlib.pyplot as plt
 
-    columns = min(n_panels, 3)
-    lines = math.ceil(n_panels / columns)
+    columns, lines = min(n_panels, 3), math.ceil(n_panels / min(n_panels, 3))
     figure, axes = plt.subplots(
         lines, columns, figsize=(width * columns, height * lines + 1.2), squeeze=False,
         sharey=sharey, layout="constrained",
@@ -51,12 +50,6 @@ def _figure(n_panels: int, height: float, width: float, sharey: bool = False) ->
     for axis in axes[n_panels:]:
         axis.set_visible(False)
     return plt, figure, axes
-
-
-def fitted(figure: Any, *parts: str, fontsize: float = 10) -> str:
-    """`parts`, each wrapped to the width of `figure` (about 0.6 em a character), one a line."""
-    width = max(20, int(figure.get_figwidth() * 72 / (0.62 * fontsize)) - 4)
-    return "\n".join(textwrap.fill(part, width) for part in parts if part)
 
 
 def png(plt: Any, figure: Any) -> bytes:
@@ -75,7 +68,10 @@ def png(plt: Any, figure: Any) -> bytes:
 
 
 def _finish(plt: Any, figure: Any, heading: str, models: pd.DataFrame) -> bytes:
-    figure.suptitle(fitted(figure, heading, run_title(models, plot_text)), fontsize=10)
+    """The figure titled, each line wrapped to its width (about 0.6 em a character), as PNG."""
+    width = max(20, int(figure.get_figwidth() * 72 / 6.2) - 4)
+    lines = (heading, run_title(models, plot_text))
+    figure.suptitle("\n".join(textwrap.fill(line, width) for line in lines if line), fontsize=10)
     return png(plt, figure)
 
 
@@ -83,6 +79,13 @@ def _legend(figure: Any, handles: list, labels: list[str], title: str) -> None:
     """A legend below every panel, in as many columns as fit: it covers no data."""
     figure.legend(handles, labels, title=title, loc="outside lower center", fontsize=8,
                   title_fontsize=8, ncols=min(len(labels), 8), frameon=False)  # fmt: skip
+
+
+def _label(axis: Any, x: str, y: str | None = None) -> None:
+    axis.set_xlabel(x)
+    if y:
+        axis.set_ylabel(y)
+    axis.grid(alpha=0.3)
 
 
 def _mark_epoch(axis: Any, epoch: int) -> None:
@@ -114,9 +117,8 @@ def plot_loss(scan: Scan) -> bytes:
     models, curves = scan.models, scan.curves
     groups, varying = groups_shown(models), varying_settings(models)
     panels = []
-    for values, rows in groups.groupby(list(SETTING_COLUMNS), sort=True, dropna=False,
-                                       observed=True):  # fmt: skip
-        suffix = _title(dict(zip(SETTING_COLUMNS, values, strict=True)), varying)
+    for setting, rows in settings_of(groups):
+        suffix = _title(setting, varying)
         for optimizer in optimizer_order(rows["optimizer"].astype(str)):
             mine = rows[rows["optimizer"] == optimizer]
             title = plot_text(mine["_rule"].iloc[0]) + (f"\n{suffix}" if suffix else "")
@@ -147,8 +149,7 @@ def plot_loss(scan: Scan) -> bytes:
         if not shown:
             axis.text(0.5, 0.5, "every seed diverged", transform=axis.transAxes, ha="center")
         axis.set_title(title + (f"\n({hidden} diverged, not shown)" if hidden else ""), fontsize=9)
-        axis.set_xlabel("epoch")
-        axis.grid(alpha=0.3)
+        _label(axis, "epoch")
     for axis in axes[:: min(len(panels), 3)]:
         axis.set_ylabel("training loss (BCE)")
     if handles:
@@ -162,8 +163,7 @@ def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, tabl
 
     `table` is the setting's summary by (hidden_dim, optimizer): the bars are its intervals.
     """
-    held_out = bool(setting["test_size"] > 0) and rows["test_accuracy"].notna().any()
-    part = "test" if held_out else "train"
+    part = accuracy_part(rows)
     rules, shown = rules_of(rows), ~rows["_duplicate"].to_numpy(bool)
     palette = colours(len(rules))
     step = 0.7 / max(len(rules), 1)
@@ -215,11 +215,10 @@ def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, tabl
     axis.set_xticks(np.arange(len(dims))[::every], [str(d) for d in dims[::every]])
     axis.set_xlim(-0.5, len(dims) - 0.5)
     axis.set_ylim(-0.02, 1.02)
-    axis.set_xlabel("hidden_dim")
-    axis.set_ylabel("held-out (test) accuracy" if held_out else "training accuracy (not held out)")
+    _label(axis, "hidden_dim", "held-out (test) accuracy" if part == "test" else
+           "training accuracy (not held out)")  # fmt: skip
     diverged = int((~ok & shown).sum())
     axis.set_title(f"{diverged} diverged, not shown" if diverged else "", fontsize=9)
-    axis.grid(alpha=0.3)
     return boxes
 
 
@@ -275,9 +274,7 @@ def plot_slope_by_epoch(numbers: dict[str, Any], models: pd.DataFrame) -> bytes:
             axis.set_title(f"learning_rate={setting['learning_rate']:g}, "
                            f"epochs={setting['epochs']}", fontsize=9)  # fmt: skip
         axis.set_xscale("log")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel("slope of training loss on hidden_dim")
-        axis.grid(alpha=0.3)
+        _label(axis, "epoch", "slope of training loss on hidden_dim")
     if handles:
         _legend(figure, list(handles.values()), [plot_text(n) for n in handles], "rule")
     heading = (

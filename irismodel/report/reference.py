@@ -15,20 +15,16 @@ from .scan import Scan
 from .settings import EPOCH_OF_INTEREST, optimizer_order
 from .text import Clean
 
-# The engine reproduces the notebook's loop for sgd and manual to ~3e-7 over 100 epochs: a
-# larger difference means the engine no longer computes what the notebook does.
+# The engine reproduces the notebook's loop for sgd and manual to ~3e-7 over 100 epochs.
 REFERENCE_TOLERANCE = 1e-5
-# Rules whose engine must reproduce the notebook's loop, and the largest difference relative to
-# the loss within the first 100 epochs that still does: sgd against torch.optim.SGD to
-# rounding; manual (the engine runs SGD's one-rounding op) against the notebook's literal line,
-# which rounds twice, and whose differences grow to 5e-5 by epoch 100 on some seeds (measured:
-# 21 pairs of the default run), so ten times that. manual-no-zero-grad's accumulating step
-# amplifies rounding without bound: compared as a distribution, never flagged.
+# The largest difference relative to the loss within 100 epochs that still reproduces the loop:
+# manual's literal line rounds twice, its differences grow to 5e-5 (measured), so ten times that.
+# manual-no-zero-grad amplifies rounding without bound: compared as a distribution, never flagged.
 STRICT_RULES = {"sgd": REFERENCE_TOLERANCE, "manual": 5e-4}
 
 
 def _scale(reference: np.ndarray) -> float:
-    """What a difference is divided by: max(1, the largest |reference loss| compared)."""
+    """What a difference is divided by: max(1, the largest |reference loss|)."""
     finite = np.abs(reference[np.isfinite(reference)])
     return max(1.0, float(np.max(finite, initial=0.0)))
 
@@ -48,33 +44,24 @@ def _agrees_through(difference: np.ndarray) -> int:
 def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
     """Question 1's reference check for one setting; None when no row was checked.
 
-    Per rule: the models checked, the epochs compared, the largest |batched - reference|
-    loss over those epochs (the larger of the stored `reference_max_abs_diff` and the one
-    measured here from both curves), the largest relative difference (a model's difference
-    divided by max(1, its largest |reference loss|): float32 rounds relative to the loss, and
-    a learning rate of 100 drives losses to 1e6), the share whose test predictions agree, the
-    epoch up to which every curve agreed within `REFERENCE_TOLERANCE` (relative), and whether
-    the rule is flagged: its relative difference above `REFERENCE_TOLERANCE`, diverged models
-    left out (`n_left_out` of them). Then the notebook's loops compared to each other, curve
-    for curve: sgd's against manual's and against manual-no-zero-grad's, for each
-    (hidden_dim, seed) checked under both.
+    Per rule, the engine's curves against the notebook's loop (differences relative to the
+    loss: float32 rounds relative to it); then the notebook's loops against each other.
     """
     checked = rows["reference_checked"].to_numpy(np.float64) == 1.0
     if not checked.any():
         return None
     positions = rows.index.to_numpy()[checked]
-    reference = scan.curves_of(positions, reference=True)
-    batched = scan.curves_of(positions)
+    reference, batched = scan.curves_of(positions, reference=True), scan.curves_of(positions)
     models = scan.models
     numbers: dict[str, Any] = {"rules": {}, "pairs": {}}
     for optimizer in optimizer_order(rows["optimizer"][checked].astype(str).unique()):
         mine = positions[(models.loc[positions, "optimizer"] == optimizer).to_numpy()]
-        stored = models.loc[mine, "reference_max_abs_diff"].to_numpy(np.float64)
-        diverged = models.loc[mine, "_outcome"].astype(object).to_numpy() == "diverged"
-        absolute, relative, through, early = [], [], [], []
-        same_outcome, pairs_of_curves = 0, []
-        baselines = models.loc[mine, "baseline_loss"].to_numpy(np.float64)
-        spans = models.loc[mine, "reference_epochs"].to_numpy(np.float64)
+        rows_of = models.loc[mine]
+        stored = rows_of["reference_max_abs_diff"].to_numpy(np.float64)
+        diverged = rows_of["_outcome"].astype(object).to_numpy() == "diverged"
+        absolute, relative, through, early, same_outcome, pairs_of_curves = [], [], [], [], 0, []
+        baselines = rows_of["baseline_loss"].to_numpy(np.float64)
+        spans = rows_of["reference_epochs"].to_numpy(np.float64)
         for position, kept, stored_diff, baseline, span in zip(
             mine.tolist(), ~diverged, stored, baselines, spans, strict=True
         ):
@@ -100,51 +87,35 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
             absolute.append(largest)
             if kept:
                 relative.append(largest / scale)
-        largest, largest_relative = _largest(absolute), _largest(relative)
-        agrees = models.loc[mine, "reference_agrees"].to_numpy(np.float64)
+        agrees = rows_of["reference_agrees"].to_numpy(np.float64)
         curves = [(a, b) for a, b in pairs_of_curves if len(a) == len(pairs_of_curves[0][0])]
         median_gap = math.nan
         if curves:  # the sample's median curves: what a chaotic rule reproduces
-            ours_median = np.median(np.stack([a for a, _ in curves]), axis=0)
-            ref_median = np.median(np.stack([b for _, b in curves]), axis=0)
-            median_gap = float(np.max(np.abs(ours_median - ref_median)))
+            medians = [np.median(np.stack(side), axis=0) for side in zip(*curves, strict=True)]
+            median_gap = float(np.max(np.abs(medians[0] - medians[1])))
+        tolerance = STRICT_RULES.get(optimizer, math.nan)
         numbers["rules"][optimizer] = {
-            "n_checked": len(mine),
-            "n_compared": len(pairs_of_curves),
-            "n_same_outcome": same_outcome,
-            "median_curve_gap": median_gap,
-            "n_agree": int(np.nansum(agrees)),
-            "n_left_out": int(diverged.sum()),
+            "n_checked": len(mine), "n_compared": len(pairs_of_curves),
+            "n_same_outcome": same_outcome, "median_curve_gap": median_gap,
+            "n_agree": int(np.nansum(agrees)), "n_left_out": int(diverged.sum()),
             "epochs": int(np.nanmax([*spans, 0])),
-            "max_abs_diff": largest,
-            "max_rel_diff": largest_relative,
+            "max_abs_diff": _largest(absolute), "max_rel_diff": _largest(relative),
             "agree_share": float(np.nanmean(agrees)) if np.isfinite(agrees).any() else math.nan,
-            "agrees_through": min(through) if through else None,
-            "tolerance": STRICT_RULES.get(optimizer, math.nan),
-            "flagged": optimizer in STRICT_RULES
-            and bool(early)
-            and not max(early) <= STRICT_RULES[optimizer],
-        }
+            "agrees_through": min(through) if through else None, "tolerance": tolerance,
+            "flagged": optimizer in STRICT_RULES and bool(early) and not max(early) <= tolerance,
+        }  # fmt: skip
     keys = models.loc[positions, ["hidden_dim", "split_seed", "seed", "optimizer"]].astype(object)
     where = {tuple(k): p for k, p in zip(keys.itertuples(index=False), positions, strict=True)}
     for other in ("manual", "manual-no-zero-grad"):
-        largest, identical, pairs, through, epochs = 0.0, 0, 0, [], 0
-        for (hidden_dim, split, seed, optimizer), position in where.items():
-            if optimizer != "sgd" or (hidden_dim, split, seed, other) not in where:
-                continue
-            a, b = reference[position], reference[where[(hidden_dim, split, seed, other)]]
-            if len(a) != len(b) or not len(a):
-                continue
-            pairs += 1
-            epochs = max(epochs, len(a))
-            identical += int(np.array_equal(a, b))
-            difference = np.abs(a - b)
-            largest = max(largest, float(np.max(difference)))
-            through.append(_agrees_through(difference / _scale(a)))
-        if pairs:
+        sgd = [(p, (*key[:3], other)) for key, p in where.items() if key[3] == "sgd"]
+        both = [(reference[p], reference[where[key]]) for p, key in sgd if key in where]
+        both = [(a, b) for a, b in both if len(a) == len(b) and len(a)]
+        if both:
             numbers["pairs"][other] = {
-                "n_pairs": pairs, "n_identical": identical, "max_abs_diff": largest,
-                "agrees_through": min(through), "epochs": epochs,
+                "n_pairs": len(both), "n_identical": sum(np.array_equal(a, b) for a, b in both),
+                "max_abs_diff": max([0.0, *(float(np.max(np.abs(a - b))) for a, b in both)]),
+                "agrees_through": min(_agrees_through(np.abs(a - b) / _scale(a)) for a, b in both),
+                "epochs": max(len(a) for a, _ in both),
             }  # fmt: skip
     return numbers
 
@@ -169,12 +140,10 @@ def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
     """The reference check in words, and its warnings."""
     check, lines, warnings = numbers["reference"], [], []
     if check is None:
-        why = numbers["reference_missing"]
-        if why == "written by an older version":
-            why = ("these results were written by an older version (schema 1 or 2), which "
-                   "retrained no model with the notebook's loop")  # fmt: skip
-        else:
-            why = "no model of this run was retrained with the notebook's loop"
+        why = ("these results were written by an older version (schema 1 or 2), which retrained "
+               "no model with the notebook's loop" if numbers["reference_missing"] ==
+               "written by an older version" else
+               "no model of this run was retrained with the notebook's loop")  # fmt: skip
         return [f"- Reference check omitted: {why}."], []
     pairs = check["pairs"]
     lines.append(
@@ -200,8 +169,7 @@ def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
         "splits spread over the run):"
     )
     for name, rule in check["rules"].items():
-        m, epochs = rule["n_compared"], rule["epochs"]
-        largest = rule["max_abs_diff"]
+        m, epochs, largest = rule["n_compared"], rule["epochs"], rule["max_abs_diff"]
         if name == "manual-no-zero-grad":
             text = (
                 f"  - {clean(name)}: single trajectories are chaotic (rounding decides them), so "
@@ -220,13 +188,12 @@ def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
         if rule["n_left_out"]:
             text += f"; {rule['n_left_out']} diverged and left out of the tolerance"
         if rule["flagged"]:
-            relative = rule["max_rel_diff"]
             text += f" - ABOVE the tolerance {rule['tolerance']:g}"
             warnings.append(
                 f"WARNING: the engine's {name} curves differ from the notebook's loop by more "
                 f"than {rule['tolerance']:g} relative to the loss within the first "
-                f"{EPOCH_OF_INTEREST} epochs (up to {relative:.2g} over all): the engine no "
-                "longer computes what the notebook does."
+                f"{EPOCH_OF_INTEREST} epochs (up to {rule['max_rel_diff']:.2g} over all): the "
+                "engine no longer computes what the notebook does."
             )
         lines.append(text + ".")
     return lines, warnings

@@ -1,8 +1,4 @@
-"""The rows a report is computed from: one model a row, read in two passes, derived columns added.
-
-Pass 1 reads every model's scalars, pass 2 its curves, batch by batch, keeping a few losses per
-model and per-epoch aggregates per configuration, never a whole curve column.
-"""
+"""The rows a report is computed from: one model a row, read in two passes, columns derived."""
 
 from __future__ import annotations
 
@@ -40,13 +36,8 @@ _SAME_ROW_COLUMNS = ("_loss", "final_train_loss", "train_accuracy", "test_accura
 class Scan:
     """Everything a report is computed from: per-model scalars and per-group curve sums.
 
-    `models` has one row per setting x hidden_dim x optimizer x seed (the latest run), with
-    `_group` (its curve group), `_epoch` (the epoch read), `_loss` (the loss there), `_first`
-    (the first epoch's loss), `_outcome`, `_majority_train`/`_majority_test`, `_duplicate`
-    (a manual row identical to sgd's of the same hidden_dim and seed), `_rule` (the name its
-    rule is shown under: `sgd = manual` where manual's rows repeat sgd's) and `_first_below`
-    (the first epoch whose loss is below `baseline_loss`: 0 if none, NaN without a baseline).
-    `per_model` keeps each model's loss at a few fixed epochs, for the slope by epoch.
+    `models` has one row per setting x hidden_dim x optimizer x split x seed (the latest run)
+    and derived columns starting with `_`; `per_model` a few losses per model.
     """
 
     source: Source
@@ -70,10 +61,7 @@ class Scan:
 
 
 def rules_of(rows: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
-    """Per rule shown, in display order: (optimizer, the name it is shown under, its rows' mask).
-
-    Manual's rows that repeat sgd's are not shown: sgd's are, as `sgd = manual`.
-    """
+    """Per rule shown, in display order: (optimizer, the name it is shown under, its rows' mask)."""
     optimizer = rows["optimizer"].astype(str).to_numpy()
     shown = ~rows["_duplicate"].to_numpy(bool)
     out = []
@@ -88,9 +76,8 @@ def _positive_count(
 ) -> float:
     """Infer the number of positive rows P from each model's metrics on the same N rows.
 
-    With TP > 0 and an error: FP + FN = N (1 - accuracy), FP = TP/precision - TP and
-    FN = TP/recall - TP give TP, then P = TP / recall. With TP = 0 (precision = recall = 0):
-    P = N (1 - accuracy) - FP <= N (1 - accuracy), exact for a model predicting only negatives.
+    FP + FN = N (1 - accuracy), FP = TP/precision - TP, FN = TP/recall - TP give TP, then
+    P = TP / recall; with TP = 0, P <= N (1 - accuracy), exact if only negatives are predicted.
     """
     valid = np.isfinite(accuracy) & np.isfinite(precision) & np.isfinite(recall) & (n > 0)
     e = valid & (precision > 0) & (recall > 0) & (accuracy < 1)
@@ -104,13 +91,9 @@ def _positive_count(
 
 
 def _majority(frame: pd.DataFrame, part: str) -> np.ndarray:
-    """Per row, the majority-class accuracy `max(p, 1 - p)` of its `part` rows.
+    """Per row, the majority-class accuracy `max(p, 1 - p)` of its `part` rows, NaN if unknown.
 
-    The positive share is `n_<part>_positive / n_<part>` where the results have that column;
-    otherwise (older files) it is inferred exactly from the accuracy, precision and recall of
-    the models evaluated on the same rows (same data, class, test size and split seed). NaN
-    when no model's metrics determine it (all perfect) or when the part has no rows (`test`
-    with test_size 0).
+    Older files lack `n_<part>_positive`: the count is inferred from the metrics of the split.
     """
     out = np.full(len(frame), math.nan)
     n_all = frame[f"n_{part}"].to_numpy(np.float64)
@@ -131,21 +114,6 @@ def _majority(frame: pd.DataFrame, part: str) -> np.ndarray:
     return out
 
 
-def _outcomes(models: pd.DataFrame) -> np.ndarray:
-    """Each model's outcome: the `outcome` column, or what older rows still tell.
-
-    Rows written before the column (schema 1 and 2) are `diverged` when their `diverged` flag
-    is set or their final loss is not finite or above the first epoch's (`_first`), as the
-    rule says, and otherwise `unknown`: stalled needs the baseline loss they do not store.
-    """
-    stored = models["outcome"].astype(object).to_numpy()
-    final, first = models["final_train_loss"].to_numpy(np.float64), models["_first"].to_numpy()
-    with np.errstate(invalid="ignore"):
-        blown = models["diverged"].to_numpy(bool) | ~np.isfinite(final) | (final > first)
-    derived = np.where(blown, "diverged", "unknown")
-    return np.where(np.isin(stored, ALL_OUTCOMES), stored, derived).astype(object)
-
-
 def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
     """Keep one row per setting x configuration x seed (the latest run); add derived columns."""
     if frame.empty:
@@ -156,11 +124,8 @@ def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
                        observed=True)  # fmt: skip
     frame["_group"] = by.ngroup().to_numpy(np.int32)
     order = np.argsort(frame["run_started_at"].array.asi8, kind="stable")
-    keys = pd.DataFrame({"group": frame["_group"].to_numpy()[order],
-                         "split": frame["split_seed"].to_numpy()[order],
-                         "seed": frame["seed"].to_numpy()[order]})  # fmt: skip
+    keys = pd.DataFrame({c: frame[c].to_numpy()[order] for c in ("_group", "split_seed", "seed")})
     order = order[~keys.duplicated(keep="last").to_numpy()]
-    del keys
     by_name = (
         frame[c].to_numpy()[order] if c != "optimizer" else frame[c].cat.codes.to_numpy()[order]
         for c in ("seed", "split_seed", "optimizer", "hidden_dim")
@@ -177,16 +142,12 @@ def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
 def _read_curves(scan: Scan) -> None:
     """Pass 2: per model a few losses and its first epoch below the baseline; curve sums.
 
-    Per model: the loss at the epoch, at epoch 1 and at the slope epochs, and the first epoch
-    below the linear baseline; per group, the curve sums. Reads only the curves of the models
-    kept, batch by batch, and keeps none of them. The sums leave out every model that diverged
-    (by its flag, its outcome, or a curve ending above its start or not finite).
+    Reads the kept models' curves batch by batch and keeps none; the sums leave diverged out.
     """
-    models, curves, source = scan.models, scan.curves, scan.source
-    size = len(models)
-    lengths_all = models["epochs"].to_numpy(np.int64)
+    models, curves, source, size = scan.models, scan.curves, scan.source, len(scan.models)
+    lengths = np.unique(models["epochs"].to_numpy(np.int64))
     baseline = models["baseline_loss"].to_numpy(np.float64)
-    per_model = PerModel(size, slope_epochs(np.unique(lengths_all), scan.epoch), baseline)
+    per_model = PerModel(size, slope_epochs(lengths, scan.epoch), baseline)
     loss, first = np.full(size, math.nan), np.full(size, math.nan)
     used = models["_epoch"].to_numpy(np.int64)
     known_bad = models["diverged"].to_numpy(bool) | (models["outcome"] == "diverged").to_numpy()
@@ -213,9 +174,7 @@ def _read_curves(scan: Scan) -> None:
                     curves.add(int(key[start]), matrix[start:end])
 
     each_curve(source, models, np.arange(size), visit, READ_THREADS)
-    models["_loss"] = loss
-    models["_first"] = first
-    models["_first_below"] = per_model.first_below
+    models["_loss"], models["_first"], models["_first_below"] = loss, first, per_model.first_below
     scan.per_model = per_model
 
 
@@ -231,11 +190,10 @@ def _mark_duplicates(models: pd.DataFrame) -> None:
             .reset_index()
             .merge(sgd[keys + list(_SAME_ROW_COLUMNS)], on=keys, how="left", suffixes=("", "_sgd"))
         )
-        same = np.ones(len(pairs), dtype=bool)
+        pairs["_same"] = True
         for name in _SAME_ROW_COLUMNS:
             a, b = pairs[name].to_numpy(np.float64), pairs[f"{name}_sgd"].to_numpy(np.float64)
-            same &= (a == b) | (np.isnan(a) & np.isnan(b))
-        pairs["_same"] = same
+            pairs["_same"] &= (a == b) | (np.isnan(a) & np.isnan(b))
         # a setting's manual rows all repeat sgd's, or none counts as a duplicate
         settings = pairs.groupby(list(SETTING_COLUMNS), dropna=False, observed=True)["_same"]
         duplicate[pairs.loc[settings.transform("all"), "index"].to_numpy()] = True
@@ -247,16 +205,8 @@ def _mark_duplicates(models: pd.DataFrame) -> None:
     models["_rule"] = rule
 
 
-def scan(
-    rows: str | pd.DataFrame,
-    epoch: int,
-    run_ids: Sequence[str] | None = None,
-) -> Scan:
-    """Read a results location (or DataFrame, as `read_results` returns) in two passes.
-
-    First the models' scalars (of the runs `run_ids` only, if given), then their curves batch
-    by batch. Raises `ReportError` when there are no rows to report on.
-    """
+def scan(rows: str | pd.DataFrame, epoch: int, run_ids: Sequence[str] | None = None) -> Scan:
+    """Read a results location (or DataFrame) in two passes; `ReportError` if no rows."""
     epoch = check_epoch(epoch)
     if isinstance(rows, pd.DataFrame):
         source = Source.of_frame(rows) if len(rows) else Source([])
@@ -272,6 +222,12 @@ def scan(
     lengths = models.groupby("_group", sort=True)["epochs"].max().to_numpy()
     found = Scan(source, models, epoch, Curves(lengths, epoch))
     _read_curves(found)
-    models["_outcome"] = pd.Categorical(_outcomes(models))
+    # rows written before the outcome column: diverged as the rule says, or unknown
+    stored = models["outcome"].astype(object).to_numpy()
+    final, first = models["final_train_loss"].to_numpy(np.float64), models["_first"].to_numpy()
+    with np.errstate(invalid="ignore"):
+        blown = models["diverged"].to_numpy(bool) | ~np.isfinite(final) | (final > first)
+    derived = np.where(blown, "diverged", "unknown")
+    models["_outcome"] = pd.Categorical(np.where(np.isin(stored, ALL_OUTCOMES), stored, derived))
     _mark_duplicates(models)
     return found

@@ -40,6 +40,12 @@ def check_epoch(epoch: Any) -> int:
     return int(epoch)
 
 
+def accuracy_part(rows: pd.DataFrame) -> str:
+    """`test` where a setting's rows were held out, else `train` (test_size=0 reuses them)."""
+    held_out = bool(rows["test_size"].iloc[0] > 0) and rows["test_accuracy"].notna().any()
+    return "test" if held_out else "train"
+
+
 def varying_settings(frame: pd.DataFrame) -> list[str]:
     """Return the setting columns that take more than one value in `frame`."""
     return [c for c in SETTING_COLUMNS if frame[c].nunique(dropna=False) > 1]
@@ -53,11 +59,9 @@ def settings_of(frame: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]
     columns = list(SETTING_COLUMNS)
     indices = frame.groupby(columns, sort=True, dropna=False, observed=True).indices
     groups = sorted(indices.items(), key=lambda item: item[0])
-    if len(groups) == 1:
-        return [(dict(zip(columns, groups[0][0], strict=True)), frame)]
-    return [
-        (dict(zip(columns, key, strict=True)), frame.iloc[positions]) for key, positions in groups
-    ]
+    whole = len(groups) == 1
+    return [(dict(zip(columns, key, strict=True)), frame if whole else frame.iloc[positions])
+            for key, positions in groups]  # fmt: skip
 
 
 def optimizer_order(names: Iterable[str]) -> list[str]:

@@ -1,8 +1,4 @@
-"""The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests.
-
-An interval covers both sources of chance in a sweep, the model seeds and the data splits
-(`crossed_interval`); with one split it is an interval over seeds alone, and says so.
-"""
+"""The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests."""
 
 from __future__ import annotations
 
@@ -24,12 +20,7 @@ UNBOUNDED = (-math.inf, math.inf)
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over seeds (and splits), its median, and a 95% bootstrap interval of the mean.
-
-    `method` says how the interval was made: `bootstrap over seeds`, `bootstrap over splits and
-    seeds`, `all equal` (every value the same: the interval is that value), `one seed` or
-    `no seeds` (no interval).
-    """
+    """A mean over seeds (and splits), its median, a 95% bootstrap interval and how it was made."""
 
     n: int
     mean: float
@@ -60,11 +51,7 @@ def rate_interval(count: int, total: int) -> tuple[float, float, float]:
 def complete_blocks(
     seeds: np.ndarray, dims: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (seeds, dims, matrix seeds x dims) of the seeds with a finite value at every dim.
-
-    Seed s starts from the same weights at every hidden_dim (the first rows of the largest
-    one's), so a seed is a block: the trend is measured within seeds, never across them.
-    """
+    """Return (seeds, dims, matrix seeds x dims) of the seeds with a finite value at every dim."""
     all_dims = np.unique(dims)
     all_seeds, seed_at = np.unique(seeds, return_inverse=True)
     matrix = np.full((len(all_seeds), len(all_dims)), math.nan)
@@ -74,11 +61,9 @@ def complete_blocks(
 
 
 def fall_test(matrix: np.ndarray) -> tuple[str, float]:
-    """Return (test name, one-sided p) for "the value falls as the column's hidden_dim grows".
+    """Return (test name, one-sided p) that values fall along the columns (rows are blocks).
 
-    Columns are in increasing hidden_dim, rows are seeds (blocks). Page's L test with the
-    columns predicted in decreasing order of the value; with two hidden_dims, where Page's L
-    is undefined, the one-sided Wilcoxon signed-rank test of the per-seed differences.
+    Page's L test; with two columns, where it is undefined, the Wilcoxon signed-rank test.
     """
     seeds, dims = matrix.shape
     if seeds < 2 or dims < 2:
@@ -110,18 +95,12 @@ def block_matrix(
 
 
 def crossed_interval(
-    matrix: np.ndarray,
-    bounds: tuple[float, float] = UNBOUNDED,
-    statistic: str = "mean",
+    matrix: np.ndarray, bounds: tuple[float, float] = UNBOUNDED, statistic: str = "mean"
 ) -> Interval:
     """Return the mean (or median) of a splits x seeds matrix and its 95% bootstrap interval.
 
-    Each resample draws the splits with replacement, then the seeds with replacement, each seed
-    as a whole across splits (seed s starts from the same first rows of fc1.weight on every
-    split: seeds are crossed with splits, not nested in them), and takes the statistic of the
-    finite cells drawn. NaN cells (no model, or left out) are skipped. Resampled, the interval
-    of a bounded quantity stays inside `bounds`, and is clipped to them besides. A fixed
-    random state: the same values give the same interval.
+    Splits and seeds are drawn with replacement, each seed whole across splits (seeds are
+    crossed with splits); NaN cells are skipped; the interval is clipped to `bounds`.
     """
     matrix = np.atleast_2d(np.asarray(matrix, np.float64))
     finite = np.isfinite(matrix)
@@ -148,8 +127,7 @@ def crossed_interval(
         cols = rng.integers(0, n, (size, n))  # (size, n) seeds drawn
         if statistic == "mean":
             # counts of each split and seed drawn: the resample's sum is a weighted sum
-            row_counts = _counts(rows, m)
-            col_counts = _counts(cols, n)
+            row_counts, col_counts = _counts(rows, m), _counts(cols, n)
             total = np.einsum("bi,ij,bj->b", row_counts, filled, col_counts)
             count = np.einsum("bi,ij,bj->b", row_counts, weights, col_counts)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -164,16 +142,16 @@ def crossed_interval(
     low, high = np.quantile(out, [alpha / 2, 1 - alpha / 2]) if out.size else (math.nan,) * 2
     method = "bootstrap over splits and seeds" if m > 1 else "bootstrap over seeds"
     return Interval(
-        n, centre if statistic != "mean" else mean, median, max(float(low), bounds[0]),
+        n, centre, median, max(float(low), bounds[0]),
         min(float(high), bounds[1]), method, m, float(np.std(out, ddof=1)) if out.size > 1 else 0.0,
     )  # fmt: skip
 
 
 def _counts(drawn: np.ndarray, width: int) -> np.ndarray:
     """(resamples, width) counts of each index drawn, row by row, from (resamples, k) draws."""
-    size = len(drawn)
-    flat = (np.arange(size)[:, None] * width + drawn).ravel()
-    return np.bincount(flat, minlength=size * width).reshape(size, width).astype(np.float64)
+    flat = (np.arange(len(drawn))[:, None] * width + drawn).ravel()
+    counts = np.bincount(flat, minlength=len(drawn) * width)
+    return counts.reshape(len(drawn), width).astype(np.float64)
 
 
 def theil_sen_slopes(matrix: np.ndarray, dims: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 
 from .settings import ALL_OUTCOMES, SETTING_COLUMNS, optimizer_order, varying_settings
 from .statistics import ACCURACY_BOUNDS, LOSS_BOUNDS, block_matrix, crossed_interval, rate_interval
-from .text import interval_text, no_number, rate_text
+from .text import interval_text, no_number, rate_of
 
 _PARTS = ("median", "mean", "low", "high")
 # (summary name, models column, bounds): the quantities summarised over seeds
@@ -67,15 +68,20 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
     return summary.drop(columns="_order").reset_index(drop=True)
 
 
-def _head(record: dict[str, Any], settings: list[str], text: bool) -> dict[str, Any]:
-    """A table row's first cells: the settings that vary, hidden_dim and the rule's name."""
-    row = {c: record[c] for c in settings}
-    for column, value in row.items():
-        if column == "data_fingerprint":
-            row[column] = str(value)[:8]
-        elif text and isinstance(value, float):
-            row[column] = f"{value:g}"
-    return {**row, "hidden_dim": int(record["hidden_dim"]), "optimizer": record["rules"]}
+def _table(summary: pd.DataFrame, text: bool, cells: Callable[[dict], dict]) -> pd.DataFrame:
+    """A row per configuration: the settings that vary, hidden_dim, the rule's name, `cells`."""
+    settings = [c for c in SETTING_COLUMNS if c in summary.columns]
+    rows = []
+    for record in summary.to_dict("records"):
+        row = {c: record[c] for c in settings}
+        for column, value in row.items():
+            if column == "data_fingerprint":
+                row[column] = str(value)[:8]
+            elif text and isinstance(value, float):
+                row[column] = f"{value:g}"
+        head = {"hidden_dim": int(record["hidden_dim"]), "optimizer": record["rules"]}
+        rows.append({**row, **head, **cells(record)})
+    return pd.DataFrame(rows)
 
 
 def _number(value: float) -> float | None:
@@ -85,50 +91,40 @@ def _number(value: float) -> float | None:
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Return the summary as a table of numbers: one column per number, so that it sorts.
 
-    Rates are shares of the configuration's models with their Wilson 95% interval; medians,
-    means and 95% bootstrap intervals are over every model with a finite value, over seeds and
-    splits. Missing numbers are None.
+    Rates come with their Wilson 95% interval, means with their 95% bootstrap interval over
+    seeds and splits. Missing numbers are None.
     """
-    settings = [c for c in SETTING_COLUMNS if c in summary.columns]
-    rows = []
-    for record in summary.to_dict("records"):
-        row = _head(record, settings, text=False)
-        row["seeds"] = int(record["n_seeds"])
-        for name in ("converged", "stalled", "oscillating", "diverged"):
-            row[name] = int(record[f"n_{name}"])
+
+    def cells(record: dict) -> dict:
+        row = {"seeds": int(record["n_seeds"])}
+        row |= {name: int(record[f"n_{name}"]) for name in ALL_OUTCOMES if name != "unknown"}
         if record["n_unknown"]:
             row["outcome unknown"] = int(record["n_unknown"])
-        for name in ("stalled", "diverged"):
-            for part in ("rate", "low", "high"):
-                row[f"{name} {part}"] = _number(record[f"{name}_{part}"])
-        loss = f"loss@{record['epoch']}"
-        for name, label in (("loss_at_epoch", loss), ("test_accuracy", "test acc"),
+        for name, label in (("stalled", "stalled"), ("diverged", "diverged"),
+                            ("loss_at_epoch", f"loss@{record['epoch']}"),
+                            ("test_accuracy", "test acc"),
                             ("final_loss", "final loss")):  # fmt: skip
-            for part in _PARTS:
-                row[f"{label} {part}"] = _number(record[f"{name}_{part}"])
-        rows.append(row)
-    return pd.DataFrame(rows)
+            parts = ("rate", "low", "high") if name == label else _PARTS
+            row |= {f"{label} {part}": _number(record[f"{name}_{part}"]) for part in parts}
+        return row
+
+    return _table(summary, False, cells)
 
 
 def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Return the summary as a table of short strings, for the terminal and the markdown."""
-    settings = [c for c in SETTING_COLUMNS if c in summary.columns]
     # with no test rows (test_size=0) the accuracy is the training rows', as in the text:
     # the column says so, or, beside held-out rows, each such value is marked "(train)"
     accuracy = "test acc" if summary["held_out"].any() else "train acc (not held out)"
-    rows = []
-    for record in summary.to_dict("records"):
-        train = not record["held_out"]
-        row = _head(record, settings, text=True)
-        unknown, n = record["n_unknown"], record["n_seeds"]
-        row["models: conv/stall/osc/div"] = (
-            f"{n}: ?/?/?/{record['n_diverged']} ({unknown} unknown)"
-            if unknown
+
+    def cells(record: dict) -> dict:
+        unknown, n, train = record["n_unknown"], record["n_seeds"], not record["held_out"]
+        row = {"models: conv/stall/osc/div": (
+            f"{n}: ?/?/?/{record['n_diverged']} ({unknown} unknown)" if unknown
             else f"{n}: {record['n_converged']}/{record['n_stalled']}/"
             f"{record['n_oscillating']}/{record['n_diverged']}"
-        )
-        row["stalled [95%]"] = rate_text(record["stalled_rate"], record["stalled_low"],
-                                         record["stalled_high"])  # fmt: skip
+        )}  # fmt: skip
+        row["stalled [95%]"] = rate_of(record, "stalled")
         quantity = "train_accuracy" if train else "test_accuracy"
         mark = " (train)" if train and accuracy == "test acc" else ""
         for name, label in (("loss_at_epoch", f"loss@{record['epoch']}"), (quantity, accuracy)):
@@ -139,5 +135,6 @@ def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
             )
             if name == quantity and math.isfinite(median):
                 row[f"{label} median"] += mark
-        rows.append(row)
-    return pd.DataFrame(rows)
+        return row
+
+    return _table(summary, True, cells)

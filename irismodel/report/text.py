@@ -57,16 +57,18 @@ def models_text(n: int) -> str:
     return f"{n} model" if n == 1 else f"{n} models"
 
 
-def _percent(share: float) -> str:
-    """A share as a percentage: whole percents, or two significant digits below 1%."""
-    return f"{share:.0%}" if share == 0 or share >= 0.01 else f"{100 * share:.2g}%"
-
-
 def rate_text(rate: float, low: float, high: float) -> str:
     """`12% [5%, 25%]`, or `unknown`."""
     if not math.isfinite(rate):
         return "unknown"
-    return f"{_percent(rate)} [{_percent(low)}, {_percent(high)}]"
+    # whole percents, or two significant digits below 1%
+    percent = [f"{s:.0%}" if s == 0 or s >= 0.01 else f"{100 * s:.2g}%" for s in (rate, low, high)]
+    return f"{percent[0]} [{percent[1]}, {percent[2]}]"
+
+
+def rate_of(record: Mapping[str, Any], name: str) -> str:
+    """`rate_text` of the `<name>_rate`, `_low` and `_high` of `record`."""
+    return rate_text(record[f"{name}_rate"], record[f"{name}_low"], record[f"{name}_high"])
 
 
 def interval_text(mean: float, low: float, high: float, digits: int = 3) -> str:

@@ -16,6 +16,7 @@ from .text import (
     models_text,
     no_number,
     p_text,
+    rate_of,
     rate_text,
     setting_label,
 )
@@ -41,14 +42,11 @@ OUTCOME_RULE = (
 def _outcome_words(mine: Mapping[str, Any]) -> str:
     n = mine["n_models"]
     if mine["n_unknown"]:
-        rate = rate_text(mine["diverged_rate"], mine["diverged_low"], mine["diverged_high"])
-        return (f"{mine['n_diverged']} diverged ({rate}), {mine['n_unknown']} outcome unknown "
-                f"(written by an older version) of {n} models")  # fmt: skip
-    parts = [f"{mine['n_converged']} converged"]
-    for name in ("stalled", "oscillating", "diverged"):
-        rate = rate_text(mine[f"{name}_rate"], mine[f"{name}_low"], mine[f"{name}_high"])
-        parts.append(f"{mine[f'n_{name}']} {name} ({rate})")
-    return ", ".join(parts) + f" of {n} models"
+        return (f"{mine['n_diverged']} diverged ({rate_of(mine, 'diverged')}), {mine['n_unknown']} "
+                f"outcome unknown (written by an older version) of {n} models")  # fmt: skip
+    parts = [f"{mine[f'n_{name}']} {name} ({rate_of(mine, name)})"
+             for name in ("stalled", "oscillating", "diverged")]  # fmt: skip
+    return ", ".join([f"{mine['n_converged']} converged", *parts]) + f" of {n} models"
 
 
 def _above(mine: Mapping[str, Any]) -> str:
@@ -60,17 +58,14 @@ def _above(mine: Mapping[str, Any]) -> str:
 def question1_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str], list[str]]:
     """Question 1 for one setting in words, and its warning lines."""
     part, majority = numbers["accuracy_part"], numbers["majority_accuracy"]
-    where = (
-        "held-out accuracy (test rows never trained on)"
-        if part == "test"
-        else "training-data accuracy (NOT held out: test_size=0 evaluates on the training rows, "
-        "as the notebook did)"
-    )
+    where = ("Held-out accuracy (test rows never trained on)" if part == "test" else
+             "Training-data accuracy (NOT held out: test_size=0 evaluates on the training rows, "
+             "as the notebook did)")  # fmt: skip
     lines = [f"- Outcome per model ({OUTCOME_RULE}), with 95% Wilson intervals of the rates:"]
     for mine in numbers["rules"].values():
         lines.append(f"  - {clean(mine['label'])}: {_outcome_words(mine)}.")
     lines.append(
-        f"- {where[0].upper() + where[1:]} of every model (stalled, oscillating and diverged "
+        f"- {where} of every model (stalled, oscillating and diverged "
         "ones included): the median model, the share above always predicting the majority "
         f"class ({no_number(majority)}), and the mean of each (split, seed)'s mean over its "
         "hidden_dims:"
@@ -110,12 +105,10 @@ def trend_words(result: Mapping[str, Any], what: str) -> str:
         return f"cannot tell ({result['n_blocks']} complete (split, seed) blocks over {span})"
     test = (f"{result['test']} test blocked by (split, seed), one-sided, {p_text(p)}, "
             f"{result['n_blocks']} blocks with a model at every hidden_dim {span}")  # fmt: skip
-    fall = p < SIGNIFICANCE
-    verdict = (f"{what} falls as hidden_dim grows" if fall else
-               f"no evidence that {what} falls as hidden_dim grows")  # fmt: skip
+    verdict = (f"{what} falls as hidden_dim grows" if p < SIGNIFICANCE else
+               f"no evidence that {what} falls as hidden_dim grows (that is not evidence of no "
+               "trend: see the slopes' interval)")  # fmt: skip
     robust = result["theil_sen"]
-    if not fall:
-        verdict += " (that is not evidence of no trend: see the slopes' interval)"
     return (
         f"{verdict} ({test}); mean per-block slope {interval_words(slope, 4)} per unit of "
         f"hidden_dim, median per-block Theil-Sen slope "
@@ -207,16 +200,14 @@ def _slope_by_epoch_words(curve: Mapping[str, Any], epoch: int) -> str:
 
 def secondary_words(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
     """The pre-specified secondary summaries in words: a line per setting's rule."""
-    lines = []
-    settings = numbers["settings"]
+    lines, settings = [], numbers["settings"]
     for entry in settings:
         extra = entry["secondary"]
         if len(settings) > 1:
             lines.append(f"With {setting_label(entry['setting'], clean)}:")
         epochs = extra["epochs"]
         for rule in extra["rules"]:
-            beat = rule["first_beating"]
-            result = beat["trend"]
+            beat, result = rule["first_beating"], rule["first_beating"]["trend"]
             medians = ", ".join(f"{d['hidden_dim']}: {_epoch_text(d['median'], epochs)}"
                                 for d in beat["per_dim"])  # fmt: skip
             shares = ", ".join(f"{d['hidden_dim']}: {rate_text(*d['share'])}"

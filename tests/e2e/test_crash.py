@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.notify import SILENT_AUTOMATION_NAME
+from cli.notify import SILENT_AUTOMATION_NAME
 from irismodel.results import read_results
 
 from . import servers
 from .test_deployments import trigger, wait_for_final_state
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 # Heartbeats come each 30 s (prefect.yaml; Prefect's least). The run is killed within seconds of
 # its first one, so a short silence is enough here; the retry runs under the usual 90 s.
@@ -34,8 +34,8 @@ SWEEP = {
 
 
 def notify(env: dict[str, str], *args: str) -> str:
-    """Run `python -m flows.notify ARGS` as the README does; return its output."""
-    return servers.run_cli([sys.executable, "-m", "flows.notify", *args], env, timeout=60).stdout
+    """Run `python -m cli.notify ARGS` as the README does; return its output."""
+    return servers.run_cli([sys.executable, "-m", "cli.notify", *args], env, timeout=60).stdout
 
 
 def staged_parts(output: Path) -> dict[str, bytes]:
@@ -48,7 +48,7 @@ def test_a_killed_run_is_crashed_notified_and_finished_by_a_retry(
 ) -> None:
     """SIGKILL of a worker and its flow run: Crashed, a POST, and Retry trains only what is missing.
 
-    The run sends heartbeats as every deployment's do; the automation of `flows.notify` marks
+    The run sends heartbeats as every deployment's do; the automation of `cli.notify` marks
     it Crashed once they stop, the failure automation POSTs it, and a Retry as the UI makes it
     (AwaitingRetry) finishes the same run: the parts written before the kill are kept byte for
     byte and only the others are trained, by the new flow process.

@@ -18,7 +18,7 @@ from irismodel.sweep import ShardSummary
 
 from . import servers
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 TINY = servers.TINY
 
@@ -39,21 +39,21 @@ def run_locally(api_url: str, output_dir: Path) -> pd.DataFrame:
 def run_on_dask(api_url: str, address: str, output_dir: Path, received: list) -> str:
     """Run the flow in this process with its shard tasks on the Dask cluster at `address`.
 
-    `received` collects what the flow got back from its shard tasks.
+    `received` collects what the flow got back from its shard tasks, and what failed.
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect_dask import DaskTaskRunner
 
     import flows.iris_sweep as module
 
-    real = module.train_all
+    real = module.wait_for_shards
 
-    def recording(*args, **kwargs):
-        results = real(*args, **kwargs)
-        received.append(results)
-        return results
+    def recording(futures, *args, **kwargs):
+        failed, stopped = real(futures, *args, **kwargs)
+        received.append(([future.result() for future in futures], failed))
+        return failed, stopped
 
-    module.train_all = recording
+    module.wait_for_shards = recording
     try:
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             runner = DaskTaskRunner(address=address)
@@ -61,7 +61,7 @@ def run_on_dask(api_url: str, address: str, output_dir: Path, received: list) ->
                 **TINY, output_dir=str(output_dir)
             )
     finally:
-        module.train_all = real
+        module.wait_for_shards = real
 
 
 def test_shards_train_and_write_on_dask_workers_and_match_a_local_run(
@@ -90,9 +90,9 @@ def test_shards_train_and_write_on_dask_workers_and_match_a_local_run(
         writer = pq.read_schema(part).metadata[META_WRITER].decode()
         writers.add(int(writer.rsplit(":", 1)[1]))
     assert writers and writers <= pids
-    (results,) = received
-    assert len(results.summaries) == 4 and not results.failed
-    for summary in results.summaries:
+    ((summaries, failed),) = received
+    assert len(summaries) == 4 and not failed
+    for summary in summaries:
         assert isinstance(summary, ShardSummary)
         assert all(isinstance(v, str | int | float | bool) for v in vars(summary).values())
         assert len(pickle.dumps(summary)) < 1000

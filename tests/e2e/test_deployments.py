@@ -21,7 +21,7 @@ from irismodel.results import COLUMNS, file_metadata, list_result_files, read_re
 
 from . import servers
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 HEARTBEAT = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 TINY = servers.TINY

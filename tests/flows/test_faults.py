@@ -153,9 +153,11 @@ def _assert_readers_see_only_whole_files(folder: Path) -> list[str]:
 
 
 @flow_test
+@pytest.mark.server
 def test_failing_shard_is_retried_kept_unpublished_then_resumed(tmp_path, monkeypatch):
     """A shard that keeps failing: 3 tries, nothing published, the rest kept; a resume finishes."""
-    from flows.iris_sweep import SweepFailed, iris_sweep
+    from flows.iris_sweep import iris_sweep
+    from tasks.results import SweepFailed
 
     failing = TrainingSpy(fail_hidden_dims={9})
     monkeypatch.setattr(irismodel.sweep, "train_batched", failing)
@@ -203,6 +205,9 @@ def _part_writers(folder: Path) -> dict[str, int]:
     return writers
 
 
+@flow_test
+@pytest.mark.server
+@pytest.mark.subprocess
 def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path):
     """A run killed mid-sweep publishes nothing; `--resume` trains only the missing shards."""
     # 24 shards of ~0.3 s each here: long enough to kill in the middle, short enough to rerun
@@ -245,6 +250,7 @@ def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path)
     assert len(frame) == 6 * 64 and set(frame.flow_run_id) == {run_id}
 
 
+@pytest.mark.subprocess
 def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
     """Writers killed at random moments leave whole files or hidden temporaries, nothing else."""
     output = tmp_path / "out"
@@ -289,6 +295,8 @@ def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
 
 
 @flow_test
+@pytest.mark.server
+@pytest.mark.subprocess
 def test_two_runs_writing_at_once_both_land(tmp_path):
     """Two flow runs in two processes, one output location: both files whole, read as one."""
     sweep = dict(hidden_dims=[8, 9], optimizers=["sgd", "manual"], seeds=[0, 1], epochs=50)
@@ -374,6 +382,7 @@ def test_run_ids_and_names_cannot_write_outside_the_output(tmp_path):
 
 
 @flow_test
+@pytest.mark.server
 def test_a_report_that_cannot_be_made_leaves_the_run_completed(tmp_path, monkeypatch):
     """The results are the product: a failing report (a full disk, a broken plot) is a warning
     and missing report files, never a failed run."""
@@ -391,32 +400,8 @@ def test_a_report_that_cannot_be_made_leaves_the_run_completed(tmp_path, monkeyp
     assert not list(Path(path).glob("_iris-sweep-*"))  # no report files, no half-written PNG
 
 
-def test_a_failure_message_counts_the_shards_on_disk_and_names_a_missing_cause(tmp_path):
-    """With the scheduler gone every task reads as failed with no cause; the message counts the
-    parts actually written and says no cause was reported, never "None"."""
-    from flows.fanout import ShardResults, failure_message
-    from irismodel import runs
-    from irismodel.config import validate_config
-    from irismodel.data import load_dataset, split_dataset
-
-    config = validate_config(**TINY, output_dir=str(tmp_path))
-    opened = runs.open_run(config, "lost")
-    context = irismodel.sweep.context_of(opened, config)
-    shards = runs.plan_shards(config)
-    for shard in shards[:3]:  # written, then their states were lost with the scheduler
-        irismodel.sweep.run_shard(split_dataset(load_dataset()), shard, context)
-    lost = ShardResults(failed=[s.name for s in shards], causes={s.name: "None" for s in shards})
-    message = failure_message(lost, len(shards), context)
-    assert re.search(
-        r"4 of 4 shards did not finish .* 3 of the 4 shards are written and kept", message
-    )
-    assert message.endswith(
-        "no cause was reported (the worker or the scheduler running it may have died)"
-    )
-    runs.release_lock(opened.place)
-
-
 @flow_test
+@pytest.mark.server
 def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, monkeypatch, capsys):
     """Disk full at publication: one line naming the cause and the resume command, no traceback;
     the resume then publishes the run."""
@@ -442,6 +427,8 @@ def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, mon
 
 
 @flow_test
+@pytest.mark.server
+@pytest.mark.subprocess
 def test_a_resume_while_another_process_writes_the_run_is_one_line(tmp_path, capsys):
     """Two resumes at once: the second is refused in one line naming the writer, exit 2."""
     from flows.cli import main

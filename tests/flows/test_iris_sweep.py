@@ -7,7 +7,7 @@ import pytest
 
 from irismodel.results import file_metadata, read_results
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
 
 TINY = dict(
     hidden_dims=[8, 9], optimizers=["sgd", "manual"], split_seeds="0", seeds=[0, 1, 2], epochs=60
@@ -69,6 +69,7 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
         np.testing.assert_array_equal(alone[seed], beside[seed])
 
 
+@pytest.mark.subprocess
 def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
     """`python -m flows.cli` with options runs the sweep and prints where the file is."""
     import os
@@ -123,6 +124,7 @@ def test_runs_are_named_and_tagged_by_what_they_sweep(tmp_path):
     assert {"iris-sweep", "h8-9", "sgd", "manual", "seeds:3", "epochs:60", "cpu"} <= set(run.tags)
 
 
+@pytest.mark.subprocess
 def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
     """A shard trained by the eager loop logs, at INFO, that it is slower, why, and the fix."""
     import os

@@ -17,7 +17,7 @@ import torch
 from irismodel.data import FEATURE_COLUMNS, load_dataset
 from irismodel.results import file_metadata, read_results
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+flow_test = pytest.mark.usefixtures("prefect_harness")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -145,6 +145,8 @@ def _listing(folder: Path) -> list[tuple[str, int]]:
     return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*"))
 
 
+@flow_test
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("parameters", "error", "message"), list(BAD_FLOW_INPUTS.values()), ids=list(BAD_FLOW_INPUTS)
 )
@@ -172,6 +174,8 @@ def test_bad_input_fails_the_flow_before_training(tmp_path, parameters, error, m
     assert not [name for name in names if name.startswith(("train", "evaluate", "write"))]
 
 
+@flow_test
+@pytest.mark.server
 def test_bad_input_raises_when_called_from_python(tmp_path):
     """Called from Python without return_state, the flow raises the ValueError itself."""
     from flows.iris_sweep import iris_sweep
@@ -225,6 +229,7 @@ CLI_CASES = {
 }
 
 
+@pytest.mark.subprocess
 def test_cli_refuses_bad_input_with_exit_code_2_and_starts_no_server(tmp_path):
     """The command line prints `iris-sweep: error: <parameter>: ...`, exits 2, starts no server."""
     output = tmp_path / "out"
@@ -245,6 +250,7 @@ def test_cli_refuses_bad_input_with_exit_code_2_and_starts_no_server(tmp_path):
         assert not list((tmp_path / f"home-{index}").rglob("*.db"))
 
 
+@pytest.mark.subprocess
 def test_cli_refuses_a_non_integer_with_exit_code_2(tmp_path):
     """A hidden dim that is no integer is a usage error too: exit 2, the parameter named."""
     process = _run_cli(["--hidden-dims", "eight", "--output-dir", str(tmp_path)], tmp_path / "h")
@@ -253,6 +259,8 @@ def test_cli_refuses_a_non_integer_with_exit_code_2(tmp_path):
     assert re.search(r"iris-sweep: error: hidden_dims: .eight. is not an integer", stderr), stderr
 
 
+@flow_test
+@pytest.mark.server
 def test_divergence_is_recorded_not_raised(tmp_path):
     """A learning rate that blows training up completes, with NaN losses and `diverged` set."""
     from flows.iris_sweep import iris_sweep

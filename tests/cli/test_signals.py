@@ -18,6 +18,8 @@ import pytest
 
 from irismodel import results
 
+pytestmark = pytest.mark.subprocess  # the command line, in a process of its own
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # ~2 s a shard here, 24 shards: a run that is surely mid-sweep when a signal comes
 LONG_SWEEP = ["--hidden-dims", "8..13", "--optimizers", "sgd", "--split-seeds", "0",
@@ -76,6 +78,7 @@ def _cleanup(process: subprocess.Popen) -> None:
     process.wait(timeout=30)
 
 
+@pytest.mark.server
 def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path):
     """SIGINT mid-sweep: training stops within seconds, written shards stay for a resume, the
     run is not published, the exit status is 130, and no process is left behind."""
@@ -102,6 +105,7 @@ def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path)
     assert not [pid for pid in helpers if _alive(pid)], "a child process outlived the command"
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_killing_the_command_line_alone_leaves_no_server(tmp_path, sig):
     """SIGTERM or SIGKILL of the command line's pid only (as `timeout` or the OOM killer send

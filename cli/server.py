@@ -211,7 +211,7 @@ def wait_until_recorded(flow_run_id: str | None, timeout: float = 15.0) -> bool:
     Task run states reach the server as events, recorded in batches: a temporary server stopped
     as soon as its run returns would cut that off, and Prefect's clients would retry it for
     minutes at exit. Waits until no task run of `flow_run_id` is in a state that is not final;
-    returns whether that came within `timeout` s (False, with a warning, if the API is gone).
+    returns whether that came within `timeout` s, all told (False, with a warning, if not).
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas import filters
@@ -220,8 +220,9 @@ def wait_until_recorded(flow_run_id: str | None, timeout: float = 15.0) -> bool:
     from prefect.logging import get_logger
     from prefect.logging.handlers import APILogWorker
 
+    deadline = time.monotonic() + timeout
     for worker in (APILogWorker, EventsWorker):
-        worker.drain_all(timeout=timeout)
+        worker.drain_all(timeout=max(deadline - time.monotonic(), 0.1))
     if flow_run_id is None:
         return True
     of_run = filters.FlowRunFilter(id=filters.FlowRunFilterId(any_=[flow_run_id]))
@@ -229,7 +230,7 @@ def wait_until_recorded(flow_run_id: str | None, timeout: float = 15.0) -> bool:
     unfinished = filters.TaskRunFilter(state=filters.TaskRunFilterState(type=types))
 
     def wait() -> bool:
-        deadline, quiet = time.monotonic() + timeout, 0
+        quiet = 0
         with get_client(sync_client=True) as client:
             while quiet < 2:  # twice: an event sent may still be on its way to the recorder
                 if time.monotonic() > deadline:
@@ -242,7 +243,7 @@ def wait_until_recorded(flow_run_id: str | None, timeout: float = 15.0) -> bool:
         return True
 
     try:
-        return bounded("the Prefect API", wait, timeout + API_TIMEOUT_SECONDS)
+        return bounded("the Prefect API", wait, deadline - time.monotonic() + API_TIMEOUT_SECONDS)
     except Exception as error:  # the results are written; a lost record is only a warning
         get_logger("iris-sweep").warning("task runs not all recorded: %s", error)
         return False

@@ -204,7 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os._exit(130)
 
     print(f"iris-sweep: {forecast.text()}", file=sys.stderr)
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
 
     from cli.server import check_api, temporary_server, wait_until_recorded
     from flows.iris_sweep import iris_sweep
@@ -238,11 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+            # no flow run heartbeats: nothing watches them on a temporary server, and the run's
+            # end would wait for the heartbeat thread (up to 1 s)
+            updates = {PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+            stack.enter_context(temporary_settings(updates=updates))
             # first on the way out: the server records the flow run before it stops
             stack.callback(lambda: wait_until_recorded(started.get("id")))
         stack.enter_context(_interruptible())
-        run_id = lambda: config.resume or started.get("id")  # noqa: E731
         try:
             path = iris_sweep.with_options(on_running=[note_flow_run])(**parameters)
         except SweepFailed as error:
@@ -252,11 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"iris-sweep: error: {error}", file=sys.stderr)
             return 1
         except SystemExit:  # SIGTERM: the written shards stay for a resume
-            if hint := _resume_hint(config.output_dir, run_id()):
+            if hint := _resume_hint(config.output_dir, config.resume or started.get("id")):
                 print(f"\niris-sweep: terminated. {hint}", file=sys.stderr, flush=True)
             raise
         except Exception as error:
-            published = _published(config.output_dir, run_id())
+            run_id = config.resume or started.get("id")
+            published = _published(config.output_dir, run_id)
             if published:  # the results are whole; what failed after them is no error
                 print(
                     f"iris-sweep: warning: the run is published, but then: {first_line(error)}",
@@ -264,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 path = published
             else:
-                hint = _resume_hint(config.output_dir, run_id(), " ")
+                hint = _resume_hint(config.output_dir, run_id, " ")
                 print(f"iris-sweep: error: {first_line(error)}{hint}", file=sys.stderr)
                 return 2 if isinstance(error, RunError) else 1
     if parameters["report"]:

@@ -1,5 +1,4 @@
-"""The temporary Prefect server answers, stops after its block, dies with its process, by pid;
-the wait for its records; the check of a set API."""
+"""The temporary Prefect server: it answers, records, stops, dies with its process; a set API."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -117,12 +117,12 @@ def _task_run_states(flow_run_id: str) -> list[str]:
 
 
 @pytest.mark.server
-def test_server_answers_records_a_run_then_stops_with_no_process_left(tmp_path: Path) -> None:
+def test_server_answers_records_a_run_then_stops_with_no_process_left(prefect_home: Path) -> None:
     """A temporary server answers in a process group of its own; once the wait for its records
     returns it holds every task run of a flow run, final; after its block no process is left."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_server(home=tmp_path / "home", timeout=START_TIMEOUT) as api_url:
+    with temporary_server(home=prefect_home, timeout=START_TIMEOUT) as api_url:
         port = port_of(api_url)
         assert api_url == f"http://127.0.0.1:{port}/api"
         assert health(api_url) == 200
@@ -133,11 +133,13 @@ def test_server_answers_records_a_run_then_stops_with_no_process_left(tmp_path: 
             assert os.getpgid(server) == server  # its own group: Ctrl-C does not reach it
             # PR_SET_PDEATHSIG reaches only the server process: it must run uvicorn in-process.
             assert children(server) == []
-            assert (tmp_path / "home" / "prefect.db").exists()  # the database of `home`
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
                 flow_run_id = _three_tasks()()
                 assert wait_until_recorded(flow_run_id) is True
                 assert _task_run_states(flow_run_id) == ["COMPLETED"] * 3
+            with contextlib.closing(sqlite3.connect(prefect_home / "prefect.db")) as database:
+                stored = [row[0] for row in database.execute("select id from flow_run")]
+            assert stored == [flow_run_id]  # in the database of `home`
         except BaseException:
             kill_if_alive(server)
             raise
@@ -187,17 +189,19 @@ finally:
 
 
 @contextlib.contextmanager
-def script_with_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, str, Path]]:
+def script_with_server(
+    tmp_path: Path, home: Path
+) -> Iterator[tuple[subprocess.Popen, int, str, Path]]:
     """Run SCRIPT; yield it, its server's pid, the API URL and its output file."""
     script = tmp_path / "hold_server.py"
     script.write_text(textwrap.dedent(SCRIPT))
     out = tmp_path / "script.out"
     env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "home")  # never the user's ~/.prefect
+    env["PREFECT_HOME"] = str(home)  # never the user's ~/.prefect
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")])
     with open(out, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / "home"), str(START_TIMEOUT)],
+            [sys.executable, str(script), str(home), str(START_TIMEOUT)],
             env=env,
             cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL,
@@ -225,9 +229,9 @@ def script_with_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, 
 
 @pytest.mark.server
 @pytest.mark.subprocess
-def test_sigkill_of_the_process_alone_kills_its_server(tmp_path: Path) -> None:
+def test_sigkill_of_the_process_alone_kills_its_server(tmp_path: Path, prefect_home: Path) -> None:
     """SIGKILL of the process that started the server, its pid only, kills the server too."""
-    with script_with_server(tmp_path) as (process, server, api_url, _):
+    with script_with_server(tmp_path, prefect_home) as (process, server, api_url, _):
         process.send_signal(signal.SIGKILL)  # the pid only, as the OOM killer does
         assert process.wait(timeout=10) == -signal.SIGKILL
         wait_gone(server, port_of(api_url))
@@ -241,10 +245,10 @@ def test_sigkill_of_the_process_alone_kills_its_server(tmp_path: Path) -> None:
     ids=["SIGTERM", "SIGINT"],
 )
 def test_sigterm_or_ctrl_c_of_the_process_alone_stops_its_server_first(
-    tmp_path: Path, signum: signal.Signals, returncode: int
+    tmp_path: Path, prefect_home: Path, signum: signal.Signals, returncode: int
 ) -> None:
     """SIGTERM or SIGINT of the process alone, twice, stops and reaps its server before it exits."""
-    with script_with_server(tmp_path) as (process, server, api_url, out):
+    with script_with_server(tmp_path, prefect_home) as (process, server, api_url, out):
         # The pid only, as `timeout` or `kill <pid>` do; then again while the server stops, as an
         # impatient Ctrl-C does: the second must not cut the stop short. (Sent at once, the two
         # would merge into one pending signal.)

@@ -69,41 +69,38 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
         np.testing.assert_array_equal(alone[seed], beside[seed])
 
 
-@pytest.mark.subprocess
-def test_cli_runs_the_flow_and_prints_the_summary(tmp_path):
-    """`python -m flows.cli` with options runs the sweep and prints where the file is."""
+@pytest.fixture(scope="module")
+def cli_run(prefect_harness, tmp_path_factory):
+    """One tiny sweep through `python -m flows.cli`, with no compiled loops to train with.
+
+    Returns the finished process and its output folder.
+    """
     import os
     import subprocess
     import sys
 
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    out = tmp_path / "out"
+    folder = tmp_path_factory.mktemp("cli")
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "IRISMODEL_NATIVE_DIR": str(folder / "nothing-built-here"),
+        "IRISMODEL_NATIVE_BUILD": "0",
+    }
+    args = ["--hidden-dims", "8..9", "--split-seeds", "0", "--seeds", "0", "1", "--epochs", "40",
+            "--optimizers", "sgd", "--output-dir", str(folder / "out")]  # fmt: skip
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "--hidden-dims",
-            "8..9",
-            "--split-seeds",
-            "0",
-            "--seeds",
-            "0",
-            "1",
-            "--epochs",
-            "40",
-            "--optimizers",
-            "sgd",
-            "--output-dir",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    return completed, folder / "out"
+
+
+@pytest.mark.subprocess
+def test_cli_runs_the_flow_and_prints_the_summary(cli_run):
+    """`python -m flows.cli` with options runs the sweep and prints where the file is."""
+    completed, out = cli_run
     assert completed.returncode == 0, completed.stderr[-3000:]
     folders = list(out.glob("iris-sweep-*"))
     assert len(folders) == 1 and folders[0].is_dir()
@@ -125,43 +122,15 @@ def test_runs_are_named_and_tagged_by_what_they_sweep(tmp_path):
 
 
 @pytest.mark.subprocess
-def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
+def test_training_without_the_compiled_loops_says_why_and_how_to_fix(cli_run):
     """A shard trained by the eager loop logs, at INFO, that it is slower, why, and the fix."""
-    import os
-    import subprocess
-    import sys
-
-    from prefect.settings import PREFECT_API_URL
-
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "IRISMODEL_NATIVE_DIR": str(tmp_path / "nothing-built-here"),
-        "IRISMODEL_NATIVE_BUILD": "0",
-    }
-    args = [
-        "--hidden-dims",
-        "8",
-        "--split-seeds",
-        "0",
-        "--seeds",
-        "0",
-        "1",
-        "--epochs",
-        "20",
-        "--optimizers",
-        "sgd",
-    ]
-    completed = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args, "--output-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+    completed, out = cli_run
     assert completed.returncode == 0, completed.stderr[-3000:]
     log = completed.stdout + completed.stderr
     assert "INFO" in log and "h8-sgd-0000: trained with the eager Python loop, 3-12x slower, " \
         "because the compiled loops are not built (" in log  # fmt: skip
     assert "python -m irismodel.native build" in log
-    assert set(read_results(str(tmp_path / "out"))["engine"]) == {"batched"}
+    assert set(read_results(str(out))["engine"]) == {"batched"}
 
 
 def test_the_server_refuses_credentials_before_storing_a_run():

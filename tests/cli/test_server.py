@@ -117,9 +117,10 @@ def _task_run_states(flow_run_id: str) -> list[str]:
 
 
 @pytest.mark.server
-def test_server_answers_records_a_run_then_stops_with_no_process_left(prefect_home: Path) -> None:
-    """A temporary server answers in a process group of its own; once the wait for its records
-    returns it holds every task run of a flow run, final; after its block no process is left."""
+def test_server_answers_then_stops_with_no_process_left(prefect_home: Path) -> None:
+    """A temporary server answers in a process group of its own, on the database of its home;
+    after its block no process is left."""
+    from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_server(home=prefect_home, timeout=START_TIMEOUT) as api_url:
@@ -133,13 +134,14 @@ def test_server_answers_records_a_run_then_stops_with_no_process_left(prefect_ho
             assert os.getpgid(server) == server  # its own group: Ctrl-C does not reach it
             # PR_SET_PDEATHSIG reaches only the server process: it must run uvicorn in-process.
             assert children(server) == []
-            with temporary_settings(updates={PREFECT_API_URL: api_url}):
-                flow_run_id = _three_tasks()()
-                assert wait_until_recorded(flow_run_id) is True
-                assert _task_run_states(flow_run_id) == ["COMPLETED"] * 3
+            with (
+                temporary_settings(updates={PREFECT_API_URL: api_url}),
+                get_client(sync_client=True) as client,
+            ):
+                client.create_flow_from_name("stored-in-home")
             with contextlib.closing(sqlite3.connect(prefect_home / "prefect.db")) as database:
-                stored = [row[0] for row in database.execute("select id from flow_run")]
-            assert stored == [flow_run_id]  # in the database of `home`
+                stored = [row[0] for row in database.execute("select name from flow")]
+            assert "stored-in-home" in stored
         except BaseException:
             kill_if_alive(server)
             raise
@@ -147,6 +149,15 @@ def test_server_answers_records_a_run_then_stops_with_no_process_left(prefect_ho
     assert not port_open(port)
     with pytest.raises(ProcessLookupError, match="No such process"):
         os.kill(server, 0)  # reaped, not a zombie
+
+
+@pytest.mark.server
+def test_once_the_wait_for_records_returns_every_task_run_is_recorded_final(prefect_harness):
+    """Once the wait for records returns, the server holds every task run of the flow run, each
+    in a final state."""
+    flow_run_id = _three_tasks()()
+    assert wait_until_recorded(flow_run_id) is True
+    assert _task_run_states(flow_run_id) == ["COMPLETED"] * 3
 
 
 @pytest.mark.server

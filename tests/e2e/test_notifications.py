@@ -38,7 +38,7 @@ def test_a_failed_sweep_posts_its_run_state_message_and_link(
 ) -> None:
     """A sweep that fails on a real server POSTs its run, state, message, parameters and link."""
     env = prefect_server.env()
-    notify(env, "--webhook", webhook.url)
+    servers.notify_here(prefect_server.api_url, "--webhook", webhook.url)
 
     # epochs=0 passes the flow's types but not validate-parameters: a real Failed run.
     output = servers.run_cli(
@@ -65,7 +65,7 @@ def test_a_crashed_sweep_posts_and_another_flow_does_not(
     from prefect import flow
     from prefect.states import Crashed, Failed, Running
 
-    notify(prefect_server.env(), "--webhook", webhook.url)
+    servers.notify_here(prefect_server.api_url, "--webhook", webhook.url)
 
     @flow(name="not-iris-sweep")
     def other() -> None: ...
@@ -89,7 +89,8 @@ def test_a_crashed_sweep_posts_and_another_flow_does_not(
 def test_notify_twice_leaves_one_automation_and_one_block(
     prefect_server, prefect_client, webhook: Webhook
 ) -> None:
-    """Set up twice: one block, its URL the second's, and one of each automation, updated."""
+    """Set up twice, as the README does: one block, its URL the second's, and one of each
+    automation, updated."""
     env = prefect_server.env()
     first = notify(env, "--webhook", "http://127.0.0.1:9/old", "--name", "twice")
     assert f"automation {AUTOMATION_NAME!r}" in first

@@ -142,9 +142,7 @@ def _stop_despite_signals(process: subprocess.Popen | None, log: IO[bytes]) -> N
                     _stop(process)  # idempotent: a second round only reaps
                 log.close()
             break
-        except (KeyboardInterrupt, SystemExit) as error:
-            # Raised before the signals were held (two Ctrl-C, or `timeout` forwarding its own
-            # SIGINT, come microseconds apart), or delivered after: make sure of the stop first.
+        except (KeyboardInterrupt, SystemExit) as error:  # a second signal, just before or after
             interrupted = error
     if interrupted is not None:
         raise interrupted
@@ -205,6 +203,15 @@ def temporary_server(
                 signal.signal(signal.SIGTERM, previous)
 
 
+def client_settings(api_url: str) -> contextlib.AbstractContextManager:
+    """Return the settings of runs on a temporary server: its API; no heartbeats, none watches."""
+    from prefect import settings
+
+    # without heartbeats a run also ends sooner: it no longer waits for their thread (up to 1 s)
+    updates = {settings.PREFECT_API_URL: api_url, settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    return settings.temporary_settings(updates=updates)
+
+
 def wait_until_recorded(flow_run_id: str | None, timeout: float = 15.0) -> bool:
     """Send the server what this process still holds, then wait until it is recorded.
 
@@ -253,22 +260,18 @@ def _api_url_source() -> tuple[str, str]:
     """Say where PREFECT_API_URL comes from (in Prefect's precedence) and how to drop it."""
     from dotenv import dotenv_values  # how pydantic-settings reads Prefect's .env
     from prefect.context import get_settings_context
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL, sources
     from prefect.settings.models.api import APISettings
-    from prefect.settings.sources import (
-        PrefectTomlConfigSettingsSource,
-        PyprojectTomlConfigSettingsSource,
-    )
 
     if os.environ.get("PREFECT_API_URL"):
         return "the environment", "unset PREFECT_API_URL"
+    toml = sources.PrefectTomlConfigSettingsSource
+    pyproject = sources.PyprojectTomlConfigSettingsSource
     files = {  # how pydantic-settings reads each, and how to drop the setting from it
         ".env": (lambda: dotenv_values(".env").get("PREFECT_API_URL"), "PREFECT_API_URL"),
-        "prefect.toml": (lambda: PrefectTomlConfigSettingsSource(APISettings)().get("url"),
-                         "[api] url"),
-        "pyproject.toml": (lambda: PyprojectTomlConfigSettingsSource(APISettings)().get("url"),
-                           "[tool.prefect.api] url"),
-    }  # fmt: skip
+        "prefect.toml": (lambda: toml(APISettings)().get("url"), "[api] url"),
+        "pyproject.toml": (lambda: pyproject(APISettings)().get("url"), "[tool.prefect.api] url"),
+    }
     for name, (read, setting) in files.items():
         with contextlib.suppress(Exception):  # an unreadable file leaves its source unnamed
             if read():

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from irismodel.config import PARAMETERS, check_data, form_defaults, validate_config
 from irismodel.engine import request_stop, stop_requested
@@ -21,9 +21,6 @@ from irismodel.optimizers import OPTIMIZERS
 from irismodel.results import list_result_files
 from irismodel.runs import RunError, check_resumable, resumed_config, unfinished_runs
 from irismodel.storage import first_line, redact
-
-if TYPE_CHECKING:
-    from prefect.client.schemas.objects import FlowRun
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.I)
@@ -204,21 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os._exit(130)
 
     print(f"iris-sweep: {forecast.text()}", file=sys.stderr)
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        get_current_settings,
-        temporary_settings,
-    )
+    from prefect.settings import get_current_settings
 
-    from cli.server import check_api, temporary_server, wait_until_recorded
+    from cli.server import check_api, client_settings, temporary_server, wait_until_recorded
     from flows.iris_sweep import iris_sweep
     from irismodel.report import written_text
     from tasks.results import SweepFailed
 
     started: dict[str, str] = {}  # the flow run's id, from the moment it runs
 
-    def note_flow_run(flow: object, flow_run: FlowRun, state: object) -> None:
+    def note_flow_run(flow, flow_run, state) -> None:  # a Prefect flow hook
         started["id"] = str(flow_run.id)
 
     with contextlib.ExitStack() as stack:
@@ -243,10 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            # no flow run heartbeats: nothing watches them on a temporary server, and the run's
-            # end would wait for the heartbeat thread (up to 1 s)
-            updates = {PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-            stack.enter_context(temporary_settings(updates=updates))
+            stack.enter_context(client_settings(url))
             # first on the way out: the server records the flow run before it stops
             stack.callback(lambda: wait_until_recorded(started.get("id")))
         stack.enter_context(_interruptible())

@@ -34,24 +34,13 @@ def prefect_harness(
 ) -> Iterator[str]:
     """One Prefect server for the session's flows, this process's API; yields its URL.
 
-    The command line's temporary server, in a copy of the set-up home: it starts in seconds,
-    and dies with this process however it ends.
+    The command line's temporary server and settings (no heartbeats), in a copy of the set-up
+    home: it starts in seconds, and dies with this process however it ends.
     """
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        temporary_settings,
-    )
-
-    from cli.server import temporary_server, wait_until_recorded
+    from cli.server import client_settings, temporary_server, wait_until_recorded
 
     home = shutil.copytree(prefect_home_template, tmp_path_factory.mktemp("harness") / "home")
-    # no heartbeats, which nothing here watches: each flow run would wait ~1 s for the thread
-    updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-    with (
-        temporary_server(home=Path(home)) as url,
-        temporary_settings(updates={PREFECT_API_URL: url, **updates}),
-    ):
+    with temporary_server(home=Path(home)) as url, client_settings(url):
         yield url
         wait_until_recorded(None)  # send the logs and events still held before it stops
 

@@ -279,7 +279,7 @@ def main() -> int:
             print(json.dumps(measure_one(path, int(seeds), int(epochs), int(threads))))
         return 0
 
-    from flows.server import temporary_server
+    from cli.server import temporary_server
 
     grid, mode = (QUICK, "quick") if args.quick else (FULL, "full")
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

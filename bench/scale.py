@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the results folders")
     args = parser.parse_args()
 
-    from flows.server import temporary_server
+    from cli.server import temporary_server
 
     bin_dir = Path(sys.executable).parent
     work = Path(tempfile.mkdtemp(prefix="iris-sweep-scale-"))

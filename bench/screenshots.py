@@ -5,7 +5,7 @@ runs two small sweeps and the default one so that named, tagged runs are listed,
 the deployment's custom-run form, the Runs page and the default run's report and summary
 artifacts in headless Chromium (`apt-get install chromium`). Then, driving Chromium through its
 DevTools protocol: the untouched form's Submit clicked, and what the UI shows after. With
-`--crash`, it also deploys prefect.yaml, sets up `flows.notify`, starts a worker, SIGKILLs it
+`--crash`, it also deploys prefect.yaml, sets up `cli.notify`, starts a worker, SIGKILLs it
 and its flow run mid-sweep, waits for the automation to mark the run Crashed, retries it as the
 UI's Retry does and renders the run's page once it completed (about 2 more minutes).
 
@@ -170,7 +170,7 @@ def crashed_and_retried(browser: str, ui: str, api: str, out: Path, home: Path) 
         run = lambda *args: subprocess.run(args, env=env, cwd=ROOT, check=True,  # noqa: E731
                                            capture_output=True, text=True)  # fmt: skip
         run(str(bin_dir / "prefect"), "--no-prompt", "deploy", "--all")
-        run(sys.executable, "-m", "flows.notify", "--webhook", "http://127.0.0.1:9/none",
+        run(sys.executable, "-m", "cli.notify", "--webhook", "http://127.0.0.1:9/none",
             "--silent-after", "20")  # fmt: skip
         start = lambda: subprocess.Popen(  # noqa: E731
             [str(bin_dir / "prefect"), "worker", "start", "--pool", "iris-sweep"], env=env,
@@ -189,7 +189,7 @@ def crashed_and_retried(browser: str, ui: str, api: str, out: Path, home: Path) 
         worker.wait()
         while not client.read_flow_run(flow_run.id).state.is_crashed():
             time.sleep(1)
-        run(sys.executable, "-m", "flows.notify", "--webhook", "http://127.0.0.1:9/none")
+        run(sys.executable, "-m", "cli.notify", "--webhook", "http://127.0.0.1:9/none")
         worker = start()  # the retry runs under the usual silence, 90 s
         client.set_flow_run_state(flow_run.id, AwaitingRetry(), force=True)
         while not client.read_flow_run(flow_run.id).state.is_final():
@@ -234,7 +234,7 @@ def main() -> None:
     os.environ["DO_NOT_TRACK"] = "1"
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.server import temporary_server
+    from cli.server import temporary_server
 
     try:
         with (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import posixpath
 import re
 import signal
 import sys
@@ -15,8 +16,9 @@ from typing import Any, NoReturn
 from irismodel.engine import request_stop, stop_requested
 from irismodel.parameters import form_defaults, run_form
 from irismodel.preflight import handed_over, preflight
-from irismodel.store import RunError
+from irismodel.store import RunError, list_result_files
 from irismodel.store.locations import first_line, redact
+from irismodel.store.runs import run_folders
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?(inf|nan)", re.I)
@@ -154,14 +156,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\niris-sweep: interrupted; nothing was started", file=sys.stderr, flush=True)
         os._exit(130)
 
+    config = checked.config
     print(f"iris-sweep: {checked.forecast.text()}", file=sys.stderr)
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import get_current_settings
 
-    from flows.drain import drain_clients, register_temporary
-    from flows.fanout import LAST_RUN
-    from flows.iris_sweep import SweepFailed, iris_sweep
-    from flows.server import check_api, temporary_server
+    from cli.server import check_api, client_settings, temporary_server, wait_until_recorded
+    from flows.iris_sweep import iris_sweep
     from irismodel.report import written_text
+    from tasks.results import SweepFailed
+
+    started: dict[str, str] = {}  # the flow run's id, from the moment it runs
+
+    def note_flow_run(flow, flow_run, state) -> None:  # a Prefect flow hook
+        started["id"] = str(flow_run.id)
 
     with contextlib.ExitStack() as stack:
         url = get_current_settings().api.url
@@ -185,13 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            register_temporary(url)
-            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
-            stack.callback(drain_clients)  # runs first on the way out: before the server stops
+            stack.enter_context(client_settings(url))
+            # first on the way out: the server records the flow run before it stops
+            stack.callback(lambda: wait_until_recorded(started.get("id")))
         stack.enter_context(_interruptible())
         stack.enter_context(handed_over(checked))
         try:
-            path = iris_sweep(**parameters)
+            path = iris_sweep.with_options(on_running=[note_flow_run])(**parameters)
         except SweepFailed as error:
             if stop_requested():
                 print(f"iris-sweep: interrupted. {error}", file=sys.stderr)
@@ -199,18 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"iris-sweep: error: {error}", file=sys.stderr)
             return 1
         except SystemExit:  # SIGTERM: the written shards stay for a resume
-            if LAST_RUN.run_id and not LAST_RUN.published:
-                print(f"\niris-sweep: terminated. {_resume_hint()}", file=sys.stderr, flush=True)
+            if hint := _resume_hint(config.output_dir, config.resume or started.get("id")):
+                print(f"\niris-sweep: terminated. {hint}", file=sys.stderr, flush=True)
             raise
         except Exception as error:
-            if LAST_RUN.published:  # the results are whole; what failed after them is no error
+            run_id = config.resume or started.get("id")
+            published = _published(config.output_dir, run_id)
+            if published:  # the results are whole; what failed after them is no error
                 print(
                     f"iris-sweep: warning: the run is published, but then: {first_line(error)}",
                     file=sys.stderr,
                 )
-                path = LAST_RUN.published
+                path = published
             else:
-                print(f"iris-sweep: error: {first_line(error)}{_resume_hint(' ')}", file=sys.stderr)
+                hint = _resume_hint(config.output_dir, run_id, " ")
+                print(f"iris-sweep: error: {first_line(error)}{hint}", file=sys.stderr)
                 return 2 if isinstance(error, RunError) else 1
     if checked.config.report:
         try:
@@ -228,16 +238,24 @@ def _no_api_named() -> bool:
     return not get_current_settings().api.url
 
 
-def _resume_hint(before: str = "") -> str:
-    """Say how to finish the run this process opened, if it opened one and did not publish it."""
-    from flows.fanout import LAST_RUN
+def _resume_hint(output_dir: str, run_id: str | None, before: str = "") -> str:
+    """Say how to finish run `run_id` if it waits unfinished in `output_dir`, as on disk."""
+    with contextlib.suppress(Exception):  # a store that fails here only loses the hint
+        if run_id and run_id in run_folders(output_dir):
+            return (
+                f"{before}The shards written so far are kept; finish the run with "
+                f"`iris-sweep --resume {run_id}`"
+            )
+    return ""
 
-    if not LAST_RUN.run_id or LAST_RUN.published:
-        return ""
-    return (
-        f"{before}The shards written so far are kept; finish the run with "
-        f"`iris-sweep --resume {LAST_RUN.run_id}`"
-    )
+
+def _published(output_dir: str, run_id: str | None) -> str | None:
+    """Return the folder of run `run_id` if it is published in `output_dir`, as on disk."""
+    with contextlib.suppress(Exception):  # a store that fails here only loses the folder
+        for part in list_result_files(output_dir) if run_id else ():
+            if posixpath.dirname(part).endswith(f"Z-{run_id}"):
+                return posixpath.dirname(part)
+    return None
 
 
 if __name__ == "__main__":

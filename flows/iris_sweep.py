@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
-from flows.drain import api_answers, uses_temporary_server, wait_until_recorded
-from flows.fanout import LAST_RUN, SweepFailed, failure_message, publication_failed, train_all
-from flows.runners import task_runner_from_env
+from flows.runners import task_runner_from_env, wait_for_shards
 from irismodel.parameters import sweep_parameters
 from irismodel.preflight import run_label
 from irismodel.store import plan_shards
 from tasks.prepare import check_run, open_sweep_run
-from tasks.report import publish_report
-from tasks.results import publish_results
-
-__all__ = ["SweepFailed", "iris_sweep"]
+from tasks.report import Progress, publish_report
+from tasks.results import SweepFailed, failure_message, publish_results
+from tasks.train import train_shard
 
 
 def _run_name() -> str:
@@ -43,33 +40,19 @@ def iris_sweep(**parameters: Any) -> str:
     checked = check_run(**parameters)  # the pre-flight: once per run, the data read once
     config, splits = checked.config, checked.splits
     context, finished, published = open_sweep_run(config, splits)
-    LAST_RUN.run_id, LAST_RUN.published = context.flow_run_id, None
     shards = plan_shards(config)
-    recorded = 2  # preflight, open-run
-    try:
-        results = train_all(splits, [] if published else shards, context, finished)
-        recorded += results.submitted
-        if published:
-            path = context.place.published
-        else:
-            recorded += 1
-            try:
-                path = publish_results(context, results.failed)
-            except (OSError, ValueError) as error:  # disk full, a stranger in staging
-                raise SweepFailed(publication_failed(error, context)) from error
-        LAST_RUN.published = path
-        if path is not None and config.report:
-            if not api_answers():  # its artifacts would wait on a server that is gone
-                get_run_logger().warning("no report: the Prefect API does not answer")
-            else:
-                recorded += 1
-                try:
-                    publish_report(path, context.flow_run_id)
-                except Exception as error:  # results are the product; a report is a bonus
-                    get_run_logger().warning("the report could not be made: %s", error)
-    finally:
-        if uses_temporary_server():
-            wait_until_recorded(flow_run.get_id() or "local", recorded)
-    if results.failed:
-        raise SweepFailed(failure_message(results, len(shards), context))
+    if published:
+        path = context.place.published
+    else:
+        progress = Progress(len(shards), len(finished))
+        to_train = [shard for shard in shards if shard.name not in finished]
+        futures = train_shard.with_options(task_run_name="train-{shard.name}").map(
+            unmapped(splits), to_train, unmapped(context)
+        )
+        failed, stopped = wait_for_shards(futures, [s.name for s in to_train], progress.advance)
+        path = publish_results(context, list(failed))
+        if failed:
+            raise SweepFailed(failure_message(failed, shards, context, stopped))
+    if config.report:
+        publish_report(path, context.flow_run_id)
     return path

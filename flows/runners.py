@@ -1,15 +1,21 @@
-"""The task runner a flow uses: a Dask cluster when IRIS_SWEEP_DASK_ADDRESS is set, else threads."""
+"""The flow's task runner (Dask when IRIS_SWEEP_DASK_ADDRESS is set, else threads) and its wait."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture, as_completed
+from prefect.states import Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from irismodel.store.locations import within_time
+from irismodel.store.locations import first_line, within_time
+from tasks.api import bounded
 
 DASK_ADDRESS_VARIABLE = "IRIS_SWEEP_DASK_ADDRESS"
 NO_WORKER_VARIABLE = "IRIS_SWEEP_DASK_NO_WORKER_TIMEOUT"
@@ -86,3 +92,82 @@ def cluster_watch(runner: TaskRunner) -> Callable[[], None] | None:
             )
 
     return check
+
+
+def wait_for_shards(
+    futures: Sequence[PrefectFuture], names: Sequence[str], on_done: Callable[[], None]
+) -> tuple[dict[str, str], str | None]:
+    """Wait for every shard task, calling `on_done` as each ends; return what did not finish.
+
+    Returns the causes of the shards that failed, by name in the order of `names`, and why the
+    wait stopped before they all ended (a lost cluster: their tasks are then cancelled, so they
+    cannot write behind a resume's back, and their task runs marked Failed), or None.
+    """
+    context = FlowRunContext.get()
+    watch = cluster_watch(context.task_runner) if context and futures else None
+    waiting = {future.task_run_id: name for future, name in zip(futures, names, strict=True)}
+    failed: dict[str, str] = {}
+    stopped = None
+    try:
+        for future, state in _final_states(futures, watch):
+            name = waiting.pop(future.task_run_id)
+            if not state.is_completed():
+                failed[name] = str(state.message)
+            on_done()
+    except ClusterLost as lost:
+        stopped = str(lost)
+        _abandon([future for future in futures if future.task_run_id in waiting], stopped)
+        failed.update(dict.fromkeys(waiting.values(), stopped))
+    return {name: failed[name] for name in names if name in failed}, stopped
+
+
+def _final_states(
+    futures: Sequence[PrefectFuture], watch: Callable[[], None] | None, poll: float = 1.0
+) -> Iterator[tuple[PrefectFuture, State]]:
+    """Yield each future with its final state as it ends; on a cluster, `watch` meanwhile.
+
+    On a cluster the state comes from the worker that holds it; if that worker has died, Dask
+    runs the task again, and the wait goes on under `watch`.
+    """
+    if watch is None:
+        for future in as_completed(list(futures)):
+            future.wait()
+            yield future, future.state
+        return
+    ended: queue.SimpleQueue = queue.SimpleQueue()
+    for future in futures:
+        future.add_done_callback(ended.put)  # once: each call would add a waiter on the cluster
+    for _ in futures:
+        while True:
+            try:
+                future = ended.get(timeout=poll)
+                break
+            except queue.Empty:
+                watch()
+        while True:
+            try:
+                outcome = future.wrapped_future.result(timeout=poll)
+                break
+            except TimeoutError:  # rescheduled: its worker died before the result was fetched
+                watch()
+            except Exception as error:  # cancelled, or its workers kept dying under it
+                outcome = Failed(message=f"{type(error).__name__}: {first_line(error)}")
+                break
+        yield future, outcome if isinstance(outcome, State) else Completed(data=outcome)
+
+
+def _abandon(futures: list[PrefectFuture], why: str) -> None:
+    """Cancel tasks no worker will run, and mark their task runs Failed where the API answers."""
+    from prefect.client.orchestration import get_client
+
+    for future in futures:
+        with contextlib.suppress(Exception):
+            bounded("the Dask scheduler", future.wrapped_future.cancel, 10)
+
+    def mark() -> None:
+        with get_client(sync_client=True) as client:
+            for future in futures:
+                client.set_task_run_state(future.task_run_id, Failed(message=why), force=True)
+
+    with contextlib.suppress(Exception):  # the run's message says it all; the UI is a bonus
+        bounded("the Prefect API", mark)

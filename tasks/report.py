@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from uuid import UUID
+from collections.abc import Callable
+from typing import TypeVar
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
@@ -19,23 +20,38 @@ from prefect.logging import get_logger
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
 from irismodel.report.text import markdown_text
 from irismodel.store.locations import base_name, browser_url, redact
-from tasks.api import bounded
+from tasks.api import api_answers, bounded
 
 # Stable keys: the Prefect UI shows each key's history across runs.
 SUMMARY_KEY = "iris-sweep-summary"
 REPORT_KEY = "iris-sweep-report"
 RESULTS_KEY = "iris-sweep-results"
 PROGRESS_KEY = "iris-sweep-progress"
+T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @task(name="publish-report", cache_policy=NO_CACHE, persist_result=False)
-def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) -> str:
+def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) -> str | None:
     """Publish the run's summary, answers and plots as artifacts; return the terminal text.
 
-    The PNGs and the markdown go beside the Parquet file, named after it (`_<file>-*.png`),
-    so runs never overwrite each other's and folder readers skip them.
+    The PNGs and the markdown go beside the Parquet files, named after the run (`_<run>-*.png`),
+    so runs never overwrite each other's and folder readers skip them. The results are the
+    product and a report a bonus: if it cannot be made (a full disk, a Prefect API that does
+    not answer and would hold its artifacts) it is a warning and None, never a failed run.
     """
+    logger = get_run_logger()
+    if not api_answers():
+        logger.warning("no report: the Prefect API does not answer")
+        return None
+    try:
+        return _publish_report(path, flow_run_id, epoch)
+    except Exception as error:
+        logger.warning("the report could not be made: %s", error)
+        return None
+
+
+def _publish_report(path: str, flow_run_id: str, epoch: int) -> str:
     report = report_of(path, run_ids=[flow_run_id], epoch=epoch, prefix=report_prefix(path))
     table = summary_table(report.summary)
     create_table_artifact(
@@ -98,48 +114,46 @@ def results_markdown(flow_run_id: str, location: str) -> str:
     )
 
 
-def start_progress(total: int, done: int = 0) -> UUID | None:
-    """Create the run's progress artifact at `done` of `total` shards; call it from the flow.
+class Progress:
+    """The run's progress artifact: shards trained, evaluated and written, of the run's total.
 
-    A plain function, not a task: artifacts attach to the flow run from its own body. Returns
-    the artifact id for `advance_progress`, or None if the API could not be reached within
-    `API_TIMEOUT_SECONDS` (a progress bar is never worth failing, or holding, a sweep).
+    Made and advanced from the flow's body (artifacts attach to the flow run from there). A
+    progress bar is never worth failing, or holding, a sweep: each call to the API is bounded
+    (`API_TIMEOUT_SECONDS`), and after one fails no other is tried.
     """
-    try:
-        return bounded(
-            "the Prefect API",
+
+    def __init__(self, total: int, done: int = 0) -> None:
+        self.total, self.done = total, done
+        self.artifact_id = self._call(
+            "created",
             lambda: create_progress_artifact(
                 progress=100.0 * done / max(total, 1),
                 key=PROGRESS_KEY,
                 description=_progress_text(done, total),
             ),
         )
-    except Exception as error:  # a progress bar is never worth failing the sweep
-        get_logger("iris-sweep").warning("progress artifact not created: %s", error)
-        return None
 
+    def advance(self) -> None:
+        """Count one more shard done and show it."""
+        self.done += 1
+        artifact_id, done, total = self.artifact_id, self.done, self.total
+        if artifact_id is not None:
+            self._call(
+                "updated, and no longer tried in this run",
+                lambda: update_progress_artifact(
+                    artifact_id=artifact_id,
+                    progress=100.0 * done / max(total, 1),
+                    description=_progress_text(done, total),
+                ),
+            )
 
-_GONE: set[UUID] = set()  # progress artifacts whose API stopped answering: not tried again
-
-
-def advance_progress(artifact_id: UUID | None, done: int, total: int) -> None:
-    """Set the progress artifact to `done` of `total` shards; after one failure, never again."""
-    if artifact_id is None or artifact_id in _GONE:
-        return
-    try:
-        bounded(
-            "the Prefect API",
-            lambda: update_progress_artifact(
-                artifact_id=artifact_id,
-                progress=100.0 * done / max(total, 1),
-                description=_progress_text(done, total),
-            ),
-        )
-    except Exception as error:  # a progress bar is never worth failing the sweep
-        _GONE.add(artifact_id)
-        get_logger("iris-sweep").warning(
-            "progress artifact not updated, and no longer tried in this run: %s", error
-        )
+    def _call(self, what: str, call: Callable[[], T]) -> T | None:
+        try:
+            return bounded("the Prefect API", call)
+        except Exception as error:
+            self.artifact_id = None
+            get_logger("iris-sweep").warning("progress artifact not %s: %s", what, error)
+            return None
 
 
 def _progress_text(done: int, total: int) -> str:

@@ -86,7 +86,7 @@ class OpenedRun:
     resumed: bool
 
 
-def _run_folders(root: str, staged: bool = True) -> dict[str, str]:
+def run_folders(root: str, staged: bool = True) -> dict[str, str]:
     """Return the run folders in `root` (or in its staging folder) by the run id in their name."""
     found = list_folder(child(root, layout.STAGING) if staged else root)
     return {
@@ -98,7 +98,7 @@ def _run_folders(root: str, staged: bool = True) -> dict[str, str]:
 
 def _folder(root: str, run_id: str, staged: bool = True) -> RunFolder | None:
     """Return the folder of run `run_id` (in staging, or published), if there is one."""
-    name = _run_folders(root, staged).get(layout.safe_id(run_id))
+    name = run_folders(root, staged).get(layout.safe_id(run_id))
     return None if name is None else RunFolder(root, name)
 
 
@@ -154,7 +154,7 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
             raise RunError(
                 f"resume: run {config.resume} is already complete: {redact(done.published)}"
             )
-        listed = ", ".join(sorted(_run_folders(config.output_dir))) or "none"
+        listed = ", ".join(sorted(run_folders(config.output_dir))) or "none"
         raise RunError(
             f"resume: no unfinished run {config.resume!r} in "
             f"{redact(config.output_dir)!r}; unfinished runs there: {listed}"
@@ -310,7 +310,7 @@ def _finish_publication(place: RunFolder, run_id: str) -> None:
 def _published_manifests(root: str) -> list[tuple[dict[str, Any], str]]:
     """Every published run's manifest in `root` with its folder name; unreadable ones left out."""
     found = []
-    for name in _run_folders(root, staged=False).values():
+    for name in run_folders(root, staged=False).values():
         place = RunFolder(root, name)
         try:
             found.append((read_manifest(place.fs, place.path(staged=False)), name))

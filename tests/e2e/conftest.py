@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -30,10 +31,10 @@ class PrefectServer:
 
 
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[PrefectServer]:
+def prefect_server(prefect_home_template: Path) -> Iterator[PrefectServer]:
     """A `prefect server start` subprocess on a free loopback port, with its own PREFECT_HOME."""
     with tempfile.TemporaryDirectory(prefix="iris-sweep-e2e-prefect-") as folder:
-        home = Path(folder)
+        home = Path(shutil.copytree(prefect_home_template, Path(folder) / "home"))
         with servers.prefect_server(home) as api_url:
             yield PrefectServer(api_url, home)
 

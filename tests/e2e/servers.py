@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -302,6 +303,23 @@ def run_cli(
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited with {process.returncode}\n{output}")
     return subprocess.CompletedProcess(list(args), process.returncode, output, None)
+
+
+def notify_here(api_url: str, *args: str) -> str:
+    """Run the notification set-up (`cli.notify`) in this process against the server at
+    `api_url`, as `python -m cli.notify ARGS` would; return what it printed."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from cli.notify import main
+
+    printed = io.StringIO()
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        contextlib.redirect_stdout(printed),
+    ):
+        code = main(list(args))
+    assert code == 0, printed.getvalue()
+    return printed.getvalue()
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from flows.notify import SILENT_AUTOMATION_NAME
+from cli.notify import SILENT_AUTOMATION_NAME
 from irismodel.store import read_results
 
 from . import servers
+from .servers import notify_here
 from .test_deployments import trigger, wait_for_final_state
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 # Heartbeats come each 30 s (prefect.yaml; Prefect's least). The run is killed within seconds of
 # its first one, so a short silence is enough here; the retry runs under the usual 90 s.
@@ -33,11 +33,6 @@ SWEEP = {
 }
 
 
-def notify(env: dict[str, str], *args: str) -> str:
-    """Run `python -m flows.notify ARGS` as the README does; return its output."""
-    return servers.run_cli([sys.executable, "-m", "flows.notify", *args], env, timeout=60).stdout
-
-
 def staged_parts(output: Path) -> dict[str, bytes]:
     """Return the run's part files in staging (written, renamed in place), name -> bytes."""
     return {path.name: path.read_bytes() for path in output.glob(".staging/*/[!.]*.parquet")}
@@ -48,7 +43,7 @@ def test_a_killed_run_is_crashed_notified_and_finished_by_a_retry(
 ) -> None:
     """SIGKILL of a worker and its flow run: Crashed, a POST, and Retry trains only what is missing.
 
-    The run sends heartbeats as every deployment's do; the automation of `flows.notify` marks
+    The run sends heartbeats as every deployment's do; the automation of `cli.notify` marks
     it Crashed once they stop, the failure automation POSTs it, and a Retry as the UI makes it
     (AwaitingRetry) finishes the same run: the parts written before the kill are kept byte for
     byte and only the others are trained, by the new flow process.
@@ -57,7 +52,7 @@ def test_a_killed_run_is_crashed_notified_and_finished_by_a_retry(
 
     env = deployed.server.env()
     output = tmp_path / "out"
-    notify(env, "--webhook", webhook.url, "--silent-after", str(SILENT))
+    notify_here(deployed.server.api_url, "--webhook", webhook.url, "--silent-after", str(SILENT))
     try:
         run_id = trigger("iris-sweep/adhoc", {**SWEEP, "output_dir": str(output)}, env)
         servers.wait_until(lambda: len(staged_parts(output)) >= 3, 120, "three parts written", None)
@@ -78,12 +73,13 @@ def test_a_killed_run_is_crashed_notified_and_finished_by_a_retry(
         assert "no heartbeat" in posted["body"] and "'seeds': '0..1799'" in posted["body"]
 
         # the usual silence again before the retry, which may run longer than SILENT
-        notify(env, "--webhook", webhook.url)
+        notify_here(deployed.server.api_url, "--webhook", webhook.url)
         deployed.worker.start()
         prefect_client.set_flow_run_state(run_id, AwaitingRetry(), force=True)
         wait_for_final_state(prefect_client, run_id, 120, deployed.worker.log_path)
     finally:
-        notify(env, "--webhook", webhook.url)  # the usual silence again, for the other tests
+        # the usual silence again, for the other tests
+        notify_here(deployed.server.api_url, "--webhook", webhook.url)
         if deployed.worker.process is None:
             deployed.worker.start()
 

@@ -22,7 +22,7 @@ from irismodel.store.schema import COLUMNS
 
 from . import servers
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 HEARTBEAT = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 TINY = servers.TINY

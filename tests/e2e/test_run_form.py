@@ -15,7 +15,7 @@ from irismodel.store import read_results
 from . import servers
 from .test_deployments import wait_for_final_state
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 
 def validate_form(api_url: str, schema: dict, values: dict) -> dict:

@@ -7,7 +7,7 @@ import pytest
 
 from irismodel.store import file_metadata, read_results
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
 
 TINY = dict(
     hidden_dims=[8, 9], optimizers=["sgd", "manual"], split_seeds="0", seeds=[0, 1, 2], epochs=60
@@ -69,6 +69,34 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
         np.testing.assert_array_equal(alone[seed], beside[seed])
 
 
+@pytest.fixture(scope="module")
+def cli_run(prefect_harness, tmp_path_factory):
+    """One tiny sweep through `python -m flows.cli`, with no compiled loops to train with.
+
+    Returns the finished process and its output folder.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    folder = tmp_path_factory.mktemp("cli")
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "IRISMODEL_NATIVE_DIR": str(folder / "nothing-built-here"),
+        "IRISMODEL_NATIVE_BUILD": "0",
+    }
+    args = ["--hidden-dims", "8..9", "--split-seeds", "0", "--seeds", "0", "1", "--epochs", "40",
+            "--optimizers", "sgd", "--output-dir", str(folder / "out")]  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    return completed, folder / "out"
+
+
 def test_runs_are_named_and_tagged_by_what_they_sweep(tmp_path):
     """A run is named after its sweep and tagged with it, so the Runs page can be filtered."""
     from prefect.client.orchestration import get_client
@@ -82,43 +110,16 @@ def test_runs_are_named_and_tagged_by_what_they_sweep(tmp_path):
     assert {"iris-sweep", "h8-9", "sgd", "manual", "seeds:3", "epochs:60", "cpu"} <= set(run.tags)
 
 
-def test_training_without_the_compiled_loops_says_why_and_how_to_fix(tmp_path):
+@pytest.mark.subprocess
+def test_training_without_the_compiled_loops_says_why_and_how_to_fix(cli_run):
     """A shard trained by the eager loop logs, at INFO, that it is slower, why, and the fix."""
-    import os
-    import subprocess
-    import sys
-
-    from prefect.settings import PREFECT_API_URL
-
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": PREFECT_API_URL.value(),
-        "IRISMODEL_NATIVE_DIR": str(tmp_path / "nothing-built-here"),
-        "IRISMODEL_NATIVE_BUILD": "0",
-    }
-    args = [
-        "--hidden-dims",
-        "8",
-        "--split-seeds",
-        "0",
-        "--seeds",
-        "0",
-        "1",
-        "--epochs",
-        "20",
-        "--optimizers",
-        "sgd",
-    ]
-    completed = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args, "--output-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+    completed, out = cli_run
     assert completed.returncode == 0, completed.stderr[-3000:]
     log = completed.stdout + completed.stderr
     assert "INFO" in log and "h8-sgd-0000: trained with the eager Python loop, 3-12x slower, " \
         "because the compiled loops are not built (" in log  # fmt: skip
     assert "python -m irismodel.native build" in log
-    assert set(read_results(str(tmp_path / "out"))["engine"]) == {"batched"}
+    assert set(read_results(str(out))["engine"]) == {"batched"}
 
 
 def test_the_server_refuses_credentials_before_storing_a_run():

@@ -1,4 +1,4 @@
-"""The task runner's settings from the environment: the bound on a Dask cluster without workers."""
+"""The task runner: the bound on a Dask cluster without workers; the wait on the shard tasks."""
 
 from __future__ import annotations
 
@@ -21,3 +21,27 @@ def test_the_no_worker_bound_is_read_from_the_environment_with_a_default(monkeyp
     assert no_worker_timeout() == 2.5
     monkeypatch.delenv(NO_WORKER_VARIABLE)
     assert no_worker_timeout() == NO_WORKER_DEFAULT_SECONDS
+
+
+def test_the_wait_returns_the_failed_shards_causes_in_plan_order_and_counts_each_end():
+    """Shards ending in any order: each end is counted once, and the failed ones come back with
+    their causes in the order of the plan, not of their ends."""
+    import uuid
+    from concurrent.futures import Future
+
+    from prefect.futures import PrefectConcurrentFuture
+    from prefect.states import Completed, Failed
+
+    from flows.runners import wait_for_shards
+
+    names = ["h8-sgd-0000", "h8-sgd-0001", "h9-sgd-0000", "h9-sgd-0001"]
+    ends = {name: Future() for name in names}
+    futures = [PrefectConcurrentFuture(uuid.uuid4(), ends[name]) for name in names]
+    for name in reversed(names):  # the last shard of the plan ends first
+        fails = name.endswith("0001")
+        ends[name].set_result(Failed(message=f"{name} broke") if fails else Completed())
+    counted = []
+    failed, stopped = wait_for_shards(futures, names, lambda: counted.append(1))
+    assert failed == {"h8-sgd-0001": "h8-sgd-0001 broke", "h9-sgd-0001": "h9-sgd-0001 broke"}
+    assert list(failed) == ["h8-sgd-0001", "h9-sgd-0001"] and stopped is None
+    assert len(counted) == 4

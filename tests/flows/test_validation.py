@@ -17,7 +17,7 @@ import torch
 from irismodel.data import FEATURE_COLUMNS, load_dataset
 from irismodel.store import file_metadata, read_results
 
-pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
+flow_test = pytest.mark.usefixtures("prefect_harness")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(
@@ -161,6 +161,8 @@ def _listing(folder: Path) -> list[tuple[str, int]]:
     return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*"))
 
 
+@flow_test
+@pytest.mark.server
 @pytest.mark.parametrize(
     ("parameters", "error", "message"), list(BAD_FLOW_INPUTS.values()), ids=list(BAD_FLOW_INPUTS)
 )
@@ -188,6 +190,8 @@ def test_bad_input_fails_the_flow_before_training(tmp_path, parameters, error, m
     assert not [name for name in names if name.startswith(("train", "evaluate", "write"))]
 
 
+@flow_test
+@pytest.mark.server
 def test_bad_input_raises_when_called_from_python(tmp_path):
     """Called from Python without return_state, the flow raises the ValueError itself."""
     from flows.iris_sweep import iris_sweep
@@ -281,6 +285,8 @@ def test_cli_refuses_a_non_integer_with_exit_code_2(tmp_path):
     assert re.search(r"iris-sweep: error: hidden_dims: .eight. is not an integer", stderr), stderr
 
 
+@flow_test
+@pytest.mark.server
 def test_divergence_is_recorded_not_raised(tmp_path):
     """A learning rate that blows training up completes, with NaN losses and `diverged` set."""
     from flows.iris_sweep import iris_sweep

@@ -11,8 +11,6 @@ import pytest
 from irismodel.parameters import SweepConfig
 from irismodel.sweep import run_sweep
 
-pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.server]
-
 
 def _write_run(output_dir: str, flow_run_id: str) -> str:
     """Write a tiny real run's results, as the flow would, under this flow run's id."""
@@ -27,14 +25,14 @@ def _tiny_flow():
     from prefect import flow
     from prefect.runtime import flow_run
 
-    from tasks.report import advance_progress, publish_report, start_progress
+    from tasks.report import Progress, publish_report
 
     @flow(name="report-under-test")
     def report_under_test(output_dir: str) -> tuple[str, str, str]:
         flow_run_id = flow_run.get_id()
-        progress = start_progress(4)
-        for done in range(1, 5):
-            advance_progress(progress, done, 4)
+        progress = Progress(4)
+        for _ in range(4):
+            progress.advance()
         path = _write_run(output_dir, flow_run_id)
         return flow_run_id, path, publish_report(path, flow_run_id)
 
@@ -52,13 +50,14 @@ async def _artifacts(key: str):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(prefect_harness, tmp_path_factory):
     """The tiny flow run twice into one folder: two runs, two sets of artifacts."""
     folder = str(tmp_path_factory.mktemp("results"))
     report_under_test = _tiny_flow()
     return folder, [report_under_test(folder), report_under_test(folder)]
 
 
+@pytest.mark.server
 def test_each_run_gets_one_artifact_of_each_kind_under_a_stable_key(two_runs):
     """Table, markdown, link and progress artifacts exist once per run under fixed keys."""
     _, runs = two_runs
@@ -75,6 +74,7 @@ def test_each_run_gets_one_artifact_of_each_kind_under_a_stable_key(two_runs):
         assert all(a.type == kind for a in artifacts), key
 
 
+@pytest.mark.server
 def test_artifacts_hold_the_report(two_runs):
     """The markdown embeds the three plots and leads with the answers; the table has a row per
     configuration (sgd and manual, one code path, as one) and its numbers as numbers."""
@@ -100,6 +100,7 @@ def test_artifacts_hold_the_report(two_runs):
     assert "2. Does the loss at epoch 100 fall" in text
 
 
+@pytest.mark.server
 def test_progress_ends_at_100_percent(two_runs):
     """The progress artifact advanced to 100 once every configuration was done."""
     _, runs = two_runs
@@ -110,6 +111,7 @@ def test_progress_ends_at_100_percent(two_runs):
     assert len(artifacts) == 2 and all(float(a.data) == 100.0 for a in artifacts)
 
 
+@pytest.mark.server
 def test_plots_are_written_beside_each_results_file(two_runs):
     """Each run's PNGs sit in its run folder, named after it, never overwritten."""
     folder, runs = two_runs
@@ -118,13 +120,6 @@ def test_plots_are_written_beside_each_results_file(two_runs):
         for suffix in ("-loss-curves.png", "-accuracy.png", "-slope-by-epoch.png", ".md"):
             assert (Path(path) / f"_{stem}{suffix}").is_file()
     assert len(list(Path(folder).glob("*/_*-loss-curves.png"))) == 2
-
-
-def test_advance_without_an_artifact_is_a_no_op():
-    """advance_progress with no artifact id (creation failed) does nothing and raises nothing."""
-    from tasks.report import advance_progress
-
-    assert advance_progress(None, 1, 2) is None
 
 
 def test_a_location_with_a_fence_and_newlines_stays_text_in_the_results_artifact():

@@ -1,4 +1,4 @@
-"""The temporary Prefect server answers, stops after its block, dies with its process, by pid."""
+"""The temporary Prefect server: it answers, records, stops, dies with its process; a set API."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.server import api_reachable, check_api, temporary_server
+from cli.server import check_api, temporary_server, wait_until_recorded
+from tasks.api import api_reachable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120.0  # `prefect server start` needs ~10 s on a busy 2-core machine
@@ -87,8 +89,41 @@ def kill_if_alive(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_server_answers_then_stops_with_no_process_left(tmp_path: Path) -> None:
-    with temporary_server(home=tmp_path / "home", timeout=START_TIMEOUT) as api_url:
+def _three_tasks():
+    from prefect import flow, task
+    from prefect.runtime import flow_run
+
+    @task
+    def square(x: int) -> int:
+        return x * x
+
+    @flow(name="three-tasks")
+    def three_tasks() -> str:
+        square.map([1, 2, 3]).wait()
+        return flow_run.get_id()
+
+    return three_tasks
+
+
+def _task_run_states(flow_run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [run.state_type.value for run in runs]
+
+
+@pytest.mark.server
+def test_server_answers_then_stops_with_no_process_left(prefect_home: Path) -> None:
+    """A temporary server answers in a process group of its own, on the database of its home;
+    after its block no process is left."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_server(home=prefect_home, timeout=START_TIMEOUT) as api_url:
         port = port_of(api_url)
         assert api_url == f"http://127.0.0.1:{port}/api"
         assert health(api_url) == 200
@@ -99,7 +134,14 @@ def test_server_answers_then_stops_with_no_process_left(tmp_path: Path) -> None:
             assert os.getpgid(server) == server  # its own group: Ctrl-C does not reach it
             # PR_SET_PDEATHSIG reaches only the server process: it must run uvicorn in-process.
             assert children(server) == []
-            assert (tmp_path / "home" / "prefect.db").exists()  # the database of `home`
+            with (
+                temporary_settings(updates={PREFECT_API_URL: api_url}),
+                get_client(sync_client=True) as client,
+            ):
+                client.create_flow_from_name("stored-in-home")
+            with contextlib.closing(sqlite3.connect(prefect_home / "prefect.db")) as database:
+                stored = [row[0] for row in database.execute("select name from flow")]
+            assert "stored-in-home" in stored
         except BaseException:
             kill_if_alive(server)
             raise
@@ -109,7 +151,18 @@ def test_server_answers_then_stops_with_no_process_left(tmp_path: Path) -> None:
         os.kill(server, 0)  # reaped, not a zombie
 
 
+@pytest.mark.server
+def test_once_the_wait_for_records_returns_every_task_run_is_recorded_final(prefect_harness):
+    """Once the wait for records returns, the server holds every task run of the flow run, each
+    in a final state."""
+    flow_run_id = _three_tasks()()
+    assert wait_until_recorded(flow_run_id) is True
+    assert _task_run_states(flow_run_id) == ["COMPLETED"] * 3
+
+
+@pytest.mark.server
 def test_failed_start_says_why_and_leaves_no_process(tmp_path: Path) -> None:
+    """A server that does not answer in time is an error quoting its log; nothing is left."""
     expected = r"did not answer on http://127\.0\.0\.1:\d+/api within 0\.5 s; its log ends"
     before = set(children(os.getpid()))  # other tests' servers (the e2e session's) may run
     with (
@@ -125,7 +178,7 @@ SCRIPT = """\
 import os, signal, sys, time
 from pathlib import Path
 
-from flows.server import temporary_server
+from cli.server import temporary_server
 
 # As in a terminal: a shell running this in the background may have left SIGINT ignored.
 signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -147,17 +200,19 @@ finally:
 
 
 @contextlib.contextmanager
-def script_with_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, str, Path]]:
+def script_with_server(
+    tmp_path: Path, home: Path
+) -> Iterator[tuple[subprocess.Popen, int, str, Path]]:
     """Run SCRIPT; yield it, its server's pid, the API URL and its output file."""
     script = tmp_path / "hold_server.py"
     script.write_text(textwrap.dedent(SCRIPT))
     out = tmp_path / "script.out"
     env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "home")  # never the user's ~/.prefect
+    env["PREFECT_HOME"] = str(home)  # never the user's ~/.prefect
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")])
     with open(out, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / "home"), str(START_TIMEOUT)],
+            [sys.executable, str(script), str(home), str(START_TIMEOUT)],
             env=env,
             cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL,
@@ -183,22 +238,28 @@ def script_with_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int, 
             kill_if_alive(server)
 
 
-def test_sigkill_of_the_process_alone_kills_its_server(tmp_path: Path) -> None:
-    with script_with_server(tmp_path) as (process, server, api_url, _):
+@pytest.mark.server
+@pytest.mark.subprocess
+def test_sigkill_of_the_process_alone_kills_its_server(tmp_path: Path, prefect_home: Path) -> None:
+    """SIGKILL of the process that started the server, its pid only, kills the server too."""
+    with script_with_server(tmp_path, prefect_home) as (process, server, api_url, _):
         process.send_signal(signal.SIGKILL)  # the pid only, as the OOM killer does
         assert process.wait(timeout=10) == -signal.SIGKILL
         wait_gone(server, port_of(api_url))
 
 
+@pytest.mark.server
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("signum", "returncode"),
     [(signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT)],
     ids=["SIGTERM", "SIGINT"],
 )
 def test_sigterm_or_ctrl_c_of_the_process_alone_stops_its_server_first(
-    tmp_path: Path, signum: signal.Signals, returncode: int
+    tmp_path: Path, prefect_home: Path, signum: signal.Signals, returncode: int
 ) -> None:
-    with script_with_server(tmp_path) as (process, server, api_url, out):
+    """SIGTERM or SIGINT of the process alone, twice, stops and reaps its server before it exits."""
+    with script_with_server(tmp_path, prefect_home) as (process, server, api_url, out):
         # The pid only, as `timeout` or `kill <pid>` do; then again while the server stops, as an
         # impatient Ctrl-C does: the second must not cut the stop short. (Sent at once, the two
         # would merge into one pending signal.)
@@ -225,6 +286,7 @@ def closed_port() -> int:
 
 
 def test_check_api_names_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A set API that does not answer is one line naming the environment as its source."""
     port = closed_port()
     url = f"http://127.0.0.1:{port}/api"
     monkeypatch.setenv("PREFECT_API_URL", url)
@@ -235,7 +297,9 @@ def test_check_api_names_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.subprocess
 def test_check_api_names_the_active_profile(tmp_path: Path) -> None:
+    """A set API from a profile that does not answer is one line naming the profile."""
     # A fresh process: Prefect reads the profile once, when it is first imported.
     port = closed_port()
     home = tmp_path / "home"
@@ -249,7 +313,7 @@ def test_check_api_names_the_active_profile(tmp_path: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")])
     code = (
         "from prefect.settings import get_current_settings\n"
-        "from flows.server import check_api\n"
+        "from cli.server import check_api\n"
         "try:\n"
         "    check_api(get_current_settings().api.url)\n"
         "except RuntimeError as error:\n"
@@ -269,3 +333,21 @@ def test_check_api_names_the_active_profile(tmp_path: Path) -> None:
     )
     assert result.stdout.count("\n") == 1, result.stdout  # one line, its print's newline
     assert re.match(expected, result.stdout.rstrip("\n")), result.stdout
+
+
+def test_the_wait_for_records_gives_up_on_an_api_that_hangs(monkeypatch) -> None:
+    """When the API accepts connections and never answers, the wait for records gives up
+    within its bound, with False."""
+    import time
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import cli.server
+
+    monkeypatch.setattr(cli.server, "API_TIMEOUT_SECONDS", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections wait in its backlog
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+        started = time.monotonic()
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            assert wait_until_recorded("00000000-0000-0000-0000-000000000000", 0.5) is False
+    assert time.monotonic() - started < 10

@@ -1,4 +1,4 @@
-"""A temporary local Prefect server that dies with the command line, and a check of a set API."""
+"""The command line's Prefect server: a temporary one that dies with it, or a set one checked."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -16,19 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import certifi
 import httpx
+
+from tasks.api import API_TIMEOUT_SECONDS, api_reachable, bounded
 
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_SECONDS = 10.0  # it stops in well under 1 s after SIGTERM; room for a busy machine
 LOG_TAIL_LINES = 30
 PORT_ATTEMPTS = 3
 
-# Run in the child between fork and exec of the server. PR_SET_PDEATHSIG makes the kernel send
-# SIGKILL to the server when the process that started it dies, even by SIGKILL or the OOM killer,
-# which no handler or atexit of ours can see. The setting survives exec. If the parent died before
-# prctl, the child has been re-parented already and no signal would ever come: exit instead.
-# A wrapper (not preexec_fn) keeps subprocess's fast, thread-safe spawn path.
+# Run in the child before it execs the server: PR_SET_PDEATHSIG has the kernel SIGKILL the server
+# when its parent dies, even by SIGKILL or the OOM killer, which no handler of ours sees; a parent
+# gone before prctl means no signal will come: exit. (A wrapper keeps subprocess's fast spawn.)
 _PDEATHSIG_WRAPPER = """\
 import ctypes, os, signal, sys
 parent = int(sys.argv[1])
@@ -41,35 +39,6 @@ os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
-def _server_env(home: Path | None, port: int, ui: bool = False) -> dict[str, str]:
-    env = dict(os.environ)
-    # The server serves; it is no client of another API (and the caller has none set anyway).
-    env.pop("PREFECT_API_URL", None)
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    env["PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY"] = "false"
-    # Like Prefect's own temporary server: no UI (nobody has a temporary server's page open).
-    env["PREFECT_SERVER_UI_ENABLED"] = str(ui).lower()
-    env["PREFECT_UI_API_URL"] = f"http://{LOOPBACK}:{port}/api"  # the page's API: this server
-    env["PYTHONUNBUFFERED"] = "1"  # the log is complete when a failed start quotes it
-    if home is not None:
-        env["PREFECT_HOME"] = str(home)
-    return env
-
-
-def _server_args(port: int) -> list[str]:
-    server = [sys.executable, "-m", "prefect", "server", "start"]
-    server += ["--host", LOOPBACK, "--port", str(port), "--analytics-off"]
-    if sys.platform.startswith("linux"):
-        return [sys.executable, "-c", _PDEATHSIG_WRAPPER, str(os.getpid()), *server]
-    return server  # no PR_SET_PDEATHSIG elsewhere: only the SIGTERM handler and `finally` stop it
-
-
 def _log_tail(log: IO[bytes], since: int = 0, max_bytes: int = 64_000) -> str:
     # pread: the child shares the file's offset, so a seek here would misplace its next writes.
     size = os.fstat(log.fileno()).st_size
@@ -79,11 +48,7 @@ def _log_tail(log: IO[bytes], since: int = 0, max_bytes: int = 64_000) -> str:
 
 
 def _exited(process: subprocess.Popen) -> bool:
-    """Whether the child has exited, without reaping it.
-
-    Unreaped, its pid stays a zombie, so its process group id cannot be reused and signalling
-    the group reaches only what the server left behind.
-    """
+    """Whether the child has exited, without reaping it: its group id then cannot be reused."""
     if process.returncode is not None:
         return True
     try:
@@ -107,38 +72,39 @@ def _stop(process: subprocess.Popen, grace: float = STOP_GRACE_SECONDS) -> None:
     process.wait()
 
 
-def _healthy(client: httpx.Client, health_url: str) -> bool:
-    try:
-        return client.get(health_url).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _spawn(port: int, home: Path | None, log: IO[bytes], ui: bool) -> subprocess.Popen:
-    return subprocess.Popen(
-        _server_args(port),
-        env=_server_env(home, port, ui),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        process_group=0,  # its own group: Ctrl-C misses it, killpg gets all of it
+    env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+    env.update(
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY="false",
+        PREFECT_SERVER_UI_ENABLED=str(ui).lower(),  # off, like Prefect's own temporary server
+        PREFECT_UI_API_URL=f"http://{LOOPBACK}:{port}/api",  # the page's API: this server
+        PYTHONUNBUFFERED="1",  # the log is complete when a failed start quotes it
+        **({"PREFECT_HOME": str(home)} if home is not None else {}),
     )
+    args = [sys.executable, "-m", "prefect", "server", "start", "--host", LOOPBACK]
+    args += ["--port", str(port), "--analytics-off"]
+    if sys.platform.startswith("linux"):  # elsewhere only the SIGTERM handler and `finally` stop it
+        args = [sys.executable, "-c", _PDEATHSIG_WRAPPER, str(os.getpid()), *args]
+    return subprocess.Popen(
+        args, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        process_group=0,  # its own group: Ctrl-C misses it, killpg gets all of it
+    )  # fmt: skip
 
 
 def _wait_healthy(process: subprocess.Popen, api_url: str, deadline: float) -> bool:
     """Poll /health until it answers 200 (True), the server exits or the deadline passes."""
-    # Loopback: never through a proxy from the environment.
-    with httpx.Client(trust_env=False, timeout=2.0) as client:
-        while not _healthy(client, f"{api_url}/health"):
-            if _exited(process) or time.monotonic() > deadline:
-                return False
+    with httpx.Client(trust_env=False, timeout=2.0) as client:  # loopback: never via a proxy
+        while not _exited(process) and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{api_url}/health").status_code == 200:
+                    return True
             time.sleep(0.2)
-    return True
+    return False
 
 
 def _sigterm_to_exit(signum: int, frame: object) -> None:
-    # `kill <pid>` or `timeout` then unwinds the stack like an error: every `finally` runs,
-    # the server among them, and the exit status is the usual 128 + SIGTERM.
+    # `kill <pid>` or `timeout` then unwinds the stack: every `finally` runs, the server's too
     raise SystemExit(128 + signum)
 
 
@@ -146,8 +112,7 @@ def _sigterm_to_exit(signum: int, frame: object) -> None:
 def _signals_held() -> Iterator[None]:
     """Hold SIGINT and SIGTERM during the block, then deliver them to the handlers of the time.
 
-    A second Ctrl-C or `kill` (often sent at once, by `timeout` among others) would otherwise
-    cut the server's stop short, before it was signalled or reaped.
+    A second Ctrl-C or `kill` (`timeout` sends two) would otherwise cut the server's stop short.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread runs Python signal handlers, and only it can set them
@@ -177,9 +142,7 @@ def _stop_despite_signals(process: subprocess.Popen | None, log: IO[bytes]) -> N
                     _stop(process)  # idempotent: a second round only reaps
                 log.close()
             break
-        except (KeyboardInterrupt, SystemExit) as error:
-            # Raised before the signals were held (two Ctrl-C, or `timeout` forwarding its own
-            # SIGINT, come microseconds apart), or delivered after: make sure of the stop first.
+        except (KeyboardInterrupt, SystemExit) as error:  # a second signal, just before or after
             interrupted = error
     if interrupted is not None:
         raise interrupted
@@ -191,35 +154,28 @@ def temporary_server(
 ) -> Iterator[str]:
     """Run `prefect server start` on a free loopback port for the block; yield its API URL.
 
-    The server is a child in its own process group, so Ctrl-C in a terminal reaches only the
-    command line, which then stops the server after the flow run has been recorded. It is
-    stopped on leaving the block however that happens; on Linux the kernel also kills it when
-    the calling process dies (PR_SET_PDEATHSIG), even by SIGKILL. Call this from the thread that
-    lives as long as the block (the signal follows the thread that started the server). From the
-    main thread, SIGTERM raises SystemExit(143) during the block so that it unwinds.
-
-    The database is that of `home` (PREFECT_HOME for the server), by default the user's Prefect
-    home, as Prefect's own temporary server uses: runs stay visible to a later `prefect server
-    start`. `ui` serves the UI too (off by default, like Prefect's own temporary server). Raises
-    RuntimeError, with the end of the server's log, if it does not answer on
-    /api/health within `timeout` seconds.
+    The server is a child in its own process group (Ctrl-C in a terminal reaches only the
+    command line), stopped on leaving the block however that happens; on Linux the kernel also
+    kills it when the calling thread's process dies (PR_SET_PDEATHSIG), even by SIGKILL. From
+    the main thread, SIGTERM raises SystemExit(143) during the block so that it unwinds. Its
+    database is that of `home`, by default the user's Prefect home, as Prefect's own temporary
+    server's: runs stay visible to a later `prefect server start`. `ui` serves the UI too.
+    Raises RuntimeError, with the end of its log, if it does not answer within `timeout` s.
     """
-    previous = signal.getsignal(signal.SIGTERM)
-    # Handlers can only be set from the main thread; `None` marks a handler set outside Python,
-    # which could not be restored: leave that alone.
+    previous = signal.getsignal(signal.SIGTERM)  # None: set outside Python, not restorable
     handle_sigterm = threading.current_thread() is threading.main_thread() and previous is not None
     if handle_sigterm:
         signal.signal(signal.SIGTERM, _sigterm_to_exit)
     process: subprocess.Popen | None = None
-    # The log is a temporary file with no name (unlinked at once): nothing is left behind, even
-    # when this process is SIGKILLed; its end goes into the error of a failed start.
+    # a file with no name: nothing is left behind, even after SIGKILL; a failed start quotes it
     log = tempfile.TemporaryFile(prefix="iris-sweep-server-")  # noqa: SIM115 - closed below
     try:
         deadline = time.monotonic() + timeout
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            # The port is free now but only bound seconds later, after Prefect's imports: if
-            # something took it meanwhile, the server exits at once, and another port will do.
-            port = _free_port()
+            # free now, bound seconds later: if taken meanwhile, the server exits; try another
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((LOOPBACK, 0))
+                port = probe.getsockname()[1]
             api_url = f"http://{LOOPBACK}:{port}/api"
             since = os.fstat(log.fileno()).st_size
             process = _spawn(port, home, log, ui)
@@ -247,54 +203,80 @@ def temporary_server(
                 signal.signal(signal.SIGTERM, previous)
 
 
-def _tls_context() -> ssl.SSLContext:
-    """The TLS verification of Prefect's own client, so a self-hosted https API checks the same."""
-    from prefect.settings import get_current_settings
+def client_settings(api_url: str) -> contextlib.AbstractContextManager:
+    """Return the settings of runs on a temporary server: its API; no heartbeats, none watches."""
+    from prefect import settings
 
-    settings = get_current_settings().api
-    if settings.tls_insecure_skip_verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=settings.ssl_cert_file or certifi.where())
+    # without heartbeats a run also ends sooner: it no longer waits for their thread (up to 1 s)
+    updates = {settings.PREFECT_API_URL: api_url, settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    return settings.temporary_settings(updates=updates)
 
 
-def api_reachable(url: str, timeout: float = 3.0) -> bool:
-    """Whether GET `{url}/health` answers 200 (through the environment's proxies, as Prefect)."""
+def wait_until_recorded(flow_run_id: str | None, timeout: float = 15.0) -> bool:
+    """Send the server what this process still holds, then wait until it is recorded.
+
+    Task run states reach the server as events, recorded in batches: a temporary server stopped
+    as soon as its run returns would cut that off, and Prefect's clients would retry it for
+    minutes at exit. Waits until no task run of `flow_run_id` is in a state that is not final;
+    returns whether that came within `timeout` s, all told (False, with a warning, if not).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas import filters
+    from prefect.client.schemas.objects import TERMINAL_STATES, StateType
+    from prefect.events.worker import EventsWorker
+    from prefect.logging import get_logger
+    from prefect.logging.handlers import APILogWorker
+
+    deadline = time.monotonic() + timeout
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=max(deadline - time.monotonic(), 0.1))
+    if flow_run_id is None:
+        return True
+    of_run = filters.FlowRunFilter(id=filters.FlowRunFilterId(any_=[flow_run_id]))
+    types = filters.TaskRunFilterStateType(any_=[t for t in StateType if t not in TERMINAL_STATES])
+    unfinished = filters.TaskRunFilter(state=filters.TaskRunFilterState(type=types))
+
+    def wait() -> bool:
+        quiet = 0
+        with get_client(sync_client=True) as client:
+            while quiet < 2:  # twice: an event sent may still be on its way to the recorder
+                if time.monotonic() > deadline:
+                    return False
+                busy = client.read_task_runs(
+                    flow_run_filter=of_run, task_run_filter=unfinished, limit=1
+                )
+                quiet = 0 if busy else quiet + 1
+                time.sleep(0.2)
+        return True
+
     try:
-        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, verify=_tls_context())
-    except (httpx.HTTPError, OSError):
+        return bounded("the Prefect API", wait, deadline - time.monotonic() + API_TIMEOUT_SECONDS)
+    except Exception as error:  # the results are written; a lost record is only a warning
+        get_logger("iris-sweep").warning("task runs not all recorded: %s", error)
         return False
-    return response.status_code == 200
 
 
 def _api_url_source() -> tuple[str, str]:
     """Say where PREFECT_API_URL comes from (in Prefect's precedence) and how to drop it."""
+    from dotenv import dotenv_values  # how pydantic-settings reads Prefect's .env
     from prefect.context import get_settings_context
-    from prefect.settings import PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL, sources
     from prefect.settings.models.api import APISettings
-    from prefect.settings.sources import (
-        PrefectTomlConfigSettingsSource,
-        PyprojectTomlConfigSettingsSource,
-    )
 
     if os.environ.get("PREFECT_API_URL"):
         return "the environment", "unset PREFECT_API_URL"
-    with contextlib.suppress(Exception):  # an unreadable file just leaves this source unnamed
-        from dotenv import dotenv_values  # how pydantic-settings reads Prefect's .env
-
-        if dotenv_values(".env").get("PREFECT_API_URL"):
-            env_file = Path(".env").resolve()
-            return f"the file {env_file}", f"remove PREFECT_API_URL from {env_file}"
-    with contextlib.suppress(Exception):
-        if PrefectTomlConfigSettingsSource(APISettings)().get("url"):
-            toml = Path("prefect.toml").resolve()
-            return f"the file {toml}", f"remove [api] url from {toml}"
-    with contextlib.suppress(Exception):
-        if PyprojectTomlConfigSettingsSource(APISettings)().get("url"):
-            toml = Path("pyproject.toml").resolve()
-            return f"the file {toml}", f"remove [tool.prefect.api] url from {toml}"
+    toml = sources.PrefectTomlConfigSettingsSource
+    pyproject = sources.PyprojectTomlConfigSettingsSource
+    files = {  # how pydantic-settings reads each, and how to drop the setting from it
+        ".env": (lambda: dotenv_values(".env").get("PREFECT_API_URL"), "PREFECT_API_URL"),
+        "prefect.toml": (lambda: toml(APISettings)().get("url"), "[api] url"),
+        "pyproject.toml": (lambda: pyproject(APISettings)().get("url"), "[tool.prefect.api] url"),
+    }
+    for name, (read, setting) in files.items():
+        with contextlib.suppress(Exception):  # an unreadable file leaves its source unnamed
+            if read():
+                path = Path(name).resolve()
+                return f"the file {path}", f"remove {setting} from {path}"
     profile = get_settings_context().profile
     if profile.settings.get(PREFECT_API_URL):
         return f"profile '{profile.name}'", "prefect config unset PREFECT_API_URL"
@@ -304,8 +286,7 @@ def _api_url_source() -> tuple[str, str]:
 def check_api(url: str) -> None:
     """Raise RuntimeError, in one line saying where the setting comes from, if `url` is down.
 
-    Prefect Cloud is not checked: its workspace URLs need the API key, which Prefect's client
-    sends and reports on itself.
+    Prefect Cloud is not checked: its URLs need the API key, which Prefect's client reports on.
     """
     from prefect.settings import get_current_settings
 

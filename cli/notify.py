@@ -155,7 +155,7 @@ def save_automation(automation: AutomationCore) -> tuple[UUID, bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, then create or update the block and the automation."""
     parser = argparse.ArgumentParser(
-        prog="python -m flows.notify",
+        prog="python -m cli.notify",
         description=f"Against the server of PREFECT_API_URL, create or update a webhook block, "
         f"the automation {AUTOMATION_NAME!r}, which POSTs to the webhook when a flow run of "
         f"{FLOW_NAME} ends Failed or Crashed, and the automation {SILENT_AUTOMATION_NAME!r}, which "

@@ -19,6 +19,8 @@ import pytest
 from irismodel import store
 from irismodel.store import layout
 
+pytestmark = pytest.mark.subprocess  # the command line, in a process of its own
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # ~2 s a shard here, 24 shards: a run that is surely mid-sweep when a signal comes
 LONG_SWEEP = ["--hidden-dims", "8..13", "--optimizers", "sgd", "--split-seeds", "0",
@@ -26,10 +28,10 @@ LONG_SWEEP = ["--hidden-dims", "8..13", "--optimizers", "sgd", "--split-seeds", 
               "--device", "cpu"]  # fmt: skip
 
 
-def _start(tmp_path: Path, output: Path) -> subprocess.Popen:
+def _start(tmp_path: Path, home: Path, output: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # its own server
     env.update(
-        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_HOME=str(home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
@@ -77,11 +79,12 @@ def _cleanup(process: subprocess.Popen) -> None:
     process.wait(timeout=30)
 
 
-def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path):
+@pytest.mark.server
+def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path, prefect_home):
     """SIGINT mid-sweep: training stops within seconds, written shards stay for a resume, the
     run is not published, the exit status is 130, and no process is left behind."""
     output = tmp_path / "out"
-    process = _start(tmp_path, output)
+    process = _start(tmp_path, prefect_home, output)
     try:
         staged = lambda: list((output / layout.STAGING).glob("*/*.parquet"))  # noqa: E731
         _wait_for(lambda: len(staged()) >= 1, 240, "a written shard", process, tmp_path)
@@ -103,12 +106,13 @@ def test_ctrl_c_stops_training_promptly_keeps_the_shards_and_exits_130(tmp_path)
     assert not [pid for pid in helpers if _alive(pid)], "a child process outlived the command"
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_killing_the_command_line_alone_leaves_no_server(tmp_path, sig):
+def test_killing_the_command_line_alone_leaves_no_server(tmp_path, prefect_home, sig):
     """SIGTERM or SIGKILL of the command line's pid only (as `timeout` or the OOM killer send
     it) takes its temporary Prefect server down too; SIGTERM says how to resume the run."""
     output = tmp_path / "out"
-    process = _start(tmp_path, output)
+    process = _start(tmp_path, prefect_home, output)
     try:
         parts = lambda: list((output / layout.STAGING).glob("*/*.parquet"))  # noqa: E731
         _wait_for(parts, 240, "the run", process, tmp_path)

@@ -1,4 +1,4 @@
-"""`python -m flows.notify` on a real server: its automation POSTs to a webhook on failures."""
+"""`python -m cli.notify` on a real server: its automation POSTs to a webhook on failures."""
 
 from __future__ import annotations
 
@@ -9,25 +9,19 @@ from uuid import UUID
 
 import pytest
 
-from flows.notify import (
-    AUTOMATION_NAME,
-    EVENTS,
-    HEARTBEAT,
-    SILENT_AUTOMATION_NAME,
-    check_webhook,
-)
+from cli.notify import AUTOMATION_NAME, EVENTS, HEARTBEAT, SILENT_AUTOMATION_NAME
 
 from . import servers
 from .servers import Webhook
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 BLOCK_TYPE = "custom-webhook"
 
 
 def notify(env: dict[str, str], *args: str) -> str:
-    """Run `python -m flows.notify ARGS` as the README does; return its output."""
-    command = [sys.executable, "-m", "flows.notify", *args]
+    """Run `python -m cli.notify ARGS` as the README does; return its output."""
+    command = [sys.executable, "-m", "cli.notify", *args]
     return servers.run_cli(command, env, timeout=60).stdout
 
 
@@ -42,8 +36,9 @@ print("RESULT", state.state_details.flow_run_id, state.type.value)
 def test_a_failed_sweep_posts_its_run_state_message_and_link(
     prefect_server, prefect_client, webhook: Webhook, tmp_path: Path
 ) -> None:
+    """A sweep that fails on a real server POSTs its run, state, message, parameters and link."""
     env = prefect_server.env()
-    notify(env, "--webhook", webhook.url)
+    servers.notify_here(prefect_server.api_url, "--webhook", webhook.url)
 
     # epochs=0 is an integer but refused by the flow's preflight: a real Failed run.
     output = servers.run_cli(
@@ -66,10 +61,11 @@ def test_a_failed_sweep_posts_its_run_state_message_and_link(
 def test_a_crashed_sweep_posts_and_another_flow_does_not(
     prefect_server, prefect_client, webhook: Webhook
 ) -> None:
+    """A crashed iris-sweep run POSTs to the webhook; a failed run of another flow does not."""
     from prefect import flow
     from prefect.states import Crashed, Failed, Running
 
-    notify(prefect_server.env(), "--webhook", webhook.url)
+    servers.notify_here(prefect_server.api_url, "--webhook", webhook.url)
 
     @flow(name="not-iris-sweep")
     def other() -> None: ...
@@ -93,6 +89,8 @@ def test_a_crashed_sweep_posts_and_another_flow_does_not(
 def test_notify_twice_leaves_one_automation_and_one_block(
     prefect_server, prefect_client, webhook: Webhook
 ) -> None:
+    """Set up twice, as the README does: one block, its URL the second's, and one of each
+    automation, updated."""
     env = prefect_server.env()
     first = notify(env, "--webhook", "http://127.0.0.1:9/old", "--name", "twice")
     assert f"automation {AUTOMATION_NAME!r}" in first
@@ -118,25 +116,3 @@ def test_notify_twice_leaves_one_automation_and_one_block(
     assert (silent.trigger.after, silent.trigger.posture) == ({HEARTBEAT}, "Proactive")
     (crash,) = silent.actions
     assert (crash.type, crash.state.value) == ("change-flow-run-state", "CRASHED")
-
-
-def test_the_webhook_must_be_an_http_url() -> None:
-    assert check_webhook("https://hooks.example.com/x") == "https://hooks.example.com/x"
-    with pytest.raises(ValueError, match="http:// or https:// URL with a host"):
-        check_webhook("ftp://hooks.example.com/x")
-    with pytest.raises(ValueError, match="with a host, not 'http:///x'"):
-        check_webhook("http:///x")
-
-
-def test_notify_refuses_a_silence_too_short(tmp_path: Path) -> None:
-    """--silent-after below 10 s is refused before the server is asked."""
-    env = servers.project_env({"PREFECT_HOME": str(tmp_path / "home")})
-    with pytest.raises(RuntimeError, match="--silent-after: 5 is too short"):
-        notify(env, "--webhook", "http://127.0.0.1:9/hook", "--silent-after", "5")
-
-
-def test_notify_refuses_to_run_without_a_server(tmp_path: Path) -> None:
-    # No PREFECT_API_URL (project_env drops it) and an empty home: no profile names a server.
-    env = servers.project_env({"PREFECT_HOME": str(tmp_path / "home")})
-    with pytest.raises(RuntimeError, match="PREFECT_API_URL is not set"):
-        notify(env, "--webhook", "http://127.0.0.1:9/hook")

@@ -38,7 +38,7 @@ def _start(tmp_path: Path, home: Path, output: Path) -> subprocess.Popen:
     )
     log = open(tmp_path / "cli.log", "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *LONG_SWEEP, "--output-dir", str(output)],
+        [sys.executable, "-m", "cli.sweep", *LONG_SWEEP, "--output-dir", str(output)],
         cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
@@ -158,7 +158,7 @@ def test_ctrl_c_while_a_store_that_never_answers_is_checked_exits_at_once(tmp_pa
     )  # fmt: skip
     location = f"s3://bucket/runs?endpoint_override=127.0.0.1:{port}&scheme=http"
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "--seeds", "0", "--epochs", "5",
+        [sys.executable, "-m", "cli.sweep", "--seeds", "0", "--epochs", "5",
          "--output-dir", location],
         cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,

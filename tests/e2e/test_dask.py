@@ -130,7 +130,7 @@ def test_a_cluster_that_loses_every_worker_fails_the_run_in_bounded_time_then_re
     env = prefect_server.env(
         IRIS_SWEEP_DASK_ADDRESS=cluster.address, IRIS_SWEEP_DASK_NO_WORKER_TIMEOUT=str(bound)
     )
-    command = [sys.executable, "-m", "flows.cli", *SLOW, "--output-dir", str(output)]
+    command = [sys.executable, "-m", "cli.sweep", *SLOW, "--output-dir", str(output)]
     with servers.running(command, env, log) as run:
         servers.wait_until(lambda: staged(), 240, "a written shard", run, log, 0.05)
         for worker in cluster.workers:
@@ -152,7 +152,7 @@ def test_a_cluster_that_loses_every_worker_fails_the_run_in_bounded_time_then_re
     with servers.running(args, servers.dask_env(cluster.folder), worker_log):
         (new_pid,) = cluster.wait_for_workers(1).values()
         resume = ["--resume", run_id, "--output-dir", str(output)]
-        servers.run_cli([sys.executable, "-m", "flows.cli", *resume], env, 300)
+        servers.run_cli([sys.executable, "-m", "cli.sweep", *resume], env, 300)
     (folder,) = output.glob("iris-sweep-*")
     parts = {part.name: part for part in folder.glob("*.parquet")}
     assert len(parts) == 4 and len(read_results(str(folder))) == 2 * 32

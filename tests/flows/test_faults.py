@@ -107,7 +107,7 @@ def _kill(process: subprocess.Popen) -> None:
 def _cli_args(output_dir: Path, hidden_dims, optimizers, seeds, epochs) -> list[str]:
     return [
         "-m",
-        "flows.cli",
+        "cli.sweep",
         "--hidden-dims",
         *map(str, hidden_dims),
         "--optimizers",
@@ -222,7 +222,7 @@ def test_sigkill_mid_sweep_is_resumed_training_only_the_missing_shards(tmp_path)
     assert set(_part_writers(run_folder).values()) == {process.pid}
     run_id = run_folder.name.split("Z-", 1)[1]
 
-    resume = _start(["-m", "flows.cli", "--output-dir", str(output), "--resume", run_id],
+    resume = _start(["-m", "cli.sweep", "--output-dir", str(output), "--resume", run_id],
                     tmp_path / "resume.log")  # fmt: skip
     try:
         assert resume.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()[-3000:]
@@ -294,7 +294,7 @@ def test_a_publication_that_fails_is_one_line_with_the_resume_hint(tmp_path, mon
     the resume then publishes the run."""
     import errno
 
-    from flows.cli import main
+    from cli.sweep import main
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -325,7 +325,7 @@ def test_an_error_after_the_run_opened_is_one_line_with_the_resume_hint(
     """An unexpected error once the run is open: exit 1, one line with the cause and the resume
     command of the run left in staging."""
     import flows.iris_sweep
-    from flows.cli import main
+    from cli.sweep import main
 
     def lost(*args, **kwargs):
         raise RuntimeError("the task runner went away")
@@ -345,7 +345,7 @@ def test_an_error_after_the_run_opened_is_one_line_with_the_resume_hint(
 def test_an_error_after_publication_is_a_warning_and_the_run_stands(tmp_path, monkeypatch, capsys):
     """Whatever fails once the run is published is a warning: exit 0, the results printed."""
     import flows.iris_sweep
-    from flows.cli import main
+    from cli.sweep import main
 
     def gone(*args, **kwargs):
         raise ConnectionError("the Prefect API went away")
@@ -363,7 +363,7 @@ def test_an_error_after_publication_is_a_warning_and_the_run_stands(tmp_path, mo
 @pytest.mark.subprocess
 def test_a_resume_while_another_process_writes_the_run_is_one_line(tmp_path, capsys):
     """Two resumes at once: the second is refused in one line naming the writer, exit 2."""
-    from flows.cli import main
+    from cli.sweep import main
     from irismodel.parameters import SweepConfig
 
     config = SweepConfig(**TINY, output_dir=str(tmp_path))

@@ -71,7 +71,7 @@ def test_row_is_bit_identical_alone_or_beside_others(tmp_path):
 
 @pytest.fixture(scope="module")
 def cli_run(prefect_harness, tmp_path_factory):
-    """One tiny sweep through `python -m flows.cli`, with no compiled loops to train with.
+    """One tiny sweep through `python -m cli.sweep`, with no compiled loops to train with.
 
     Returns the finished process and its output folder.
     """
@@ -91,7 +91,7 @@ def cli_run(prefect_harness, tmp_path_factory):
     args = ["--hidden-dims", "8..9", "--split-seeds", "0", "--seeds", "0", "1", "--epochs", "40",
             "--optimizers", "sgd", "--output-dir", str(folder / "out")]  # fmt: skip
     completed = subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "cli.sweep", *args],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     return completed, folder / "out"

@@ -210,7 +210,7 @@ def _run_cli(args: list[str], home: Path) -> subprocess.Popen:
     )
     home.mkdir()
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "cli.sweep", *args],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -341,7 +341,7 @@ def test_the_untouched_run_form_passes_the_servers_schema_validation():
 def test_cli_reads_negative_and_spaced_ranges_as_python_does(tmp_path, capsys):
     """`--seeds -1..3` is refused by name as out of range, not as a missing argument; `" 0 .. 9 "`
     is the range 0..9 on the command line as it is from Python."""
-    from flows.cli import main, parse_parameters
+    from cli.sweep import main, parse_parameters
     from irismodel.parameters import SweepConfig
 
     assert main(["--seeds", "-1..3", "--output-dir", str(tmp_path / "out")]) == 2

@@ -41,7 +41,7 @@ irismodel.estimate.forecast = counted("forecasts", irismodel.estimate.forecast)
 config = irismodel.parameters.SweepConfig
 config.__init__ = counted("validations", config.__init__)
 
-from flows.cli import main
+from cli.sweep import main
 
 status = main(sys.argv[1:])
 print("counted: " + json.dumps(calls))

@@ -4,15 +4,14 @@ from .answers import Answers
 from .build import (
     Report,
     answer_questions,
-    build_parser,
     format_terminal,
-    main,
     report_files,
     report_of,
     report_prefix,
     summarize,
     written_text,
 )
+from .command import build_parser, main
 from .settings import EPOCH_OF_INTEREST, ReportError
 from .summary import summary_table, summary_text_table
 from .text import markdown_text

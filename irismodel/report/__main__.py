@@ -1,5 +1,5 @@
 """`python -m irismodel.report`: the `iris-sweep-report` command line."""
 
-from .build import main
+from .command import main
 
 raise SystemExit(main())

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import pyarrow.fs as pafs
 
-from irismodel import compare
-from irismodel.store import layout, locations, writer
+from irismodel.store import locations, writer
 from irismodel.store.layout import FILE_SUFFIX
-from irismodel.store.listing import read_manifest
-from irismodel.store.reader import read_results
 
 from .answers import Answers, answer_numbers
+from .comparison import COMPARISONS, comparison_lines, comparison_warnings, manifest_comparisons
 from .plots import groups_shown, plot_accuracy, plot_loss, plot_slope_by_epoch
 from .scan import Scan, scan
 from .settings import EPOCH_OF_INTEREST, SETTING_COLUMNS, ReportError, check_epoch
@@ -27,7 +22,6 @@ from .summary import summarize_models, summary_text_table
 from .text import (
     DATA_COLUMNS,
     SECONDARY,
-    Clean,
     markdown_table,
     markdown_text,
     plain,
@@ -51,9 +45,6 @@ TABLE_LEGEND = (
 # The report's files by name, and the end of each file's name after the prefix.
 FILES = {"loss_curves": "-loss-curves.png", "accuracy": "-accuracy.png",
          "slope_by_epoch": "-slope-by-epoch.png", "markdown": ".md", "text": ".txt"}  # fmt: skip
-# The manifest's comparisons (written at publication) by key, and each one's heading.
-COMPARISONS = {"comparison": "Compared with the last run like it",
-               "comparison_same_data": "Compared with the last run of the same data"}  # fmt: skip
 CAPTIONS = (
     "loss curves",
     "accuracy per seed",
@@ -128,75 +119,6 @@ def written_text(results_path: str) -> str:
     """Return the terminal text the flow's report wrote beside the results `results_path`."""
     text = report_files(folder_of(results_path), report_prefix(results_path))["text"]
     return locations.read_bytes(text).decode()
-
-
-def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str, Any]]:
-    """Return the comparisons with an earlier run in a run folder's manifest, by key.
-
-    {} for any other source, and for a run with no earlier run like it.
-    """
-    if not isinstance(location, str):
-        return {}
-    try:
-        fs, path = locations.resolve(location, "location")
-        if not layout.is_run_folder(fs.get_file_info(path)):
-            return {}
-        manifest = read_manifest(fs, path)
-    except (ValueError, OSError):  # no manifest to read: the rows' own errors say the rest
-        return {}
-    return {
-        key: found
-        for key, found in ((k, manifest.get(k)) for k in COMPARISONS)
-        # a first run's "no earlier run" is no section of its report
-        if isinstance(found, Mapping) and (found.get("previous_run") or found.get("error"))
-    }
-
-
-def _number(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, int | float) else plain(value)
-
-
-def comparison_lines(found: Mapping[str, Any], clean: Clean = plain) -> list[str]:
-    """Return a manifest's comparison summary as lines; `clean` makes stored values safe."""
-    previous, reason = found.get("previous_run"), found.get("reason")
-    if previous is None:
-        return [clean(found.get("error") or reason or "no earlier run to compare with")]
-    lines = [f"previous run: {clean(previous)}"]
-    if found.get("error"):
-        return [*lines, f"not compared: {clean(found['error'])}"]
-    if not found.get("verdict"):
-        return [*lines, f"not compared: {clean(reason)}"]
-    lines.append(f"verdict: {clean(found['verdict'])}: {clean(reason)}")
-    for name in ("environment", "parameters", "data_fingerprints"):
-        changes = found.get(name) or {}
-        if name == "data_fingerprints":  # a pair, present only where the data changed
-            changes = {"fingerprint": changes} if changes else {}
-        shown = "; ".join(
-            f"{clean(k)} {clean(pair[0])} -> {clean(pair[1])}"
-            for k, pair in changes.items()
-            if isinstance(pair, list | tuple) and len(pair) == 2
-        )
-        lines.append(f"{name.split('_')[0]}: {shown or 'unchanged'}")
-    where = found.get("loss_where")
-    lines.append(
-        f"loss curves: largest absolute difference {_number(found.get('loss_difference'))}"
-        + (f" ({clean(where)})" if where else "")
-        + f"; outcomes changed: {_number(found.get('outcome_changes'))}; test predictions "
-        f"changed: {_number(found.get('prediction_changes'))}"
-    )
-    return lines
-
-
-def comparison_warnings(
-    comparisons: Mapping[str, Mapping[str, Any]], clean: Clean = plain
-) -> list[str]:
-    """Return one line per comparison whose verdict is a WARNING, for the report's top."""
-    return [
-        f"WARNING: {COMPARISONS[key].lower().replace('compared with', 'unlike')} "
-        f"({clean(found.get('previous_run'))}): {clean(found.get('reason'))}"
-        for key, found in comparisons.items()
-        if found.get("verdict") == compare.WARNING
-    ]
 
 
 def _markdown(
@@ -317,89 +239,3 @@ def report_of(
         writer.write_atomically(folder, name, lambda stream, data=data: stream.write(data),
                                  replace=True)  # fmt: skip
     return Report(summary, answers, markdown, text, paths, _curve_table(found))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser of `python -m irismodel.report` / `iris-sweep-report`."""
-    parser = argparse.ArgumentParser(
-        prog="iris-sweep-report",
-        description="Rebuild the summary, the two answers and the plots from past iris-sweep "
-        "runs' Parquet results.",
-    )
-    parser.add_argument(
-        "location", metavar="RESULTS_LOCATION", nargs="?", help="folder, file or URI"
-    )
-    parser.add_argument(
-        "--run", action="append", dest="runs", metavar="FLOW_RUN_ID",
-        help="keep only this flow run (repeatable; default: every run)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--epoch", type=int, default=EPOCH_OF_INTEREST,
-        help=f"epoch of interest, 1-based (default {EPOCH_OF_INTEREST}, the notebook's)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--out", default=None, metavar="DIR",
-        help="where to write the PNGs and report files (default: the results folder)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
-        help="instead of a report, compare run folder RUN_B with run folder RUN_A: what changed "
-        "in environment, data, parameters and rows (exit 1 on a WARNING)",
-    )  # fmt: skip
-    return parser
-
-
-def compare_folders(before: str, after: str) -> compare.Comparison:
-    """Compare run folder `after` with run folder `before`, each read whole with its manifest.
-
-    Raises `ReportError` naming `--compare` when either is not a readable run folder.
-    """
-    loaded = []
-    for name, folder in (("RUN_A", before), ("RUN_B", after)):
-        try:
-            fs, path = locations.resolve(folder, "--compare")
-            if fs.get_file_info(path).type != pafs.FileType.Directory:
-                raise ReportError(f"{name} {locations.redact(folder)!r} is no folder")
-            manifest = read_manifest(fs, path, ReportError, f"{name} is not a run folder")
-            loaded.append((read_results(folder), manifest))
-        except (ValueError, OSError) as error:
-            raise ReportError(f"--compare: {error}") from error
-    try:
-        return compare.compare_runs(loaded[0][0], loaded[0][1], loaded[1][0], loaded[1][1])
-    except ValueError as error:
-        raise ReportError(f"--compare: {error}") from error
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the summary and the answers; write plots and report files. Exit 2 on bad input.
-
-    With `--compare RUN_A RUN_B`, print the comparison instead: exit 0 when the runs are
-    identical or differ as expected, 1 on a WARNING, 2 on bad input.
-    """
-    args = build_parser().parse_args(argv)
-    if args.compare:
-        if args.location or args.runs or args.out:
-            print("iris-sweep-report: error: --compare: give two run folders and nothing else "
-                  "(no RESULTS_LOCATION, --run or --out)", file=sys.stderr)  # fmt: skip
-            return 2
-        try:
-            compared = compare_folders(*args.compare)
-        except ReportError as error:
-            print(f"iris-sweep-report: error: {error}", file=sys.stderr)
-            return 2
-        print(compared.text())
-        return 1 if compared.verdict == compare.WARNING else 0
-    if args.location is None:
-        print("iris-sweep-report: error: RESULTS_LOCATION: required (or --compare RUN_A RUN_B)",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        report = report_of(args.location, args.out, args.runs, args.epoch)
-    except (ValueError, OSError) as error:  # ReportError, ResultsError, locations, --out
-        print(f"iris-sweep-report: error: {error}", file=sys.stderr)
-        return 2
-    print(report.text)
-    print()
-    for name in ("loss_curves", "accuracy", "slope_by_epoch", "markdown"):
-        print(f"{name.replace('_', ' ')}: {report.paths[name]}")
-    return 0

@@ -13,7 +13,7 @@ import pytest
 
 from irismodel import report
 from irismodel.parameters import SweepConfig
-from irismodel.report.build import compare_folders
+from irismodel.report.comparison import compare_folders
 from irismodel.store.layout import MANIFEST
 from irismodel.sweep import run_sweep
 

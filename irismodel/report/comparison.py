@@ -1,0 +1,111 @@
+"""A run compared with an earlier one: the manifest's comparisons in words, and any two runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs as pafs
+
+from irismodel import compare
+from irismodel.store import layout, locations
+from irismodel.store.listing import read_manifest
+from irismodel.store.reader import read_results
+
+from .settings import ReportError
+from .text import Clean, plain
+
+# The manifest's comparisons (written at publication) by key, and each one's heading.
+COMPARISONS = {"comparison": "Compared with the last run like it",
+               "comparison_same_data": "Compared with the last run of the same data"}  # fmt: skip
+
+
+def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str, Any]]:
+    """Return the comparisons with an earlier run in a run folder's manifest, by key.
+
+    {} for any other source, and for a run with no earlier run like it.
+    """
+    if not isinstance(location, str):
+        return {}
+    try:
+        fs, path = locations.resolve(location, "location")
+        if not layout.is_run_folder(fs.get_file_info(path)):
+            return {}
+        manifest = read_manifest(fs, path)
+    except (ValueError, OSError):  # no manifest to read: the rows' own errors say the rest
+        return {}
+    return {
+        key: found
+        for key, found in ((k, manifest.get(k)) for k in COMPARISONS)
+        # a first run's "no earlier run" is no section of its report
+        if isinstance(found, Mapping) and (found.get("previous_run") or found.get("error"))
+    }
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) else plain(value)
+
+
+def comparison_lines(found: Mapping[str, Any], clean: Clean = plain) -> list[str]:
+    """Return a manifest's comparison summary as lines; `clean` makes stored values safe."""
+    previous, reason = found.get("previous_run"), found.get("reason")
+    if previous is None:
+        return [clean(found.get("error") or reason or "no earlier run to compare with")]
+    lines = [f"previous run: {clean(previous)}"]
+    if found.get("error"):
+        return [*lines, f"not compared: {clean(found['error'])}"]
+    if not found.get("verdict"):
+        return [*lines, f"not compared: {clean(reason)}"]
+    lines.append(f"verdict: {clean(found['verdict'])}: {clean(reason)}")
+    for name in ("environment", "parameters", "data_fingerprints"):
+        changes = found.get(name) or {}
+        if name == "data_fingerprints":  # a pair, present only where the data changed
+            changes = {"fingerprint": changes} if changes else {}
+        shown = "; ".join(
+            f"{clean(k)} {clean(pair[0])} -> {clean(pair[1])}"
+            for k, pair in changes.items()
+            if isinstance(pair, list | tuple) and len(pair) == 2
+        )
+        lines.append(f"{name.split('_')[0]}: {shown or 'unchanged'}")
+    where = found.get("loss_where")
+    lines.append(
+        f"loss curves: largest absolute difference {_number(found.get('loss_difference'))}"
+        + (f" ({clean(where)})" if where else "")
+        + f"; outcomes changed: {_number(found.get('outcome_changes'))}; test predictions "
+        f"changed: {_number(found.get('prediction_changes'))}"
+    )
+    return lines
+
+
+def comparison_warnings(
+    comparisons: Mapping[str, Mapping[str, Any]], clean: Clean = plain
+) -> list[str]:
+    """Return one line per comparison whose verdict is a WARNING, for the report's top."""
+    return [
+        f"WARNING: {COMPARISONS[key].lower().replace('compared with', 'unlike')} "
+        f"({clean(found.get('previous_run'))}): {clean(found.get('reason'))}"
+        for key, found in comparisons.items()
+        if found.get("verdict") == compare.WARNING
+    ]
+
+
+def compare_folders(before: str, after: str) -> compare.Comparison:
+    """Compare run folder `after` with run folder `before`, each read whole with its manifest.
+
+    Raises `ReportError` naming `--compare` when either is not a readable run folder.
+    """
+    loaded = []
+    for name, folder in (("RUN_A", before), ("RUN_B", after)):
+        try:
+            fs, path = locations.resolve(folder, "--compare")
+            if fs.get_file_info(path).type != pafs.FileType.Directory:
+                raise ReportError(f"{name} {locations.redact(folder)!r} is no folder")
+            manifest = read_manifest(fs, path, ReportError, f"{name} is not a run folder")
+            loaded.append((read_results(folder), manifest))
+        except (ValueError, OSError) as error:
+            raise ReportError(f"--compare: {error}") from error
+    try:
+        return compare.compare_runs(loaded[0][0], loaded[0][1], loaded[1][0], loaded[1][1])
+    except ValueError as error:
+        raise ReportError(f"--compare: {error}") from error

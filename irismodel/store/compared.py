@@ -1,0 +1,118 @@
+"""A run about to be published, compared with the last published run like it in its location."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from .listing import ResultsError, list_result_files, read_manifest
+from .locations import resolve
+from .reader import read_results
+from .runs import RunFolder, run_folders
+
+# Runs compared at publication at most: two runs' rows are read whole (curves included).
+COMPARED_MODELS = 200_000
+
+
+def _published_manifests(root: str) -> list[tuple[dict[str, Any], str]]:
+    """Every published run's manifest in `root` with its folder name; unreadable ones left out."""
+    found = []
+    for name in run_folders(root, staged=False).values():
+        place = RunFolder(root, name)
+        try:
+            found.append((read_manifest(place.fs, place.path(staged=False)), name))
+        except ResultsError:
+            continue  # not a run this one can be compared with
+    return found
+
+
+def _models(location: str) -> int:
+    """The rows of a run folder, from its part files' footers."""
+    fs, _ = resolve(location, "location")
+    return sum(pq.read_metadata(p, filesystem=fs).num_rows for p in list_result_files(location))
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` as strict JSON: tuples as lists, inf and NaN as text."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)  # numpy scalars and the like: never a reason to fail publication
+
+
+def _compared_with(place: RunFolder, record: Mapping[str, Any], previous: str) -> dict[str, Any]:
+    """The summary of run `place` compared with the published run `previous` of its location."""
+    # imported here: the comparison imports the report (pandas, matplotlib), which runs never need
+    from irismodel.compare import compare_runs
+
+    summary: dict[str, Any] = {"previous_run": previous, "verdict": None}
+    try:
+        before = RunFolder(place.root, previous)
+        sizes = {name: _models(p) for name, p in (("this", place.staging),
+                                                   ("previous", before.published))}  # fmt: skip
+        if max(sizes.values()) > COMPARED_MODELS:
+            summary["reason"] = (
+                f"not compared at publication: {sizes['this']:,} and {sizes['previous']:,} "
+                f"models, above {COMPARED_MODELS:,}; compare them with python -m "
+                "irismodel.report --compare"
+            )
+            return summary
+        found = compare_runs(
+            read_results(before.published),
+            read_manifest(before.fs, before.path(staged=False)),
+            read_results(place.staging),
+            record,
+        )
+    except Exception as error:  # a comparison never fails a publication
+        return {**summary, "error": f"{type(error).__name__}: {error}"}
+    summary |= {
+        "verdict": found.verdict,
+        "reason": found.reason,
+        "matched": found.matched,
+        "changed_rows": found.changed_rows,
+        "loss_difference": found.loss_difference,
+        "loss_where": found.loss_where,
+        "outcome_changes": found.outcome_changes,
+        "prediction_changes": found.prediction_changes,
+        "environment": found.environment,
+        "parameters": found.parameters,
+    }
+    if found.fingerprints[0] != found.fingerprints[1]:
+        summary["data_fingerprints"] = found.fingerprints
+    return _json_safe(summary)
+
+
+def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's `comparison` (and `comparison_same_data`) of a run about to be published.
+
+    `comparison`: with the most recent published run in the same location of the same
+    parameters (`history.previous_run`); `previous_run` None when there is none. Where the most
+    recent one of the same data fingerprint too is another run, `comparison_same_data` compares
+    with that. A run above `COMPARED_MODELS` models is not compared (the reason says so); a
+    comparison that fails records its error instead: neither stops the publication.
+    """
+    from irismodel.history import previous_run
+
+    try:
+        candidates = _published_manifests(place.root)
+        previous = previous_run(candidates, record)
+        same_data = previous_run(candidates, record, same_data=True)
+    except Exception as error:  # a comparison never fails a publication
+        return {"comparison": {"previous_run": None, "error": f"{type(error).__name__}: {error}"}}
+    found: dict[str, Any] = {}
+    if previous is None:
+        reason = "no earlier published run of the same parameters in this location"
+        found["comparison"] = {"previous_run": None, "verdict": None, "reason": reason}
+    else:
+        found["comparison"] = _compared_with(place, record, previous)
+    if same_data is not None and same_data != previous:
+        found["comparison_same_data"] = _compared_with(place, record, same_data)
+    return found

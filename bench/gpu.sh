@@ -41,7 +41,7 @@ fi
 python3 - "$out" <<'PY' 2>&1 | tee "$out/sweep_gpu.log"
 import json, sys, tempfile, time, torch
 from irismodel.parameters import SweepConfig
-from irismodel.results import read_results
+from irismodel import read_results
 from irismodel.sweep import run_sweep
 rows = []
 for device, seeds in (("cuda", "0..714"), ("cuda", "0..7142"), ("cpu", "0..7142")):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from irismodel.config import validate_config
-
-from irismodel import runs, sweep
+from irismodel import store, sweep
 from irismodel.data import load_dataset, split_dataset
+from irismodel.parameters import SweepConfig
+from irismodel.store.lock import release_lock
 from tasks.results import failure_message
 
 TINY = dict(
@@ -17,13 +17,13 @@ TINY = dict(
 
 def _opened_run(tmp_path, written: int):
     """Open a run of four shards and write the first `written` of them; return its context."""
-    config = validate_config(**TINY, device="cpu", output_dir=str(tmp_path))
-    opened = runs.open_run(config, "lost")
+    config = SweepConfig(**TINY, device="cpu", output_dir=str(tmp_path))
+    opened = store.open_run(config, "lost")
     context = sweep.context_of(opened, config)
-    shards = runs.plan_shards(config)
+    shards = store.plan_shards(config)
     for shard in shards[:written]:
         sweep.run_shard(split_dataset(load_dataset()), shard, context)
-    runs.release_lock(opened.place)
+    release_lock(opened.place)
     return context, shards
 
 

@@ -89,10 +89,9 @@ def _one_line(schema: dict[str, Any]) -> None:
 class SweepConfig(BaseModel):
     """One sweep: every (hidden_dim, optimizer) trained for every seed, then evaluated.
 
-    `SweepConfig(**parameters)` validates: it raises `ValueError` naming the first bad parameter
-    and what is allowed. It checks values and limits, the device (CUDA must exist if asked for)
-    and that `output_dir` can be written, not the data (read by `irismodel.preflight`). The run
-    form and the command line are made from the fields, a field's docstring its description.
+    `SweepConfig(**parameters)` raises `ValueError` naming the first bad parameter and what is
+    allowed; it checks values, limits, the device and that `output_dir` can be written, not the
+    data (`irismodel.preflight` does). A field's docstring is its run-form description.
     """
 
     model_config = ConfigDict(
@@ -227,12 +226,9 @@ class SweepConfig(BaseModel):
     @property
     def seeds_per_shard(self) -> int:
         """Seeds in each shard: `shard_size`, or the default for this many epochs."""
-        return self.shard_size if self.shard_size is not None else default_shard_size(self.epochs)
-
-
-def default_shard_size(epochs: int) -> int:
-    """Return the default seeds per shard: curves within `SHARD_VALUES` floats, at most 10,000."""
-    return max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // max(epochs, 1)))
+        if self.shard_size is not None:
+            return self.shard_size
+        return max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // max(self.epochs, 1)))
 
 
 def _refusal(error: ValidationError) -> str:
@@ -253,7 +249,8 @@ def _allowed(name: str) -> str:
     """What a parameter allows, from its run-form schema (its type, choices and limits)."""
     if name in ALLOWED:
         return ALLOWED[name]
-    kinds = run_form()[name].get("anyOf", [run_form()[name]])
+    form = run_form()[name]
+    kinds = form.get("anyOf", [form])
     kind = kinds[0]
     if "enum" in kind:
         allowed = "one of " + ", ".join(kind["enum"])
@@ -277,8 +274,7 @@ def form_defaults() -> dict[str, Any]:
 def sweep_parameters(function: Callable[..., Any]) -> Callable[..., Any]:
     """Give `function(**parameters)` the sweep's parameters as its signature (a decorator).
 
-    Prefect makes the run form from the signature: each parameter's schema is `run_form()`'s.
-    The docstring gains an `Args:` section with their descriptions.
+    Prefect makes the run form from it (schemas from `run_form()`); the docstring gains `Args:`.
     """
     form = run_form()
     function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

@@ -100,11 +100,9 @@ def estimate(
 ) -> Estimate:
     """Return the forecast of `config` run on `workers` cores (default: this machine's).
 
-    `compiled`: training will use the compiled loops; `compile_first`: they are built first, in
-    this run; `starting`: the forecast is made before the process has imported what it runs
-    (the command line); `temporary_server`: the run starts its own Prefect server; `finished`:
-    names of shards already written (a resume trains and writes only the others); `rows`: the
-    data's rows (default Iris's 150).
+    `compiled`: training uses the compiled loops, `compile_first`: built in this run first;
+    `starting`: made before the process imported what it runs; `temporary_server`: the run
+    starts its own Prefect server; `finished`: shards already written; `rows`: default 150.
     """
     workers = workers or os.cpu_count() or 1
     factor = 1.0 if compiled and config.resolved_device in ("", "cpu") else EAGER_FACTOR
@@ -149,10 +147,7 @@ def estimate(
 def forecast(
     config: SweepConfig, starting: bool = False, temporary_server: bool = False
 ) -> Estimate:
-    """Return the forecast of `config` run here, now: what is compiled, what a resume has left.
-
-    Raises ValueError for an unknown `IRISMODEL_NATIVE_BUILD` value.
-    """
+    """Return the forecast of `config` run here, now (ValueError: bad `IRISMODEL_NATIVE_BUILD`)."""
     from irismodel import native  # imports torch: only when a forecast is asked for
 
     compiled = native.expected()
@@ -190,10 +185,7 @@ def _free_disk(location: str) -> int | None:
 
 
 def check_fits(config: SweepConfig, forecast: Estimate, force: bool = False) -> None:
-    """Raise `ValueError` if the sweep cannot fit this machine's free disk or memory.
-
-    `force` skips the check (for a machine that will have the room by the time it is needed).
-    """
+    """Raise `ValueError` if the sweep cannot fit the free disk or memory here, unless `force`."""
     if force:
         return
     free = _free_disk(config.output_dir)

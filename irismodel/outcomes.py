@@ -27,9 +27,8 @@ SWING_FLOOR = 0.05
 def baseline_loss(x_train: np.ndarray, y_train: np.ndarray) -> float:
     """Return the training loss (mean binary cross-entropy) of an unpenalized logistic regression.
 
-    The best any linear classifier does on these rows: a network with a hidden layer that ends
-    no lower has learnt nothing a linear model could not. Deterministic (lbfgs from zeros), and
-    fitted once per process for the same rows (every shard of a run asks).
+    The best a linear classifier does on these rows: a network ending no lower learnt nothing
+    more. Deterministic, and fitted once per process for the same rows (every shard asks).
     """
     x = np.ascontiguousarray(x_train, dtype=np.float64)
     y = np.ascontiguousarray(y_train, dtype=np.float64)
@@ -67,18 +66,15 @@ def classify(
 ) -> np.ndarray:
     """Return (K,) outcome names of K models from their (K, E) loss curves.
 
-    Judged on the final window, the last tenth of the epochs up to `end` (default: the last
-    epoch), by its level (median loss) and its swing (the largest rise of the loss above its
-    running low inside the window):
+    Judged on the last tenth of the epochs up to `end` (default: all), by its level (median
+    loss) and swing (largest rise above the running low inside the window):
 
-    - diverged: a loss or weight is NaN or infinite (`non_finite`, or a loss in the curve), or
-      every loss of the window is above the first epoch's (the initial weights'): training
-      made it worse and it stayed worse;
-    - oscillating: finite, but not settled: the swing exceeds max(SWING_FLOOR, SWING_SHARE x
-      level). The notebook's second loop does this: it fits, then swings in a bounded band;
-    - stalled: settled, with a level not below `baseline` (the training loss of the best
-      linear classifier on the same rows, `baseline_loss`), or a training accuracy not above
-      `majority_accuracy` (the share of the larger class): a plateau;
+    - diverged: a loss or weight is not finite (`non_finite`, or in the curve), or every loss
+      of the window is above the first epoch's: training made it worse and it stayed worse;
+    - oscillating: the swing exceeds max(SWING_FLOOR, SWING_SHARE x level), as the notebook's
+      second loop does: it fits, then swings in a bounded band;
+    - stalled: settled, with a level not below `baseline` (`baseline_loss`), or a training
+      accuracy not above `majority_accuracy` (the larger class's share): a plateau;
     - converged: settled below the baseline, and above the majority class.
     """
     curves = np.asarray(loss_curves)

@@ -38,11 +38,10 @@ def preflight(
 ) -> Preflight:
     """Check a run before any work: validate, resume, read and split the data, forecast.
 
-    Raises `ValueError` naming the parameter at the first check that fails; nothing is written.
-    A resume takes its run's stored parameters (the `force` given, never the stored one).
-    `starting` and `temporary_server` (or a function that says it, asked once the data passed)
-    go into the forecast (`irismodel.estimate.forecast`). Inside `handed_over(checked)`, the
-    same parameters give `checked` back: a run is checked once, wherever it starts.
+    Raises `ValueError` naming the parameter at the first failed check; nothing is written. A
+    resume takes its run's stored parameters (but the `force` given). `starting` and
+    `temporary_server` (or a function asked once the data passed) go into the forecast. Inside
+    `handed_over(checked)` the same parameters give `checked` back: a run is checked once.
     """
     handed = _HANDED.get()
     if handed is not None and handed.given == dict(parameters):
@@ -73,8 +72,7 @@ def handed_over(checked: Preflight) -> Iterator[None]:
 def check_splits(config: SweepConfig, dataset: Dataset | None = None) -> dict[int, Split]:
     """Return every split of `config` by split seed, or raise `ValueError` if one cannot be made.
 
-    Reads the data `config` names unless `dataset` is given: the checks that need the data (its
-    columns and values, the positive class, rows of both classes on each side of the split).
+    Reads the data `config` names unless `dataset` is given.
     """
     if dataset is None:
         dataset = load_dataset(config.data_path)
@@ -99,10 +97,7 @@ def _span(values: Sequence[int]) -> str:
 
 
 def run_label(parameters: Mapping[str, Any]) -> str:
-    """Return a run's name from its parameters, e.g. `h8-14_sgd+manual_s10_e1000`.
-
-    Tolerant of any input (it names runs whose parameters may be refused a moment later).
-    """
+    """Return a run's name from its parameters, e.g. `h8-14_sgd+manual_s10_e1000`; any input."""
     defaults = {name: field.default for name, field in SweepConfig.model_fields.items()}
     given = {name: parameters.get(name) or default for name, default in defaults.items()}
     try:

@@ -139,11 +139,8 @@ def _list_gaps(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     for start in range(0, len(x), CHUNK):
         xs, ys = (s.iloc[start : start + CHUNK].tolist() for s in (x, y))
         part = slice(start, start + len(xs))
-        if (
-            len({-1 if v is None else len(v) for v in xs + ys}) == 1
-            and xs[0] is not None
-            and len(xs[0])
-        ):
+        lengths = {-1 if v is None else len(v) for v in xs + ys}
+        if len(lengths) == 1 and min(lengths) > 0:
             gaps = _gaps(np.stack(xs), np.stack(ys))  # (models, epochs): the usual case
             largest[part], where[part] = gaps.max(1, initial=0.0), gaps.argmax(1)
         else:  # nulls or lists of other lengths: one model at a time

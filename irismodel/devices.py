@@ -13,15 +13,12 @@ _CUDA = re.compile(r"cuda(?::(\d+))?")
 def resolve_device(name: str) -> str:
     """Return the torch device string for `name`, or raise `ValueError` naming the parameter.
 
-    `auto` is `cuda` when a CUDA device is present, else `cpu`. Asking for CUDA where there is
-    none is an error here, before any training starts.
+    `auto` is `cuda` when a CUDA device is present, else `cpu`; CUDA asked for must exist.
     """
     if not isinstance(name, str):
         raise ValueError(f"device: expected one of {DEVICE_CHOICES}, got {name!r}")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return "cpu"
+    if name in ("auto", "cpu"):
+        return "cuda" if name == "auto" and torch.cuda.is_available() else "cpu"
     match = _CUDA.fullmatch(name)
     if match is None:
         raise ValueError(f"device: unknown device {name!r}; valid are {DEVICE_CHOICES}")

@@ -16,33 +16,23 @@ from irismodel.store import finished_before, locations, plan_shards
 # eager loop, used when nothing is compiled or on another device, is taken as 8x slower.
 FUSED_SECONDS = 6.5e-8
 EAGER_FACTOR = 8.0
-# What a run does besides training, measured end to end by bench/forecast.py (2 cores): a
-# model's initial weights, evaluation, rows and Parquet, one thread (they hold the GIL) ...
-MODEL_SECONDS = 1.3e-4
-# ... and a shard task's own cost (its task run, its part file and the manifest's check) ...
-SHARD_SECONDS = 0.05
-# ... a command's start (Python, torch, pyarrow and Prefect imported) ...
-START_SECONDS = 4.0
-# ... the flow's own steps (validation, data, the run opened, tasks recorded, publication) ...
-FLOW_SECONDS = 2.0
-# ... the report (plots and bootstrap intervals, then a pass over every row) ...
-REPORT_SECONDS = 2.0
-REPORT_MODEL_SECONDS = 2.5e-5
-# ... Prefect's temporary server, when no PREFECT_API_URL names one (4-12 s on a busy machine) ...
-SERVER_SECONDS = 8.0
-# ... and the one-time build of the compiled loops on first use (~26-30 s here).
-COMPILE_SECONDS = 30.0
-# Parquet bytes per loss value (float32 curves barely compress), per row besides its curve and
-# per part file (footer, schema and metadata: ~16 KB whatever its rows).
+# What a run does besides training, measured end to end by bench/forecast.py (2 cores):
+MODEL_SECONDS = 1.3e-4  # a model's initial weights, evaluation, rows, Parquet (hold the GIL)
+SHARD_SECONDS = 0.05  # a shard task's run, part file and the manifest's check
+START_SECONDS = 4.0  # a command's start: Python, torch, pyarrow and Prefect imported
+FLOW_SECONDS = 2.0  # validation, data, the run opened, tasks recorded, publication
+REPORT_SECONDS = 2.0  # plots and bootstrap intervals ...
+REPORT_MODEL_SECONDS = 2.5e-5  # ... then a pass over every row
+SERVER_SECONDS = 8.0  # Prefect's temporary server, without PREFECT_API_URL (4-12 s when busy)
+COMPILE_SECONDS = 30.0  # the one-time build of the compiled loops (~26-30 s here)
+# Parquet bytes: float32 curves barely compress; a part file's footer and schema are ~16 KB.
 BYTES_PER_VALUE = 3.6
 BYTES_PER_ROW = 300
 BYTES_PER_PART = 16 << 10
-# A worker's memory besides its shards: torch, pyarrow, scikit-learn, Prefect imported.
-BASE_BYTES = 600 << 20
+BASE_BYTES = 600 << 20  # a worker besides its shards: torch, pyarrow, sklearn, Prefect
 COPIES_PER_SHARD = 4  # curves in float32: the engine's, the table's, Parquet's buffers, spare
-# Per model and hidden unit while a shard trains: the activations of every training row (the
-# pre-activation, the ReLU and their gradient, float32) and the weights' copies (parameters,
-# gradients, optimizer state).
+# Per model and hidden unit while a shard trains: each training row's pre-activation, ReLU and
+# gradient, and the weights' copies (parameters, gradients, optimizer state).
 ACTIVATION_COPIES = 3
 WEIGHT_COPIES = 5
 WEIGHTS_PER_UNIT = 6  # fc1: 4 weights and a bias; fc2: one weight

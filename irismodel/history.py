@@ -19,9 +19,8 @@ def previous_run(
 ) -> str | None:
     """Return the folder of the run to compare run `manifest` with, or None if there is none.
 
-    Among `candidates`, (manifest, folder) pairs (e.g. every run folder of the location): the
-    most recent published (status complete) other run, started no later than this one, with
-    the same `comparable_parameters`; with `same_data`, of the same data fingerprint only.
+    Among `candidates`, (manifest, folder) pairs: the latest other complete run started no
+    later, with the same `comparable_parameters` (and with `same_data`, data fingerprint).
     """
     wanted = comparable_parameters(manifest.get("parameters") or {})
     started = str(manifest.get("started_at") or "~")  # ISO times in UTC sort as text
@@ -46,10 +45,8 @@ def history_markdown(
 ) -> str:
     """Return a markdown table of runs, newest first, for a keyed history artifact.
 
-    Each entry is a run's (`_run.json`, its rows' `outcome` column, its answers' numbers by
-    name or None); a line shows its start, models, wall time and model-epochs/s (from
-    `started_at` and `finished_at`, so a resumed run's spans its pause), the shares of models
-    stalled and diverged, its answers.
+    Each entry is a run's (`_run.json`, its rows' `outcome` column, its answers by name or None).
+    Wall time spans `started_at` to `finished_at`: a resumed run's includes its pause.
     """
     names = list(dict.fromkeys(name for *_, answers in entries for name in answers or {}))
     head = ["started (UTC)", "run", "models", "wall", "model-epochs/s", "stalled", "diverged"]

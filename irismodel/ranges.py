@@ -27,12 +27,11 @@ class IntRanges:
             return cls(((values.start, values.stop),) if len(values) else ())
         return cls(_merge(sorted((v, v + 1) for v in values)))
 
-    def __len__(self) -> int:
-        return self.count()
-
     def count(self) -> int:
         """Return how many values there are (`len` cannot say past sys.maxsize)."""
         return sum(stop - start for start, stop in self.ranges)
+
+    __len__ = count
 
     def __iter__(self) -> Iterator[int]:
         for start, stop in self.ranges:
@@ -73,8 +72,7 @@ class IntRanges:
             for start, stop in self.ranges
         )
 
-    def __str__(self) -> str:
-        return self.text()
+    __str__ = text
 
 
 def _merge(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -12,8 +12,7 @@ import pandas as pd
 from irismodel.report.text import markdown_text, plain
 
 KEY = ("split_seed", "seed", "hidden_dim", "optimizer")  # one model of a run
-# Which run a row is of, where and how fast it ran: no result (devices and engines are
-# compared as environment, the data by its fingerprint).
+# No results: devices and engines are compared as environment, the data by its fingerprint.
 NOT_RESULTS = ("flow_run_id", "run_started_at", "run_status", "worker", "shard", "train_seconds")
 NOT_RESULTS += ("device", "engine", "data_source")
 # The rows hold test metrics, not predictions: a changed prediction changes one of these
@@ -175,10 +174,10 @@ def compare_runs(
 ) -> Comparison:
     """Compare run `after` with run `before`, each given by its rows and its `_run.json`.
 
-    Models match by KEY; every result column is compared (NaN equals NaN). `expected` where
-    environment, data or parameters changed, or on a GPU; else `identical` where every model
-    is in both runs and equal; else `WARNING`. `answers_*`: answer name -> number, side by side.
-    Raises ValueError when rows lack the KEY, device or engine columns, or repeat a KEY.
+    Models match by KEY, NaN equals NaN; `answers_*`: answer name -> number. The verdict:
+    `expected` if environment, data or parameters changed or on a GPU, `identical` if every
+    model is in both and equal, else `WARNING`. Raises ValueError if rows lack the KEY, device
+    or engine columns, or repeat a KEY.
     """
     merged = _checked(before, "before").merge(
         _checked(after, "after"), on=list(KEY), how="outer", suffixes=("@0", "@1"), indicator=True

@@ -32,8 +32,7 @@ class Dataset:
     labels: np.ndarray  # (N,) int64, index into class_names
     class_names: tuple[str, ...]
     source: str  # BUNDLED or the file it was read from
-    # the file labels rows by integer codes, and the class names are the codes in numeric order
-    # ("1", "2", "10"): a positive_class of 1 is the code 1, never an index
+    # labels are integer codes, class names the codes in numeric order: positive_class 1 is code 1
     integer_codes: bool = False
 
     def fingerprint(self) -> str:
@@ -60,8 +59,7 @@ class Split:
 def load_dataset(data_path: str | None = None) -> Dataset:
     """Load the bundled Iris data (no network) or a CSV/Parquet file.
 
-    A file needs the numeric columns `FEATURE_COLUMNS` (within float32) and a label column, the
-    first of `LABEL_COLUMNS` present: class names (stripped of spaces) or integer codes.
+    A file needs the numeric `FEATURE_COLUMNS` and the first of `LABEL_COLUMNS` it has.
     """
     if data_path is None:
         from sklearn.datasets import load_iris
@@ -214,8 +212,8 @@ def _as_integer(value: object) -> int | None:
 def positive_index(dataset: Dataset, positive_class: str | int) -> int:
     """Return the class index named by `positive_class`.
 
-    With integer label codes an integer (or its digits) is a code, never an index. With class
-    names an integer is an index into the sorted names, unless a class has that name ("1").
+    An integer is a code where labels are integer codes, else an index into the sorted names
+    unless a class has that name ("1").
     """
     names = dataset.class_names
     shown = repr(int(positive_class) if isinstance(positive_class, np.integer) else positive_class)
@@ -257,9 +255,9 @@ def split_dataset(
     split_seed: int = 0,
     standardize: bool = False,
 ) -> Split:
-    """Binarize, split stratified by the targets (seeded by `split_seed`), optionally standardize.
+    """Binarize, split stratified (seeded by `split_seed`), optionally standardize on training.
 
-    `test_size=0` trains and evaluates on every row (the notebook's way); scaling fits on training.
+    `test_size=0` trains and evaluates on every row (the notebook's way).
     """
     targets, name = binarize(dataset, positive_class)
     x = dataset.features

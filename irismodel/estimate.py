@@ -90,9 +90,8 @@ def estimate(
 ) -> Estimate:
     """Return the forecast of `config` run on `workers` cores (default: this machine's).
 
-    `compiled`: training uses the compiled loops, `compile_first`: built in this run first;
-    `starting`: made before the process imported what it runs; `temporary_server`: the run
-    starts its own Prefect server; `finished`: shards already written; `rows`: default 150.
+    `compiled`/`compile_first`: the compiled loops are used/built first; `starting`: before the
+    imports; `temporary_server`: Prefect's; `finished`: shards written; `rows`: default 150.
     """
     workers = workers or os.cpu_count() or 1
     factor = 1.0 if compiled and config.resolved_device in ("", "cpu") else EAGER_FACTOR

@@ -20,10 +20,9 @@ def binary_metrics(
 ) -> dict[str, np.ndarray]:
     """Return each metric of `METRIC_NAMES` per model: (K,) float64 arrays.
 
-    `probabilities` is (K, N), P(positive); `targets` is (N,) in {0, 1}; predictions are
-    `probability > 0.5`, as in the notebook. A model with non-finite probabilities, or marked in
-    `diverged` (K,), gets NaN for ROC AUC and log loss (a diverged model's finite probabilities
-    mean nothing). With no rows every metric is NaN.
+    `probabilities` (K, N) are P(positive), `targets` (N,) in {0, 1}, predictions `p > 0.5`. A
+    model with non-finite probabilities or marked in `diverged` (K,) gets NaN ROC AUC and log
+    loss. With no rows every metric is NaN.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     targets = np.asarray(targets).astype(bool)

@@ -69,10 +69,8 @@ class NotebookUpdate:
 class FlatUpdate:
     """The same rules applied to one flat tensor holding the parameters of many models.
 
-    Every rule is elementwise, so each model's slice is updated exactly as if it were alone. Each
-    repeats, op for op, `torch.optim`'s single-tensor CPU kernels (`_single_tensor_sgd`,
-    `_single_tensor_adam`) without their per-step bookkeeping, which costs more than the
-    arithmetic for small batches. State buffers are allocated once: a step allocates nothing.
+    Elementwise, so each model's slice updates as if alone; op for op `torch.optim`'s CPU kernels
+    without their per-step bookkeeping (dearer than the arithmetic for small batches).
     """
 
     def __init__(self, name: str, params: torch.Tensor, learning_rate: float) -> None:

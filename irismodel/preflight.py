@@ -25,8 +25,7 @@ class Preflight:
     forecast: Estimate
 
 
-# The pre-flight of the run about to start in this context, made by whoever starts it (the
-# command line, before it starts Prefect): the run's own pre-flight takes it, not checks again.
+# The pre-flight of the run about to start here, made by the command line before Prefect starts.
 _HANDED: ContextVar[Preflight | None] = ContextVar("handed_preflight", default=None)
 
 
@@ -38,10 +37,9 @@ def preflight(
 ) -> Preflight:
     """Check a run before any work: validate, resume, read and split the data, forecast.
 
-    Raises `ValueError` naming the parameter at the first failed check; nothing is written. A
-    resume takes its run's stored parameters (but the `force` given). `starting` and
-    `temporary_server` (or a function asked once the data passed) go into the forecast. Inside
-    `handed_over(checked)` the same parameters give `checked` back: a run is checked once.
+    Raises `ValueError` naming the parameter; nothing is written. A resume takes its run's stored
+    parameters (but the `force` given). `temporary_server` may be a function, asked once the data
+    passed. Inside `handed_over(checked)` the same parameters give `checked` back.
     """
     handed = _HANDED.get()
     if handed is not None and handed.given == dict(parameters):
@@ -70,10 +68,7 @@ def handed_over(checked: Preflight) -> Iterator[None]:
 
 
 def check_splits(config: SweepConfig, dataset: Dataset | None = None) -> dict[int, Split]:
-    """Return every split of `config` by split seed, or raise `ValueError` if one cannot be made.
-
-    Reads the data `config` names unless `dataset` is given.
-    """
+    """Return `config`'s splits by split seed (of `dataset`, else its data), or raise ValueError."""
     if dataset is None:
         dataset = load_dataset(config.data_path)
     return {

@@ -49,11 +49,8 @@ class IntRanges:
         out: list[int] = []
         offset = 0
         for low, high in self.ranges:
-            size = high - low
-            if offset + size > start and offset < stop:
-                a = max(start - offset, 0)
-                b = min(stop - offset, size)
-                out.extend(range(low + a, low + b))
+            size = high - low  # a range outside start..stop-1 adds nothing
+            out.extend(range(low + max(start - offset, 0), low + min(stop - offset, size)))
             offset += size
             if offset >= stop:
                 break

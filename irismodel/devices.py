@@ -27,11 +27,10 @@ def resolve_device(name: str) -> str:
             f"device: {name!r} asks for CUDA, but this machine has no CUDA device "
             "(torch.cuda.is_available() is False); use 'cpu' or 'auto'"
         )
-    index = match.group(1)
-    if index is not None and int(index) >= torch.cuda.device_count():
+    count = torch.cuda.device_count()
+    if match.group(1) is not None and int(match.group(1)) >= count:
         raise ValueError(
-            f"device: {name!r} does not exist; this machine has "
-            f"{torch.cuda.device_count()} CUDA device(s), cuda:0 to "
-            f"cuda:{torch.cuda.device_count() - 1}"
+            f"device: {name!r} does not exist; this machine has {count} CUDA device(s), "
+            f"cuda:0 to cuda:{count - 1}"
         )
     return name

@@ -47,10 +47,9 @@ class NotebookUpdate:
         self.params = list(params)
         self.learning_rate = learning_rate
         self.optimizer: torch.optim.Optimizer | None = None
-        if name == "sgd":
-            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate)
-        elif name == "momentum":
-            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate, momentum=MOMENTUM)
+        if name in ("sgd", "momentum"):
+            momentum = MOMENTUM if name == "momentum" else 0.0
+            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate, momentum=momentum)
         elif name == "adam":
             self.optimizer = torch.optim.Adam(
                 self.params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS

@@ -91,8 +91,5 @@ def classify(
         if train_accuracy is not None and majority_accuracy is not None:
             plateau |= np.asarray(train_accuracy, np.float64) <= majority_accuracy + 1e-12
         stalled = ~diverged & ~unsettled & plateau
-    out = np.full(k, CONVERGED, dtype=object)
-    out[stalled] = STALLED
-    out[unsettled] = OSCILLATING
-    out[diverged] = DIVERGED
-    return out
+    labels = np.select([diverged, unsettled, stalled], [DIVERGED, OSCILLATING, STALLED], CONVERGED)
+    return labels.astype(object)

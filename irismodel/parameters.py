@@ -30,12 +30,10 @@ MAX_SEED = 2**63 - 1
 MAX_SEEDS = 10_000_000
 MAX_SHARD_SIZE = 100_000
 MAX_SHARDS = 100_000  # shard tasks in one run: each is a Prefect task run
-# A shard's loss curves (float32) stay within this many values by default: 8 MB, so a shard
-# task's memory does not depend on the sweep's size (2,000 seeds at 1,000 epochs).
+# A shard's float32 curves by default (8 MB): its memory does not grow with the sweep's size.
 SHARD_VALUES = 2_000_000
 DEFAULT_MAX_SHARD_SIZE = 10_000
-# Larger rates overflow float32 update steps (Adam's first step is 10 x lr) and crash torch
-# instead of diverging; 1e30 already turns every model's loss into NaN within an epoch or two.
+# Larger rates overflow float32 steps and crash torch; 1e30 already makes every loss NaN.
 MAX_LEARNING_RATE = 1e30
 # The smallest normal float32: a rate below it rounds to 0 (or a subnormal) in the updates.
 MIN_LEARNING_RATE = 1.1754943508222875e-38

@@ -58,9 +58,8 @@ class IntRanges:
 
     def array(self) -> np.ndarray:
         """Return every value as an int64 array."""
-        if not self.ranges:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in self.ranges])
+        parts = [np.arange(a, b, dtype=np.int64) for a, b in self.ranges]
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def text(self) -> str:
         """Return the canonical text: `8..14`, `0, 3, 7..9`."""

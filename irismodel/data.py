@@ -57,10 +57,7 @@ class Split:
 
 
 def load_dataset(data_path: str | None = None) -> Dataset:
-    """Load the bundled Iris data (no network) or a CSV/Parquet file.
-
-    A file needs the numeric `FEATURE_COLUMNS` and the first of `LABEL_COLUMNS` it has.
-    """
+    """Load bundled Iris (no network) or a CSV/Parquet file of `FEATURE_COLUMNS` and a label."""
     if data_path is None:
         from sklearn.datasets import load_iris
 
@@ -255,10 +252,7 @@ def split_dataset(
     split_seed: int = 0,
     standardize: bool = False,
 ) -> Split:
-    """Binarize, split stratified (seeded by `split_seed`), optionally standardize on training.
-
-    `test_size=0` trains and evaluates on every row (the notebook's way).
-    """
+    """Binarize, split stratified by `split_seed` (`test_size=0`: none), standardize if asked."""
     targets, name = binarize(dataset, positive_class)
     x = dataset.features
     counts = {label: int((targets == label).sum()) for label in (0.0, 1.0)}

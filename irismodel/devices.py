@@ -11,10 +11,7 @@ _CUDA = re.compile(r"cuda(?::(\d+))?")
 
 
 def resolve_device(name: str) -> str:
-    """Return the torch device string for `name`, or raise `ValueError` naming the parameter.
-
-    `auto` is `cuda` when a CUDA device is present, else `cpu`; CUDA asked for must exist.
-    """
+    """Return the torch device for `name` (`auto`: cuda if present, else cpu), or ValueError."""
     if not isinstance(name, str):
         raise ValueError(f"device: expected one of {DEVICE_CHOICES}, got {name!r}")
     if name in ("auto", "cpu"):

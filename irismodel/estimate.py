@@ -12,9 +12,8 @@ from irismodel.parameters import SweepConfig
 from irismodel.reference import checked_pairs
 from irismodel.store import finished_before, locations, plan_shards
 
-# Seconds per model-epoch per hidden unit on one core, as measured with the fused kernel on the
-# benchmark machine (bench/engine.py: 1.9 M model-epochs/s at hidden_dim 8, 1.5 M at 11); the
-# eager loop, used when nothing is compiled or on another device, is taken as 8x slower.
+# Seconds per model-epoch per hidden unit on one core with the fused kernel (bench/engine.py);
+# the eager loop, used when nothing is compiled or on another device, is taken as 8x slower.
 FUSED_SECONDS = 6.5e-8
 EAGER_FACTOR = 8.0
 # What a run does besides training, measured end to end by bench/forecast.py (2 cores):

@@ -19,8 +19,8 @@ def previous_run(
 ) -> str | None:
     """Return the folder of the run to compare run `manifest` with, or None if there is none.
 
-    Among `candidates`, (manifest, folder) pairs: the latest other complete run started no
-    later, with the same `comparable_parameters` (and with `same_data`, data fingerprint).
+    Of `candidates`, (manifest, folder): the latest other complete run started no later, with
+    equal `comparable_parameters` (and, with `same_data`, data fingerprint).
     """
     wanted = comparable_parameters(manifest.get("parameters") or {})
     started = str(manifest.get("started_at") or "~")  # ISO times in UTC sort as text

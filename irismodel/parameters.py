@@ -88,8 +88,7 @@ class SweepConfig(BaseModel):
     """One sweep: every (hidden_dim, optimizer) trained for every seed, then evaluated.
 
     `SweepConfig(**parameters)` raises `ValueError` naming the first bad parameter and what is
-    allowed; it checks values, limits, the device and that `output_dir` can be written, not the
-    data (`irismodel.preflight` does). A field's docstring is its run-form description.
+    allowed; `irismodel.preflight` checks the data. A field's docstring is its description.
     """
 
     model_config = ConfigDict(
@@ -270,10 +269,7 @@ def form_defaults() -> dict[str, Any]:
 
 
 def sweep_parameters(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Give `function(**parameters)` the sweep's parameters as its signature (a decorator).
-
-    Prefect makes the run form from it (schemas from `run_form()`); the docstring gains `Args:`.
-    """
+    """Give `function` the sweep's parameters as signature (Prefect's run form) and `Args:` docs."""
     form = run_form()
     function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [

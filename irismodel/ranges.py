@@ -13,7 +13,7 @@ _ITEM = re.compile(r"\s*(-?[0-9]+)\s*(?:\.\.\s*(-?[0-9]+)\s*)?")
 
 @dataclass(frozen=True)
 class IntRanges:
-    """A set of integers as sorted half-open ranges `(start, stop)` that neither touch nor overlap.
+    """Integers as sorted half-open `(start, stop)` ranges, neither touching nor overlapping.
 
     A million seeds `0..999999` are one pair, so parameters, plans and task inputs stay small.
     """

@@ -174,10 +174,9 @@ def compare_runs(
 ) -> Comparison:
     """Compare run `after` with run `before`, each given by its rows and its `_run.json`.
 
-    Models match by KEY, NaN equals NaN; `answers_*`: answer name -> number. The verdict:
-    `expected` if environment, data or parameters changed or on a GPU, `identical` if every
-    model is in both and equal, else `WARNING`. Raises ValueError if rows lack the KEY, device
-    or engine columns, or repeat a KEY.
+    Models match by KEY, NaN equals NaN. `expected` if environment, data or parameters changed
+    or on a GPU, `identical` if all models match, else `WARNING`. ValueError: rows lacking the
+    KEY, device or engine columns, or repeating a KEY.
     """
     merged = _checked(before, "before").merge(
         _checked(after, "after"), on=list(KEY), how="outer", suffixes=("@0", "@1"), indicator=True

@@ -45,8 +45,7 @@ def history_markdown(
 ) -> str:
     """Return a markdown table of runs, newest first, for a keyed history artifact.
 
-    Each entry is a run's (`_run.json`, its rows' `outcome` column, its answers by name or None).
-    Wall time spans `started_at` to `finished_at`: a resumed run's includes its pause.
+    Entries: (`_run.json`, `outcome` column, answers or None); a resumed run's wall has its pause.
     """
     names = list(dict.fromkeys(name for *_, answers in entries for name in answers or {}))
     head = ["started (UTC)", "run", "models", "wall", "model-epochs/s", "stalled", "diverged"]

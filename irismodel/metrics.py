@@ -21,8 +21,7 @@ def binary_metrics(
     """Return each metric of `METRIC_NAMES` per model: (K,) float64 arrays.
 
     `probabilities` (K, N) are P(positive), `targets` (N,) in {0, 1}, predictions `p > 0.5`. A
-    model with non-finite probabilities or marked in `diverged` (K,) gets NaN ROC AUC and log
-    loss. With no rows every metric is NaN.
+    non-finite or `diverged` (K,) model gets NaN ROC AUC and log loss; no rows: all NaN.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     targets = np.asarray(targets).astype(bool)

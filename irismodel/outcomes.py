@@ -22,11 +22,7 @@ SWING_FLOOR = 0.05
 
 
 def baseline_loss(x_train: np.ndarray, y_train: np.ndarray) -> float:
-    """Return the training loss (mean binary cross-entropy) of an unpenalized logistic regression.
-
-    The best a linear classifier does on these rows: a network ending no lower learnt nothing
-    more. Deterministic, and fitted once per process for the same rows (every shard asks).
-    """
+    """Return the mean training BCE of an unpenalized logistic regression (cached per rows)."""
     x = np.ascontiguousarray(x_train, dtype=np.float64)
     y = np.ascontiguousarray(y_train, dtype=np.float64)
     return _fitted_loss(x.tobytes(), x.shape, y.tobytes())
@@ -64,14 +60,10 @@ def classify(
     """Return (K,) outcome names of K models from their (K, E) loss curves.
 
     Judged on the last tenth of the epochs up to `end` (default: all), by its level (median
-    loss) and swing (largest rise above the running low inside the window):
-
-    - diverged: a loss or weight is not finite (`non_finite`, or in the curve), or every loss
-      of the window is above the first epoch's;
-    - oscillating: the swing exceeds max(SWING_FLOOR, SWING_SHARE x level);
-    - stalled: settled, with a level not below `baseline` (`baseline_loss`), or a training
-      accuracy not above `majority_accuracy` (the larger class's share);
-    - converged: settled below the baseline, and above the majority class.
+    loss) and swing (largest rise above the running low): diverged if a loss or weight is not
+    finite or every loss of the window exceeds the first epoch's; oscillating if the swing
+    exceeds max(SWING_FLOOR, SWING_SHARE x level); stalled if the level is not below
+    `baseline` or the accuracy not above `majority_accuracy`; else converged.
     """
     curves = np.asarray(loss_curves)
     k = curves.shape[0]

@@ -38,8 +38,7 @@ def preflight(
     """Check a run before any work: validate, resume, read and split the data, forecast.
 
     Raises `ValueError` naming the parameter; nothing is written. A resume takes its run's stored
-    parameters (but the `force` given). `temporary_server` may be a function, asked once the data
-    passed. Inside `handed_over(checked)` the same parameters give `checked` back.
+    parameters but the `force` given. Inside `handed_over(checked)` it returns `checked`.
     """
     handed = _HANDED.get()
     if handed is not None and handed.given == dict(parameters):

@@ -72,7 +72,6 @@ def _fixed() -> dict[str, Any]:
 def provenance() -> dict[str, Any]:
     """Return this process's provenance as JSON-ready data (computed once; threads read live).
 
-    Versions of python and `PACKAGES`, git_commit and git_dirty (None outside a git checkout),
-    the CPU, `CPU_FLAGS`, cuda and gpus, torch_threads; None where unknown.
+    Versions, git_commit and git_dirty, CPU, `CPU_FLAGS`, cuda, gpus; None where unknown.
     """
     return {**_fixed(), "gpus": list(_fixed()["gpus"]), "torch_threads": torch.get_num_threads()}

@@ -89,8 +89,7 @@ def _check_bounds(name: str, value: int, low: int, high: int) -> None:
 def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) -> IntRanges:
     """Return the set named by `value`, or raise `ValueError` naming parameter `name`.
 
-    `value` is text (`8..14`, `0, 3, 7..9`; ranges are inclusive), a list of integers, or an
-    `IntRanges`: each in `low..high`, once, at most `max_count` in all.
+    `value`: text (`8..14`, `0, 3, 7..9`), a list or `IntRanges`; each in `low..high`, once.
     """
     allowed = f"allowed are {low}..{high}"
     if isinstance(value, IntRanges):

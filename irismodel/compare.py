@@ -15,8 +15,7 @@ KEY = ("split_seed", "seed", "hidden_dim", "optimizer")  # one model of a run
 # No results: devices and engines are compared as environment, the data by its fingerprint.
 NOT_RESULTS = ("flow_run_id", "run_started_at", "run_status", "worker", "shard", "train_seconds")
 NOT_RESULTS += ("device", "engine", "data_source")
-# The rows hold test metrics, not predictions: a changed prediction changes one of these
-# (a lower bound: two changes can cancel out).
+# Rows hold test metrics, not predictions: a changed prediction changes one (changes can cancel).
 PREDICTION_COLUMNS = ("test_accuracy", "test_precision", "test_recall", "test_f1")
 NOT_PARAMETERS = ("resume", "output_dir", "force", "report", "name", "run_name")
 NOT_ENVIRONMENT = ("prefect",)  # the orchestrator shapes no result

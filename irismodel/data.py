@@ -167,9 +167,8 @@ def _labels(labels: pd.Series, refused: str) -> tuple[tuple[str, ...], np.ndarra
             bad = np.full(len(values), values.dtype.kind not in "iu")
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            shown = (
-                repr(float(values[row])) if values.dtype.kind == "f" else reprlib.repr(values[row])
-            )
+            value = values[row]
+            shown = repr(float(value)) if values.dtype.kind == "f" else reprlib.repr(value)
             raise ValueError(
                 refused + f"must hold class names or integer codes; found {shown} at row {row}"
             )

@@ -164,10 +164,9 @@ def _free_disk(location: str) -> int | None:
     path = location
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
-    try:
+    with contextlib.suppress(OSError):
         return shutil.disk_usage(path).free
-    except OSError:
-        return None
+    return None
 
 
 def check_fits(config: SweepConfig, forecast: Estimate, force: bool = False) -> None:

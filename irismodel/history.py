@@ -43,10 +43,7 @@ def previous_run(
 def history_markdown(
     entries: Sequence[tuple[Mapping[str, Any], pd.Series, Mapping[str, Any] | None]],
 ) -> str:
-    """Return a markdown table of runs, newest first, for a keyed history artifact.
-
-    Entries: (`_run.json`, `outcome` column, answers or None); a resumed run's wall has its pause.
-    """
+    """Return a markdown table of runs, newest first; entries: (`_run.json`, outcomes, answers)."""
     names = list(dict.fromkeys(name for *_, answers in entries for name in answers or {}))
     head = ["started (UTC)", "run", "models", "wall", "model-epochs/s", "stalled", "diverged"]
     lines = ["| " + " | ".join([*head, *map(markdown_text, names)]) + " |"]

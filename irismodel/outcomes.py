@@ -71,13 +71,12 @@ def classify(
         return np.empty(0, dtype=object)
     stop = curves.shape[1] if end is None else max(1, min(int(end), curves.shape[1]))
     window = curves[:, stop - window_size(stop) : stop].astype(np.float64)  # (K, W)
-    first = curves[:, 0].astype(np.float64)
     with np.errstate(invalid="ignore"):
         blown = np.asarray(non_finite, dtype=bool) | ~np.isfinite(curves[:, :stop]).all(axis=1)
         safe = np.where(np.isfinite(window), window, 0.0)
         level = np.median(safe, axis=1)
         swing = (safe - np.minimum.accumulate(safe, axis=1)).max(axis=1)
-        diverged = blown | (safe.min(axis=1) > first)
+        diverged = blown | (safe.min(axis=1) > curves[:, 0])
         unsettled = ~diverged & (swing > np.maximum(SWING_FLOOR, SWING_SHARE * level))
         plateau = level >= baseline
         if train_accuracy is not None and majority_accuracy is not None:

@@ -70,8 +70,5 @@ def _fixed() -> dict[str, Any]:
 
 
 def provenance() -> dict[str, Any]:
-    """Return this process's provenance as JSON-ready data (computed once; threads read live).
-
-    Versions, git_commit and git_dirty, CPU, `CPU_FLAGS`, cuda, gpus; None where unknown.
-    """
+    """Return this process's provenance as JSON-ready data (computed once; threads read live)."""
     return {**_fixed(), "gpus": list(_fixed()["gpus"]), "torch_threads": torch.get_num_threads()}

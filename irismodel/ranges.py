@@ -13,10 +13,7 @@ _ITEM = re.compile(r"\s*(-?[0-9]+)\s*(?:\.\.\s*(-?[0-9]+)\s*)?")
 
 @dataclass(frozen=True)
 class IntRanges:
-    """Integers as sorted half-open `(start, stop)` ranges, neither touching nor overlapping.
-
-    A million seeds `0..999999` are one pair, so parameters, plans and task inputs stay small.
-    """
+    """Integers as sorted, disjoint half-open `(start, stop)` ranges: `0..999999` is one pair."""
 
     ranges: tuple[tuple[int, int], ...]
 
@@ -87,10 +84,7 @@ def _check_bounds(name: str, value: int, low: int, high: int) -> None:
 
 
 def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) -> IntRanges:
-    """Return the set named by `value`, or raise `ValueError` naming parameter `name`.
-
-    `value`: text (`8..14`, `0, 3, 7..9`), a list or `IntRanges`; each in `low..high`, once.
-    """
+    """Return the set `value` names (text `0, 3, 7..9`, a list, an `IntRanges`), else ValueError."""
     allowed = f"allowed are {low}..{high}"
     if isinstance(value, IntRanges):
         pairs = list(value.ranges)

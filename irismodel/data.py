@@ -206,11 +206,7 @@ def _as_integer(value: object) -> int | None:
 
 
 def positive_index(dataset: Dataset, positive_class: str | int) -> int:
-    """Return the class index named by `positive_class`.
-
-    An integer is a code where labels are integer codes, else an index into the sorted names
-    unless a class has that name ("1").
-    """
+    """Return the index of `positive_class`: a class name, else an integer code or index."""
     names = dataset.class_names
     shown = repr(int(positive_class) if isinstance(positive_class, np.integer) else positive_class)
     if isinstance(positive_class, str) and positive_class in names:

@@ -17,11 +17,7 @@ def previous_run(
     manifest: Mapping[str, Any],
     same_data: bool = False,
 ) -> str | None:
-    """Return the folder of the run to compare run `manifest` with, or None if there is none.
-
-    Of `candidates`, (manifest, folder): the latest other complete run started no later, with
-    equal `comparable_parameters` (and, with `same_data`, data fingerprint).
-    """
+    """Return the folder of the latest earlier complete run comparable to `manifest`, or None."""
     wanted = comparable_parameters(manifest.get("parameters") or {})
     started = str(manifest.get("started_at") or "~")  # ISO times in UTC sort as text
     fingerprint = manifest.get("data_fingerprint")

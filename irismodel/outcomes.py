@@ -66,8 +66,7 @@ def classify(
     `baseline` or the accuracy not above `majority_accuracy`; else converged.
     """
     curves = np.asarray(loss_curves)
-    k = curves.shape[0]
-    if k == 0:
+    if curves.shape[0] == 0:
         return np.empty(0, dtype=object)
     stop = curves.shape[1] if end is None else max(1, min(int(end), curves.shape[1]))
     window = curves[:, stop - window_size(stop) : stop].astype(np.float64)  # (K, W)

@@ -12,12 +12,10 @@ import pandas as pd
 from irismodel.report.text import markdown_text, plain
 
 KEY = ("split_seed", "seed", "hidden_dim", "optimizer")  # one model of a run
-# Which run a row is of, where and how fast it ran: no result (devices and engines are
-# compared as environment, the data by its fingerprint).
+# No results: devices and engines are compared as environment, the data by its fingerprint.
 NOT_RESULTS = ("flow_run_id", "run_started_at", "run_status", "worker", "shard", "train_seconds")
 NOT_RESULTS += ("device", "engine", "data_source")
-# The rows hold test metrics, not predictions: a changed prediction changes one of these
-# (a lower bound: two changes can cancel out).
+# Rows hold test metrics, not predictions: a changed prediction changes one (changes can cancel).
 PREDICTION_COLUMNS = ("test_accuracy", "test_precision", "test_recall", "test_f1")
 NOT_PARAMETERS = ("resume", "output_dir", "force", "report", "name", "run_name")
 NOT_ENVIRONMENT = ("prefect",)  # the orchestrator shapes no result
@@ -139,11 +137,8 @@ def _list_gaps(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     for start in range(0, len(x), CHUNK):
         xs, ys = (s.iloc[start : start + CHUNK].tolist() for s in (x, y))
         part = slice(start, start + len(xs))
-        if (
-            len({-1 if v is None else len(v) for v in xs + ys}) == 1
-            and xs[0] is not None
-            and len(xs[0])
-        ):
+        lengths = {-1 if v is None else len(v) for v in xs + ys}
+        if len(lengths) == 1 and min(lengths) > 0:
             gaps = _gaps(np.stack(xs), np.stack(ys))  # (models, epochs): the usual case
             largest[part], where[part] = gaps.max(1, initial=0.0), gaps.argmax(1)
         else:  # nulls or lists of other lengths: one model at a time
@@ -178,10 +173,9 @@ def compare_runs(
 ) -> Comparison:
     """Compare run `after` with run `before`, each given by its rows and its `_run.json`.
 
-    Models match by KEY; every result column is compared (NaN equals NaN). `expected` where
-    environment, data or parameters changed, or on a GPU; else `identical` where every model
-    is in both runs and equal; else `WARNING`. `answers_*`: answer name -> number, side by side.
-    Raises ValueError when rows lack the KEY, device or engine columns, or repeat a KEY.
+    Models match by KEY, NaN equals NaN. `expected` if environment, data or parameters changed
+    or on a GPU, `identical` if all models match, else `WARNING`. ValueError: rows lacking the
+    KEY, device or engine columns, or repeating a KEY.
     """
     merged = _checked(before, "before").merge(
         _checked(after, "after"), on=list(KEY), how="outer", suffixes=("@0", "@1"), indicator=True

@@ -32,8 +32,7 @@ class Dataset:
     labels: np.ndarray  # (N,) int64, index into class_names
     class_names: tuple[str, ...]
     source: str  # BUNDLED or the file it was read from
-    # the file labels rows by integer codes, and the class names are the codes in numeric order
-    # ("1", "2", "10"): a positive_class of 1 is the code 1, never an index
+    # labels are integer codes, class names the codes in numeric order: positive_class 1 is code 1
     integer_codes: bool = False
 
     def fingerprint(self) -> str:
@@ -58,11 +57,7 @@ class Split:
 
 
 def load_dataset(data_path: str | None = None) -> Dataset:
-    """Load the bundled Iris data (no network) or a CSV/Parquet file.
-
-    A file needs the numeric columns `FEATURE_COLUMNS` (within float32) and a label column, the
-    first of `LABEL_COLUMNS` present: class names (stripped of spaces) or integer codes.
-    """
+    """Load bundled Iris (no network) or a CSV/Parquet file of `FEATURE_COLUMNS` and a label."""
     if data_path is None:
         from sklearn.datasets import load_iris
 
@@ -172,9 +167,8 @@ def _labels(labels: pd.Series, refused: str) -> tuple[tuple[str, ...], np.ndarra
             bad = np.full(len(values), values.dtype.kind not in "iu")
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            shown = (
-                repr(float(values[row])) if values.dtype.kind == "f" else reprlib.repr(values[row])
-            )
+            value = values[row]
+            shown = repr(float(value)) if values.dtype.kind == "f" else reprlib.repr(value)
             raise ValueError(
                 refused + f"must hold class names or integer codes; found {shown} at row {row}"
             )
@@ -212,11 +206,7 @@ def _as_integer(value: object) -> int | None:
 
 
 def positive_index(dataset: Dataset, positive_class: str | int) -> int:
-    """Return the class index named by `positive_class`.
-
-    With integer label codes an integer (or its digits) is a code, never an index. With class
-    names an integer is an index into the sorted names, unless a class has that name ("1").
-    """
+    """Return the index of `positive_class`: a class name, else an integer code or index."""
     names = dataset.class_names
     shown = repr(int(positive_class) if isinstance(positive_class, np.integer) else positive_class)
     if isinstance(positive_class, str) and positive_class in names:
@@ -257,10 +247,7 @@ def split_dataset(
     split_seed: int = 0,
     standardize: bool = False,
 ) -> Split:
-    """Binarize, split stratified by the targets (seeded by `split_seed`), optionally standardize.
-
-    `test_size=0` trains and evaluates on every row (the notebook's way); scaling fits on training.
-    """
+    """Binarize, split stratified by `split_seed` (`test_size=0`: none), standardize if asked."""
     targets, name = binarize(dataset, positive_class)
     x = dataset.features
     counts = {label: int((targets == label).sum()) for label in (0.0, 1.0)}

@@ -11,17 +11,11 @@ _CUDA = re.compile(r"cuda(?::(\d+))?")
 
 
 def resolve_device(name: str) -> str:
-    """Return the torch device string for `name`, or raise `ValueError` naming the parameter.
-
-    `auto` is `cuda` when a CUDA device is present, else `cpu`. Asking for CUDA where there is
-    none is an error here, before any training starts.
-    """
+    """Return the torch device for `name` (`auto`: cuda if present, else cpu), or ValueError."""
     if not isinstance(name, str):
         raise ValueError(f"device: expected one of {DEVICE_CHOICES}, got {name!r}")
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return "cpu"
+    if name in ("auto", "cpu"):
+        return "cuda" if name == "auto" and torch.cuda.is_available() else "cpu"
     match = _CUDA.fullmatch(name)
     if match is None:
         raise ValueError(f"device: unknown device {name!r}; valid are {DEVICE_CHOICES}")
@@ -30,11 +24,10 @@ def resolve_device(name: str) -> str:
             f"device: {name!r} asks for CUDA, but this machine has no CUDA device "
             "(torch.cuda.is_available() is False); use 'cpu' or 'auto'"
         )
-    index = match.group(1)
-    if index is not None and int(index) >= torch.cuda.device_count():
+    count = torch.cuda.device_count()
+    if match.group(1) is not None and int(match.group(1)) >= count:
         raise ValueError(
-            f"device: {name!r} does not exist; this machine has "
-            f"{torch.cuda.device_count()} CUDA device(s), cuda:0 to "
-            f"cuda:{torch.cuda.device_count() - 1}"
+            f"device: {name!r} does not exist; this machine has {count} CUDA device(s), "
+            f"cuda:0 to cuda:{count - 1}"
         )
     return name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Collection
@@ -11,38 +12,27 @@ from irismodel.parameters import SweepConfig
 from irismodel.reference import checked_pairs
 from irismodel.store import finished_before, locations, plan_shards
 
-# Seconds per model-epoch per hidden unit on one core, as measured with the fused kernel on the
-# benchmark machine (bench/engine.py: 1.9 M model-epochs/s at hidden_dim 8, 1.5 M at 11); the
-# eager loop, used when nothing is compiled or on another device, is taken as 8x slower.
+# Seconds per model-epoch per hidden unit on one core with the fused kernel (bench/engine.py);
+# the eager loop, used when nothing is compiled or on another device, is taken as 8x slower.
 FUSED_SECONDS = 6.5e-8
 EAGER_FACTOR = 8.0
-# What a run does besides training, measured end to end by bench/forecast.py (2 cores): a
-# model's initial weights, evaluation, rows and Parquet, one thread (they hold the GIL) ...
-MODEL_SECONDS = 1.3e-4
-# ... and a shard task's own cost (its task run, its part file and the manifest's check) ...
-SHARD_SECONDS = 0.05
-# ... a command's start (Python, torch, pyarrow and Prefect imported) ...
-START_SECONDS = 4.0
-# ... the flow's own steps (validation, data, the run opened, tasks recorded, publication) ...
-FLOW_SECONDS = 2.0
-# ... the report (plots and bootstrap intervals, then a pass over every row) ...
-REPORT_SECONDS = 2.0
-REPORT_MODEL_SECONDS = 2.5e-5
-# ... Prefect's temporary server, when no PREFECT_API_URL names one (4-12 s on a busy machine) ...
-SERVER_SECONDS = 8.0
-# ... and the one-time build of the compiled loops on first use (~26-30 s here).
-COMPILE_SECONDS = 30.0
-# Parquet bytes per loss value (float32 curves barely compress), per row besides its curve and
-# per part file (footer, schema and metadata: ~16 KB whatever its rows).
+# What a run does besides training, measured end to end by bench/forecast.py (2 cores):
+MODEL_SECONDS = 1.3e-4  # a model's initial weights, evaluation, rows, Parquet (hold the GIL)
+SHARD_SECONDS = 0.05  # a shard task's run, part file and the manifest's check
+START_SECONDS = 4.0  # a command's start: Python, torch, pyarrow and Prefect imported
+FLOW_SECONDS = 2.0  # validation, data, the run opened, tasks recorded, publication
+REPORT_SECONDS = 2.0  # plots and bootstrap intervals ...
+REPORT_MODEL_SECONDS = 2.5e-5  # ... then a pass over every row
+SERVER_SECONDS = 8.0  # Prefect's temporary server, without PREFECT_API_URL (4-12 s when busy)
+COMPILE_SECONDS = 30.0  # the one-time build of the compiled loops (~26-30 s here)
+# Parquet bytes: float32 curves barely compress; a part file's footer and schema are ~16 KB.
 BYTES_PER_VALUE = 3.6
 BYTES_PER_ROW = 300
 BYTES_PER_PART = 16 << 10
-# A worker's memory besides its shards: torch, pyarrow, scikit-learn, Prefect imported.
-BASE_BYTES = 600 << 20
+BASE_BYTES = 600 << 20  # a worker besides its shards: torch, pyarrow, sklearn, Prefect
 COPIES_PER_SHARD = 4  # curves in float32: the engine's, the table's, Parquet's buffers, spare
-# Per model and hidden unit while a shard trains: the activations of every training row (the
-# pre-activation, the ReLU and their gradient, float32) and the weights' copies (parameters,
-# gradients, optimizer state).
+# Per model and hidden unit while a shard trains: each training row's pre-activation, ReLU and
+# gradient, and the weights' copies (parameters, gradients, optimizer state).
 ACTIVATION_COPIES = 3
 WEIGHT_COPIES = 5
 WEIGHTS_PER_UNIT = 6  # fc1: 4 weights and a bias; fc2: one weight
@@ -100,11 +90,8 @@ def estimate(
 ) -> Estimate:
     """Return the forecast of `config` run on `workers` cores (default: this machine's).
 
-    `compiled`: training will use the compiled loops; `compile_first`: they are built first, in
-    this run; `starting`: the forecast is made before the process has imported what it runs
-    (the command line); `temporary_server`: the run starts its own Prefect server; `finished`:
-    names of shards already written (a resume trains and writes only the others); `rows`: the
-    data's rows (default Iris's 150).
+    `compiled`/`compile_first`: the compiled loops are used/built first; `starting`: before the
+    imports; `temporary_server`: Prefect's; `finished`: shards written; `rows`: default 150.
     """
     workers = workers or os.cpu_count() or 1
     factor = 1.0 if compiled and config.resolved_device in ("", "cpu") else EAGER_FACTOR
@@ -149,10 +136,7 @@ def estimate(
 def forecast(
     config: SweepConfig, starting: bool = False, temporary_server: bool = False
 ) -> Estimate:
-    """Return the forecast of `config` run here, now: what is compiled, what a resume has left.
-
-    Raises ValueError for an unknown `IRISMODEL_NATIVE_BUILD` value.
-    """
+    """Return the forecast of `config` run here, now (ValueError: bad `IRISMODEL_NATIVE_BUILD`)."""
     from irismodel import native  # imports torch: only when a forecast is asked for
 
     compiled = native.expected()
@@ -167,13 +151,10 @@ def forecast(
 
 
 def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     return None
 
 
@@ -183,17 +164,13 @@ def _free_disk(location: str) -> int | None:
     path = location
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
-    try:
+    with contextlib.suppress(OSError):
         return shutil.disk_usage(path).free
-    except OSError:
-        return None
+    return None
 
 
 def check_fits(config: SweepConfig, forecast: Estimate, force: bool = False) -> None:
-    """Raise `ValueError` if the sweep cannot fit this machine's free disk or memory.
-
-    `force` skips the check (for a machine that will have the room by the time it is needed).
-    """
+    """Raise `ValueError` if the sweep cannot fit the free disk or memory here, unless `force`."""
     if force:
         return
     free = _free_disk(config.output_dir)

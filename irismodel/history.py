@@ -17,12 +17,7 @@ def previous_run(
     manifest: Mapping[str, Any],
     same_data: bool = False,
 ) -> str | None:
-    """Return the folder of the run to compare run `manifest` with, or None if there is none.
-
-    Among `candidates`, (manifest, folder) pairs (e.g. every run folder of the location): the
-    most recent published (status complete) other run, started no later than this one, with
-    the same `comparable_parameters`; with `same_data`, of the same data fingerprint only.
-    """
+    """Return the folder of the latest earlier complete run comparable to `manifest`, or None."""
     wanted = comparable_parameters(manifest.get("parameters") or {})
     started = str(manifest.get("started_at") or "~")  # ISO times in UTC sort as text
     fingerprint = manifest.get("data_fingerprint")
@@ -44,13 +39,7 @@ def previous_run(
 def history_markdown(
     entries: Sequence[tuple[Mapping[str, Any], pd.Series, Mapping[str, Any] | None]],
 ) -> str:
-    """Return a markdown table of runs, newest first, for a keyed history artifact.
-
-    Each entry is a run's (`_run.json`, its rows' `outcome` column, its answers' numbers by
-    name or None); a line shows its start, models, wall time and model-epochs/s (from
-    `started_at` and `finished_at`, so a resumed run's spans its pause), the shares of models
-    stalled and diverged, its answers.
-    """
+    """Return a markdown table of runs, newest first; entries: (`_run.json`, outcomes, answers)."""
     names = list(dict.fromkeys(name for *_, answers in entries for name in answers or {}))
     head = ["started (UTC)", "run", "models", "wall", "model-epochs/s", "stalled", "diverged"]
     lines = ["| " + " | ".join([*head, *map(markdown_text, names)]) + " |"]

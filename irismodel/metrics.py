@@ -20,12 +20,8 @@ def binary_metrics(
 ) -> dict[str, np.ndarray]:
     """Return each metric of `METRIC_NAMES` per model: (K,) float64 arrays.
 
-    `probabilities` is (K, N), P(positive) for each model and row; `targets` is (N,) in {0, 1}.
-    Predictions are `probability > 0.5`, as the notebook had it. A model whose probabilities
-    are not all finite, or marked in `diverged` (K,) bool, gets NaN for ROC AUC and log loss,
-    the two metrics that score probabilities (a diverged model's finite ones come from weights
-    past any meaning); the others are computed from its predictions. With no rows (no test
-    split) every metric is NaN.
+    `probabilities` (K, N) are P(positive), `targets` (N,) in {0, 1}, predictions `p > 0.5`. A
+    non-finite or `diverged` (K,) model gets NaN ROC AUC and log loss; no rows: all NaN.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     targets = np.asarray(targets).astype(bool)
@@ -58,11 +54,6 @@ def binary_metrics(
         eps = np.finfo(np.float64).eps  # scikit-learn clips probabilities the same way
         clipped = np.clip(scores, eps, 1 - eps)
         log_loss[finite] = -np.where(targets, np.log(clipped), np.log1p(-clipped)).mean(1)
-    return {
-        "accuracy": accuracy,
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "roc_auc": roc_auc,
-        "log_loss": log_loss,
-    }
+    return dict(
+        zip(METRIC_NAMES, (accuracy, precision, recall, f1, roc_auc, log_loss), strict=True)
+    )

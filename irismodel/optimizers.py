@@ -40,20 +40,16 @@ def resets_gradients(name: str) -> bool:
 
 
 class NotebookUpdate:
-    """The per-model update of the notebook's loop: a `torch.optim` optimizer or a hand rule.
-
-    Used by the reference engine; reads each parameter's `.grad` as autograd left it.
-    """
+    """The per-model update of the notebook's loop (reference engine): `torch.optim` or by hand."""
 
     def __init__(self, name: str, params: Sequence[torch.Tensor], learning_rate: float) -> None:
         self.name = check_optimizer(name)
         self.params = list(params)
         self.learning_rate = learning_rate
         self.optimizer: torch.optim.Optimizer | None = None
-        if name == "sgd":
-            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate)
-        elif name == "momentum":
-            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate, momentum=MOMENTUM)
+        if name in ("sgd", "momentum"):
+            momentum = MOMENTUM if name == "momentum" else 0.0
+            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate, momentum=momentum)
         elif name == "adam":
             self.optimizer = torch.optim.Adam(
                 self.params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS
@@ -72,12 +68,8 @@ class NotebookUpdate:
 class FlatUpdate:
     """The same rules applied to one flat tensor holding the parameters of many models.
 
-    Every rule is elementwise, so each model's slice is updated exactly as if it were alone.
-    Each rule repeats, op for op, the arithmetic of `torch.optim`'s single-tensor kernels
-    (`torch.optim.sgd._single_tensor_sgd`, `torch.optim.adam._single_tensor_adam`), which is what
-    `torch.optim` runs on CPU; calling the ops directly skips the per-step bookkeeping of those
-    functions, which costs more than the arithmetic for small batches. State buffers are
-    allocated once, so a step allocates nothing but Adam's denominator scratch (reused too).
+    Elementwise, so each model's slice updates as if alone; op for op `torch.optim`'s CPU kernels
+    without their per-step bookkeeping (dearer than the arithmetic for small batches).
     """
 
     def __init__(self, name: str, params: torch.Tensor, learning_rate: float) -> None:
@@ -113,12 +105,9 @@ class FlatUpdate:
             step = float(self.steps)  # torch.optim keeps a float32 step; exact below 2**24
             self.exp_avg.lerp_(grad, 1 - beta1)
             self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
-            step_size = lr / bias_correction1
             torch.sqrt(self.exp_avg_sq, out=self.denom)
-            self.denom.div_(bias_correction2**0.5).add_(ADAM_EPS)
-            self.params.addcdiv_(self.exp_avg, self.denom, value=-step_size)
+            self.denom.div_((1 - beta2**step) ** 0.5).add_(ADAM_EPS)
+            self.params.addcdiv_(self.exp_avg, self.denom, value=-lr / (1 - beta1**step))
         else:  # the notebook's `p -= lr * p.grad`, with autograd's accumulation `.grad += new`
             if self.buffer is None:
                 self.buffer = grad.detach().clone()

@@ -30,12 +30,10 @@ MAX_SEED = 2**63 - 1
 MAX_SEEDS = 10_000_000
 MAX_SHARD_SIZE = 100_000
 MAX_SHARDS = 100_000  # shard tasks in one run: each is a Prefect task run
-# A shard's loss curves (float32) stay within this many values by default: 8 MB, so a shard
-# task's memory does not depend on the sweep's size (2,000 seeds at 1,000 epochs).
+# A shard's float32 curves by default (8 MB): its memory does not grow with the sweep's size.
 SHARD_VALUES = 2_000_000
 DEFAULT_MAX_SHARD_SIZE = 10_000
-# Larger rates overflow float32 update steps (Adam's first step is 10 x lr) and crash torch
-# instead of diverging; 1e30 already turns every model's loss into NaN within an epoch or two.
+# Larger rates overflow float32 steps and crash torch; 1e30 already makes every loss NaN.
 MAX_LEARNING_RATE = 1e30
 # The smallest normal float32: a rate below it rounds to 0 (or a subnormal) in the updates.
 MIN_LEARNING_RATE = 1.1754943508222875e-38
@@ -89,10 +87,8 @@ def _one_line(schema: dict[str, Any]) -> None:
 class SweepConfig(BaseModel):
     """One sweep: every (hidden_dim, optimizer) trained for every seed, then evaluated.
 
-    `SweepConfig(**parameters)` validates: it raises `ValueError` naming the first bad parameter
-    and what is allowed. It checks values and limits, the device (CUDA must exist if asked for)
-    and that `output_dir` can be written, not the data (read by `irismodel.preflight`). The run
-    form and the command line are made from the fields, a field's docstring its description.
+    `SweepConfig(**parameters)` raises `ValueError` naming the first bad parameter and what is
+    allowed; `irismodel.preflight` checks the data. A field's docstring is its description.
     """
 
     model_config = ConfigDict(
@@ -227,12 +223,9 @@ class SweepConfig(BaseModel):
     @property
     def seeds_per_shard(self) -> int:
         """Seeds in each shard: `shard_size`, or the default for this many epochs."""
-        return self.shard_size if self.shard_size is not None else default_shard_size(self.epochs)
-
-
-def default_shard_size(epochs: int) -> int:
-    """Return the default seeds per shard: curves within `SHARD_VALUES` floats, at most 10,000."""
-    return max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // max(epochs, 1)))
+        if self.shard_size is not None:
+            return self.shard_size
+        return max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // max(self.epochs, 1)))
 
 
 def _refusal(error: ValidationError) -> str:
@@ -253,7 +246,8 @@ def _allowed(name: str) -> str:
     """What a parameter allows, from its run-form schema (its type, choices and limits)."""
     if name in ALLOWED:
         return ALLOWED[name]
-    kinds = run_form()[name].get("anyOf", [run_form()[name]])
+    form = run_form()[name]
+    kinds = form.get("anyOf", [form])
     kind = kinds[0]
     if "enum" in kind:
         allowed = "one of " + ", ".join(kind["enum"])
@@ -275,11 +269,7 @@ def form_defaults() -> dict[str, Any]:
 
 
 def sweep_parameters(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Give `function(**parameters)` the sweep's parameters as its signature (a decorator).
-
-    Prefect makes the run form from the signature: each parameter's schema is `run_form()`'s.
-    The docstring gains an `Args:` section with their descriptions.
-    """
+    """Give `function` the sweep's parameters as signature (Prefect's run form) and `Args:` docs."""
     form = run_form()
     function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [

@@ -25,8 +25,7 @@ class Preflight:
     forecast: Estimate
 
 
-# The pre-flight of the run about to start in this context, made by whoever starts it (the
-# command line, before it starts Prefect): the run's own pre-flight takes it, not checks again.
+# The pre-flight of the run about to start here, made by the command line before Prefect starts.
 _HANDED: ContextVar[Preflight | None] = ContextVar("handed_preflight", default=None)
 
 
@@ -38,11 +37,8 @@ def preflight(
 ) -> Preflight:
     """Check a run before any work: validate, resume, read and split the data, forecast.
 
-    Raises `ValueError` naming the parameter at the first check that fails; nothing is written.
-    A resume takes its run's stored parameters (the `force` given, never the stored one).
-    `starting` and `temporary_server` (or a function that says it, asked once the data passed)
-    go into the forecast (`irismodel.estimate.forecast`). Inside `handed_over(checked)`, the
-    same parameters give `checked` back: a run is checked once, wherever it starts.
+    Raises `ValueError` naming the parameter; nothing is written. A resume takes its run's stored
+    parameters but the `force` given. Inside `handed_over(checked)` it returns `checked`.
     """
     handed = _HANDED.get()
     if handed is not None and handed.given == dict(parameters):
@@ -71,11 +67,7 @@ def handed_over(checked: Preflight) -> Iterator[None]:
 
 
 def check_splits(config: SweepConfig, dataset: Dataset | None = None) -> dict[int, Split]:
-    """Return every split of `config` by split seed, or raise `ValueError` if one cannot be made.
-
-    Reads the data `config` names unless `dataset` is given: the checks that need the data (its
-    columns and values, the positive class, rows of both classes on each side of the split).
-    """
+    """Return `config`'s splits by split seed (of `dataset`, else its data), or raise ValueError."""
     if dataset is None:
         dataset = load_dataset(config.data_path)
     return {
@@ -99,10 +91,7 @@ def _span(values: Sequence[int]) -> str:
 
 
 def run_label(parameters: Mapping[str, Any]) -> str:
-    """Return a run's name from its parameters, e.g. `h8-14_sgd+manual_s10_e1000`.
-
-    Tolerant of any input (it names runs whose parameters may be refused a moment later).
-    """
+    """Return a run's name from its parameters, e.g. `h8-14_sgd+manual_s10_e1000`; any input."""
     defaults = {name: field.default for name, field in SweepConfig.model_fields.items()}
     given = {name: parameters.get(name) or default for name, default in defaults.items()}
     try:

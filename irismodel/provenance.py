@@ -70,11 +70,5 @@ def _fixed() -> dict[str, Any]:
 
 
 def provenance() -> dict[str, Any]:
-    """Return this process's provenance as JSON-ready data (computed once; threads read live).
-
-    Keys: python, iris-sweep, torch, numpy, pyarrow, scikit-learn (versions; None if missing),
-    git_commit, git_dirty (None unless the package runs from a git checkout; dirty: tracked files
-    modified), cpu_model, cpu_avx2, cpu_avx512f, cpu_fma (None where unknown), machine,
-    cpu_count, torch_cpu_capability, cuda (None without a GPU), gpus (names), torch_threads.
-    """
+    """Return this process's provenance as JSON-ready data (computed once; threads read live)."""
     return {**_fixed(), "gpus": list(_fixed()["gpus"]), "torch_threads": torch.get_num_threads()}

@@ -58,8 +58,7 @@ def _linear_init(
 def initial_parameters(hidden_dim: int, seed: int, input_dim: int = 4) -> dict[str, torch.Tensor]:
     """Return the initial weights of `torch.manual_seed(seed); NeuralNet(input_dim, hidden_dim, 1)`.
 
-    Drawn from a private `torch.Generator`, which other threads cannot disturb; keyed by
-    `PARAMETER_NAMES`, shaped as `parameter_shapes`.
+    Drawn from a private `torch.Generator` (other threads cannot disturb it); as `parameter_shapes`.
     """
     generator = torch.Generator().manual_seed(seed)
     fc1_weight, fc1_bias = _linear_init(input_dim, hidden_dim, generator)

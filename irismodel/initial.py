@@ -1,17 +1,9 @@
 """Initial weights of many seeds at once, bit for bit those of `manual_seed(s); NeuralNet(D, H, 1)`.
 
-`initial_weights(hidden_dim, seeds)` returns PARAMETER_NAMES -> fc1.weight (K, H, D), fc1.bias
-(K, H), fc2.weight (K, 1, H), fc2.bias (K, 1): contiguous float32 CPU tensors, model k from
-`seeds[k]`. The compiled module (irismodel/native/init.cpp) draws them without a Python loop
-over the seeds and without the GIL, on `threads` threads; where it is not built, or this torch
-rounds in a way it does not reproduce, a seeded `torch.Generator` and nn.Linear's own init run
-seed by seed (the reference: the same values by definition).
-
-How torch maps a seed: `manual_seed` takes any integer from -2**63 to 2**64 - 1 (a negative one
-as its two's complement) and mt19937 keeps its low 32 bits. How torch rounds: its CPU `uniform_`
-computes x * (to - from) + from with one rounding (a fused multiply-add) in ATen's AVX2 and
-AVX-512 kernels and with two in its baseline one (ATEN_CPU_CAPABILITY=default);
-`torch_uniform_rounding()` asks torch which, once per process.
+The compiled module (irismodel/native/init.cpp) draws them without a Python loop and without
+the GIL; else nn.Linear's own init runs seed by seed. torch's CPU `uniform_` rounds
+x * (to - from) + from once (fused multiply-add) in its AVX2/AVX-512 kernels and twice in its
+baseline one; `torch_uniform_rounding()` asks torch which.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ import torch
 from torch import nn
 
 from irismodel import native
-from irismodel.model import PARAMETER_NAMES, initial_parameters
+from irismodel.model import PARAMETER_NAMES, initial_parameters, parameter_shapes
 from irismodel.native import build
 
 logger = logging.getLogger(__name__)
@@ -55,11 +47,10 @@ def initial_weights(
 ) -> dict[str, torch.Tensor]:
     """Return each seed's initial weights of `NeuralNet(input_dim, hidden_dim, 1)`, stacked.
 
-    Seed k's slices equal `torch.manual_seed(seeds[k]); NeuralNet(input_dim, hidden_dim, 1)`'s
-    parameters bit for bit. `threads` (default `torch.get_num_threads()`) is how many threads
-    the compiled module uses. `backend`: "compiled" (built first if need be), "torch" (seed by
-    seed), or "auto": "compiled" when the module is already built and reproduces this torch,
-    else "torch". Raises ValueError for a bad argument, RuntimeError when "compiled" cannot be had.
+    PARAMETER_NAMES -> contiguous float32 CPU tensors (K, *shape), model k bit for bit from
+    `seeds[k]`. `threads` (default `torch.get_num_threads()`): the compiled module's. `backend`:
+    "compiled" (built first if need be), "torch", or "auto" ("compiled" if built and exact).
+    Raises ValueError for a bad argument, RuntimeError when "compiled" cannot be had.
     """
     h = _positive("hidden_dim", hidden_dim)
     d = _positive("input_dim", input_dim)
@@ -67,12 +58,7 @@ def initial_weights(
     words = seed_array(seeds)
     backend = resolve_backend(backend)
     k = words.size
-    stack = {
-        "fc1.weight": torch.empty(k, h, d),  # (K, H, D)
-        "fc1.bias": torch.empty(k, h),  # (K, H)
-        "fc2.weight": torch.empty(k, 1, h),  # (K, 1, H)
-        "fc2.bias": torch.empty(k, 1),  # (K, 1)
-    }
+    stack = {name: torch.empty(k, *shape) for name, shape in parameter_shapes(h, d).items()}
     if backend == "torch":
         for index, seed in enumerate(words.tolist()):  # manual_seed reads 2**64 - 1 as -1
             for name, values in initial_parameters(h, seed, d).items():
@@ -92,11 +78,7 @@ def initial_weights(
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """Return the backend `initial_weights(..., backend=backend)` runs here: "compiled" or "torch".
-
-    "auto" never compiles; "compiled" does if need be, and raises RuntimeError if the module
-    cannot be had or cannot reproduce this torch. An unknown name raises ValueError.
-    """
+    """Return the backend `initial_weights(backend=backend)` runs here; "auto" never compiles."""
     if backend not in BACKENDS:
         raise ValueError(
             f"initial_weights: backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
@@ -121,11 +103,7 @@ def resolve_backend(backend: str = "auto") -> str:
 
 
 def seed_array(seeds: Iterable[int] | np.ndarray) -> np.ndarray:
-    """Return `seeds` as uint64, as torch.manual_seed reads them (negatives as two's complement).
-
-    Raises ValueError, naming `seeds`, for anything but integers from -2**63 to 2**64 - 1 in an
-    iterable or a 1-D integer array.
-    """
+    """Return `seeds` as uint64 as torch.manual_seed reads them; ValueError if not in its range."""
     if isinstance(seeds, np.ndarray):
         if seeds.ndim != 1 or seeds.dtype.kind not in "iu":
             raise ValueError(
@@ -153,12 +131,7 @@ def seed_array(seeds: Iterable[int] | np.ndarray) -> np.ndarray:
 
 @functools.cache
 def torch_uniform_rounding() -> str | None:
-    """Return how this torch's CPU float32 `uniform_` rounds x * (to - from) + from.
-
-    "fused" (once), "separate" (twice), or None when it matches neither. Found once per process,
-    from torch itself: x from `uniform_(-0.5, 0.5)`, where both roundings are exact, then the same
-    draws at a bound where the two differ, compared with each.
-    """
+    """Return how this torch's CPU float32 `uniform_` rounds: "fused", "separate" or None."""
     count, bound = 4096, 1 / math.sqrt(8)
     x = torch.empty(count).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(0))
     x = (x + 0.5).numpy()  # exact: x is a multiple of 2**-24 in [0, 1)

@@ -38,6 +38,12 @@ class NeuralNet(nn.Module):
         return self.fc2(self.relu(self.fc1(x)))
 
 
+def parameter_shapes(hidden_dim: int, input_dim: int = INPUT_DIM) -> dict[str, tuple[int, ...]]:
+    """Return the shape of each of `NeuralNet(input_dim, hidden_dim, 1)`'s parameters, by name."""
+    shapes = ((hidden_dim, input_dim), (hidden_dim,), (1, hidden_dim), (1,))
+    return dict(zip(PARAMETER_NAMES, shapes, strict=True))
+
+
 def _linear_init(
     in_features: int, out_features: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,9 +58,7 @@ def _linear_init(
 def initial_parameters(hidden_dim: int, seed: int, input_dim: int = 4) -> dict[str, torch.Tensor]:
     """Return the initial weights of `torch.manual_seed(seed); NeuralNet(input_dim, hidden_dim, 1)`.
 
-    They are drawn from a private `torch.Generator`, so callers in other threads cannot
-    disturb them, as they can disturb the process-wide generator behind `torch.manual_seed`.
-    Keys are `PARAMETER_NAMES`; shapes (H, D), (H,), (1, H), (1,).
+    Drawn from a private `torch.Generator` (other threads cannot disturb it); as `parameter_shapes`.
     """
     generator = torch.Generator().manual_seed(seed)
     fc1_weight, fc1_bias = _linear_init(input_dim, hidden_dim, generator)
@@ -64,14 +68,20 @@ def initial_parameters(hidden_dim: int, seed: int, input_dim: int = 4) -> dict[s
 
 def seeded_net(hidden_dim: int, seed: int, input_dim: int = 4) -> NeuralNet:
     """Return `NeuralNet(input_dim, hidden_dim, 1)` holding the initial weights of seed `seed`."""
+    return _net_holding(initial_parameters(hidden_dim, seed, input_dim))
+
+
+def _net_holding(weights: dict[str, torch.Tensor]) -> NeuralNet:
+    """Return a `NeuralNet` whose parameters are `weights` (shaped as in `parameter_shapes`)."""
+    hidden_dim, input_dim = weights["fc1.weight"].shape
     with torch.device("meta"):  # construction on meta draws nothing from the global generator
         net = NeuralNet(input_dim, hidden_dim, 1)
-    net.load_state_dict(initial_parameters(hidden_dim, seed, input_dim), assign=True)
+    net.load_state_dict(weights, assign=True)
     return net
 
 
-def _weights_of(row: Mapping[str, Any]) -> tuple[int, dict[str, torch.Tensor]]:
-    """Return a results row's hidden_dim and its trained weights, shaped as in `NeuralNet`."""
+def _weights_of(row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Return a results row's trained weights, shaped as in `NeuralNet`."""
     for column in ("hidden_dim", *WEIGHT_COLUMNS.values()):
         if column not in row:
             raise ValueError(
@@ -82,12 +92,7 @@ def _weights_of(row: Mapping[str, Any]) -> tuple[int, dict[str, torch.Tensor]]:
     if hidden_dim is None or pd.isna(hidden_dim) or int(hidden_dim) < 1:
         raise ValueError(f"row: hidden_dim must be a positive integer, got {hidden_dim!r}")
     hidden_dim = int(hidden_dim)
-    shapes = {
-        "fc1.weight": (hidden_dim, INPUT_DIM),
-        "fc1.bias": (hidden_dim,),
-        "fc2.weight": (1, hidden_dim),
-        "fc2.bias": (1,),
-    }
+    shapes = parameter_shapes(hidden_dim)
     weights = {}
     for name, column in WEIGHT_COLUMNS.items():
         value = row[column]
@@ -104,7 +109,7 @@ def _weights_of(row: Mapping[str, Any]) -> tuple[int, dict[str, torch.Tensor]]:
                 f"has {math.prod(shapes[name])} ({' x '.join(map(str, shapes[name]))}, row-major)"
             )
         weights[name] = torch.from_numpy(values.reshape(shapes[name]).copy())
-    return hidden_dim, weights
+    return weights
 
 
 def _row_at(location: str, key: dict[str, Any]) -> dict[str, Any]:
@@ -141,16 +146,12 @@ def load_model(
 ) -> NeuralNet:
     """Return the notebook's `NeuralNet(4, hidden_dim, 1)` holding a model's trained weights.
 
-    `source` is one results row (a mapping: a pandas Series of `read_results`' frame, a dict of
-    a DuckDB or pyarrow row), or a location (a run folder, or a folder of runs holding that
-    model once) with the model's `hidden_dim`, `optimizer`, `seed` and `split_seed`. The
-    weights are the float32 values stored (NaN where the model diverged), in evaluation mode;
-    its test predictions reproduce the row's metrics. Rows of schema version 4 and older hold
-    no weights: a ValueError says so.
+    `source`: one results row (a mapping), or a location (a run folder, or a folder of runs
+    holding that model once) with the model's `hidden_dim`, `optimizer`, `seed`, `split_seed`.
+    In evaluation mode, stored float32 weights (NaN where diverged); schema 4 rows: ValueError.
     """
     if isinstance(source, str | os.PathLike):
-        key = {"hidden_dim": hidden_dim, "optimizer": optimizer, "seed": seed}
-        key["split_seed"] = split_seed
+        key = dict(zip(KEY_COLUMNS, (hidden_dim, optimizer, seed, split_seed), strict=True))
         for name, value in key.items():
             wanted = str if name == "optimizer" else int
             if not isinstance(value, wanted) or isinstance(value, bool):
@@ -161,8 +162,4 @@ def load_model(
         source = _row_at(os.fspath(source), key)
     elif not hasattr(source, "__getitem__"):
         raise ValueError(f"source: expected a results row or a location, got {type(source)}")
-    hidden, weights = _weights_of(source)
-    with torch.device("meta"):  # the weights are assigned below; nothing to initialise
-        net = NeuralNet(INPUT_DIM, hidden, 1)
-    net.load_state_dict(weights, assign=True)
-    return net.eval()
+    return _net_holding(_weights_of(source)).eval()

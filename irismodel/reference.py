@@ -20,9 +20,8 @@ TOLERANCE = 1e-5
 def warm_up() -> threading.Thread:
     """Start, in a thread, the one-time set-up of the notebook's loop in this process.
 
-    The first `torch.optim.SGD(...)` of a process imports torch._dynamo (about 1.2 s here,
-    holding the GIL): done while the run opens, it no longer falls on the first shard checked.
-    Not a daemon: the interpreter waits for it rather than ending it mid-import.
+    The first `torch.optim.SGD(...)` imports torch._dynamo (about 1.2 s, holding the GIL): done
+    while the run opens, not on the first shard checked. Not a daemon: never ended mid-import.
     """
 
     def build_once() -> None:
@@ -104,10 +103,7 @@ def check_against_reference(
 ) -> ReferenceCheck:
     """Retrain `run`'s models whose seed is in `seeds` with the notebook's loop; compare.
 
-    The notebook's code (`train_reference`: `torch.optim.SGD` or the literal `param -= lr *
-    param.grad`, with or without `zero_grad`) runs at the `learning_rate` asked for, for the
-    first `epochs` epochs; its loss curve is compared with the first `epochs` values of each
-    batched model's, its test-set predictions with those of the batched engine at that epoch.
+    Over the first `epochs` epochs: loss curves, and test predictions against a batched run's.
     """
     positions = [i for i, seed in enumerate(run.seeds) if seed in seeds]
     epochs = min(epochs, run.epochs)

@@ -59,25 +59,6 @@ def diverged_mask(run: TrainingRun) -> np.ndarray:
     return ~finite
 
 
-def weight_columns(parameters: Mapping[str, np.ndarray], k: int) -> dict[str, pa.Array]:
-    """Return the final weights of `k` stacked models as the schema's weight columns.
-
-    Each tensor is flattened row-major per model: one list per row, one shared values buffer.
-    """
-    columns: dict[str, pa.Array] = {}
-    for name in PARAMETER_NAMES:
-        values = np.ascontiguousarray(parameters[name], dtype=np.float32)
-        size = math.prod(values.shape[1:])
-        values = values.reshape(k, size)
-        column = name.replace(".", "_")
-        if column == "fc2_bias":  # one value per model: a scalar column reads best
-            columns[column] = pa.array(values[:, 0])
-            continue
-        offsets = pa.array(np.arange(0, k * size + 1, size, dtype=np.int32))
-        columns[column] = pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))
-    return columns
-
-
 def shard_table(
     run: TrainingRun,
     split: Split,
@@ -98,26 +79,21 @@ def shard_table(
     def constant(name: str, value: object) -> None:
         columns[name] = pa.repeat(pa.scalar(value, SCHEMA.field(name).type), k)
 
+    for name in ("hidden_dim", "optimizer", "learning_rate", "epochs", "device", "engine"):
+        constant(name, getattr(run, name))
+    for name in ("positive_class", "data_source", "data_fingerprint"):
+        constant(name, getattr(split, name))
     constant("flow_run_id", context.flow_run_id)
     constant("run_started_at", context.run_started_at)
     constant("run_status", STATUS_COMPLETE)
-    constant("hidden_dim", run.hidden_dim)
-    constant("optimizer", run.optimizer)
     columns["seed"] = pa.array(np.asarray(run.seeds, dtype=np.int64))
-    constant("learning_rate", run.learning_rate)
-    constant("epochs", run.epochs)
     constant("test_size", config.test_size)
     constant("split_seed", split_seed)
     constant("standardize", config.standardize)
-    constant("positive_class", split.positive_class)
-    constant("data_source", split.data_source)
-    constant("data_fingerprint", split.data_fingerprint)
     constant("n_train", len(split.y_train))
     constant("n_test", len(split.y_test))
     constant("n_train_positive", int(split.y_train.sum()))
     constant("n_test_positive", int(split.y_test.sum()))
-    constant("device", run.device)
-    constant("engine", run.engine)
     constant("worker", worker)
     constant("shard", shard)
     columns["loss_curve"] = pa.ListArray.from_arrays(offsets, pa.array(curves))
@@ -125,10 +101,8 @@ def shard_table(
     columns["final_train_loss"] = pa.array(last.astype(np.float64))
     columns["diverged"] = pa.array(diverged)
     accuracy = {}
-    for part, x, y in (
-        ("train", split.x_train, split.y_train),
-        ("test", split.x_test, split.y_test),
-    ):
+    for part in ("train", "test"):
+        x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
         chunks = []  # predict_proba's float64 (models, rows, hidden) scratch stays a few MB
         for lo in range(0, k, METRICS_CHUNK):
             rows = slice(lo, lo + METRICS_CHUNK)
@@ -146,15 +120,22 @@ def shard_table(
     constant("baseline_loss", baseline)
     columns["reference_checked"] = pa.array(check.checked)
     unchecked = ~check.checked
-    columns["reference_epochs"] = pa.array(
-        np.full(k, check.epochs, np.int32), pa.int32(), mask=unchecked
-    )
+    columns["reference_epochs"] = pa.array(np.full(k, check.epochs, np.int32), mask=unchecked)
     columns["reference_max_abs_diff"] = pa.array(check.max_abs_diff, mask=unchecked)
     columns["reference_agrees"] = pa.array(check.agrees, mask=unchecked)
     columns["reference_loss_curve"] = pa.array(
         check.curves, SCHEMA.field("reference_loss_curve").type
     )
-    columns |= weight_columns(run.parameters, k)
+    for name in PARAMETER_NAMES:  # flattened row-major per model, one shared values buffer
+        values = np.ascontiguousarray(run.parameters[name], dtype=np.float32)
+        size = math.prod(values.shape[1:])
+        values = values.reshape(k, size)
+        column = name.replace(".", "_")
+        if column == "fc2_bias":  # one value per model: a scalar column reads best
+            columns[column] = pa.array(values[:, 0])
+            continue
+        offsets = pa.array(np.arange(0, k * size + 1, size, dtype=np.int32))
+        columns[column] = pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))
     return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
 
 
@@ -164,40 +145,21 @@ def run_shard(
     """Train every seed of one shard at once, evaluate them, write their rows; return a summary.
 
     `splits` holds the run's splits by split seed (`check_splits`), or is the shard's own split.
-    This process (a thread of the flow or a Dask worker) writes the part file into the staging
-    folder atomically, replacing one an earlier attempt left that failed the resume checks.
+    The part file is written atomically, replacing one an earlier attempt left.
     """
     config = context.config
     split = splits[shard.split_seed] if isinstance(splits, Mapping) else splits
-    run = train_batched(
-        split.x_train,
-        split.y_train,
-        shard.hidden_dim,
-        shard.optimizer,
-        shard.seeds(config),
-        config.learning_rate,
-        config.epochs,
-        device=config.resolved_device,
-    )
-    check = check_against_reference(
-        split,
-        run,
-        config.learning_rate,
-        checked_seeds(config.seeds, config.reference_seeds, config.split_seeds, shard.split_seed),
-        config.reference_epochs,
-    )
+    data = (split.x_train, split.y_train, shard.hidden_dim, shard.optimizer, shard.seeds(config))
+    run = train_batched(*data, config.learning_rate, config.epochs, config.resolved_device)
+    ref = checked_seeds(config.seeds, config.reference_seeds, config.split_seeds, shard.split_seed)
+    check = check_against_reference(split, run, config.learning_rate, ref, config.reference_epochs)
     worker = writer_id()
     table = shard_table(run, split, context, shard.name, worker, check, shard.split_seed)
     table = table.replace_schema_metadata(
         part_metadata(config.parameters(), context.flow_run_id, shard.name, worker)
     )
-    place = context.place
-    write_file(
-        place.root,
-        place.staging_names(shard.file_name),
-        lambda stream: write_parquet(table, stream),
-        replace=True,
-    )
+    names = context.place.staging_names(shard.file_name)
+    write_file(context.place.root, names, lambda out: write_parquet(table, out), replace=True)
     return ShardSummary(
         shard=shard.name,
         rows=table.num_rows,
@@ -210,11 +172,6 @@ def run_shard(
     )
 
 
-def reused_summary(shard: Shard) -> ShardSummary:
-    """Return the summary of a shard an earlier attempt already wrote (and the checks kept)."""
-    return ShardSummary(shard.name, len(shard), shard.file_name, "", "", 0.0, 0, reused=True)
-
-
 def context_of(opened: OpenedRun, config: SweepConfig) -> RunContext:
     """Return the context every shard of an opened run shares."""
     return RunContext(opened.run_id, opened.started_at, config, opened.place)
@@ -225,10 +182,7 @@ def run_sweep(
     flow_run_id: str = "local",
     started_at: datetime | None = None,
 ) -> str:
-    """Run a whole validated sweep here, without Prefect; return the published run folder.
-
-    Resumes run `flow_run_id` (or `config.resume`) if it is unfinished there.
-    """
+    """Run a validated sweep here, without Prefect, resuming it if unfinished; return its folder."""
     splits = check_splits(config)
     fingerprint = next(iter(splits.values())).data_fingerprint
     opened = open_run(config, flow_run_id, started_at or datetime.now(UTC), fingerprint)

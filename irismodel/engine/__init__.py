@@ -1,8 +1,4 @@
-"""Training engines: many seeds of one (hidden_dim, optimizer) at once, and the notebook's loop.
-
-`batched` picks the loop (fused C++ kernel, native C++ loop, `eager` Python loop); `reference`:
-the notebook's per-model loop; `run`: `TrainingRun`; `predict`; `stop`: the stop request.
-"""
+"""Training engines: many seeds of one (hidden_dim, optimizer) at once, and the notebook's loop."""
 
 from irismodel.native.build import eager_loop_note
 

@@ -19,9 +19,8 @@ from irismodel.optimizers import check_optimizer
 
 LOOPS = ("auto", "fused", "native", "eager")
 ENGINES = {"fused": "batched-fused", "native": "batched-native", "eager": "batched"}
-# Bytes of buffers one CPU chunk may take. Measured here (AMD EPYC, 1 MiB L2, 32 MiB L3, h=10,
-# N=112, 1 thread): chunks of 128-512 models run 1.3-1.5x faster per model-epoch than 1,400 at
-# once, and 32 at once is slower again (dispatch overhead); 8 MiB gives ~500 models.
+# Bytes of buffers one CPU chunk may take: measured (h=10, N=112, 1 thread), 128-512 models run
+# 1.3-1.5x faster per model-epoch than 1,400 at once, 32 slower again; 8 MiB gives ~500 models.
 _CPU_CHUNK_BYTES = 8 << 20
 
 
@@ -40,25 +39,14 @@ def train_batched(
 ) -> TrainingRun:
     """Train one model per seed, all at once, on stacked weights with a hand-written backward.
 
-    Seed s starts from the weights of `torch.manual_seed(s); NeuralNet(D, hidden_dim, 1)`.
-    Full batch, mean BCE-with-logits loss, `optimizer`'s (elementwise) rule on stacked tensors:
-    each model is updated as if alone, and on CPU bit-identically whatever its batch or chunk
-    (the eager and native loops train `chunk_size` at a time; None: `default_chunk_size`).
-
-    `loop` picks the code that runs the epochs (the engine label in brackets):
-    - "fused" ("batched-fused"): the fused CPU kernel, a whole epoch per pass over the rows
-      with models in SIMD lanes (groups of 8, over `torch.get_num_threads()` threads); equal
-      to "eager" to float32 rounding, and bit-identical whatever the batch, the thread count
-      or the CPU's instruction set.
-    - "native" ("batched-native"): the eager loop's ATen ops from C++, bit-identical on CPU.
-    - "eager" ("batched"): the same ops from Python.
-    - "auto": "fused" on CPU and "native" on other devices when the compiled module can be
-      had, else "eager".
-    A compiled loop that is wanted and not built is compiled first, once per machine (about
-    30 s; `irismodel.native.build`), unless IRISMODEL_NATIVE_BUILD=0. If it cannot be had,
-    "auto" trains with "eager" (logged once), and "fused" or "native" raise RuntimeError saying
-    why; so does "fused" off the CPU or with more than 16 features. The compiled loops release
-    the GIL. Every loop raises `TrainingInterrupted` at a stop request (`request_stop()`).
+    Seed s starts from `torch.manual_seed(s); NeuralNet(D, hidden_dim, 1)`; each model is updated
+    as if alone, on CPU bit-identically whatever its batch or chunk (`chunk_size` models at a time;
+    None: `default_chunk_size`). `loop` (engine label in brackets): "fused" ("batched-fused", the
+    fused CPU kernel, equal to "eager" to float32 rounding, at most 16 features); "native"
+    ("batched-native", the eager ops from C++, same bits); "eager" ("batched", Python); "auto":
+    "fused" on CPU, else "native", else "eager" (logged once). A compiled loop not built is
+    compiled first (about 30 s) unless IRISMODEL_NATIVE_BUILD=0; a wanted one that cannot be had
+    raises RuntimeError. Raises `TrainingInterrupted` at a stop request (`request_stop()`).
     """
     check_optimizer(optimizer)
     # ATen applies torch.set_num_threads to a new thread (a task's worker) only when that thread
@@ -76,7 +64,12 @@ def train_batched(
     stacked = {name: t.to(dev) for name, t in initial.items()}
     start = clock(dev)
     if loop == "fused":
-        curves, parameters = _train_fused(module, x, y, stacked, optimizer, learning_rate, epochs)
+        curves = torch.empty(len(stacked["fc1.bias"]), epochs)  # (K, E)
+        rows = (x.contiguous(), y.reshape(-1).contiguous())  # (N, D), (N,)
+        tensors = (*rows, *(stacked[name] for name in PARAMETER_NAMES), curves)
+        with stop.compiled_stops(module):  # its message says how far training went
+            module.train_fused(*tensors, optimizer, learning_rate, epochs, *RULE_CONSTANTS)
+        parameters = stacked
     else:  # the native loop, or the eager one (module None)
         args = (stacked, chunk, optimizer, learning_rate, epochs)
         curves, parameters = train_chunks(module, x, y, *args)
@@ -96,11 +89,7 @@ def train_batched(
 
 
 def default_chunk_size(hidden_dim: int, n_rows: int, device: torch.device | str = "cpu") -> int:
-    """Return how many models `train_batched` trains together on `device` by default.
-
-    On CPU, as many as keep a chunk's float32 buffers within a share of the last-level cache (at
-    least 16); on GPU all of them (up to 65,536): launch overhead, not cache, is what costs there.
-    """
+    """Return how many models `train_batched` trains at once: CPU: cache-sized; GPU: 65,536."""
     if torch.device(device).type != "cpu":
         return 65_536
     per_model = 4 * n_rows * (2 * hidden_dim + LOSS_BLOCK + 2)
@@ -108,10 +97,7 @@ def default_chunk_size(hidden_dim: int, n_rows: int, device: torch.device | str 
 
 
 def _pick_loop(loop: str, device: torch.device, features: int) -> tuple[str, ModuleType | None]:
-    """Resolve `loop` to (the loop that runs, its compiled module or None), building it first.
-
-    A compiled loop that cannot be had: "auto" falls back to eager (logged once), others raise.
-    """
+    """Resolve `loop` to (the loop that runs, its compiled module or None), building it first."""
     if loop not in LOOPS:
         raise ValueError(f"engine: loop must be one of {', '.join(LOOPS)}, got {loop!r}")
     fused_fits = device.type == "cpu" and features <= native.FUSED_MAX_FEATURES
@@ -132,21 +118,3 @@ def _pick_loop(loop: str, device: torch.device, features: int) -> tuple[str, Mod
     if loop == "auto":
         loop = "fused" if fused_fits else "native"
     return loop, stop.attach(module)
-
-
-def _train_fused(
-    module: ModuleType,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    stacked: dict[str, torch.Tensor],
-    optimizer: str,
-    learning_rate: float,
-    epochs: int,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Train `stacked` in place with the fused CPU kernel, in one call; return (curves, stacked)."""
-    curves = torch.empty(len(stacked["fc1.bias"]), epochs)  # (K, E)
-    rows = (x.contiguous(), y.reshape(-1).contiguous())  # (N, D), (N,)
-    tensors = (*rows, *(stacked[name] for name in PARAMETER_NAMES), curves)
-    with stop.compiled_stops(module):  # its message says how far training went
-        module.train_fused(*tensors, optimizer, learning_rate, epochs, *RULE_CONSTANTS)
-    return curves, stacked

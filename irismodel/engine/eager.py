@@ -30,11 +30,7 @@ def train_chunks(
     learning_rate: float,
     epochs: int,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Train the K models of `stacked`, `chunk` at a time; return (curves (K, E), final parameters).
-
-    x (N, D) and y (N, 1) are on the device of `stacked`. With `module` (the compiled one), its
-    `train_epochs` runs the epochs: the native loop, the same ops on the same buffers, same bits.
-    """
+    """Train `stacked`, `chunk` models at a time (by `module` if given); return (curves, finals)."""
     k, n = len(stacked["fc1.bias"]), len(x)
     if k == 0:
         return torch.empty(0, epochs), stacked
@@ -65,10 +61,8 @@ def _train_chunk(
     epochs: int,
     module: ModuleType | None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Train the k models of `init` for `epochs`; return (loss curves (k, E), final parameters).
-
-    A dozen ops on preallocated buffers: at these sizes an op's dispatch costs its arithmetic.
-    """
+    """Train the k models of `init` for `epochs`; return (loss curves (k, E), final parameters)."""
+    # A dozen ops on preallocated buffers: at these sizes an op's dispatch costs its arithmetic.
     d1, n = xa_t.shape
     d = d1 - 1
     k, h = init["fc1.bias"].shape
@@ -147,13 +141,8 @@ def _train_chunk(
                 block = torch.mul(logits[: slot + 1], sign, out=signed[: slot + 1])  # (b, k, 1, N)
                 curves[first : epoch + 1] = F.softplus(block).mean(3).squeeze(2)
 
-    final = {
-        "fc1.weight": w1[:, :d].reshape(k, h, d).clone(),
-        "fc1.bias": w1[:, d].reshape(k, h).clone(),
-        "fc2.weight": w2.clone(),
-        "fc2.bias": b2.reshape(k, 1).clone(),
-    }
-    return curves.t(), final
+    final = (w1[:, :d].reshape(k, h, d), w1[:, d].reshape(k, h), w2, b2.reshape(k, 1))
+    return curves.t(), {name: t.clone() for name, t in zip(PARAMETER_NAMES, final, strict=True)}
 
 
 def _flat_views(flat: torch.Tensor, k: int, h: int, d1: int) -> list[torch.Tensor]:

@@ -24,10 +24,7 @@ def train_reference(
     epochs: int,
     device: str = "cpu",
 ) -> TrainingRun:
-    """Train one model per seed with the notebook's loop: autograd, one model at a time.
-
-    The oracle of the batched engine and the baseline of benchmarks; stops as `request_stop()`.
-    """
+    """Train one model per seed with the notebook's loop; stops at `request_stop()`."""
     dev = torch.device(device)
     x, y = as_tensors(x_train, y_train, dev)
     curves, finals = [], []

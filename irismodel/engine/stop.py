@@ -1,8 +1,4 @@
-"""The stop request: one flag of the process that every training checks between epochs.
-
-The compiled loops read their module's copy without the GIL: the engine attaches each module it
-trains with, and the request is set in all of them (one attached meanwhile takes it over).
-"""
+"""The stop request: one flag of the process that every training checks between epochs."""
 
 from __future__ import annotations
 
@@ -16,15 +12,12 @@ class TrainingInterrupted(RuntimeError):
 
 
 _requested = False
-_modules: list[ModuleType] = []  # every compiled module the engine has trained with
+# every compiled module the engine has trained with: they read their own copy without the GIL
+_modules: list[ModuleType] = []
 
 
 def request_stop() -> None:
-    """Ask every training of this process, in every loop and thread, to raise `TrainingInterrupted`.
-
-    Each checks between epochs (a new one before its first) until `clear_stop()`. Safe from any
-    thread and from a signal handler: it neither blocks nor loads anything.
-    """
+    """Ask every training to raise `TrainingInterrupted` until `clear_stop()`; signal-safe."""
     global _requested
     _requested = True  # before the modules: one attached meanwhile reads it after joining
     for module in list(_modules):

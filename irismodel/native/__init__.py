@@ -1,8 +1,6 @@
 """The compiled training loops (C++): where the module lives, and loading it (never compiling).
 
-Building it is `irismodel.native.build`'s job. It goes into `$IRISMODEL_NATIVE_DIR`, else
-`$TORCH_EXTENSIONS_DIR/irismodel`, else `$XDG_CACHE_HOME/irismodel/native` (by default
-`~/.cache/irismodel/native`), in a folder named after a hash of the sources, torch, Python and
+It lives under `cache_root()`, in a folder named after a hash of the sources, torch, Python and
 the compiler flags: an edited source or an upgraded torch is simply "not built" until built again.
 """
 
@@ -23,8 +21,6 @@ from types import ModuleType
 import torch
 
 HERE = Path(__file__).parent
-# train_loop.cpp: the eager loop's ATen ops from C++, and the module's Python bindings;
-# fused.cpp/.h: the fused CPU kernel
 SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp", HERE / "init.cpp")
 HEADERS = (HERE / "fused.h",)
 # -ffp-contract=off: no a*b+c fused on one instruction set and not another (fused.cpp's
@@ -44,7 +40,11 @@ _load_error = ""  # why the library at library_path() did not load, at the last 
 
 
 def cache_root() -> Path:
-    """Return the folder under which compiled modules are kept (see the module docstring)."""
+    """Return where compiled modules are kept.
+
+    `$IRISMODEL_NATIVE_DIR`, else `$TORCH_EXTENSIONS_DIR/irismodel`, else
+    `$XDG_CACHE_HOME/irismodel/native` (by default `~/.cache/irismodel/native`).
+    """
     if explicit := os.environ.get("IRISMODEL_NATIVE_DIR"):
         return Path(explicit).expanduser()
     if torch_dir := os.environ.get("TORCH_EXTENSIONS_DIR"):
@@ -106,10 +106,7 @@ def expected() -> bool:
 
 
 def load() -> ModuleType | None:
-    """Return the compiled module if it is built and imports, else None; never compiles.
-
-    A failure (not built, missing symbol, wrong ABI) yields None; `why_not_loaded()` says which.
-    """
+    """Return the compiled module if it is built and imports, else None (`why_not_loaded()`)."""
     global _load_error
     with _load_lock:
         path = library_path()

@@ -1,10 +1,7 @@
 """Building the compiled loops, on first use or ahead of time: once per machine, under a lock.
 
-One thread of a process compiles while the others wait on a thread lock, and one process of a
-host while the others wait on an `fcntl.flock` of `build.lock` in the module's folder; then they
-all load that one result. The compile runs in a `build/` subfolder and the library is renamed
-into place in one `os.replace`, so a half-written library is never loaded. It runs the `ninja`
-pip installed beside this Python (a dependency), so no activated venv or system ninja is needed.
+One thread and one process (an `fcntl.flock` of `build.lock`) compiles while the others wait,
+then all load that one result; the library is renamed into place, never loaded half-written.
 """
 
 from __future__ import annotations
@@ -30,22 +27,14 @@ _opt_out_logged = False  # the INFO line of IRISMODEL_NATIVE_BUILD=0 is logged o
 
 
 def build(verbose: bool = False) -> Path:
-    """Compile the C++ loops unless they are built and load; return the library's path.
-
-    Raises what the compile raises (RuntimeError with the compiler's output), or OSError.
-    """
+    """Compile the C++ loops unless they load; return the library's path; raises if it fails."""
     with _build_lock:
         _build_and_load(verbose)
     return native.library_path()
 
 
 def load_or_build() -> ModuleType | None:
-    """Return the compiled module, compiling it first if it is not built; None if it cannot be had.
-
-    Compiles (about 30 s) only if `build_on_first_use()`, at most once per process: a failure
-    (no compiler, a read-only cache) is logged once at WARNING, IRISMODEL_NATIVE_BUILD=0 once
-    at INFO, with `eager_loop_note()`: why the eager loop trains, and what to do.
-    """
+    """Return the compiled module, built first (once) if `build_on_first_use()`; else None."""
     global _build_failure, _opt_out_logged
     if (module := native.load()) is not None:
         return module

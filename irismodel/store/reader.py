@@ -36,8 +36,8 @@ READ_THREADS = max(1, min(4, os.cpu_count() or 1))  # files decoded at once; eac
 class Source:
     """Rows to read: results files, each checked before its rows are read, or one table.
 
-    `strict` (`read_results`): a file must be iris-sweep's, of a readable schema version; else
-    (the report) it must hold `MODEL_COLUMNS` and the curves, and strings are dictionaries.
+    `strict`: a file must be of a readable schema version; else it must hold `MODEL_COLUMNS` and
+    the curves, and strings are dictionaries.
     """
 
     def __init__(

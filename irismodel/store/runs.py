@@ -182,9 +182,8 @@ def open_run(
 ) -> OpenedRun:
     """Open run `run_id` for training: a new one, or an unfinished one to resume.
 
-    A staged run (a Prefect retry, or `resume`) keeps its start time and checked shards, and
-    must be of the same data (`fingerprint`, from `config.data_path` if not given). A published
-    run is left as it is; one whose publication was cut short is finished.
+    A staged run keeps its start time and checked shards, and must be of the same data
+    (`fingerprint`, else from `config.data_path`); a published one is left (or finished).
     """
     run_id, root = config.resume or run_id, config.output_dir
     fingerprint = fingerprint or load_dataset(config.data_path).fingerprint()

@@ -20,9 +20,7 @@ from .layout import (
     META_WRITER,
 )
 
-# Version 4 changed what `outcome` means (judged on the final tenth of the epochs, with
-# `oscillating`) and added no column: version 3 files read as they are. Version 5 added the
-# trained weights.
+# Version 4 changed what `outcome` means and added no column: version 3 files read as they are.
 SCHEMA_VERSION = "5"
 
 _METRIC_FIELDS = [

@@ -73,18 +73,9 @@ def _compared_with(place: RunFolder, record: Mapping[str, Any], previous: str) -
         )
     except Exception as error:  # a comparison never fails a publication
         return {**summary, "error": f"{type(error).__name__}: {error}"}
-    summary |= {
-        "verdict": found.verdict,
-        "reason": found.reason,
-        "matched": found.matched,
-        "changed_rows": found.changed_rows,
-        "loss_difference": found.loss_difference,
-        "loss_where": found.loss_where,
-        "outcome_changes": found.outcome_changes,
-        "prediction_changes": found.prediction_changes,
-        "environment": found.environment,
-        "parameters": found.parameters,
-    }
+    fields = ("verdict", "reason", "matched", "changed_rows", "loss_difference", "loss_where")
+    fields += ("outcome_changes", "prediction_changes", "environment", "parameters")
+    summary |= {name: getattr(found, name) for name in fields}
     if found.fingerprints[0] != found.fingerprints[1]:
         summary["data_fingerprints"] = found.fingerprints
     return _json_safe(summary)
@@ -93,11 +84,9 @@ def _compared_with(place: RunFolder, record: Mapping[str, Any], previous: str) -
 def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's `comparison` (and `comparison_same_data`) of a run about to be published.
 
-    `comparison`: with the most recent published run in the same location of the same
-    parameters (`history.previous_run`); `previous_run` None when there is none. Where the most
-    recent one of the same data fingerprint too is another run, `comparison_same_data` compares
-    with that. A run above `COMPARED_MODELS` models is not compared (the reason says so); a
-    comparison that fails records its error instead: neither stops the publication.
+    `comparison` is with `history.previous_run` of the location, `comparison_same_data` with the
+    latest of the same data too where that is another run. Neither a run too large to compare
+    nor a failed comparison stops the publication: the reason or error is recorded.
     """
     from irismodel.history import previous_run
 

@@ -66,11 +66,10 @@ def _parts(fs: pafs.FileSystem, folder: str, published: bool) -> list[str]:
 def list_result_files(
     location: str, include_unfinished: bool = False, on_foreign: str = "error"
 ) -> list[str]:
-    """Return every published results file under `location`, sorted.
+    """Return every published results file under `location` (an output folder, a run's, a file).
 
-    `location` is an output folder, one run's folder or one file; `include_unfinished` adds the
-    runs in staging. A run folder that is not whole raises `ResultsError` naming it, or with
-    `on_foreign="skip"` is left out with a warning.
+    A run folder that is not whole raises `ResultsError`, or with `on_foreign="skip"` is left out
+    with a warning.
     """
     if not isinstance(location, str) or not location.strip():
         raise ValueError(
@@ -122,10 +121,7 @@ def check_part(path: str, meta: dict[bytes, bytes] | None) -> None:
 
 
 def file_metadata(path: str) -> dict[str, Any]:
-    """Return a run's schema version, parameters, versions, status and failed shards.
-
-    `path` is a run folder (its `_run.json`), a part file or a version 1 single file.
-    """
+    """Return the schema version, parameters, versions, status and failed shards of `path`."""
     fs, inner = resolve(path, "path")
     if fs.get_file_info(inner).type == pafs.FileType.Directory:
         record = read_manifest(fs, inner)

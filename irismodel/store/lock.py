@@ -92,9 +92,8 @@ def _same_file(descriptor: int, path: str) -> bool:
 def take_lock(place: RunFolder, run_id: str) -> None:
     """Mark this process as the one writing the run; refuse if another live process is.
 
-    Locally the mark is a file under an exclusive `flock`, released by the kernel however its
-    process dies. On an object store (no locks there) the mark names host, pid, process start
-    time and boot id, and is taken over when that process no longer runs.
+    Locally the mark is under an exclusive `flock`, which the kernel drops however its process
+    dies; on an object store it names the process, and is taken over once that no longer runs.
     """
     me = _identity(os.getpid())
     if is_uri(place.root):

@@ -36,8 +36,8 @@ READ_THREADS = max(1, min(4, os.cpu_count() or 1))  # files decoded at once; eac
 class Source:
     """Rows to read: results files, each checked before its rows are read, or one table.
 
-    `strict` (`read_results`): a file must be iris-sweep's, of a readable schema version; else
-    (the report) it must hold `MODEL_COLUMNS` and the curves, and strings are dictionaries.
+    `strict`: a file must be of a readable schema version; else it must hold `MODEL_COLUMNS` and
+    the curves, and strings are dictionaries.
     """
 
     def __init__(
@@ -146,7 +146,7 @@ def read_results(
     """Load every published run's results under `location` as one pandas DataFrame, checked.
 
     `flow_run_ids` keeps only those runs; `include_unfinished` adds unfinished runs' shards (as
-    `run_status` "partial"); `on_foreign` is as in `list_result_files`.
+    `run_status` "partial").
     """
     if on_foreign not in ("error", "skip"):
         raise ValueError(f"on_foreign: {on_foreign!r} is not allowed; valid are 'error', 'skip'")
@@ -250,10 +250,7 @@ def each_curve(
     workers: int = 1,
     column: str = CURVE_COLUMN,
 ) -> None:
-    """Pass 2: `visit(file, positions, curves)` each batch of the list `column` of models `wanted`.
-
-    `wanted` are positions in `models`; `workers` > 1 reads files (and visits) in threads at once.
-    """
+    """Pass 2: `visit(file, positions, curves)` each batch of `column` of models at `wanted`."""
     files = models["_file"].to_numpy()[wanted]
     rows = models["_row"].to_numpy()[wanted]
     order = np.lexsort((rows, files))

@@ -33,7 +33,7 @@ _NOT_COMPARED = ("resume", "output_dir", "force", "report")
 class RunFolder:
     """A run's folder: its output location (its file system resolved once) and its name there."""
 
-    root: str  # the output location
+    root: str
     folder: str  # iris-sweep-<UTC start>Z-<run id>
 
     @functools.cached_property
@@ -133,11 +133,7 @@ def _compared(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resumed_config(config: SweepConfig) -> SweepConfig:
-    """Return the config of the unfinished run `config.resume`, from its manifest.
-
-    A resume trains with the run's own parameters; any other parameter given with it must
-    either be left at its default or equal the run's.
-    """
+    """Return the config of unfinished run `config.resume`; other parameters: default or equal."""
     # imported here: the configuration imports torch (devices), which the readers never need
     from irismodel.parameters import SweepConfig
 
@@ -186,11 +182,8 @@ def open_run(
 ) -> OpenedRun:
     """Open run `run_id` for training: a new one, or an unfinished one to resume.
 
-    `fingerprint` is the data's (`Dataset.fingerprint`; computed from `config.data_path` when
-    not given). A run found in staging (a Prefect retry of the same flow run, or `resume`) keeps
-    its start time and the shards whose part files pass `part_problem`'s checks, and must be of
-    the same data. A published run is left as it is; one whose publication to an object store
-    was cut short is finished.
+    A staged run keeps its start time and checked shards, and must be of the same data
+    (`fingerprint`, else from `config.data_path`); a published one is left (or finished).
     """
     run_id, root = config.resume or run_id, config.output_dir
     fingerprint = fingerprint or load_dataset(config.data_path).fingerprint()
@@ -254,10 +247,7 @@ def check_same_data(
 
 
 def check_resumable(config: SweepConfig, fingerprint: str) -> None:
-    """Refuse, before any work, to resume run `config.resume` on other data or while it is written.
-
-    `open_run` checks the same again under the lock; this says it seconds earlier.
-    """
+    """Refuse, before any work, to resume `config.resume` on other data or while it is written."""
     assert config.resume is not None
     place = _folder(config.output_dir, config.resume)
     if place is not None:  # else open_run says what is there
@@ -270,9 +260,8 @@ def publish_run(
 ) -> str | None:
     """Finish the run: mark and publish it if nothing failed; return its location, else None.
 
-    A run with failed shards stays in staging, its manifest naming them, for a resume. Before
-    publication `check_staged` checks the staging folder against the plan: it raises `RunError`
-    naming a missing or foreign file (the run then stays in staging).
+    A run with failed shards, or whose staging folder `check_staged` refuses (`RunError`), stays
+    in staging for a resume.
     """
     record = {**_manifest(place), "finished_at": _now_text()}
     if failed:

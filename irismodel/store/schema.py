@@ -20,9 +20,7 @@ from .layout import (
     META_WRITER,
 )
 
-# Version 4 changed what `outcome` means (judged on the final tenth of the epochs, with
-# `oscillating`) and added no column: version 3 files read as they are. Version 5 added the
-# trained weights.
+# Version 4 changed what `outcome` means and added no column: version 3 files read as they are.
 SCHEMA_VERSION = "5"
 
 _METRIC_FIELDS = [
@@ -80,7 +78,6 @@ COLUMNS = tuple(SCHEMA.names)
 ADDED_IN_2 = ("n_train_positive", "n_test_positive", "shard")
 ADDED_IN_3 = tuple(SCHEMA.names[-11:-4])  # the outcome and the reference check
 ADDED_IN_5 = tuple(SCHEMA.names[-4:])  # the trained weights
-WEIGHT_COLUMNS = ADDED_IN_5
 SCHEMA_V4 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_5])
 SCHEMA_V2 = pa.schema([f for f in SCHEMA_V4 if f.name not in ADDED_IN_3])
 SCHEMA_V1 = pa.schema([f for f in SCHEMA_V2 if f.name not in ADDED_IN_2])
@@ -115,10 +112,7 @@ def package_versions() -> dict[str, str]:
 def part_metadata(
     parameters: Mapping[str, Any], run_id: str, shard: str, writer: str
 ) -> dict[bytes, bytes | str]:
-    """Return the key-value metadata of one part file: what it is, of which run, who wrote it.
-
-    The provenance is the calling process's: on a cluster, the worker that trained the shard.
-    """
+    """Return the metadata of one part file: what it is, of which run, which process wrote it."""
     # imported here: the store reads results without loading torch, which provenance asks
     from irismodel.provenance import provenance
 

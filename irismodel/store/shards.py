@@ -79,10 +79,7 @@ def part_problem(
     fingerprint: str | None,
     config: SweepConfig | None = None,
 ) -> str | None:
-    """Say what makes a part file not shard `shard` of run `run_id`; None if nothing does.
-
-    Its footer and data (`fingerprint`: the run's); with `config`, its rows too.
-    """
+    """Say what makes a part file not shard `shard` of run `run_id` (rows too with `config`)."""
     meta = parquet.schema_arrow.metadata or {}
     problem = schema_problem(parquet.schema_arrow)
     if problem is not None:

@@ -68,9 +68,8 @@ def write_file(
 ) -> str:
     """Write the file `root/names...` through `write(stream)`, atomically; return its location.
 
-    Readers never see a half-written file; an existing one is replaced only with `replace`.
-    Locally no symbolic link below `root` is followed (a planted one is replaced) and missing
-    folders are created; `root` itself is trusted (`check_location` resolved it).
+    An existing file is replaced only with `replace`. Locally missing folders are created and no
+    symbolic link below `root` is followed; `root` itself is trusted (`check_location`'s).
     """
     *folders, name = names
     temporary = temporary_name(check_name(name))
@@ -128,9 +127,8 @@ def publish_folder(
 ) -> str:
     """Move the folder `root/source...` to `root/target` as one step; return the new location.
 
-    Locally one rename. An object store has no folders to rename: the files move one by one,
-    `_run.json` (which readers wait for) last, those in `skip` stay; with `resume` the moves of
-    a publication cut short are finished. An existing target is never replaced otherwise.
+    On an object store files move one by one, `_run.json` (which readers wait for) last, those
+    in `skip` stay; `resume` finishes a cut-short move. An existing target is never replaced.
     """
     root, location = absolute(root), child(root, check_name(target))
     exists = FileExistsError(f"refusing to replace {redact(location)!r}")

@@ -152,11 +152,9 @@ def headline(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
         literal = literal_line_words(q1["reference"])
         if literal:
             lines.append(f"Q1 The notebook's hand-written update is {literal}.")
-        for result in q2:
+        for r in q2:
             lines.append(
-                f"Q2 {clean(result['label'])}: "
-                + trend_words(result, f"the loss at epoch {result['epoch']}")
-                + "."
+                f"Q2 {clean(r['label'])}: {trend_words(r, 'the loss at epoch ' + str(r['epoch']))}."
             )
     return lines
 
@@ -243,9 +241,10 @@ def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
                 f"Runs with {setting['epochs']} epochs have no epoch {epoch}; their last "
                 f"epoch ({used}) is used instead."
             )
-        header = [f"With {setting_label(setting, clean)}:"] if len(settings) > 1 else []
+        label = setting_label(setting, clean) if len(settings) > 1 else ""
+        header = [f"With {label}:"] if label else []
         words, flagged = question1_words(entry["question1"], clean)
-        prefix = f"[{setting_label(setting, clean)}] " if len(settings) > 1 else ""
+        prefix = f"[{label}] " if label else ""
         warnings.extend(prefix + line for line in flagged)
         q1_parts.append("\n".join(header + words))
         q2_parts.append("\n".join(header + question2_words(entry["question2"], clean)))

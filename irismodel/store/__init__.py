@@ -1,6 +1,6 @@
 """A run on disk: its layout, schema, locations, writer, life (plan, resume, publish) and reader."""
 
-from .listing import ResultsError, file_metadata, list_result_files
+from .listing import ResultsError, count_models, file_metadata, list_result_files
 from .lock import RunError
 from .reader import read_results
 from .runs import (
@@ -21,6 +21,7 @@ __all__ = [
     "RunFolder",
     "Shard",
     "check_resumable",
+    "count_models",
     "file_metadata",
     "finished_before",
     "list_result_files",

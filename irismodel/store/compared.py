@@ -6,10 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from .listing import ResultsError, list_result_files, read_manifest
-from .locations import resolve
+from .listing import ResultsError, count_models, read_manifest
 from .reader import read_results
 from .runs import RunFolder, run_folders
 
@@ -27,12 +24,6 @@ def _published_manifests(root: str) -> list[tuple[dict[str, Any], str]]:
         except ResultsError:
             continue  # not a run this one can be compared with
     return found
-
-
-def _models(location: str) -> int:
-    """The rows of a run folder, from its part files' footers."""
-    fs, _ = resolve(location, "location")
-    return sum(pq.read_metadata(p, filesystem=fs).num_rows for p in list_result_files(location))
 
 
 def _json_safe(value: Any) -> Any:
@@ -56,7 +47,7 @@ def _compared_with(place: RunFolder, record: Mapping[str, Any], previous: str) -
     summary: dict[str, Any] = {"previous_run": previous, "verdict": None}
     try:
         before = RunFolder(place.root, previous)
-        sizes = {name: _models(p) for name, p in (("this", place.staging),
+        sizes = {name: count_models(p) for name, p in (("this", place.staging),
                                                    ("previous", before.published))}  # fmt: skip
         if max(sizes.values()) > COMPARED_MODELS:
             summary["reason"] = (

@@ -99,6 +99,12 @@ def list_result_files(
     return sorted(files)
 
 
+def count_models(location: str) -> int:
+    """Return the rows (one a model) of the results under `location`, from the files' footers."""
+    fs, _ = resolve(location, "location")
+    return sum(pq.read_metadata(p, filesystem=fs).num_rows for p in list_result_files(location))
+
+
 def check_part(path: str, meta: dict[bytes, bytes] | None) -> None:
     """Refuse a part `...Z-<run id>/<shard>.parquet` whose metadata names another run or shard."""
     meta = meta or {}

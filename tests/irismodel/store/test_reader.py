@@ -27,6 +27,7 @@ from _store_files import (
 
 from irismodel.store import (
     ResultsError,
+    count_models,
     file_metadata,
     list_result_files,
     publish_run,
@@ -86,6 +87,14 @@ def test_two_runs_read_as_one_table_filterable_by_run(tmp_path):
                                          r"string 'run-a'"):  # fmt: skip
         read_results(str(tmp_path), flow_run_ids="run-a")
     assert len(read_results(str(tmp_path), flow_run_ids=[])) == 0
+
+
+def test_count_models_gives_the_rows_of_a_run_or_a_location(tmp_path):
+    """count_models counts the rows of one run's folder, or of every run in a location."""
+    path = published(_small(tmp_path, seeds=[0, 1, 2]), "run-a")
+    published(_small(tmp_path, seeds=[0, 1], optimizers=["manual"]), "run-b")
+    assert count_models(path) == len(read_results(path)) == 3
+    assert count_models(str(tmp_path)) == len(read_results(str(tmp_path))) == 5
 
 
 def test_uri_location_round_trip(tmp_path):

@@ -11,6 +11,7 @@ from flows.runners import task_runner_from_env, wait_for_shards
 from irismodel.parameters import sweep_parameters
 from irismodel.preflight import run_label
 from irismodel.store import plan_shards
+from tasks.events import announce_published
 from tasks.prepare import check_run, open_sweep_run
 from tasks.report import Progress, publish_report
 from tasks.results import SweepFailed, failure_message, publish_results
@@ -35,13 +36,14 @@ def iris_sweep(**parameters: Any) -> str:
     Seeds are cut into shards; one task per shard trains, evaluates and writes its rows into the
     run's staging folder, and the run is published as a whole when every shard is written. If
     some shards still fail after their retries, the run stays unpublished and ends Failed; a
-    Retry of the flow run, or `resume=<run id>`, trains only the missing shards.
+    Retry of the flow run, or `resume=<run id>`, trains only the missing shards. The flow run
+    that publishes the run sends the event `iris-sweep.run.published` (tasks/events.py).
     """
     checked = check_run(**parameters)  # the pre-flight: once per run, the data read once
     config, splits = checked.config, checked.splits
-    context, finished, published = open_sweep_run(config, splits)
+    context, finished, already_published = open_sweep_run(config, splits)
     shards = plan_shards(config)
-    if published:
+    if already_published:
         path = context.place.published
     else:
         progress = Progress(len(shards), len(finished))
@@ -55,4 +57,6 @@ def iris_sweep(**parameters: Any) -> str:
             raise SweepFailed(failure_message(failed, shards, context, stopped))
     if config.report:
         publish_report(path, context.flow_run_id)
+    if not already_published:  # the event says "published now": a rerun finding it sends none
+        announce_published(path)
     return path

@@ -11,12 +11,21 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, State, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, Pending, Scheduled
+from prefect.utilities.schema_tools.validation import validate
 
 from flows.runners import DASK_ADDRESS_VARIABLE
+from irismodel.parameters import SweepConfig
 from irismodel.store import file_metadata, list_result_files, read_results
 from irismodel.store.schema import COLUMNS
 
@@ -26,6 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.subprocess]
 
 HEARTBEAT = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 TINY = servers.TINY
+WEEKLY = {"seeds": "0..1999", "split_seeds": "0..9"}  # the weekly schedule's, in prefect.yaml
 PREFECT = str(servers.BIN / "prefect")
 
 
@@ -52,6 +62,31 @@ def wait_for_final_state(client, flow_run_id: UUID, timeout: float, worker_log: 
                 f"the worker's log ends:\n{servers.log_tail(worker_log)}"
             )
         time.sleep(0.5)
+
+
+def check_weekly_parameters(nightly, tmp_path: Path) -> None:
+    """The weekly schedule's parameters pass the run form's schema and the sweep's own checks."""
+    parameters = {**nightly.parameters, **WEEKLY}
+    assert validate(parameters, nightly.parameter_openapi_schema, raise_on_error=True) == []
+    config = SweepConfig(**parameters, output_dir=str(tmp_path))  # raises naming what is wrong
+    assert (len(config.seeds), len(config.split_seeds)) == (2000, 10)
+    assert config.hidden_dims == SweepConfig(output_dir=str(tmp_path)).hidden_dims
+
+
+def weekly_runs_scheduled(client, nightly, timeout: float = 30.0) -> list:
+    """Return the nightly deployment's scheduled runs with the weekly parameters, once the
+    server's scheduler has made them."""
+    of_nightly = DeploymentFilter(id=DeploymentFilterId(any_=[nightly.id]))
+    scheduled = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+        any_=[StateType.SCHEDULED])))  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = client.read_flow_runs(deployment_filter=of_nightly, flow_run_filter=scheduled)
+        weekly = [run for run in runs if run.parameters == WEEKLY]
+        if weekly and len(weekly) < len(runs):  # the nightly's runs are there too
+            return weekly
+        assert time.monotonic() < deadline, f"no weekly run scheduled: {runs}"
+        time.sleep(1)
 
 
 def assert_concurrency(deployment, limit: int, strategy: ConcurrencyLimitStrategy) -> None:
@@ -86,7 +121,9 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
 ) -> None:
     """`prefect deploy --all` deploys prefect.yaml as written; a worker runs adhoc and adhoc-dask.
 
-    nightly carries its 03:00 UTC cron and adhoc none; nightly (CANCEL_NEW) and gpu (ENQUEUE) a
+    nightly carries its 03:00 UTC cron and a weekly one of its own parameters (valid for the run
+    form and the sweep), both active, whose runs the server schedules with those parameters;
+    adhoc has none; nightly (CANCEL_NEW) and gpu (ENQUEUE) a
     concurrency limit of 1, which the server enforces when a second run would start; every
     deployment's runs send heartbeats each 30 s. adhoc, triggered with tiny parameters as the
     README does, runs in a real `prefect worker` to Completed and writes one file of the results
@@ -100,11 +137,16 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         cluster = stack.enter_context(servers.dask_cluster(tmp_path / "dask", n_workers=1))
 
         nightly = prefect_client.read_deployment_by_name("iris-sweep/nightly")
-        assert [s.schedule.cron for s in nightly.schedules] == ["0 3 * * *"]
-        assert nightly.schedules[0].schedule.timezone == "UTC"
-        assert nightly.schedules[0].slug == "nightly-0300-utc"
-        assert "03:00 UTC" in nightly.description
+        schedules = {s.slug: s for s in nightly.schedules}
+        assert set(schedules) == {"nightly-0300-utc", "weekly-sunday-0400-utc"}
+        each_night, each_week = schedules["nightly-0300-utc"], schedules["weekly-sunday-0400-utc"]
+        assert (each_night.schedule.cron, each_night.parameters) == ("0 3 * * *", {})
+        assert each_week.schedule.cron == "0 4 * * 0"  # Sunday
+        assert each_week.parameters == WEEKLY
+        assert all(s.schedule.timezone == "UTC" and s.active for s in nightly.schedules)
+        assert "03:00 UTC" in nightly.description and "Sunday at 04:00 UTC" in nightly.description
         assert nightly.parameters == {}
+        check_weekly_parameters(nightly, tmp_path)
         assert_concurrency(nightly, 1, ConcurrencyLimitStrategy.CANCEL_NEW)
         assert nightly.work_pool_name == pools["process"]
         # The pull step sends the worker to the folder `prefect deploy` ran in: this project.
@@ -141,9 +183,13 @@ def test_deployments_run_on_a_worker_and_write_the_results_schema(
         flow_run = wait_for_final_state(prefect_client, adhoc_run, 120, worker_log)
         wait_for_final_state(prefect_client, dask_run, 120, worker_log)
 
+    # The server's scheduler made the weekly runs, each on a Sunday at 04:00 UTC.
+    for run in weekly_runs_scheduled(prefect_client, nightly):
+        start = run.expected_start_time.astimezone(UTC)
+        assert (start.weekday(), start.hour, start.minute) == (6, 4, 0), start
     # The guards, by hand, on runs scheduled an hour ahead, which the worker leaves alone.
     cancelled = second_run_meets_the_limit(prefect_client, nightly)
-    assert cancelled.type == StateType.CANCELLED  # a second nightly never starts
+    assert cancelled.type == StateType.CANCELLED  # a second nightly or weekly never starts
     waiting = second_run_meets_the_limit(prefect_client, gpu)
     assert (waiting.type, waiting.name) == (StateType.SCHEDULED, "AwaitingConcurrencySlot")
 

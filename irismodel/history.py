@@ -18,6 +18,7 @@ from irismodel.store.locations import read_bytes, resolve, split
 from irismodel.store.schema import SCHEMA
 
 HISTORY_RUNS = 20  # runs a history table shows at most, the newest
+SHOWN_ELSEWHERE = ("epoch", "models")  # answers' numbers the table has a column for already
 
 
 def comparable_runs(
@@ -88,8 +89,16 @@ def run_history(run_folder: str, limit: int = HISTORY_RUNS) -> str:
 def history_markdown(
     entries: Sequence[tuple[Mapping[str, Any], pd.Series, Mapping[str, Any] | None]],
 ) -> str:
-    """Return a markdown table of runs, newest first; entries: (`_run.json`, outcomes, answers)."""
-    names = list(dict.fromkeys(name for *_, answers in entries for name in answers or {}))
+    """Return a markdown table of runs, newest first; entries: (`_run.json`, outcomes, answers).
+
+    Of the answers (`answer_summary`'s numbers), each rule's slope shows with its interval in
+    one cell (`-0.0036 [-0.0045, -0.0027]`), then its p-value and accuracy.
+    """
+    names = [
+        name
+        for name in dict.fromkeys(name for *_, answers in entries for name in answers or {})
+        if name not in SHOWN_ELSEWHERE and not name.endswith((" slope low", " slope high"))
+    ]
     head = ["started (UTC)", "run", "models", "wall", "model-epochs/s", "stalled", "diverged"]
     lines = ["| " + " | ".join([*head, *map(markdown_text, names)]) + " |"]
     lines.append("|---" * (len(head) + len(names)) + "|")
@@ -103,12 +112,12 @@ def history_markdown(
         known = outcomes.dropna()
         cells = [
             markdown_text(str(started or "-")[:16].replace("T", " ")),
-            markdown_text(manifest.get("run_id", "?")),
+            markdown_text(str(manifest.get("run_id", "?"))[:8]),  # as Prefect's UI shortens ids
             f"{len(outcomes):,}",
             f"{wall:.0f} s" if wall is not None else "-",
             f"{len(outcomes) * epochs / wall:,.0f}" if wall and epochs else "-",
             *(f"{(known == o).mean():.1%}" if len(known) else "-" for o in ("stalled", "diverged")),
-            *(_number((answers or {}).get(name)) for name in names),
+            *(_cell(answers or {}, name) for name in names),
         ]
         lines.insert(2, "| " + " | ".join(cells) + " |")  # newest first
     return "\n".join(lines) + "\n"
@@ -117,4 +126,12 @@ def history_markdown(
 def _number(value: Any) -> str:
     if value is None:
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else markdown_text(value)
+    return f"{value:.3g}" if isinstance(value, float) else markdown_text(value)
+
+
+def _cell(answers: Mapping[str, Any], name: str) -> str:
+    low, high = answers.get(f"{name} low"), answers.get(f"{name} high")
+    shown = _number(answers.get(name))
+    if name.endswith(" slope") and low is not None and high is not None:
+        return f"{shown} [{_number(low)}, {_number(high)}]"
+    return shown

@@ -47,13 +47,16 @@ def test_a_run_with_a_report_shows_its_answers_and_one_without_a_dash(location):
     """The answers' columns come from a run's `-answers.json`; a run without one shows `-`."""
     _, folders = location
     answers = Path(folders[1]) / f"_{Path(folders[1]).name}-answers.json"
-    answers.write_text(json.dumps({"epoch": 100, "sgd slope": -0.0123}))
+    numbers = {"epoch": 100, "sgd slope": -0.0123, "sgd slope low": -0.02, "sgd slope high": -0.01}
+    answers.write_text(json.dumps({**numbers, "sgd p": 0.0004}))
     try:
         lines = history.run_history(folders[3]).splitlines()
     finally:
         answers.unlink()
     slope = _cells(lines[0]).index("sgd slope")
-    assert [_cells(line)[slope] for line in lines[2:]] == ["-", "-0.0123", "-"]
+    assert [_cells(line)[slope] for line in lines[2:]] == ["-", "-0.0123 [-0.02, -0.01]", "-"]
+    assert "sgd slope low" not in lines[0] and "epoch" not in _cells(lines[0])
+    assert [_cells(line)[slope + 1] for line in lines[2:]] == ["-", "0.0004", "-"]
 
 
 def test_a_folder_that_is_no_published_run_is_refused(location):

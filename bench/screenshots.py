@@ -7,9 +7,11 @@ artifacts in headless Chromium (`apt-get install chromium`). Then, driving Chrom
 DevTools protocol: the untouched form's Submit clicked, and what the UI shows after. With
 `--crash`, it also deploys prefect.yaml, sets up `cli.notify`, starts a worker, SIGKILLs it
 and its flow run mid-sweep, waits for the automation to mark the run Crashed, retries it as the
-UI's Retry does and renders the run's page once it completed (about 2 more minutes).
+UI's Retry does and renders the run's page once it completed (about 2 more minutes). With
+`--history`, three runs of the same parameters into one location, then the third's comparison
+and history artifacts and the comparison key's page (every run's comparison).
 
-    .venv/bin/python bench/screenshots.py --out docs/screenshots [--crash]
+    .venv/bin/python bench/screenshots.py --out docs/screenshots [--crash] [--history]
 """
 
 from __future__ import annotations
@@ -226,6 +228,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--crash", action="store_true", help="also the crashed-then-retried run")
     parser.add_argument("--only-new", action="store_true", help="skip the plain page renders")
+    parser.add_argument(
+        "--history", action="store_true", help="also three runs alike: comparison and history"
+    )
     args = parser.parse_args()
     browser = chromium()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -267,6 +272,18 @@ def main() -> None:
                 ):
                     url = f"{ui}/artifacts/artifact/{latest_artifact(key)}"
                     screenshot(browser, url, args.out / name, size, profile)
+            if args.history:  # three runs of the same parameters into one location
+                alike = dict(hidden_dims="8..11", seeds="0..29", split_seeds="0..1", epochs=300)
+                for _ in range(3):
+                    iris_sweep(output_dir=str(home / "nightly"), device="cpu", **alike)
+                for key, name, size in (
+                    ("iris-sweep-comparison", "comparison.png", "1400,1000"),
+                    ("iris-sweep-history", "history.png", "2300,650"),
+                ):
+                    url = f"{ui}/artifacts/artifact/{latest_artifact(key)}"
+                    screenshot(browser, url, args.out / name, size, profile)
+                url = f"{ui}/artifacts/key/iris-sweep-comparison"
+                screenshot(browser, url, args.out / "comparison-key.png", "1400,900", profile)
             submitted_form(browser, ui, str(deployment_id), args.out, home)
             if args.crash:
                 crashed_and_retried(browser, ui, api, args.out, home)

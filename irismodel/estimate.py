@@ -25,9 +25,11 @@ REPORT_SECONDS = 2.0  # plots and bootstrap intervals ...
 REPORT_MODEL_SECONDS = 2.5e-5  # ... then a pass over every row
 SERVER_SECONDS = 8.0  # Prefect's temporary server, without PREFECT_API_URL (4-12 s when busy)
 COMPILE_SECONDS = 30.0  # the one-time build of the compiled loops (~26-30 s here)
-# Parquet bytes: float32 curves barely compress; a part file's footer and schema are ~16 KB.
+# Parquet bytes (measured): float32 curves and weights barely compress, the other columns of a
+# row take ~50 bytes, a part file's footer and schema ~16 KB.
+# The trained weights (6 a hidden unit, 1 more a model) are float32 values too.
 BYTES_PER_VALUE = 3.6
-BYTES_PER_ROW = 300
+BYTES_PER_ROW = 60
 BYTES_PER_PART = 16 << 10
 BASE_BYTES = 600 << 20  # a worker besides its shards: torch, pyarrow, sklearn, Prefect
 COPIES_PER_SHARD = 4  # curves in float32: the engine's, the table's, Parquet's buffers, spare
@@ -127,7 +129,9 @@ def estimate(
         workers=workers,
         peak_bytes=BASE_BYTES + workers * shard,
         disk_bytes=int(
-            seeds * (config.epochs * BYTES_PER_VALUE + BYTES_PER_ROW) + len(shards) * BYTES_PER_PART
+            seeds * ((config.epochs + 1) * BYTES_PER_VALUE + BYTES_PER_ROW)
+            + unit_epochs / max(config.epochs, 1) * WEIGHTS_PER_UNIT * BYTES_PER_VALUE
+            + len(shards) * BYTES_PER_PART
         ),
         parts=tuple(parts.items()),
     )

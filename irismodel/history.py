@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow.dataset as ds
 
 from irismodel.compare import comparable_parameters
 from irismodel.report.text import markdown_text
+from irismodel.store import list_result_files
+from irismodel.store.compared import _published_manifests
+from irismodel.store.locations import read_bytes, resolve, split
+from irismodel.store.schema import SCHEMA
+
+HISTORY_RUNS = 20  # runs a history table shows at most, the newest
+SHOWN_ELSEWHERE = ("epoch", "models")  # answers' numbers the table has a column for already
+
+
+def comparable_runs(
+    candidates: Sequence[tuple[Mapping[str, Any], str]],
+    manifest: Mapping[str, Any],
+    same_data: bool = False,
+) -> list[tuple[Mapping[str, Any], str]]:
+    """Return the earlier complete runs comparable to `manifest`, newest first.
+
+    Comparable: the same parameters (`comparable_parameters`) and, with `same_data`, the same
+    data fingerprint; earlier: started no later (ISO times in UTC sort as text).
+    """
+    wanted = comparable_parameters(manifest.get("parameters") or {})
+    started = str(manifest.get("started_at") or "~")
+    fingerprint = manifest.get("data_fingerprint")
+    found = [
+        (record, folder)
+        for record, folder in candidates
+        if record.get("status") == "complete"
+        and record.get("run_id") != manifest.get("run_id")
+        and str(record.get("started_at") or "") <= started
+        and comparable_parameters(record.get("parameters") or {}) == wanted
+        and (not same_data or record.get("data_fingerprint") == fingerprint)
+    ]
+    return sorted(found, key=lambda found: (str(found[0].get("started_at") or ""), found[1]),
+                  reverse=True)  # fmt: skip
 
 
 def previous_run(
@@ -18,29 +53,52 @@ def previous_run(
     same_data: bool = False,
 ) -> str | None:
     """Return the folder of the latest earlier complete run comparable to `manifest`, or None."""
-    wanted = comparable_parameters(manifest.get("parameters") or {})
-    started = str(manifest.get("started_at") or "~")  # ISO times in UTC sort as text
-    fingerprint = manifest.get("data_fingerprint")
-    best: tuple[str, str] | None = None
-    for record, folder in candidates:
-        when = str(record.get("started_at") or "")
-        if (
-            record.get("status") == "complete"
-            and record.get("run_id") != manifest.get("run_id")
-            and when <= started
-            and comparable_parameters(record.get("parameters") or {}) == wanted
-            and (not same_data or record.get("data_fingerprint") == fingerprint)
-            and (best is None or (when, folder) > best)
-        ):
-            best = (when, folder)
-    return None if best is None else best[1]
+    earlier = comparable_runs(candidates, manifest, same_data)
+    return earlier[0][1] if earlier else None
+
+
+def run_history(run_folder: str, limit: int = HISTORY_RUNS) -> str:
+    """Return the history table of a published run and the `limit - 1` comparable runs before it.
+
+    Each run's models and outcomes come from its part files (the `outcome` column only), its
+    answers from the `answers` file its report wrote (`-` where it has none).
+    """
+    from irismodel.report.build import report_files, report_prefix  # the report's names
+
+    root, name = split(run_folder.rstrip("/"))
+    candidates = _published_manifests(root)
+    manifest = next((record for record, folder in candidates if folder == name), None)
+    if manifest is None:
+        raise ValueError(f"run_folder: {run_folder!r} is not a published run")
+    entries = []
+    for record, folder in [(manifest, name), *comparable_runs(candidates, manifest)][:limit]:
+        location = f"{root.rstrip('/')}/{folder}"
+        files = list_result_files(location)
+        fs = resolve(location, "run_folder")[0]
+        column = ds.dataset(files, SCHEMA, filesystem=fs).to_table(columns=["outcome"])
+        outcomes = pd.Series(column["outcome"].to_pylist(), dtype=object)
+        try:
+            answers_file = report_files(location, report_prefix(location))["answers"]
+            answers = json.loads(read_bytes(answers_file))
+        except (OSError, ValueError):
+            answers = None  # a run published without a report, or by an older version
+        entries.append((record, outcomes, answers))
+    return history_markdown(entries)
 
 
 def history_markdown(
     entries: Sequence[tuple[Mapping[str, Any], pd.Series, Mapping[str, Any] | None]],
 ) -> str:
-    """Return a markdown table of runs, newest first; entries: (`_run.json`, outcomes, answers)."""
-    names = list(dict.fromkeys(name for *_, answers in entries for name in answers or {}))
+    """Return a markdown table of runs, newest first; entries: (`_run.json`, outcomes, answers).
+
+    Of the answers (`answer_summary`'s numbers), each rule's slope shows with its interval in
+    one cell (`-0.0036 [-0.0045, -0.0027]`), then its p-value and accuracy.
+    """
+    names = [
+        name
+        for name in dict.fromkeys(name for *_, answers in entries for name in answers or {})
+        if name not in SHOWN_ELSEWHERE and not name.endswith((" slope low", " slope high"))
+    ]
     head = ["started (UTC)", "run", "models", "wall", "model-epochs/s", "stalled", "diverged"]
     lines = ["| " + " | ".join([*head, *map(markdown_text, names)]) + " |"]
     lines.append("|---" * (len(head) + len(names)) + "|")
@@ -54,12 +112,12 @@ def history_markdown(
         known = outcomes.dropna()
         cells = [
             markdown_text(str(started or "-")[:16].replace("T", " ")),
-            markdown_text(manifest.get("run_id", "?")),
+            markdown_text(str(manifest.get("run_id", "?"))[:8]),  # as Prefect's UI shortens ids
             f"{len(outcomes):,}",
             f"{wall:.0f} s" if wall is not None else "-",
             f"{len(outcomes) * epochs / wall:,.0f}" if wall and epochs else "-",
             *(f"{(known == o).mean():.1%}" if len(known) else "-" for o in ("stalled", "diverged")),
-            *(_number((answers or {}).get(name)) for name in names),
+            *(_cell(answers or {}, name) for name in names),
         ]
         lines.insert(2, "| " + " | ".join(cells) + " |")  # newest first
     return "\n".join(lines) + "\n"
@@ -68,4 +126,12 @@ def history_markdown(
 def _number(value: Any) -> str:
     if value is None:
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else markdown_text(value)
+    return f"{value:.3g}" if isinstance(value, float) else markdown_text(value)
+
+
+def _cell(answers: Mapping[str, Any], name: str) -> str:
+    low, high = answers.get(f"{name} low"), answers.get(f"{name} high")
+    shown = _number(answers.get(name))
+    if name.endswith(" slope") and low is not None and high is not None:
+        return f"{shown} [{_number(low)}, {_number(high)}]"
+    return shown

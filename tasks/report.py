@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
@@ -17,7 +17,9 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_logger
 
+from irismodel.history import run_history
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
+from irismodel.report.comparison import comparison_markdown, manifest_comparisons
 from irismodel.report.text import markdown_text
 from irismodel.store.locations import base_name, browser_url, redact
 from tasks.api import api_answers, bounded
@@ -27,13 +29,20 @@ SUMMARY_KEY = "iris-sweep-summary"
 REPORT_KEY = "iris-sweep-report"
 RESULTS_KEY = "iris-sweep-results"
 PROGRESS_KEY = "iris-sweep-progress"
+COMPARISON_KEY = "iris-sweep-comparison"
+HISTORY_KEY = "iris-sweep-history"
 T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @task(name="publish-report", cache_policy=NO_CACHE, persist_result=False)
-def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) -> str | None:
-    """Publish the run's summary, answers and plots as artifacts; return the terminal text.
+def publish_report(
+    path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST
+) -> dict[str, Any] | None:
+    """Publish the run's report, comparison and history as artifacts; return its key numbers.
+
+    The key numbers are `irismodel.report.build.answer_summary`'s: per rule, the slope of the
+    loss on hidden_dim with its interval and p-value, and the median accuracy (JSON-safe).
 
     The PNGs and the markdown go beside the Parquet files, named after the run (`_<run>-*.png`),
     so runs never overwrite each other's and folder readers skip them. The results are the
@@ -51,7 +60,7 @@ def publish_report(path: str, flow_run_id: str, epoch: int = EPOCH_OF_INTEREST) 
         return None
 
 
-def _publish_report(path: str, flow_run_id: str, epoch: int) -> str:
+def _publish_report(path: str, flow_run_id: str, epoch: int) -> dict[str, Any] | None:
     report = report_of(path, run_ids=[flow_run_id], epoch=epoch, prefix=report_prefix(path))
     table = summary_table(report.summary)
     create_table_artifact(
@@ -87,16 +96,31 @@ def _publish_report(path: str, flow_run_id: str, epoch: int) -> str:
     logger = get_run_logger()
     for warning in report.answers.warnings:
         logger.warning("%s", warning)
+    create_markdown_artifact(
+        markdown=comparison_markdown(manifest_comparisons(path)),
+        key=COMPARISON_KEY,
+        description=f"Run {flow_run_id} compared with the last published run like it.",
+    )
+    try:
+        create_markdown_artifact(
+            markdown=run_history(path),
+            key=HISTORY_KEY,
+            description=f"Run {flow_run_id} and the runs of the same parameters before it.",
+        )
+    except (OSError, ValueError) as error:  # an unreadable older run: the history only
+        logger.warning("no history artifact: %s", error)
     logger.info(
-        "published artifacts %s, %s, %s; plots at %s, %s and %s",
+        "published artifacts %s, %s, %s, %s, %s; plots at %s, %s and %s",
         SUMMARY_KEY,
         REPORT_KEY,
         RESULTS_KEY,
+        COMPARISON_KEY,
+        HISTORY_KEY,
         report.paths["loss_curves"],
         report.paths["accuracy"],
         report.paths["slope_by_epoch"],
     )
-    return report.text
+    return report.key_numbers
 
 
 def results_markdown(flow_run_id: str, location: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +16,13 @@ from irismodel.store import locations, writer
 from irismodel.store.layout import FILE_SUFFIX
 
 from .answers import Answers, answer_numbers
-from .comparison import COMPARISONS, comparison_lines, comparison_warnings, manifest_comparisons
+from .comparison import (
+    COMPARISONS,
+    comparison_lines,
+    comparison_sections,
+    comparison_warnings,
+    manifest_comparisons,
+)
 from .plots import groups_shown, plot_accuracy, plot_loss, plot_slope_by_epoch
 from .scan import Scan, scan
 from .settings import EPOCH_OF_INTEREST, SETTING_COLUMNS, ReportError, check_epoch
@@ -44,7 +52,9 @@ TABLE_LEGEND = (
 )
 # The report's files by name, and the end of each file's name after the prefix.
 FILES = {"loss_curves": "-loss-curves.png", "accuracy": "-accuracy.png",
-         "slope_by_epoch": "-slope-by-epoch.png", "markdown": ".md", "text": ".txt"}  # fmt: skip
+         "slope_by_epoch": "-slope-by-epoch.png", "markdown": ".md", "text": ".txt",
+         "answers": "-answers.json"}  # fmt: skip
+KEY_NUMBERS = ("slope", "slope low", "slope high", "p", "accuracy")  # per rule, `answer_summary`
 CAPTIONS = (
     "loss curves",
     "accuracy per seed",
@@ -67,6 +77,7 @@ class Report:
     text: str
     paths: dict[str, str]
     curves: pd.DataFrame | None = None
+    key_numbers: dict[str, Any] | None = None  # `answer_summary`: what a run's history shows
 
 
 def summarize(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> pd.DataFrame:
@@ -94,6 +105,30 @@ def answer_questions(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> Ans
     return word_answers(answer_numbers(scan(frame, epoch)), plain)
 
 
+def answer_summary(numbers: Mapping[str, Any]) -> dict[str, Any]:
+    """The answers' key numbers, flat and JSON-safe (non-finite numbers are null).
+
+    Per rule: question 2's slope of the loss on hidden_dim with its 95% interval and p-value,
+    and question 1's median accuracy, named `<rule> slope`, `<rule> slope low`, `<rule> slope
+    high`, `<rule> p`, `<rule> accuracy`; prefixed by `setting <n> ` where runs differ in one.
+    """
+    found: dict[str, Any] = {"epoch": numbers["epoch"], "models": numbers["n_models"]}
+    settings = numbers["settings"]
+    for index, setting in enumerate(settings, 1):
+        lead = f"setting {index} " if len(settings) > 1 else ""
+        rules = setting["question1"]["rules"]
+        for rule in setting["question2"]:
+            slope, accuracy = rule["slope"], rules.get(rule["optimizer"], {})
+            values = (slope["mean"], slope["low"], slope["high"], rule["p_value"],
+                      accuracy.get("accuracy_median"))  # fmt: skip
+            for key, value in zip(KEY_NUMBERS, values, strict=True):
+                found[f"{lead}{rule['optimizer']} {key}"] = value
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in found.items()
+    }
+
+
 def report_prefix(results_path: str) -> str:
     """Return the report files' name prefix for one results file or run folder: `_<its name>`."""
     name = locations.base_name(results_path)  # a URI's query options are no part of it
@@ -102,7 +137,7 @@ def report_prefix(results_path: str) -> str:
 
 
 def report_files(out_dir: str, prefix: str = REPORT_PREFIX) -> dict[str, str]:
-    """Return the paths a report writes, by name: the three plots, `markdown` and `text`."""
+    """Return the paths a report writes, by name: the three plots, `markdown`, `text`, `answers`."""
     return {name: locations.child(out_dir, prefix + end) for name, end in FILES.items()}
 
 
@@ -152,9 +187,7 @@ def _markdown(
                   *escaped.secondary, ""]  # fmt: skip
     if escaped.notes:
         lines += ["**Notes.** " + " ".join(escaped.notes), ""]
-    for key, compared in comparisons.items():
-        lines += [f"## {COMPARISONS[key]}", ""]
-        lines += [*(f"- {line}" for line in comparison_lines(compared, markdown_text)), ""]
+    lines += comparison_sections(comparisons)
     lines += [
         f"Runs: {runs_text(models, markdown_text)}. Parameters: "
         f"{run_title(models, markdown_text)}.", "", "## Summary per configuration", "",
@@ -209,7 +242,8 @@ def report_of(
     column. `run_ids` keeps only those flow runs. Files go to `out_dir` (default: the results
     folder), replacing older ones, each written atomically (`writer.write_atomically`):
     `<prefix>-loss-curves.png`, `<prefix>-accuracy.png`, `<prefix>-slope-by-epoch.png`,
-    `<prefix>.md` (plots embedded) and `<prefix>.txt` (the terminal text). Raises
+    `<prefix>.md` (plots embedded), `<prefix>.txt` (the terminal text) and
+    `<prefix>-answers.json` (`answer_summary`, which a run's history reads). Raises
     `ReportError` when there are no rows to report on, or `out_dir` is missing for a DataFrame.
     """
     epoch = check_epoch(epoch)
@@ -232,10 +266,12 @@ def report_of(
                 f"  {line}" for line in comparison_lines(compared)
             )
     paths = report_files(out_dir if out_dir is not None else folder_of(rows), prefix)
-    for path, data in zip(paths.values(), [*images.values(), markdown.encode(), text.encode()],
-                          strict=True):  # fmt: skip
+    key_numbers = answer_summary(numbers)
+    files = [*images.values(), markdown.encode(), text.encode(),
+             json.dumps(key_numbers, indent=1).encode()]  # fmt: skip
+    for path, data in zip(paths.values(), files, strict=True):
         folder, name = locations.split(path)
         # a link planted at a report file's name is replaced, never written through
         writer.write_atomically(folder, name, lambda stream, data=data: stream.write(data),
                                  replace=True)  # fmt: skip
-    return Report(summary, answers, markdown, text, paths, _curve_table(found))
+    return Report(summary, answers, markdown, text, paths, _curve_table(found), key_numbers)

@@ -14,11 +14,12 @@ from irismodel.store.listing import read_manifest
 from irismodel.store.reader import read_results
 
 from .settings import ReportError
-from .text import Clean, plain
+from .text import Clean, markdown_text, plain
 
 # The manifest's comparisons (written at publication) by key, and each one's heading.
 COMPARISONS = {"comparison": "Compared with the last run like it",
                "comparison_same_data": "Compared with the last run of the same data"}  # fmt: skip
+NOTHING = "nothing to compare this run with"
 
 
 def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str, Any]]:
@@ -88,6 +89,22 @@ def comparison_warnings(
         for key, found in comparisons.items()
         if found.get("verdict") == compare.WARNING
     ]
+
+
+def comparison_sections(comparisons: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Return markdown lines: a section per comparison, its lines as a list."""
+    lines = []
+    for key, found in comparisons.items():
+        lines += [f"## {COMPARISONS[key]}", ""]
+        lines += [*(f"- {line}" for line in comparison_lines(found, markdown_text)), ""]
+    return lines
+
+
+def comparison_markdown(comparisons: Mapping[str, Mapping[str, Any]]) -> str:
+    """Return a run's comparisons as markdown: any WARNING first, then each comparison."""
+    lines = [f"> **{line}**\n" for line in comparison_warnings(comparisons, markdown_text)]
+    lines += comparison_sections(comparisons)
+    return "\n".join(lines) or f"No earlier published run of the same parameters: {NOTHING}.\n"
 
 
 def compare_folders(before: str, after: str) -> compare.Comparison:

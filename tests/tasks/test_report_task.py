@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from irismodel import read_results
 from irismodel.parameters import SweepConfig
+from irismodel.report import written_text
 from irismodel.sweep import run_sweep
 
 
@@ -67,6 +69,8 @@ def test_each_run_gets_one_artifact_of_each_kind_under_a_stable_key(two_runs):
         ("iris-sweep-report", "markdown"),
         ("iris-sweep-results", "markdown"),  # Prefect stores a link artifact as markdown
         ("iris-sweep-progress", "progress"),
+        ("iris-sweep-comparison", "markdown"),
+        ("iris-sweep-history", "markdown"),
     ):
         # other tests' flow runs share the server and the keys: look at these runs' only
         artifacts = [a for a in asyncio.run(_artifacts(key)) if str(a.flow_run_id) in run_ids]
@@ -79,7 +83,7 @@ def test_artifacts_hold_the_report(two_runs):
     """The markdown embeds the three plots and leads with the answers; the table has a row per
     configuration (sgd and manual, one code path, as one) and its numbers as numbers."""
     _, runs = two_runs
-    flow_run_id, path, text = runs[-1]
+    flow_run_id, path, numbers = runs[-1]
     mine = {
         key: next(a for a in asyncio.run(_artifacts(key)) if str(a.flow_run_id) == flow_run_id)
         for key in ("iris-sweep-summary", "iris-sweep-report", "iris-sweep-results")
@@ -97,7 +101,41 @@ def test_artifacts_hold_the_report(two_runs):
         assert 0 <= row["test acc low"] <= row["test acc mean"] <= row["test acc high"] <= 1
     where = mine["iris-sweep-results"].data  # a local folder: copyable text, no file:// link
     assert path.replace("_", "\\_") in where and "file://" not in where
-    assert "2. Does the loss at epoch 100 fall" in text
+    assert "2. Does the loss at epoch 100 fall" in written_text(path)
+    # the key numbers it returns are the report's: the slope of sgd's loss, its interval, p
+    rows = read_results(path)  # manual's rows repeat sgd's: the answers count them once
+    assert numbers["models"] == (rows["optimizer"] == "sgd").sum() and numbers["epoch"] == 100
+    assert numbers["sgd slope low"] <= numbers["sgd slope"] <= numbers["sgd slope high"]
+    assert 0 <= numbers["sgd p"] <= 1 and 0 <= numbers["sgd accuracy"] <= 1
+
+
+def _mine(key: str, flow_run_id: str) -> str:
+    return next(a for a in asyncio.run(_artifacts(key)) if str(a.flow_run_id) == flow_run_id).data
+
+
+@pytest.mark.server
+def test_the_comparison_artifact_names_the_previous_run_and_its_verdict(two_runs):
+    """The second run is compared with the first: same code, same data, bit-identical rows."""
+    _, ((first_id, first, _), (second_id, _, _)) = two_runs
+    assert _mine("iris-sweep-comparison", first_id).startswith("No earlier published run")
+    compared = _mine("iris-sweep-comparison", second_id)
+    assert f"previous run: {Path(first).name}".replace("_", "\\_") in compared
+    assert "verdict: identical: all 12 models bit-identical" in compared
+    assert "WARNING" not in compared
+
+
+@pytest.mark.server
+def test_the_history_artifact_lists_both_runs_newest_first_with_their_answers(two_runs):
+    """One line per run of these parameters, the newest first, with the answers' numbers."""
+    _, ((first_id, _, numbers), (second_id, _, _)) = two_runs
+    table = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in _mine("iris-sweep-history", second_id).splitlines()
+    ]
+    assert [row[1] for row in table[2:]] == [second_id[:8], first_id[:8]]
+    slope = table[0].index("sgd slope")
+    estimate = float(table[3][slope].split(" [")[0])
+    assert estimate == pytest.approx(numbers["sgd slope"], rel=1e-3)
 
 
 @pytest.mark.server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -36,8 +37,13 @@ def test_markdown_leads_with_the_answers_and_embeds_the_plots(main_report):
     assert "95% interval over 6 seeds, one data split" in markdown
     assert len(markdown) < 400_000
     paths = main_report.paths
-    assert set(paths) == {"loss_curves", "accuracy", "slope_by_epoch", "markdown", "text"}
+    assert set(paths) == {"loss_curves", "accuracy", "slope_by_epoch", "markdown", "text",
+                          "answers"}  # fmt: skip
     assert Path(paths["markdown"]).read_text() == markdown
+    assert json.loads(Path(paths["answers"]).read_text()) == main_report.key_numbers
+    sgd = main_report.answers.numbers["settings"][0]["question2"][0]
+    assert main_report.key_numbers["sgd slope"] == sgd["slope"]["mean"]
+    assert main_report.key_numbers["sgd p"] == sgd["p_value"]
     assert paths["slope_by_epoch"].endswith("-slope-by-epoch.png")
     png_size(Path(paths["slope_by_epoch"]).read_bytes())
 

@@ -55,8 +55,7 @@ def iris_sweep(**parameters: Any) -> str:
         path = publish_results(context, list(failed))
         if failed:
             raise SweepFailed(failure_message(failed, shards, context, stopped))
-    if config.report:
-        publish_report(path, context.flow_run_id)
+    answers = publish_report(path, context.flow_run_id) if config.report else None
     if not already_published:  # the event says "published now": a rerun finding it sends none
-        announce_published(path)
+        announce_published(path, answers)
     return path

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
+from irismodel.report import report_prefix
 from irismodel.store import file_metadata, read_results
 
 TINY = dict(
@@ -108,14 +111,17 @@ def test_the_flow_run_that_publishes_the_run_sends_one_event(published_run):
 
 @pytest.mark.server
 def test_the_event_carries_the_run_s_rows_parameters_and_location(published_run):
-    """The payload holds the run's id, location, row count and parameters, as the files say."""
+    """The payload holds the run's id, location, row count, parameters and the report's key
+    numbers, as the run's files say."""
     run_id, path, _, (event,) = published_run
     payload = event.payload
     assert payload["run_id"] == run_id and payload["location"] == path
     assert payload["rows"] == len(read_results(path)) == 2 * 2
     assert payload["parameters"] == file_metadata(path)["parameters"]
     assert payload["parameters"]["seeds"] == "0..1"
-    assert payload["answers"] is None
+    written = Path(path) / f"{report_prefix(path)}-answers.json"  # the report's key numbers
+    assert payload["answers"] == json.loads(written.read_text())
+    assert payload["answers"]["sgd accuracy"] > 0  # a number, not a placeholder
 
 
 @pytest.mark.server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -44,21 +45,33 @@ def published_events(client, resource_id: str, timeout: float) -> list:
     return events
 
 
-def test_a_published_nightly_run_starts_the_downstream_deployment(
-    deployed, prefect_client, tmp_path: Path
-) -> None:
-    """A deployment whose trigger is `iris-sweep.run.published` from nightly runs after each
-    published nightly run, created by that automation, with the location the event carries.
-
-    The downstream deployment is deployed from its own file, as the README shows; nightly is
-    run with tiny parameters; its run's event starts the downstream run, which completes on
-    the worker and writes its own run into the nightly run's location. Its own publication
-    starts nothing (the trigger wants nightly's runs).
-    """
+@pytest.fixture()
+def after_nightly(deployed, prefect_client) -> Iterator:
+    """The downstream deployment deployed from its file, as the README shows; removed after,
+    with its automation, so that no later nightly run of the session starts it."""
     env = deployed.server.env()
     servers.run_cli([PREFECT, "--no-prompt", "deploy", "--prefect-file", str(AFTER_NIGHTLY),
                      "--all"], env, timeout=180)  # fmt: skip
     downstream = prefect_client.read_deployment_by_name("iris-sweep/after-nightly")
+    try:
+        yield downstream
+    finally:
+        prefect_client.delete_deployment(downstream.id)
+        for automation in prefect_client.read_automations_by_name(AUTOMATION):
+            prefect_client.delete_automation(automation.id)
+
+
+def test_a_published_nightly_run_starts_the_downstream_deployment(
+    deployed, after_nightly, prefect_client, tmp_path: Path
+) -> None:
+    """A deployment whose trigger is `iris-sweep.run.published` from nightly runs after each
+    published nightly run, created by that automation, with the location the event carries.
+
+    nightly is run with tiny parameters; its run's event starts the downstream run, which
+    completes on the worker and writes its own run into the nightly run's location. Its own
+    publication starts nothing (the trigger wants nightly's runs).
+    """
+    env, downstream = deployed.server.env(), after_nightly
     (automation,) = prefect_client.read_automations_by_name(AUTOMATION)
     assert automation.enabled and automation.trigger.expect == {"iris-sweep.run.published"}
     (action,) = automation.actions

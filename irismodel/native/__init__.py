@@ -23,7 +23,7 @@ from types import ModuleType
 import torch
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp", HERE / "init.cpp")
+SOURCES = tuple(HERE / name for name in ("train_loop.cpp", "fused.cpp", "init.cpp", "evaluate.cpp"))
 HEADERS = (HERE / "fused.h",)
 # -ffp-contract=off: no a*b+c fused on one instruction set and not another (fused.cpp's
 # results must not depend on the CPU); -fno-math-errno: sqrt may vectorize.

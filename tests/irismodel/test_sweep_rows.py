@@ -127,7 +127,7 @@ def test_rows_equal_rows_built_one_model_at_a_time(tmp_path):
 def test_metric_columns_equal_the_einsum_and_rank_formulation(evaluation, monkeypatch, tmp_path):
     """A shard's metric columns and outcomes, evaluated a few models at a time, equal the einsum
     forward pass and the average-rank metrics to the last bit, diverged models included."""
-    monkeypatch.setattr(sweep, "METRICS_VALUES", 8000)  # chunks of 1 to 24 models
+    monkeypatch.setattr(sweep, "METRICS_VALUES", 8000)  # chunks of a few models
     split = split_dataset(load_dataset(), split_seed=2)
     context = RunContext("run-1", STARTED, SweepConfig(output_dir=str(tmp_path)), place=None)
     baseline = baseline_loss(split.x_train, split.y_train)

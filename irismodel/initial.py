@@ -13,7 +13,7 @@ import functools
 import logging
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ def initial_weights(
                 stack[name][index] = values
     elif k:
         message = ctypes.create_string_buffer(_MESSAGE_BYTES)
-        failed = _entry_point(native.load().__file__)(
+        failed = _compiled()(
             words.ctypes.data,
             *(k, d, h, *_linear_bounds(d), *_linear_bounds(h)),
             int(torch_uniform_rounding() == "fused"),
@@ -85,8 +85,9 @@ def resolve_backend(backend: str = "auto") -> str:
         )
     if backend == "torch":
         return backend
-    module = native.load() if backend == "auto" else build.load_or_build()
-    function = _entry_point(module.__file__) if module is not None else None
+    if backend == "compiled":
+        build.load_or_build()
+    function = _compiled()
     rounding = torch_uniform_rounding()
     if function is not None and rounding is not None:
         return "compiled"
@@ -166,13 +167,6 @@ def _log_unknown_rounding() -> None:
     )
 
 
-@functools.cache
-def _entry_point(path: str) -> ctypes._CFuncPtr | None:
-    """The compiled function of the library at `path`, or None if it has none (older sources)."""
-    try:
-        function = ctypes.CDLL(path).irismodel_initial_weights
-    except (OSError, AttributeError):
-        logger.debug("no initial-weights function in %s", path, exc_info=True)
-        return None
-    function.argtypes, function.restype = _ARGUMENTS, ctypes.c_int
-    return function
+def _compiled() -> Callable | None:
+    """The compiled `irismodel_initial_weights`, or None where the module does not load."""
+    return native.c_function("irismodel_initial_weights", _ARGUMENTS, ctypes.c_int)

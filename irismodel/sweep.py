@@ -23,7 +23,10 @@ from irismodel.store.layout import STATUS_COMPLETE, writer_id
 from irismodel.store.schema import SCHEMA, part_metadata
 from irismodel.store.writer import write_file, write_parquet
 
-METRICS_CHUNK = 512  # models evaluated at once
+# models x rows x hidden units (at least 8) evaluated at once: the (models, rows) arrays stay in
+# cache, under 1 MB (measured: 2,048 models of 112 rows evaluate 30% slower than 1,024), and
+# einsum's (models, rows, hidden) scratch, where the compiled module is not built, ~8 MB
+METRICS_VALUES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,6 @@ def shard_table(
     config = context.config
     k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
     diverged = diverged_mask(run)
-    curves = np.ascontiguousarray(run.loss_curves, dtype=np.float32).reshape(-1)  # (K*E,)
-    offsets = pa.array(np.arange(0, k * epochs + 1, epochs, dtype=np.int32))
     columns: dict[str, pa.Array] = {}
 
     def constant(name: str, value: object) -> None:
@@ -96,16 +97,16 @@ def shard_table(
     constant("n_test_positive", int(split.y_test.sum()))
     constant("worker", worker)
     constant("shard", shard)
-    columns["loss_curve"] = pa.ListArray.from_arrays(offsets, pa.array(curves))
+    columns["loss_curve"] = _lists(run.loss_curves.reshape(k, epochs))
     last = run.loss_curves[:, -1] if k else np.empty(0, np.float32)
     columns["final_train_loss"] = pa.array(last.astype(np.float64))
     columns["diverged"] = pa.array(diverged)
     accuracy = {}
     for part in ("train", "test"):
         x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
-        chunks = []  # predict_proba's float64 (models, rows, hidden) scratch stays a few MB
-        for lo in range(0, k, METRICS_CHUNK):
-            rows = slice(lo, lo + METRICS_CHUNK)
+        chunks, size = [], max(1, METRICS_VALUES // max(1, len(y) * max(8, run.hidden_dim)))
+        for lo in range(0, k, size):
+            rows = slice(lo, lo + size)
             chunk = {n: v[rows] for n, v in run.parameters.items()}
             chunks.append(binary_metrics(predict_proba(chunk, x), y, diverged[rows]))
         scores = {n: np.concatenate([c[n] for c in chunks] or [np.empty(0)]) for n in METRIC_NAMES}
@@ -126,17 +127,20 @@ def shard_table(
     columns["reference_loss_curve"] = pa.array(
         check.curves, SCHEMA.field("reference_loss_curve").type
     )
-    for name in PARAMETER_NAMES:  # flattened row-major per model, one shared values buffer
-        values = np.ascontiguousarray(run.parameters[name], dtype=np.float32)
-        size = math.prod(values.shape[1:])
-        values = values.reshape(k, size)
-        column = name.replace(".", "_")
-        if column == "fc2_bias":  # one value per model: a scalar column reads best
-            columns[column] = pa.array(values[:, 0])
-            continue
-        offsets = pa.array(np.arange(0, k * size + 1, size, dtype=np.int32))
-        columns[column] = pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))
+    for name in PARAMETER_NAMES:  # flattened row-major per model; fc2.bias a scalar column
+        values = np.asarray(run.parameters[name], np.float32)
+        values = values.reshape(k, math.prod(values.shape[1:]))
+        scalar = name == "fc2.bias"
+        columns[name.replace(".", "_")] = pa.array(values[:, 0]) if scalar else _lists(values)
     return pa.Table.from_arrays([columns[name] for name in SCHEMA.names], schema=SCHEMA)
+
+
+def _lists(values: np.ndarray) -> pa.ListArray:
+    """(K, M) values as K float32 lists of M, sharing one values buffer."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    k, m = values.shape
+    offsets = pa.array(np.arange(0, k * m + 1, m, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)))
 
 
 def run_shard(

@@ -1,4 +1,4 @@
-"""The compiled training loops (C++): where the module lives, and loading it (never compiling).
+"""The compiled loops (C++): where the module lives, loading it (never compiling), its C functions.
 
 It lives under `cache_root()`, in a folder named after a hash of the sources, torch, Python and
 the compiler flags: an edited source or an upgraded torch is simply "not built" until built again.
@@ -6,6 +6,7 @@ the compiler flags: an edited source or an upgraded torch is simply "not built" 
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import importlib.machinery
@@ -15,13 +16,14 @@ import os
 import platform
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "train_loop.cpp", HERE / "fused.cpp", HERE / "init.cpp")
+SOURCES = tuple(HERE / name for name in ("train_loop.cpp", "fused.cpp", "init.cpp", "evaluate.cpp"))
 HEADERS = (HERE / "fused.h",)
 # -ffp-contract=off: no a*b+c fused on one instruction set and not another (fused.cpp's
 # results must not depend on the CPU); -fno-math-errno: sqrt may vectorize.
@@ -109,8 +111,7 @@ def load() -> ModuleType | None:
     """Return the compiled module if it is built and imports, else None (`why_not_loaded()`)."""
     global _load_error
     with _load_lock:
-        path = library_path()
-        if _loaded is not None or not path.is_file():
+        if _loaded is not None or not (path := library_path()).is_file():  # cheap once loaded
             return _loaded
         try:
             loader = importlib.machinery.ExtensionFileLoader(module_name(), str(path))
@@ -124,6 +125,23 @@ def load() -> ModuleType | None:
             logger.debug("native module failed to load; using the eager loop", exc_info=True)
             return None
         return _keep(module)
+
+
+def c_function(name: str, argtypes: Sequence[type], restype: type | None) -> Callable | None:
+    """Return the module's C function `name` (run by ctypes without the GIL), None if not loaded."""
+    module = load()
+    return None if module is None else _c_function(module.__file__, name, tuple(argtypes), restype)
+
+
+@functools.cache
+def _c_function(path: str, name: str, argtypes: tuple, restype: type | None) -> Callable | None:
+    try:
+        function = getattr(ctypes.CDLL(path), name)
+    except (OSError, AttributeError):
+        logger.debug("no function %s in %s", name, path, exc_info=True)
+        return None
+    function.argtypes, function.restype = argtypes, restype
+    return function
 
 
 def why_not_loaded() -> str | None:

@@ -5,6 +5,7 @@ import pytest
 import torch
 from sklearn.datasets import load_iris
 
+from irismodel import native
 from irismodel.native.build import build
 
 CUDA = pytest.mark.skipif(
@@ -51,4 +52,17 @@ def loop_device(request):
     loop, _ = request.param
     if loop != "eager":
         request.getfixturevalue("built")
+    return request.param
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def evaluation(request, tmp_path, monkeypatch):
+    """Each way models are evaluated: by the compiled module (built first), and by numpy alone,
+    where the module is not built and not to be built (IRISMODEL_NATIVE_BUILD=0)."""
+    if request.param == "compiled":
+        request.getfixturevalue("built")
+    else:
+        monkeypatch.setenv("IRISMODEL_NATIVE_DIR", str(tmp_path))
+        monkeypatch.setenv("IRISMODEL_NATIVE_BUILD", "0")
+        monkeypatch.setattr(native, "_loaded", None)
     return request.param

@@ -7,7 +7,9 @@ import math
 from datetime import UTC, datetime
 
 import numpy as np
+from evaluation_checks import assert_same_bits, einsum_probabilities, rank_metrics
 
+from irismodel import sweep
 from irismodel.data import load_dataset, split_dataset
 from irismodel.engine import predict_proba, train_batched
 from irismodel.metrics import METRIC_NAMES, binary_metrics
@@ -120,3 +122,28 @@ def test_rows_equal_rows_built_one_model_at_a_time(tmp_path):
                 assert np.array_equal(got[index], value, equal_nan=True), (name, index)
             else:
                 assert _same(got[index], value), (name, index, got[index], value)
+
+
+def test_metric_columns_equal_the_einsum_and_rank_formulation(evaluation, monkeypatch, tmp_path):
+    """A shard's metric columns and outcomes, evaluated a few models at a time, equal the einsum
+    forward pass and the average-rank metrics to the last bit, diverged models included."""
+    monkeypatch.setattr(sweep, "METRICS_VALUES", 8000)  # chunks of a few models
+    split = split_dataset(load_dataset(), split_seed=2)
+    context = RunContext("run-1", STARTED, SweepConfig(output_dir=str(tmp_path)), place=None)
+    baseline = baseline_loss(split.x_train, split.y_train)
+    majority = max(split.y_train.mean(), 1 - split.y_train.mean())
+    for h, optimizer, rate in ((3, "sgd", 0.1), (12, "manual-no-zero-grad", 0.1), (7, "sgd", 1e25)):
+        run = train_batched(split.x_train, split.y_train, h, optimizer, range(60), rate, 20)
+        check = check_against_reference(split, run, rate, set(), 20)
+        table = shard_table(run, split, context, "shard", "host:1", check, 2)
+        diverged = diverged_mask(run)
+        for part in ("train", "test"):
+            x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
+            want = rank_metrics(einsum_probabilities(run.parameters, x), y, diverged)
+            for name in METRIC_NAMES:
+                got = table[f"{part}_{name}"].to_numpy(zero_copy_only=False)  # null: NaN
+                assert_same_bits(got, want[name], f"hidden_dim {h}: {part}_{name}")
+            if part == "train":
+                outcome = classify(run.loss_curves, diverged, baseline, want["accuracy"], majority)
+        assert table["outcome"].to_pylist() == outcome.tolist()
+    assert diverged.any()  # in the last run

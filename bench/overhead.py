@@ -25,6 +25,8 @@ pipeline is judged by, printed at the end:
 
     python bench/overhead.py              # the full grid (10k, 20k, 100k models): a quiet machine
     python bench/overhead.py --quick      # 1k, 2k and 5k models: that it works (~7 min on 2 cores)
+    python bench/overhead.py --threads 1 2 4 8 16   # on a big machine, unattended: each step's
+                                                    # cost per model as the threads grow
 """
 
 from __future__ import annotations
@@ -269,6 +271,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to see that it works")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "overhead.json")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        help="thread counts to measure (default 1 2); on a big machine e.g. 1 2 4 8 16",
+    )
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # path seeds epochs threads
     args = parser.parse_args()
     if args.one:
@@ -282,6 +290,8 @@ def main() -> int:
     from cli.server import temporary_server
 
     grid, mode = (QUICK, "quick") if args.quick else (FULL, "full")
+    if args.threads:
+        grid = {**grid, "threads": sorted(set(args.threads) | {1})}
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     started, load_before = time.strftime("%Y-%m-%dT%H:%M:%S"), os.getloadavg()
     rows: list[dict[str, Any]] = []

@@ -23,11 +23,8 @@ def warm_up() -> threading.Thread:
     The first `torch.optim.SGD(...)` imports torch._dynamo (about 1.2 s, holding the GIL): done
     while the run opens, not on the first shard checked. Not a daemon: never ended mid-import.
     """
-
-    def build_once() -> None:
-        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-
-    thread = threading.Thread(target=build_once, name="reference-warm-up")
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    thread = threading.Thread(target=torch.optim.SGD, args=(params, 0.1), name="reference-warm-up")
     thread.start()
     return thread
 

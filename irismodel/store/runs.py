@@ -165,10 +165,9 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
             f"{', '.join(clashes)}; a resume uses the run's own parameters, so leave "
             "them out or give the same"
         )
-    stored.pop("resume", None)
-    stored["output_dir"] = config.output_dir
-    stored["force"] = config.force  # asked of this attempt, not of the run
-    return SweepConfig(**stored, resume=config.resume)
+    # `force` is asked of this attempt, not of the run
+    changes = {"output_dir": config.output_dir, "force": config.force, "resume": config.resume}
+    return SweepConfig(**{**stored, **changes})
 
 
 def finished_before(config: SweepConfig) -> frozenset[str]:

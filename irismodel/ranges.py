@@ -37,10 +37,6 @@ class IntRanges:
     def __bool__(self) -> bool:
         return bool(self.ranges)
 
-    def first(self) -> int:
-        """Return the smallest value."""
-        return self.ranges[0][0]
-
     def take(self, start: int, stop: int) -> list[int]:
         """Return the values at sorted positions `start..stop-1`, without expanding the others."""
         out: list[int] = []
@@ -52,11 +48,6 @@ class IntRanges:
             if offset >= stop:
                 break
         return out
-
-    def array(self) -> np.ndarray:
-        """Return every value as an int64 array."""
-        parts = [np.arange(a, b, dtype=np.int64) for a, b in self.ranges]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def text(self) -> str:
         """Return the canonical text: `8..14`, `0, 3, 7..9`."""

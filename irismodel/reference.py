@@ -76,7 +76,7 @@ def checked_seeds(
 ) -> set[int]:
     """Return the seeds checked on split `split_seed` (`checked_pairs`; one split: all of them)."""
     splits = splits if splits is not None else IntRanges.of([0])
-    split_seed = splits.first() if split_seed is None and len(splits) else split_seed
+    split_seed = next(iter(splits)) if split_seed is None and len(splits) else split_seed
     return {s for p, s in checked_pairs(seeds, per_configuration, splits) if p == split_seed}
 
 

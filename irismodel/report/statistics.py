@@ -52,10 +52,7 @@ def complete_blocks(
     seeds: np.ndarray, dims: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (seeds, dims, matrix seeds x dims) of the seeds with a finite value at every dim."""
-    all_dims = np.unique(dims)
-    all_seeds, seed_at = np.unique(seeds, return_inverse=True)
-    matrix = np.full((len(all_seeds), len(all_dims)), math.nan)
-    matrix[seed_at, np.searchsorted(all_dims, dims)] = values
+    all_seeds, all_dims, matrix = block_matrix(seeds, dims, values)
     full = np.isfinite(matrix).all(axis=1)
     return all_seeds[full], all_dims, matrix[full]
 

@@ -43,9 +43,7 @@ def redact(location: str) -> str:
     if not is_uri(location):
         return location
     parts = urlsplit(location)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    netloc = "***@" + parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
     query = urlencode(
         [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)]
     )

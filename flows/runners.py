@@ -33,8 +33,7 @@ def task_runner_from_env() -> TaskRunner:
     The thread pool has one thread per core: training is compute-bound, so more threads only
     contend for the same cores.
     """
-    address = os.environ.get(DASK_ADDRESS_VARIABLE, "").strip()
-    if address:
+    if address := os.environ.get(DASK_ADDRESS_VARIABLE, "").strip():
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=address)

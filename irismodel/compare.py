@@ -154,11 +154,9 @@ def _is_list(column: pd.Series) -> bool:
 
 
 def _checked(rows: pd.DataFrame, name: str) -> pd.DataFrame:
-    missing = [c for c in (*KEY, "device", "engine") if c not in rows]
-    if missing:
+    if missing := [c for c in (*KEY, "device", "engine") if c not in rows]:
         raise ValueError(f"{name}: the rows lack {', '.join(missing)}; give read_results' rows")
-    repeated = int(rows.duplicated(list(KEY)).sum())
-    if repeated:
+    if repeated := int(rows.duplicated(list(KEY)).sum()):
         raise ValueError(f"{name}: {repeated} rows repeat a model's key {KEY}; give one run's rows")
     return rows
 

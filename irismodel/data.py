@@ -77,8 +77,7 @@ def load_dataset(data_path: str | None = None) -> Dataset:
     except Exception as error:  # a reader's own error names neither the parameter nor the fix
         raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
     header = [str(name) for name in header]
-    repeated = [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if header.count(c) > 1]
-    if repeated:
+    if repeated := [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if header.count(c) > 1]:
         raise ValueError(
             f"data_path: {data_path!r} has more than one column named "
             f"{', '.join(map(repr, repeated))}; each feature and label column must appear once"
@@ -124,8 +123,7 @@ def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
     expected += f"({' or '.join(LABEL_COLUMNS)})"
     if len(frame) == 0:
         raise ValueError(refused + "no data rows, only a header")
-    missing = [column for column in FEATURE_COLUMNS if column not in frame.columns]
-    if missing:
+    if missing := [column for column in FEATURE_COLUMNS if column not in frame.columns]:
         raise ValueError(refused + f"no feature column {', '.join(map(repr, missing))}" + expected)
     label_column = next((c for c in LABEL_COLUMNS if c in frame.columns), None)
     if label_column is None:

@@ -231,8 +231,7 @@ class SweepConfig(BaseModel):
 def _refusal(error: ValidationError) -> str:
     """Say what was refused: the parameter, its value, what is allowed."""
     problems = error.errors(include_url=False)
-    unknown = [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden"]
-    if unknown:
+    if unknown := [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden"]:
         valid = ", ".join(SweepConfig.model_fields)
         return f"unknown parameter(s) {', '.join(unknown)}; valid are {valid}"
     first = problems[0]

@@ -117,8 +117,7 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
         raise ValueError(f"{name}: must not be empty; give at least one integer in {low}..{high}")
     pairs.sort()
     # sorted by start, two ranges share a value only if some neighbours do
-    repeated = [b[0] for a, b in zip(pairs, pairs[1:], strict=False) if b[0] < a[1]]
-    if repeated:
+    if repeated := [b[0] for a, b in zip(pairs, pairs[1:], strict=False) if b[0] < a[1]]:
         shown = sorted(set(repeated))[:10]
         raise ValueError(f"{name}: duplicate value(s) {shown}; each may appear once")
     result = IntRanges(_merge(pairs))

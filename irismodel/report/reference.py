@@ -151,8 +151,7 @@ def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
         "split; the hand-written update literally `param -= learning_rate * param.grad` under "
         "torch.no_grad()), compared curve for curve per (hidden_dim, split, seed):"
     )
-    literal = literal_line_words(check)
-    if literal:
+    if literal := literal_line_words(check):
         lines.append(f"  - the fixed loop (with zero_grad): {literal}.")
     if "manual-no-zero-grad" in pairs:
         pair = pairs["manual-no-zero-grad"]

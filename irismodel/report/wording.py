@@ -150,8 +150,7 @@ def _headline(entry: Mapping[str, Any], clean: Clean) -> list[str]:
         f"{mine['n_oscillating']} oscillating, {mine['n_diverged']} diverged."
         for mine in q1["rules"].values()
     ]
-    literal = literal_line_words(q1["reference"])
-    if literal:
+    if literal := literal_line_words(q1["reference"]):
         lines.append(f"Q1 The notebook's hand-written update is {literal}.")
     return lines + [f"Q2 {_loss_trend(result, clean)}" for result in entry["question2"]]
 

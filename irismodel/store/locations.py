@@ -168,8 +168,7 @@ def _check_local(path: str, parameter: str) -> str:
             f"{LONGEST_RELATIVE_PATH} characters below it, and this system allows "
             f"{max_path} in all"
         )
-    too_long = [part for part in real.split(os.sep) if len(part) > max_name]
-    if too_long:
+    if too_long := [part for part in real.split(os.sep) if len(part) > max_name]:
         raise ValueError(
             f"{parameter}: the folder name {too_long[0][:40]!r}... is longer than this file "
             f"system's {max_name} characters"

@@ -155,8 +155,7 @@ def check_staged(
         if problem:
             raise RunError(f"publish: {shown!r} {problem}; remove it, then {hint}")
         seen.add(name)
-    missing = sorted(set(plan) - seen)
-    if missing:
+    if missing := sorted(set(plan) - seen):
         raise RunError(
             f"publish: run {run_id} lacks {len(missing)} of its {len(plan)} parts "
             f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); {hint}"

@@ -69,14 +69,9 @@ def checked_pairs(
 
 
 def checked_seeds(
-    seeds: IntRanges,
-    per_configuration: int,
-    splits: IntRanges | None = None,
-    split_seed: int | None = None,
+    seeds: IntRanges, per_configuration: int, splits: IntRanges, split_seed: int
 ) -> set[int]:
     """Return the seeds checked on split `split_seed` (`checked_pairs`; one split: all of them)."""
-    splits = splits if splits is not None else IntRanges.of([0])
-    split_seed = next(iter(splits)) if split_seed is None and len(splits) else split_seed
     return {s for p, s in checked_pairs(seeds, per_configuration, splits) if p == split_seed}
 
 

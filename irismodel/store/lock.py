@@ -105,12 +105,10 @@ def take_lock(place: RunFolder, run_id: str) -> None:
         return
     path = place.path(LOCK)
     with _HELD_GUARD:
-        held = _HELD.pop(path, None)
-        if held is not None and _same_file(held, path):
-            _HELD[path] = held
+        if path in _HELD and _same_file(_HELD[path], path):
             return
-        if held is not None:
-            os.close(held)
+        if path in _HELD:
+            os.close(_HELD.pop(path))
         try:
             os.makedirs(place.path(), exist_ok=True)
         except OSError as error:

@@ -273,12 +273,8 @@ def each_curve(
                 break  # the rest of the file holds none of them
 
     spans = list(zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True))
-    if workers <= 1 or len(spans) <= 1:
-        for start, end in spans:
-            read(start, end)
-        return
     # Decoding nested Parquet lists costs more than the arithmetic on them and releases the
     # GIL: files read side by side use every core.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(spans)))) as pool:
         for done in [pool.submit(read, start, end) for start, end in spans]:
             done.result()

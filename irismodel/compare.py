@@ -226,7 +226,6 @@ def compare_runs(
 
 
 def _verdict(found: Mapping[str, Any], gpu: bool) -> dict[str, str]:
-    """The verdict and its reason, from the comparison's findings."""
     alone = found["only_before"] + found["only_after"]
     moved = (
         f"{found['changed_rows']} of {found['matched']} models differ (loss curves by up to "

@@ -72,7 +72,6 @@ def seeded_net(hidden_dim: int, seed: int, input_dim: int = 4) -> NeuralNet:
 
 
 def _net_holding(weights: dict[str, torch.Tensor]) -> NeuralNet:
-    """Return a `NeuralNet` whose parameters are `weights` (shaped as in `parameter_shapes`)."""
     hidden_dim, input_dim = weights["fc1.weight"].shape
     with torch.device("meta"):  # construction on meta draws nothing from the global generator
         net = NeuralNet(input_dim, hidden_dim, 1)
@@ -81,7 +80,6 @@ def _net_holding(weights: dict[str, torch.Tensor]) -> NeuralNet:
 
 
 def _weights_of(row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Return a results row's trained weights, shaped as in `NeuralNet`."""
     for column in ("hidden_dim", *WEIGHT_COLUMNS.values()):
         if column not in row:
             raise ValueError(

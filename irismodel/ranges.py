@@ -96,9 +96,9 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
                     f"{name}: {item.strip()!r} is not an integer or a range like 8..14; {allowed}"
                 )
             start = int(match.group(1))
-            stop = int(match.group(2)) if match.group(2) is not None else start
-            _check_bounds(name, start, low, high)
-            _check_bounds(name, stop, low, high)
+            stop = int(match.group(2) or start)
+            for bound in (start, stop):
+                _check_bounds(name, bound, low, high)
             if stop < start:
                 raise ValueError(f"{name}: the range {start}..{stop} is empty; write it low..high")
             pairs.append((start, stop + 1))

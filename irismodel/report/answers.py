@@ -194,7 +194,6 @@ def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any
 
 
 def _secondary(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
-    """Both secondary summaries for one setting's rows."""
     per_model = scan.per_model
     assert per_model is not None
     length = int(rows["epochs"].max())

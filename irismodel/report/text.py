@@ -90,8 +90,7 @@ def setting_label(setting: Mapping[str, Any], clean: Clean) -> str:
     """The parameters that make a setting, as `name=value, ...`."""
     return (
         f"learning_rate={setting['learning_rate']:g}, epochs={setting['epochs']}, "
-        f"test_size={setting['test_size']:g}, "
-        f"standardize={str(setting['standardize']).lower()}, "
+        f"test_size={setting['test_size']:g}, standardize={str(setting['standardize']).lower()}, "
         f"positive_class={clean(setting['positive_class'])}"
     )
 

@@ -27,7 +27,6 @@ def _models(location: str) -> int:
 def _compared_with(
     place: RunFolder, record: Mapping[str, Any], previous: str, manifest: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The summary of run `place` compared with the published run `previous` of its location."""
     # imported here: the comparison imports the report (pandas, matplotlib), which runs never need
     from irismodel.compare import compare_runs
 

@@ -92,7 +92,6 @@ def run_folders(root: str, staged: bool = True) -> dict[str, str]:
 
 
 def _folder(root: str, run_id: str, staged: bool = True) -> RunFolder | None:
-    """Return the folder of run `run_id` (in staging, or published), if there is one."""
     name = run_folders(root, staged).get(layout.safe_id(run_id))
     return None if name is None else RunFolder(root, name)
 

@@ -39,11 +39,6 @@ class ReferenceCheck:
     agrees: np.ndarray  # (K,) bool, meaningful where checked
     curves: list[np.ndarray | None]  # (K,) the reference loop's loss curve, None where not
 
-    @classmethod
-    def none(cls, k: int) -> ReferenceCheck:
-        """Return the check of `k` models none of which was checked."""
-        return cls(np.zeros(k, bool), 0, np.full(k, np.nan), np.zeros(k, bool), [None] * k)
-
 
 def checked_pairs(
     seeds: IntRanges, per_configuration: int, splits: IntRanges
@@ -99,7 +94,8 @@ def check_against_reference(
     """
     positions = [i for i, seed in enumerate(run.seeds) if seed in seeds]
     epochs = min(epochs, run.epochs)
-    check = ReferenceCheck.none(len(run.seeds))
+    k = len(run.seeds)  # none checked yet
+    check = ReferenceCheck(np.zeros(k, bool), 0, np.full(k, np.nan), np.zeros(k, bool), [None] * k)
     if not positions or epochs < 1:
         return check
     sample = [run.seeds[i] for i in positions]

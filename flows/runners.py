@@ -63,10 +63,8 @@ def cluster_watch(runner: TaskRunner) -> Callable[[], None] | None:
     workers (or not answered) for `no_worker_timeout()` seconds: its tasks would otherwise wait
     for a worker forever, without a word. Threads of this process cannot all disappear.
     """
-    try:
-        from prefect_dask import DaskTaskRunner
-    except ImportError:  # pragma: no cover - a dependency; threads need no watch
-        return None
+    from prefect_dask import DaskTaskRunner
+
     if not isinstance(runner, DaskTaskRunner):
         return None
     bound = no_worker_timeout()

@@ -44,6 +44,10 @@ def _start_time(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""  # field 22 of stat(5)
 
 
+def _identity(pid: int) -> str:
+    return f"{writer_id(pid)}:{_start_time(pid)}:{_boot_id()}"
+
+
 def _alive(holder: str) -> bool:
     """Whether the writer `host:pid:start:boot` is a live process of this host."""
     host, pid, start, boot = (holder.split(":", 3) + ["", "", ""])[:4]
@@ -91,7 +95,7 @@ def take_lock(place: RunFolder, run_id: str) -> None:
     Locally the mark is under an exclusive `flock`, which the kernel drops however its process
     dies; on an object store it names the process, and is taken over once that no longer runs.
     """
-    me = f"{writer_id()}:{_start_time(os.getpid())}:{_boot_id()}"
+    me = _identity(os.getpid())
     if is_uri(place.root):
         try:
             holder = read_bytes(child(place.root, *place.staging_names(LOCK))).decode().strip()

@@ -111,7 +111,7 @@ def _environment(manifest: Mapping[str, Any], rows: pd.DataFrame) -> dict[str, A
 
 
 def _differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, tuple]:
-    keys = [*before, *(k for k in after if k not in before)]
+    keys = {**before, **after}  # before's order, then what only after has
     return {k: (before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)}
 
 

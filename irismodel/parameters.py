@@ -66,7 +66,7 @@ def _hidden_dims(value: Any) -> tuple[int, ...]:
 
 def _optimizer_names(value: Any) -> tuple[str, ...]:
     valid = ", ".join(OPTIMIZERS)
-    if isinstance(value, str) or not isinstance(value, list | tuple):
+    if not isinstance(value, list | tuple):
         raise ValueError(f"optimizers: expected a list of names from {valid}, got {value!r}")
     if not value:
         raise ValueError(f"optimizers: must not be empty; valid names are {valid}")

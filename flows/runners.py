@@ -1,7 +1,5 @@
 """The flow's task runner (Dask when IRIS_SWEEP_DASK_ADDRESS is set, else threads) and its wait."""
 
-from __future__ import annotations
-
 import contextlib
 import math
 import os

@@ -1,7 +1,5 @@
 """Two runs compared: what changed in environment, data and parameters, and how far rows moved."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any

@@ -1,7 +1,5 @@
 """Iris data: load (bundled or from a file), binarize by a positive class, split, standardize."""
 
-from __future__ import annotations
-
 import csv
 import hashlib
 import os

@@ -1,7 +1,5 @@
 """The notebook's network, 4-h-1 with one ReLU layer: seeded initial weights, or trained ones."""
 
-from __future__ import annotations
-
 import math
 import os
 from collections.abc import Mapping

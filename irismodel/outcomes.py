@@ -1,7 +1,5 @@
 """Each model's outcome, judged on how training ends: converged, stalled, oscillating, diverged."""
 
-from __future__ import annotations
-
 import functools
 import warnings
 

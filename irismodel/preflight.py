@@ -1,7 +1,5 @@
 """The checks before a run, once per run: parameters, resume, data, forecast; its name and tags."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar

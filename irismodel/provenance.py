@@ -1,7 +1,5 @@
 """Where a run's results came from: the code's version and commit, the libraries, the hardware."""
 
-from __future__ import annotations
-
 import contextlib
 import functools
 import os

@@ -1,7 +1,5 @@
 """The reference check: a sample of a run's models retrained with the notebook's own loop."""
 
-from __future__ import annotations
-
 import dataclasses
 import threading
 

@@ -1,7 +1,5 @@
 """What every engine returns (`TrainingRun`, plain data), and the plumbing they share."""
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass
 

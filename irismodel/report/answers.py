@@ -1,7 +1,5 @@
 """The numbers behind the answers, per setting: both questions, and the secondary summaries."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field

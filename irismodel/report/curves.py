@@ -1,7 +1,5 @@
 """Per-epoch aggregates of the loss curves: sums and log-spaced histograms, never the curves."""
 
-from __future__ import annotations
-
 import functools
 import threading
 from collections.abc import Iterator, Sequence

@@ -1,7 +1,5 @@
 """The report's three plots, as PNG bytes: loss per epoch, accuracy per seed, slope by epoch."""
 
-from __future__ import annotations
-
 import io
 import math
 import textwrap

@@ -1,7 +1,5 @@
 """The reference check: sampled models retrained by the notebook's own loop, compared, in words."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping
 from typing import Any

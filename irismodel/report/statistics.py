@@ -1,7 +1,5 @@
 """The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests."""
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 

@@ -1,7 +1,5 @@
 """The summary per configuration: outcomes with Wilson rates, medians, means with intervals."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 from typing import Any

@@ -1,7 +1,5 @@
 """Values as text: escaped for terminal, markdown and plots; numbers, tables and runs in words."""
 
-from __future__ import annotations
-
 import html
 import math
 import re

@@ -1,7 +1,5 @@
 """The answers in words, from their numbers; every value from the data goes through `clean`."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any

@@ -1,7 +1,5 @@
 """A run about to be published, compared with the last published run like it in its location."""
 
-from __future__ import annotations
-
 import contextlib
 import json
 from collections.abc import Mapping

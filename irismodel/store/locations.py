@@ -1,7 +1,5 @@
 """Locations: local paths or `pyarrow.fs` URIs, checked in bounded time, shown without secrets."""
 
-from __future__ import annotations
-
 import contextlib
 import functools
 import os

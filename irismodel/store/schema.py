@@ -1,7 +1,5 @@
 """The results table's columns, types included, and their versions: one list for every reader."""
 
-from __future__ import annotations
-
 import json
 import platform
 from collections.abc import Mapping

@@ -1,7 +1,5 @@
 """Writing whole: files through a hidden temporary and one rename, folders published at once."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import posixpath

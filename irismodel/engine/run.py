@@ -22,10 +22,6 @@ class TrainingRun:
     parameters: dict[str, np.ndarray]  # PARAMETER_NAMES -> (K, *NeuralNet shape) float32
     train_seconds: float  # wall seconds for the whole batch of K models
 
-    def parameters_of(self, index: int) -> dict[str, np.ndarray]:
-        """Return the final parameters of the `index`-th seed, shaped as in `NeuralNet`."""
-        return {name: values[index] for name, values in self.parameters.items()}
-
 
 def as_tensors(
     x_train: np.ndarray, y_train: np.ndarray, device: torch.device

@@ -1,10 +1,8 @@
 """The sweep's parameters: one pydantic model that validates them, and the run form made of it."""
 
-from __future__ import annotations
-
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 from pydantic.functional_serializers import PlainSerializer
@@ -191,7 +189,7 @@ class SweepConfig(BaseModel):
         return min(value, info.data.get("epochs", value))
 
     @model_validator(mode="after")
-    def _fits(self) -> SweepConfig:
+    def _fits(self) -> Self:
         """The rules across parameters: the device exists, the plan has few enough shards."""
         self._resolved_device = resolve_device(self.device)
         per_shard, seeds = self.seeds_per_shard, len(self.seeds)

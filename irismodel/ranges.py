@@ -1,10 +1,9 @@
 """Sets of integers written as ranges, `8..14` or `0, 3, 7..9`: seeds and hidden dims, compactly."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -18,7 +17,7 @@ class IntRanges:
     ranges: tuple[tuple[int, int], ...]
 
     @classmethod
-    def of(cls, values: Iterable[int]) -> IntRanges:
+    def of(cls, values: Iterable[int]) -> Self:
         """Return the set of distinct `values`; a `range` stays one pair."""
         if isinstance(values, range) and values.step == 1:
             return cls(((values.start, values.stop),) if len(values) else ())

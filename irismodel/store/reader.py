@@ -1,11 +1,10 @@
 """The one reader: results files checked, then read by `pyarrow.dataset` in the schema."""
 
-from __future__ import annotations
-
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -57,7 +56,7 @@ class Source:
         self._checked: set[int] = set()
 
     @classmethod
-    def of_frame(cls, frame: pd.DataFrame) -> Source:
+    def of_frame(cls, frame: pd.DataFrame) -> Self:
         """A source over a results DataFrame (as `read_results` returns)."""
         if missing := [c for c in _NEEDED if c not in frame.columns]:
             raise ResultsError(f"results: the results frame has no column {', '.join(missing)}")

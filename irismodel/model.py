@@ -111,12 +111,11 @@ def _weights_of(row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 def _row_at(location: str, key: dict[str, Any]) -> dict[str, Any]:
     """Return the one row of model `key` among the published runs at `location`."""
     fs, _ = resolve(location, "location")
-    files = list_result_files(location)
     keep = ds.field("hidden_dim") == key["hidden_dim"]
     for name in KEY_COLUMNS[1:]:
         keep &= ds.field(name) == key[name]
     columns = ["flow_run_id", *KEY_COLUMNS, *WEIGHT_COLUMNS.values()]
-    source = Source(files, fs, strict=True)
+    source = Source(list_result_files(location), fs, strict=True)
     batches = [b for i in range(len(source)) for b in source.batches(i, columns, 1 << 16, keep)]
     rows = pa.Table.from_batches(
         batches, pa.schema([source.dataset.schema.field(c) for c in columns])

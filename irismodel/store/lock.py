@@ -1,7 +1,5 @@
 """The writer lock of a run: one live process writes a run at a time, a dead one never blocks."""
 
-from __future__ import annotations
-
 import contextlib
 import fcntl
 import os
@@ -89,7 +87,7 @@ def _same_file(descriptor: int, path: str) -> bool:
     return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
-def take_lock(place: RunFolder, run_id: str) -> None:
+def take_lock(place: "RunFolder", run_id: str) -> None:
     """Mark this process as the one writing the run; refuse if another live process is.
 
     Locally the mark is under an exclusive `flock`, which the kernel drops however its process
@@ -137,7 +135,7 @@ def take_lock(place: RunFolder, run_id: str) -> None:
         _HELD[path] = descriptor
 
 
-def check_free(place: RunFolder, run_id: str) -> None:
+def check_free(place: "RunFolder", run_id: str) -> None:
     """Refuse if another process holds the run's lock now (locally; object stores say at open)."""
     if is_uri(place.root):
         return
@@ -153,7 +151,7 @@ def check_free(place: RunFolder, run_id: str) -> None:
         os.close(descriptor)  # closing drops the shared lock taken to look
 
 
-def release_lock(place: RunFolder, published: bool = False) -> None:
+def release_lock(place: "RunFolder", published: bool = False) -> None:
     """Drop this run's writer mark; `published`: the run folder has moved there with it."""
     if is_uri(place.root):  # the mark stays in staging: publication skips it
         with contextlib.suppress(OSError):  # FileNotFoundError included

@@ -84,11 +84,8 @@ class OpenedRun:
 def run_folders(root: str, staged: bool = True) -> dict[str, str]:
     """Return the run folders in `root` (or in its staging folder) by the run id in their name."""
     found = list_folder(child(root, layout.STAGING) if staged else root)
-    return {
-        layout.folder_run_id(e.base_name): e.base_name
-        for e in found
-        if e.type == pafs.FileType.Directory and layout.folder_run_id(e.base_name)
-    }
+    folders = [e.base_name for e in found if e.type == pafs.FileType.Directory]
+    return {layout.folder_run_id(name): name for name in folders if layout.folder_run_id(name)}
 
 
 def _folder(root: str, run_id: str, staged: bool = True) -> RunFolder | None:

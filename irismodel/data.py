@@ -186,9 +186,8 @@ def _labels(labels: pd.Series, refused: str) -> tuple[tuple[str, ...], np.ndarra
         )
     codes = [_as_integer(name) for name in text]
     is_coded = None not in codes  # "1", "2", "3" as text: integer codes, ordered as numbers
-    names, inverse = np.unique(
-        np.array(codes, dtype=object) if is_coded else text, return_inverse=True
-    )
+    keys = np.array(codes, dtype=object) if is_coded else text
+    names, inverse = np.unique(keys, return_inverse=True)
     return tuple(str(name) for name in names), inverse.reshape(-1).astype(np.int64), is_coded
 
 

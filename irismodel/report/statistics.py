@@ -40,9 +40,8 @@ def rate_interval(count: int, total: int) -> tuple[float, float, float]:
     """Return (count / total, low, high): the Wilson 95% interval of a proportion, NaN if none."""
     if total <= 0:
         return math.nan, math.nan, math.nan
-    ci = stats.binomtest(int(count), int(total)).proportion_ci(
-        confidence_level=CONFIDENCE, method="wilson"
-    )
+    test = stats.binomtest(int(count), int(total))
+    ci = test.proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return count / total, float(ci.low), float(ci.high)
 
 

@@ -95,15 +95,14 @@ def take_lock(place: "RunFolder", run_id: str) -> None:
     """
     me = _identity(os.getpid())
     if is_uri(place.root):
+        names = place.staging_names(LOCK)
         try:
-            holder = read_bytes(child(place.root, *place.staging_names(LOCK))).decode().strip()
+            holder = read_bytes(child(place.root, *names)).decode().strip()
         except (OSError, ValueError):
             holder = ""
         if holder and holder != me and _alive(holder):
             raise _refuse(run_id, holder)
-        write_file(
-            place.root, place.staging_names(LOCK), lambda s: s.write(me.encode()), replace=True
-        )
+        write_file(place.root, names, lambda s: s.write(me.encode()), replace=True)
         return
     path = place.path(LOCK)
     with _HELD_GUARD:

@@ -109,9 +109,8 @@ class Source:
             meta, count = fragment.metadata, fragment.metadata.num_rows
             chunks = [meta.row_group(g).column(c) for g in range(meta.num_row_groups)
                       for c in range(meta.num_columns)]  # fmt: skip
-            values = sum(
-                c.num_values for c in chunks if c.path_in_schema.startswith(f"{CURVE_COLUMN}.")
-            )
+            curve = f"{CURVE_COLUMN}."
+            values = sum(c.num_values for c in chunks if c.path_in_schema.startswith(curve))
         else:
             count, lists = self.dataset.count_rows(), self.dataset.to_table([CURVE_COLUMN])[0]
             values = pc.sum(pc.list_value_length(lists)).as_py() or 0

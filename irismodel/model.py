@@ -49,8 +49,7 @@ def _linear_init(
     weight = torch.empty(out_features, in_features)
     nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     bound = 1 / math.sqrt(in_features) if in_features > 0 else 0
-    bias = nn.init.uniform_(torch.empty(out_features), -bound, bound, generator=generator)
-    return weight, bias
+    return weight, nn.init.uniform_(torch.empty(out_features), -bound, bound, generator=generator)
 
 
 def initial_parameters(hidden_dim: int, seed: int, input_dim: int = 4) -> dict[str, torch.Tensor]:

@@ -48,8 +48,7 @@ def _over_blocks(rows: pd.DataFrame, values: np.ndarray, bounds: tuple[float, fl
     means = pd.Series(values).groupby([rows["split_seed"].to_numpy(), rows["seed"].to_numpy()])
     means = means.mean()
     splits, seeds = (means.index.get_level_values(i).to_numpy() for i in (0, 1))
-    cells = block_matrix(splits, seeds, means.to_numpy())[2]
-    return _interval(crossed_interval(cells, bounds))
+    return _interval(crossed_interval(block_matrix(splits, seeds, means.to_numpy())[2], bounds))
 
 
 def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:

@@ -192,8 +192,7 @@ def _check_local(path: str, parameter: str) -> str:
     for folder in [existing, *([staging] if os.path.isdir(staging) else [])]:  # both written
         probe = os.path.join(folder, temporary_name("probe"))
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            os.close(os.open(probe, flags, 0o600))
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
             os.remove(probe)
         except OSError as error:
             raise ValueError(

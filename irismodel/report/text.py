@@ -112,10 +112,9 @@ def runs_text(frame: pd.DataFrame, clean: Clean, most: int = 20) -> str:
     runs = frame.groupby("flow_run_id", sort=False, observed=True).agg(
         started=("run_started_at", "first"), status=("run_status", "first"), rows=("seed", "size")
     )
-    runs = runs.sort_values("started")
     parts = [
         f"{clean(run)} ({row.started:%Y-%m-%d %H:%M} UTC, {row.rows} models, {clean(row.status)})"
-        for run, row in runs.head(most).iterrows()
+        for run, row in runs.sort_values("started").head(most).iterrows()
     ]
     if len(runs) > most:
         parts.append(f"and {len(runs) - most} more runs")

@@ -204,8 +204,7 @@ def _check_local(path: str, parameter: str) -> str:
 def _check_remote(location: str, parameter: str) -> str:
     fs, path = resolve(location, parameter)
     try:
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
+        if fs.get_file_info(path).type == pafs.FileType.File:
             raise ValueError(f"{parameter}: {redact(location)!r} is a file; it must be a folder")
         probe = posixpath.join(path, temporary_name("probe"))
         with fs.open_output_stream(probe) as stream:

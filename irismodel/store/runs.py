@@ -110,12 +110,11 @@ def write_manifest(place: RunFolder, record: Mapping[str, Any]) -> None:
 
 def _record(config: SweepConfig, run_id: str, record: Mapping[str, Any], **changes: Any) -> dict:
     """A manifest: what the run is follows from its id and parameters, never from a stored file."""
-    shards = len(plan_shards(config))
     return {
         **record,
         "run_id": run_id,
         "schema_version": SCHEMA_VERSION,
-        "shards": shards,
+        "shards": len(plan_shards(config)),
         **changes,
     }
 

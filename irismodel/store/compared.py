@@ -23,8 +23,9 @@ def _models(location: str) -> int:
 
 
 def _compared_with(
-    place: RunFolder, record: Mapping[str, Any], previous: str, manifest: Mapping[str, Any]
+    place: RunFolder, record: Mapping[str, Any], previous: str, manifests: Mapping[str, Any]
 ) -> dict[str, Any]:
+    """Run `place` compared with the published run `previous` (its manifest in `manifests`)."""
     # imported here: the comparison imports the report (pandas, matplotlib), which runs never need
     from irismodel.compare import compare_runs
 
@@ -40,7 +41,7 @@ def _compared_with(
             )
             return summary
         found = compare_runs(
-            read_results(before.published), manifest, read_results(place.staging), record
+            read_results(before.published), manifests[previous], read_results(place.staging), record
         )
     except Exception as error:  # a comparison never fails a publication
         return {**summary, "error": f"{type(error).__name__}: {error}"}
@@ -79,9 +80,7 @@ def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[s
         reason = "no earlier published run of the same parameters in this location"
         found["comparison"] = {"previous_run": None, "verdict": None, "reason": reason}
     else:
-        found["comparison"] = _compared_with(place, record, previous, manifests[previous])
+        found["comparison"] = _compared_with(place, record, previous, manifests)
     if same_data is not None and same_data != previous:
-        found["comparison_same_data"] = _compared_with(
-            place, record, same_data, manifests[same_data]
-        )
+        found["comparison_same_data"] = _compared_with(place, record, same_data, manifests)
     return found

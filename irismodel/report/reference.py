@@ -23,8 +23,7 @@ STRICT_RULES = {"sgd": REFERENCE_TOLERANCE, "manual": 5e-4}
 
 def _scale(reference: np.ndarray) -> float:
     """What a difference is divided by: max(1, the largest |reference loss|)."""
-    finite = np.abs(reference[np.isfinite(reference)])
-    return max(1.0, float(np.max(finite, initial=0.0)))
+    return max(1.0, float(np.max(np.abs(reference[np.isfinite(reference)]), initial=0.0)))
 
 
 def _largest(values: list[float]) -> float:

@@ -1,13 +1,12 @@
 """The flow's task runner (Dask when IRIS_SWEEP_DASK_ADDRESS is set, else threads) and its wait."""
 
-from __future__ import annotations
-
 import contextlib
 import math
 import os
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
@@ -32,8 +31,7 @@ def task_runner_from_env() -> TaskRunner:
     The thread pool has one thread per core: training is compute-bound, so more threads only
     contend for the same cores.
     """
-    address = os.environ.get(DASK_ADDRESS_VARIABLE, "").strip()
-    if address:
+    if address := os.environ.get(DASK_ADDRESS_VARIABLE, "").strip():
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=address)
@@ -63,10 +61,8 @@ def cluster_watch(runner: TaskRunner) -> Callable[[], None] | None:
     workers (or not answered) for `no_worker_timeout()` seconds: its tasks would otherwise wait
     for a worker forever, without a word. Threads of this process cannot all disappear.
     """
-    try:
-        from prefect_dask import DaskTaskRunner
-    except ImportError:  # pragma: no cover - a dependency; threads need no watch
-        return None
+    from prefect_dask import DaskTaskRunner
+
     if not isinstance(runner, DaskTaskRunner):
         return None
     bound = no_worker_timeout()
@@ -80,12 +76,11 @@ def cluster_watch(runner: TaskRunner) -> Callable[[], None] | None:
             workers = len(within_time("the Dask scheduler", client.nthreads, min(bound, 10.0)))
         except Exception:  # a scheduler that does not answer runs nothing either
             workers = 0
-        now = time.monotonic()
         if workers:
             since = None
-            return
-        since = now if since is None else since
-        if now - since >= bound:
+        elif since is None:
+            since = time.monotonic()
+        elif time.monotonic() - since >= bound:
             raise ClusterLost(
                 f"the Dask cluster at {address} has had no workers for {bound:g} s "
                 f"({NO_WORKER_VARIABLE})"
@@ -122,7 +117,7 @@ def wait_for_shards(
 
 
 def _final_states(
-    futures: Sequence[PrefectFuture], watch: Callable[[], None] | None, poll: float = 1.0
+    futures: Sequence[PrefectFuture], watch: Callable[[], None] | None
 ) -> Iterator[tuple[PrefectFuture, State]]:
     """Yield each future with its final state as it ends; on a cluster, `watch` meanwhile.
 
@@ -138,22 +133,21 @@ def _final_states(
     for future in futures:
         future.add_done_callback(ended.put)  # once: each call would add a waiter on the cluster
     for _ in futures:
-        while True:
-            try:
-                future = ended.get(timeout=poll)
-                break
-            except queue.Empty:
-                watch()
-        while True:
-            try:
-                outcome = future.wrapped_future.result(timeout=poll)
-                break
-            except TimeoutError:  # rescheduled: its worker died before the result was fetched
-                watch()
-            except Exception as error:  # cancelled, or its workers kept dying under it
-                outcome = Failed(message=f"{type(error).__name__}: {first_line(error)}")
-                break
+        future = _polled(ended.get, watch)
+        try:  # it times out when rescheduled: its worker died before the result was fetched
+            outcome = _polled(future.wrapped_future.result, watch)
+        except Exception as error:  # cancelled, or its workers kept dying under it
+            outcome = Failed(message=f"{type(error).__name__}: {first_line(error)}")
         yield future, outcome if isinstance(outcome, State) else Completed(data=outcome)
+
+
+def _polled(get: Callable[..., Any], watch: Callable[[], None], poll: float = 1.0) -> Any:
+    """`get(timeout=poll)` until it answers, calling `watch` each time it times out."""
+    while True:
+        try:
+            return get(timeout=poll)
+        except (queue.Empty, TimeoutError):
+            watch()
 
 
 def _abandon(futures: list[PrefectFuture], why: str) -> None:

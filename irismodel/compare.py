@@ -1,7 +1,5 @@
 """Two runs compared: what changed in environment, data and parameters, and how far rows moved."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +109,7 @@ def _environment(manifest: Mapping[str, Any], rows: pd.DataFrame) -> dict[str, A
 
 
 def _differences(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, tuple]:
-    keys = [*before, *(k for k in after if k not in before)]
+    keys = {**before, **after}  # before's order, then what only after has
     return {k: (before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)}
 
 
@@ -154,11 +152,9 @@ def _is_list(column: pd.Series) -> bool:
 
 
 def _checked(rows: pd.DataFrame, name: str) -> pd.DataFrame:
-    missing = [c for c in (*KEY, "device", "engine") if c not in rows]
-    if missing:
+    if missing := [c for c in (*KEY, "device", "engine") if c not in rows]:
         raise ValueError(f"{name}: the rows lack {', '.join(missing)}; give read_results' rows")
-    repeated = int(rows.duplicated(list(KEY)).sum())
-    if repeated:
+    if repeated := int(rows.duplicated(list(KEY)).sum()):
         raise ValueError(f"{name}: {repeated} rows repeat a model's key {KEY}; give one run's rows")
     return rows
 
@@ -228,7 +224,6 @@ def compare_runs(
 
 
 def _verdict(found: Mapping[str, Any], gpu: bool) -> dict[str, str]:
-    """The verdict and its reason, from the comparison's findings."""
     alone = found["only_before"] + found["only_after"]
     moved = (
         f"{found['changed_rows']} of {found['matched']} models differ (loss curves by up to "

@@ -1,7 +1,5 @@
 """Iris data: load (bundled or from a file), binarize by a positive class, split, standardize."""
 
-from __future__ import annotations
-
 import csv
 import hashlib
 import os
@@ -77,8 +75,7 @@ def load_dataset(data_path: str | None = None) -> Dataset:
     except Exception as error:  # a reader's own error names neither the parameter nor the fix
         raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
     header = [str(name) for name in header]
-    repeated = [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if header.count(c) > 1]
-    if repeated:
+    if repeated := [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if header.count(c) > 1]:
         raise ValueError(
             f"data_path: {data_path!r} has more than one column named "
             f"{', '.join(map(repr, repeated))}; each feature and label column must appear once"
@@ -124,8 +121,7 @@ def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
     expected += f"({' or '.join(LABEL_COLUMNS)})"
     if len(frame) == 0:
         raise ValueError(refused + "no data rows, only a header")
-    missing = [column for column in FEATURE_COLUMNS if column not in frame.columns]
-    if missing:
+    if missing := [column for column in FEATURE_COLUMNS if column not in frame.columns]:
         raise ValueError(refused + f"no feature column {', '.join(map(repr, missing))}" + expected)
     label_column = next((c for c in LABEL_COLUMNS if c in frame.columns), None)
     if label_column is None:
@@ -190,9 +186,8 @@ def _labels(labels: pd.Series, refused: str) -> tuple[tuple[str, ...], np.ndarra
         )
     codes = [_as_integer(name) for name in text]
     is_coded = None not in codes  # "1", "2", "3" as text: integer codes, ordered as numbers
-    names, inverse = np.unique(
-        np.array(codes, dtype=object) if is_coded else text, return_inverse=True
-    )
+    keys = np.array(codes, dtype=object) if is_coded else text
+    names, inverse = np.unique(keys, return_inverse=True)
     return tuple(str(name) for name in names), inverse.reshape(-1).astype(np.int64), is_coded
 
 

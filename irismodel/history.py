@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 from irismodel.compare import comparable_parameters
 from irismodel.report.text import markdown_text
 from irismodel.store import list_result_files
-from irismodel.store.compared import _published_manifests
+from irismodel.store.compared import published_manifests
 from irismodel.store.locations import read_bytes, resolve, split
 from irismodel.store.schema import SCHEMA
 
@@ -66,8 +66,9 @@ def run_history(run_folder: str, limit: int = HISTORY_RUNS) -> str:
     from irismodel.report.build import report_files, report_prefix  # the report's names
 
     root, name = split(run_folder.rstrip("/"))
-    candidates = _published_manifests(root)
-    manifest = next((record for record, folder in candidates if folder == name), None)
+    manifests = published_manifests(root)
+    candidates = [(record, folder) for folder, record in manifests.items()]
+    manifest = manifests.get(name)
     if manifest is None:
         raise ValueError(f"run_folder: {run_folder!r} is not a published run")
     entries = []

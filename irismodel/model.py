@@ -1,7 +1,5 @@
 """The notebook's network, 4-h-1 with one ReLU layer: seeded initial weights, or trained ones."""
 
-from __future__ import annotations
-
 import math
 import os
 from collections.abc import Mapping
@@ -51,8 +49,7 @@ def _linear_init(
     weight = torch.empty(out_features, in_features)
     nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
     bound = 1 / math.sqrt(in_features) if in_features > 0 else 0
-    bias = nn.init.uniform_(torch.empty(out_features), -bound, bound, generator=generator)
-    return weight, bias
+    return weight, nn.init.uniform_(torch.empty(out_features), -bound, bound, generator=generator)
 
 
 def initial_parameters(hidden_dim: int, seed: int, input_dim: int = 4) -> dict[str, torch.Tensor]:
@@ -72,7 +69,6 @@ def seeded_net(hidden_dim: int, seed: int, input_dim: int = 4) -> NeuralNet:
 
 
 def _net_holding(weights: dict[str, torch.Tensor]) -> NeuralNet:
-    """Return a `NeuralNet` whose parameters are `weights` (shaped as in `parameter_shapes`)."""
     hidden_dim, input_dim = weights["fc1.weight"].shape
     with torch.device("meta"):  # construction on meta draws nothing from the global generator
         net = NeuralNet(input_dim, hidden_dim, 1)
@@ -81,7 +77,6 @@ def _net_holding(weights: dict[str, torch.Tensor]) -> NeuralNet:
 
 
 def _weights_of(row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Return a results row's trained weights, shaped as in `NeuralNet`."""
     for column in ("hidden_dim", *WEIGHT_COLUMNS.values()):
         if column not in row:
             raise ValueError(
@@ -115,12 +110,11 @@ def _weights_of(row: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 def _row_at(location: str, key: dict[str, Any]) -> dict[str, Any]:
     """Return the one row of model `key` among the published runs at `location`."""
     fs, _ = resolve(location, "location")
-    files = list_result_files(location)
     keep = ds.field("hidden_dim") == key["hidden_dim"]
     for name in KEY_COLUMNS[1:]:
         keep &= ds.field(name) == key[name]
     columns = ["flow_run_id", *KEY_COLUMNS, *WEIGHT_COLUMNS.values()]
-    source = Source(files, fs, strict=True)
+    source = Source(list_result_files(location), fs, strict=True)
     batches = [b for i in range(len(source)) for b in source.batches(i, columns, 1 << 16, keep)]
     rows = pa.Table.from_batches(
         batches, pa.schema([source.dataset.schema.field(c) for c in columns])

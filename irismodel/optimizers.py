@@ -1,7 +1,5 @@
 """The closed registry of update rules a sweep can train with, for both engines."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch

@@ -1,7 +1,5 @@
 """Each model's outcome, judged on how training ends: converged, stalled, oscillating, diverged."""
 
-from __future__ import annotations
-
 import functools
 import warnings
 
@@ -55,23 +53,21 @@ def classify(
     baseline: float,
     train_accuracy: np.ndarray | None = None,
     majority_accuracy: float | None = None,
-    end: int | None = None,
 ) -> np.ndarray:
     """Return (K,) outcome names of K models from their (K, E) loss curves.
 
-    Judged on the last tenth of the epochs up to `end` (default: all), by its level (median
-    loss) and swing (largest rise above the running low): diverged if a loss or weight is not
-    finite or every loss of the window exceeds the first epoch's; oscillating if the swing
-    exceeds max(SWING_FLOOR, SWING_SHARE x level); stalled if the level is not below
-    `baseline` or the accuracy not above `majority_accuracy`; else converged.
+    Judged on the last tenth of the epochs, by its level (median loss) and swing (largest rise
+    above the running low): diverged if a loss or weight is not finite or every loss of the
+    window exceeds the first epoch's; oscillating if the swing exceeds max(SWING_FLOOR,
+    SWING_SHARE x level); stalled if the level is not below `baseline` or the accuracy not
+    above `majority_accuracy`; else converged.
     """
     curves = np.asarray(loss_curves)
     if curves.shape[0] == 0:
         return np.empty(0, dtype=object)
-    stop = curves.shape[1] if end is None else max(1, min(int(end), curves.shape[1]))
-    window = curves[:, stop - window_size(stop) : stop].astype(np.float64)  # (K, W)
+    window = curves[:, -window_size(curves.shape[1]) :].astype(np.float64)  # (K, W)
     with np.errstate(invalid="ignore"):
-        blown = np.asarray(non_finite, dtype=bool) | ~np.isfinite(curves[:, :stop]).all(axis=1)
+        blown = np.asarray(non_finite, dtype=bool) | ~np.isfinite(curves).all(axis=1)
         safe = np.where(np.isfinite(window), window, 0.0)
         level = np.median(safe, axis=1)
         swing = (safe - np.minimum.accumulate(safe, axis=1)).max(axis=1)

@@ -1,10 +1,8 @@
 """The sweep's parameters: one pydantic model that validates them, and the run form made of it."""
 
-from __future__ import annotations
-
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo
 from pydantic.functional_serializers import PlainSerializer
@@ -66,7 +64,7 @@ def _hidden_dims(value: Any) -> tuple[int, ...]:
 
 def _optimizer_names(value: Any) -> tuple[str, ...]:
     valid = ", ".join(OPTIMIZERS)
-    if isinstance(value, str) or not isinstance(value, list | tuple):
+    if not isinstance(value, list | tuple):
         raise ValueError(f"optimizers: expected a list of names from {valid}, got {value!r}")
     if not value:
         raise ValueError(f"optimizers: must not be empty; valid names are {valid}")
@@ -191,7 +189,7 @@ class SweepConfig(BaseModel):
         return min(value, info.data.get("epochs", value))
 
     @model_validator(mode="after")
-    def _fits(self) -> SweepConfig:
+    def _fits(self) -> Self:
         """The rules across parameters: the device exists, the plan has few enough shards."""
         self._resolved_device = resolve_device(self.device)
         per_shard, seeds = self.seeds_per_shard, len(self.seeds)
@@ -231,8 +229,7 @@ class SweepConfig(BaseModel):
 def _refusal(error: ValidationError) -> str:
     """Say what was refused: the parameter, its value, what is allowed."""
     problems = error.errors(include_url=False)
-    unknown = [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden"]
-    if unknown:
+    if unknown := [str(p["loc"][0]) for p in problems if p["type"] == "extra_forbidden"]:
         valid = ", ".join(SweepConfig.model_fields)
         return f"unknown parameter(s) {', '.join(unknown)}; valid are {valid}"
     first = problems[0]

@@ -1,14 +1,12 @@
 """The checks before a run, once per run: parameters, resume, data, forecast; its name and tags."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from irismodel.data import Dataset, Split, load_dataset, split_dataset
+from irismodel.data import Split, load_dataset, split_dataset
 from irismodel.estimate import Estimate, check_fits, forecast
 from irismodel.parameters import MAX_HIDDEN_DIM, MAX_HIDDEN_DIMS, MAX_SEED, MAX_SEEDS, SweepConfig
 from irismodel.ranges import parse_ranges
@@ -66,10 +64,9 @@ def handed_over(checked: Preflight) -> Iterator[None]:
         _HANDED.reset(token)
 
 
-def check_splits(config: SweepConfig, dataset: Dataset | None = None) -> dict[int, Split]:
-    """Return `config`'s splits by split seed (of `dataset`, else its data), or raise ValueError."""
-    if dataset is None:
-        dataset = load_dataset(config.data_path)
+def check_splits(config: SweepConfig) -> dict[int, Split]:
+    """Return `config`'s splits by split seed, or raise ValueError."""
+    dataset = load_dataset(config.data_path)
     return {
         seed: split_dataset(
             dataset, config.positive_class, config.test_size, seed, config.standardize

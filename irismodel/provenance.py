@@ -1,7 +1,5 @@
 """Where a run's results came from: the code's version and commit, the libraries, the hardware."""
 
-from __future__ import annotations
-
 import contextlib
 import functools
 import os
@@ -41,15 +39,13 @@ def _checkout() -> dict[str, Any]:
 
 def _cpu() -> dict[str, Any]:
     """The CPU's model name and the float-relevant instruction sets it has (None if unknown)."""
-    model, flags = None, None
+    info: dict[str, str] = {}  # the first CPU's
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as stream:  # none: not Linux
         for key, _, value in (line.partition(":") for line in stream):
-            if key.strip() == "model name" and model is None:
-                model = value.strip()
-            elif key.strip() == "flags" and flags is None:
-                flags = set(value.split())
+            info.setdefault(key.strip(), value.strip())
+    flags = set(info["flags"].split()) if "flags" in info else None
     found = {f"cpu_{flag}": None if flags is None else flag in flags for flag in CPU_FLAGS}
-    return {"cpu_model": model or platform.processor() or None, **found}
+    return {"cpu_model": info.get("model name") or platform.processor() or None, **found}
 
 
 @functools.cache

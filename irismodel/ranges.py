@@ -1,10 +1,9 @@
 """Sets of integers written as ranges, `8..14` or `0, 3, 7..9`: seeds and hidden dims, compactly."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 
@@ -18,7 +17,7 @@ class IntRanges:
     ranges: tuple[tuple[int, int], ...]
 
     @classmethod
-    def of(cls, values: Iterable[int]) -> IntRanges:
+    def of(cls, values: Iterable[int]) -> Self:
         """Return the set of distinct `values`; a `range` stays one pair."""
         if isinstance(values, range) and values.step == 1:
             return cls(((values.start, values.stop),) if len(values) else ())
@@ -37,10 +36,6 @@ class IntRanges:
     def __bool__(self) -> bool:
         return bool(self.ranges)
 
-    def first(self) -> int:
-        """Return the smallest value."""
-        return self.ranges[0][0]
-
     def take(self, start: int, stop: int) -> list[int]:
         """Return the values at sorted positions `start..stop-1`, without expanding the others."""
         out: list[int] = []
@@ -52,11 +47,6 @@ class IntRanges:
             if offset >= stop:
                 break
         return out
-
-    def array(self) -> np.ndarray:
-        """Return every value as an int64 array."""
-        parts = [np.arange(a, b, dtype=np.int64) for a, b in self.ranges]
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def text(self) -> str:
         """Return the canonical text: `8..14`, `0, 3, 7..9`."""
@@ -105,9 +95,9 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
                     f"{name}: {item.strip()!r} is not an integer or a range like 8..14; {allowed}"
                 )
             start = int(match.group(1))
-            stop = int(match.group(2)) if match.group(2) is not None else start
-            _check_bounds(name, start, low, high)
-            _check_bounds(name, stop, low, high)
+            stop = int(match.group(2) or start)
+            for bound in (start, stop):
+                _check_bounds(name, bound, low, high)
             if stop < start:
                 raise ValueError(f"{name}: the range {start}..{stop} is empty; write it low..high")
             pairs.append((start, stop + 1))
@@ -126,8 +116,7 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
         raise ValueError(f"{name}: must not be empty; give at least one integer in {low}..{high}")
     pairs.sort()
     # sorted by start, two ranges share a value only if some neighbours do
-    repeated = [b[0] for a, b in zip(pairs, pairs[1:], strict=False) if b[0] < a[1]]
-    if repeated:
+    if repeated := [b[0] for a, b in zip(pairs, pairs[1:], strict=False) if b[0] < a[1]]:
         shown = sorted(set(repeated))[:10]
         raise ValueError(f"{name}: duplicate value(s) {shown}; each may appear once")
     result = IntRanges(_merge(pairs))

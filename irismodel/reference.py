@@ -1,7 +1,5 @@
 """The reference check: a sample of a run's models retrained with the notebook's own loop."""
 
-from __future__ import annotations
-
 import dataclasses
 import threading
 
@@ -23,11 +21,8 @@ def warm_up() -> threading.Thread:
     The first `torch.optim.SGD(...)` imports torch._dynamo (about 1.2 s, holding the GIL): done
     while the run opens, not on the first shard checked. Not a daemon: never ended mid-import.
     """
-
-    def build_once() -> None:
-        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-
-    thread = threading.Thread(target=build_once, name="reference-warm-up")
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    thread = threading.Thread(target=torch.optim.SGD, args=(params, 0.1), name="reference-warm-up")
     thread.start()
     return thread
 
@@ -41,11 +36,6 @@ class ReferenceCheck:
     max_abs_diff: np.ndarray  # (K,) float64, NaN where not checked
     agrees: np.ndarray  # (K,) bool, meaningful where checked
     curves: list[np.ndarray | None]  # (K,) the reference loop's loss curve, None where not
-
-    @classmethod
-    def none(cls, k: int) -> ReferenceCheck:
-        """Return the check of `k` models none of which was checked."""
-        return cls(np.zeros(k, bool), 0, np.full(k, np.nan), np.zeros(k, bool), [None] * k)
 
 
 def checked_pairs(
@@ -72,14 +62,9 @@ def checked_pairs(
 
 
 def checked_seeds(
-    seeds: IntRanges,
-    per_configuration: int,
-    splits: IntRanges | None = None,
-    split_seed: int | None = None,
+    seeds: IntRanges, per_configuration: int, splits: IntRanges, split_seed: int
 ) -> set[int]:
     """Return the seeds checked on split `split_seed` (`checked_pairs`; one split: all of them)."""
-    splits = splits if splits is not None else IntRanges.of([0])
-    split_seed = splits.first() if split_seed is None and len(splits) else split_seed
     return {s for p, s in checked_pairs(seeds, per_configuration, splits) if p == split_seed}
 
 
@@ -107,7 +92,8 @@ def check_against_reference(
     """
     positions = [i for i, seed in enumerate(run.seeds) if seed in seeds]
     epochs = min(epochs, run.epochs)
-    check = ReferenceCheck.none(len(run.seeds))
+    k = len(run.seeds)  # none checked yet
+    check = ReferenceCheck(np.zeros(k, bool), 0, np.full(k, np.nan), np.zeros(k, bool), [None] * k)
     if not positions or epochs < 1:
         return check
     sample = [run.seeds[i] for i in positions]

@@ -1,7 +1,5 @@
 """The batched engine: many seeds of one (hidden_dim, optimizer) at once, by the loop that fits."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from types import ModuleType
 

@@ -1,7 +1,5 @@
 """The eager loop, chunks of models trained by a dozen torch ops an epoch, and its C++ twin."""
 
-from __future__ import annotations
-
 from types import ModuleType
 
 import torch

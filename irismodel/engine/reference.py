@@ -1,7 +1,5 @@
 """The notebook's loop as an engine: autograd, one model at a time (the oracle and the baseline)."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import numpy as np

@@ -1,7 +1,5 @@
 """What every engine returns (`TrainingRun`, plain data), and the plumbing they share."""
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass
 
@@ -23,10 +21,6 @@ class TrainingRun:
     loss_curves: np.ndarray  # (K, E) float32: loss of epoch e's forward pass, before its update
     parameters: dict[str, np.ndarray]  # PARAMETER_NAMES -> (K, *NeuralNet shape) float32
     train_seconds: float  # wall seconds for the whole batch of K models
-
-    def parameters_of(self, index: int) -> dict[str, np.ndarray]:
-        """Return the final parameters of the `index`-th seed, shaped as in `NeuralNet`."""
-        return {name: values[index] for name, values in self.parameters.items()}
 
 
 def as_tensors(

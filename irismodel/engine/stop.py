@@ -1,7 +1,5 @@
 """The stop request: one flag of the process that every training checks between epochs."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Iterator
 from types import ModuleType

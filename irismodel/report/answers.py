@@ -1,7 +1,5 @@
 """The numbers behind the answers, per setting: both questions, and the secondary summaries."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -50,8 +48,7 @@ def _over_blocks(rows: pd.DataFrame, values: np.ndarray, bounds: tuple[float, fl
     means = pd.Series(values).groupby([rows["split_seed"].to_numpy(), rows["seed"].to_numpy()])
     means = means.mean()
     splits, seeds = (means.index.get_level_values(i).to_numpy() for i in (0, 1))
-    cells = block_matrix(splits, seeds, means.to_numpy())[2]
-    return _interval(crossed_interval(cells, bounds))
+    return _interval(crossed_interval(block_matrix(splits, seeds, means.to_numpy())[2], bounds))
 
 
 def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
@@ -194,7 +191,6 @@ def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any
 
 
 def _secondary(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
-    """Both secondary summaries for one setting's rows."""
     per_model = scan.per_model
     assert per_model is not None
     length = int(rows["epochs"].max())

@@ -1,7 +1,5 @@
 """The report's command line: `python -m irismodel.report` and `iris-sweep-report`."""
 
-from __future__ import annotations
-
 import argparse
 import sys
 from collections.abc import Sequence

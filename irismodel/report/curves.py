@@ -1,7 +1,5 @@
 """Per-epoch aggregates of the loss curves: sums and log-spaced histograms, never the curves."""
 
-from __future__ import annotations
-
 import functools
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,8 +27,7 @@ def by_length(
     for length in distinct[distinct != 0]:
         chosen = None if len(distinct) == 1 else lengths == length
         part = curves if chosen is None else curves.filter(pa.array(chosen))
-        values = pc.list_flatten(part).to_numpy(zero_copy_only=False)
-        yield chosen, values.reshape(-1, int(length))
+        yield chosen, pc.list_flatten(part).to_numpy(zero_copy_only=False).reshape(-1, int(length))
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,6 +147,5 @@ class PerModel:
         baseline = self.baseline[rows]
         with np.errstate(invalid="ignore"):
             below = matrix < baseline[:, None]  # in float64; a NaN loss never beats it
-        found = below.any(axis=1)
-        first = np.where(found, below.argmax(axis=1) + 1, 0).astype(np.float64)
+        first = np.where(below.any(axis=1), below.argmax(axis=1) + 1, 0).astype(np.float64)
         self.first_below[rows] = np.where(np.isfinite(baseline), first, np.nan)

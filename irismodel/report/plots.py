@@ -1,7 +1,5 @@
 """The report's three plots, as PNG bytes: loss per epoch, accuracy per seed, slope by epoch."""
 
-from __future__ import annotations
-
 import io
 import math
 import textwrap
@@ -234,8 +232,7 @@ def plot_accuracy(models: pd.DataFrame, summary: pd.DataFrame) -> bytes:
         table = summary[np.logical_and.reduce([summary[c] == setting[c] for c in varying])
                         if varying else slice(None)]  # fmt: skip
         boxes |= _accuracy_panel(axis, setting, rows, table.set_index(["hidden_dim", "optimizer"]))
-        suffix = _title(setting, varying)
-        if suffix:
+        if suffix := _title(setting, varying):
             panel = figure.get_figwidth() / min(len(groups), 3)
             axis.set_title(textwrap.fill(suffix, max(20, int(panel * 12))) + "\n"
                            + axis.get_title(), fontsize=9)  # fmt: skip

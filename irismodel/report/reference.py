@@ -1,7 +1,5 @@
 """The reference check: sampled models retrained by the notebook's own loop, compared, in words."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -25,8 +23,7 @@ STRICT_RULES = {"sgd": REFERENCE_TOLERANCE, "manual": 5e-4}
 
 def _scale(reference: np.ndarray) -> float:
     """What a difference is divided by: max(1, the largest |reference loss|)."""
-    finite = np.abs(reference[np.isfinite(reference)])
-    return max(1.0, float(np.max(finite, initial=0.0)))
+    return max(1.0, float(np.max(np.abs(reference[np.isfinite(reference)]), initial=0.0)))
 
 
 def _largest(values: list[float]) -> float:
@@ -57,11 +54,10 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
     for optimizer in optimizer_order(rows["optimizer"][checked].astype(str).unique()):
         mine = positions[(models.loc[positions, "optimizer"] == optimizer).to_numpy()]
         rows_of = models.loc[mine]
-        stored = rows_of["reference_max_abs_diff"].to_numpy(np.float64)
+        columns = ("reference_max_abs_diff", "baseline_loss", "reference_epochs")
+        stored, baselines, spans = (rows_of[c].to_numpy(np.float64) for c in columns)
         diverged = rows_of["_outcome"].astype(object).to_numpy() == "diverged"
         absolute, relative, through, early, same_outcome, pairs_of_curves = [], [], [], [], 0, []
-        baselines = rows_of["baseline_loss"].to_numpy(np.float64)
-        spans = rows_of["reference_epochs"].to_numpy(np.float64)
         for position, kept, stored_diff, baseline, span in zip(
             mine.tolist(), ~diverged, stored, baselines, spans, strict=True
         ):
@@ -138,7 +134,7 @@ def literal_line_words(check: Mapping[str, Any] | None) -> str | None:
 
 def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str], list[str]]:
     """The reference check in words, and its warnings."""
-    check, lines, warnings = numbers["reference"], [], []
+    check, warnings = numbers["reference"], []
     if check is None:
         why = ("these results were written by an older version (schema 1 or 2), which retrained "
                "no model with the notebook's loop" if numbers["reference_missing"] ==
@@ -146,13 +142,12 @@ def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
                "no model of this run was retrained with the notebook's loop")  # fmt: skip
         return [f"- Reference check omitted: {why}."], []
     pairs = check["pairs"]
-    lines.append(
+    lines = [
         "- The notebook's own loops (an nn.Module per model, retrained from the same seed and "
         "split; the hand-written update literally `param -= learning_rate * param.grad` under "
         "torch.no_grad()), compared curve for curve per (hidden_dim, split, seed):"
-    )
-    literal = literal_line_words(check)
-    if literal:
+    ]
+    if literal := literal_line_words(check):
         lines.append(f"  - the fixed loop (with zero_grad): {literal}.")
     if "manual-no-zero-grad" in pairs:
         pair = pairs["manual-no-zero-grad"]

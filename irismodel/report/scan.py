@@ -1,7 +1,5 @@
 """The rows a report is computed from: one model a row, read in two passes, columns derived."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass

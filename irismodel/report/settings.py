@@ -1,7 +1,5 @@
 """The report's constants, its error, and how rows split into settings that are never pooled."""
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 from typing import Any
 

@@ -1,7 +1,5 @@
 """The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests."""
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 
@@ -42,9 +40,8 @@ def rate_interval(count: int, total: int) -> tuple[float, float, float]:
     """Return (count / total, low, high): the Wilson 95% interval of a proportion, NaN if none."""
     if total <= 0:
         return math.nan, math.nan, math.nan
-    ci = stats.binomtest(int(count), int(total)).proportion_ci(
-        confidence_level=CONFIDENCE, method="wilson"
-    )
+    test = stats.binomtest(int(count), int(total))
+    ci = test.proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return count / total, float(ci.low), float(ci.high)
 
 
@@ -52,10 +49,7 @@ def complete_blocks(
     seeds: np.ndarray, dims: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (seeds, dims, matrix seeds x dims) of the seeds with a finite value at every dim."""
-    all_dims = np.unique(dims)
-    all_seeds, seed_at = np.unique(seeds, return_inverse=True)
-    matrix = np.full((len(all_seeds), len(all_dims)), math.nan)
-    matrix[seed_at, np.searchsorted(all_dims, dims)] = values
+    all_seeds, all_dims, matrix = block_matrix(seeds, dims, values)
     full = np.isfinite(matrix).all(axis=1)
     return all_seeds[full], all_dims, matrix[full]
 

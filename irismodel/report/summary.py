@@ -1,7 +1,5 @@
 """The summary per configuration: outcomes with Wilson rates, medians, means with intervals."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 from typing import Any
@@ -62,8 +60,7 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
 
     groups = shown.groupby(keys, sort=True, dropna=False, observed=True)
     summary = pd.DataFrame.from_records([record_of(values, rows) for values, rows in groups])
-    order = optimizer_order(summary["optimizer"])
-    summary["_order"] = summary["optimizer"].map(order.index)
+    summary["_order"] = summary["optimizer"].map(optimizer_order(summary["optimizer"]).index)
     summary = summary.sort_values([*keys[:-2], "hidden_dim", "_order"], kind="stable")
     return summary.drop(columns="_order").reset_index(drop=True)
 

@@ -1,7 +1,5 @@
 """Values as text: escaped for terminal, markdown and plots; numbers, tables and runs in words."""
 
-from __future__ import annotations
-
 import html
 import math
 import re
@@ -90,8 +88,7 @@ def setting_label(setting: Mapping[str, Any], clean: Clean) -> str:
     """The parameters that make a setting, as `name=value, ...`."""
     return (
         f"learning_rate={setting['learning_rate']:g}, epochs={setting['epochs']}, "
-        f"test_size={setting['test_size']:g}, "
-        f"standardize={str(setting['standardize']).lower()}, "
+        f"test_size={setting['test_size']:g}, standardize={str(setting['standardize']).lower()}, "
         f"positive_class={clean(setting['positive_class'])}"
     )
 
@@ -115,10 +112,9 @@ def runs_text(frame: pd.DataFrame, clean: Clean, most: int = 20) -> str:
     runs = frame.groupby("flow_run_id", sort=False, observed=True).agg(
         started=("run_started_at", "first"), status=("run_status", "first"), rows=("seed", "size")
     )
-    runs = runs.sort_values("started")
     parts = [
         f"{clean(run)} ({row.started:%Y-%m-%d %H:%M} UTC, {row.rows} models, {clean(row.status)})"
-        for run, row in runs.head(most).iterrows()
+        for run, row in runs.sort_values("started").head(most).iterrows()
     ]
     if len(runs) > most:
         parts.append(f"and {len(runs) - most} more runs")

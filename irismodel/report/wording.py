@@ -1,7 +1,5 @@
 """The answers in words, from their numbers; every value from the data goes through `clean`."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,9 +48,8 @@ def _outcome_words(mine: Mapping[str, Any]) -> str:
 
 
 def _above(mine: Mapping[str, Any]) -> str:
-    rate, low, high = mine["above_majority"]
     return (f"{mine['n_above_majority']} of {mine['n_models']} models above the majority class "
-            f"({rate_text(rate, low, high)})")  # fmt: skip
+            f"({rate_text(*mine['above_majority'])})")  # fmt: skip
 
 
 def question1_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str], list[str]]:
@@ -119,12 +116,17 @@ def trend_words(result: Mapping[str, Any], what: str) -> str:
     )
 
 
+def _loss_trend(result: Mapping[str, Any], clean: Clean) -> str:
+    epoch = result["epoch"]
+    return f"{clean(result['label'])}: {trend_words(result, f'the loss at epoch {epoch}')}."
+
+
 def question2_words(results: Sequence[Mapping[str, Any]], clean: Clean) -> list[str]:
     """Question 2 for one setting in words: per rule, the blocked test, slopes and power."""
     lines = []
     for result in results:
         epoch = result["epoch"]
-        line = f"- {clean(result['label'])}: {trend_words(result, f'the loss at epoch {epoch}')}."
+        line = f"- {_loss_trend(result, clean)}"
         medians = ", ".join(f"{m['hidden_dim']}: {no_number(m['median'])}"
                             for m in result["medians"])  # fmt: skip
         line += f" Median loss at epoch {epoch} by hidden_dim over the blocks tested: {medians}."
@@ -135,28 +137,20 @@ def question2_words(results: Sequence[Mapping[str, Any]], clean: Clean) -> list[
     return lines
 
 
-def headline(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
-    """The report's first lines: both answers, numbers first, per setting."""
-    lines = []
-    for entry in numbers["settings"]:
-        q1, q2 = entry["question1"], entry["question2"]
-        part = q1["accuracy_part"]
-        for mine in q1["rules"].values():
-            lines.append(
-                f"Q1 {clean(mine['label'])}: {part} accuracy median "
-                f"{no_number(mine['accuracy_median'])}, mean {interval_words(mine['accuracy'])}; "
-                f"{_above(mine)} (majority {no_number(q1['majority_accuracy'])}); "
-                f"{mine['n_converged']} converged, {mine['n_stalled']} stalled, "
-                f"{mine['n_oscillating']} oscillating, {mine['n_diverged']} diverged."
-            )
-        literal = literal_line_words(q1["reference"])
-        if literal:
-            lines.append(f"Q1 The notebook's hand-written update is {literal}.")
-        for r in q2:
-            lines.append(
-                f"Q2 {clean(r['label'])}: {trend_words(r, 'the loss at epoch ' + str(r['epoch']))}."
-            )
-    return lines
+def _headline(entry: Mapping[str, Any], clean: Clean) -> list[str]:
+    """The report's first lines for one setting: both answers, numbers first."""
+    q1 = entry["question1"]
+    lines = [
+        f"Q1 {clean(mine['label'])}: {q1['accuracy_part']} accuracy median "
+        f"{no_number(mine['accuracy_median'])}, mean {interval_words(mine['accuracy'])}; "
+        f"{_above(mine)} (majority {no_number(q1['majority_accuracy'])}); "
+        f"{mine['n_converged']} converged, {mine['n_stalled']} stalled, "
+        f"{mine['n_oscillating']} oscillating, {mine['n_diverged']} diverged."
+        for mine in q1["rules"].values()
+    ]
+    if literal := literal_line_words(q1["reference"]):
+        lines.append(f"Q1 The notebook's hand-written update is {literal}.")
+    return lines + [f"Q2 {_loss_trend(result, clean)}" for result in entry["question2"]]
 
 
 SECONDARY_RULE = (
@@ -196,44 +190,39 @@ def _slope_by_epoch_words(curve: Mapping[str, Any], epoch: int) -> str:
     return text
 
 
-def secondary_words(numbers: Mapping[str, Any], clean: Clean) -> list[str]:
-    """The pre-specified secondary summaries in words: a line per setting's rule."""
-    lines, settings = [], numbers["settings"]
-    for entry in settings:
-        extra = entry["secondary"]
-        if len(settings) > 1:
-            lines.append(f"With {setting_label(entry['setting'], clean)}:")
-        epochs = extra["epochs"]
-        for rule in extra["rules"]:
-            beat, result = rule["first_beating"], rule["first_beating"]["trend"]
-            medians = ", ".join(f"{d['hidden_dim']}: {_epoch_text(d['median'], epochs)}"
-                                for d in beat["per_dim"])  # fmt: skip
-            shares = ", ".join(f"{d['hidden_dim']}: {rate_text(*d['share'])}"
-                               for d in beat["per_dim"])  # fmt: skip
-            line = (f"- {clean(rule['label'])}: first epoch below the linear baseline "
-                    f"(loss {no_number(extra['baseline_loss'])}), median by hidden_dim {medians}; "
-                    f"share that ever beat it {shares}; {beat['n_censored']} never did, censored "
-                    f"as epoch {epochs + 1}")  # fmt: skip
-            if beat["n_unknown"]:
-                line += f" ({models_text(beat['n_unknown'])} without a stored baseline left out)"
-            p, slope = result["p_value"], result["slope"]
-            if math.isfinite(p):
-                verdict = "falls" if p < SIGNIFICANCE else "no evidence that it falls"
-                line += (f". {verdict[0].upper() + verdict[1:]} as hidden_dim grows "
-                         f"({result['test']} blocked by (split, seed), one-sided, {p_text(p)}, "
-                         f"{result['n_blocks']} blocks); mean per-block slope, in epochs per "
-                         f"unit of hidden_dim, {interval_words(slope, 2)}")  # fmt: skip
-            else:
-                line += f". Trend: cannot tell ({result['n_blocks']} complete blocks)"
-            line += f". {_slope_by_epoch_words(rule['slope_by_epoch'], entry['epoch'])}."
-            lines.append(line)
+def _secondary_words(entry: Mapping[str, Any], clean: Clean) -> list[str]:
+    """The pre-specified secondary summaries of one setting in words: a line per rule."""
+    lines, extra = [], entry["secondary"]
+    epochs = extra["epochs"]
+    for rule in extra["rules"]:
+        beat, result = rule["first_beating"], rule["first_beating"]["trend"]
+        medians = ", ".join(f"{d['hidden_dim']}: {_epoch_text(d['median'], epochs)}"
+                            for d in beat["per_dim"])  # fmt: skip
+        shares = ", ".join(f"{d['hidden_dim']}: {rate_text(*d['share'])}"
+                           for d in beat["per_dim"])  # fmt: skip
+        line = (f"- {clean(rule['label'])}: first epoch below the linear baseline "
+                f"(loss {no_number(extra['baseline_loss'])}), median by hidden_dim {medians}; "
+                f"share that ever beat it {shares}; {beat['n_censored']} never did, censored "
+                f"as epoch {epochs + 1}")  # fmt: skip
+        if beat["n_unknown"]:
+            line += f" ({models_text(beat['n_unknown'])} without a stored baseline left out)"
+        p, slope = result["p_value"], result["slope"]
+        if math.isfinite(p):
+            verdict = "Falls" if p < SIGNIFICANCE else "No evidence that it falls"
+            line += (f". {verdict} as hidden_dim grows "
+                     f"({result['test']} blocked by (split, seed), one-sided, {p_text(p)}, "
+                     f"{result['n_blocks']} blocks); mean per-block slope, in epochs per "
+                     f"unit of hidden_dim, {interval_words(slope, 2)}")  # fmt: skip
+        else:
+            line += f". Trend: cannot tell ({result['n_blocks']} complete blocks)"
+        lines.append(f"{line}. {_slope_by_epoch_words(rule['slope_by_epoch'], entry['epoch'])}.")
     return lines
 
 
 def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
     """Word the answers from their numbers; `clean` renders each value taken from the data."""
     epoch, settings = numbers["epoch"], numbers["settings"]
-    q1_parts, q2_parts, notes, warnings = [], [], [], []
+    q1_parts, q2_parts, notes, warnings, headline, secondary = [], [], [], [], [], []
     for entry in settings:
         setting, used = entry["setting"], entry["epoch"]
         if used != epoch:
@@ -244,10 +233,11 @@ def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
         label = setting_label(setting, clean) if len(settings) > 1 else ""
         header = [f"With {label}:"] if label else []
         words, flagged = question1_words(entry["question1"], clean)
-        prefix = f"[{label}] " if label else ""
-        warnings.extend(prefix + line for line in flagged)
+        warnings.extend(f"[{label}] {line}" if label else line for line in flagged)
         q1_parts.append("\n".join(header + words))
         q2_parts.append("\n".join(header + question2_words(entry["question2"], clean)))
+        headline.extend(_headline(entry, clean))
+        secondary.extend(header + _secondary_words(entry, clean))
     if numbers["n_diverged"]:
         notes.append(
             f"{numbers['n_diverged']} of {models_text(numbers['n_models'])} diverged"
@@ -261,7 +251,5 @@ def word_answers(numbers: Mapping[str, Any], clean: Clean) -> Answers:
             "older version, their files store no baseline loss, so stalled cannot be "
             "told from converged (diverged still can)."
         )
-    answers = Answers("\n\n".join(q1_parts), "\n\n".join(q2_parts), dict(numbers), notes, warnings)
-    answers.headline = headline(numbers, clean)
-    answers.secondary = secondary_words(numbers, clean)
-    return answers
+    questions = "\n\n".join(q1_parts), "\n\n".join(q2_parts)
+    return Answers(*questions, dict(numbers), notes, warnings, headline, secondary)

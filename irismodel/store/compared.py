@@ -1,8 +1,7 @@
 """A run about to be published, compared with the last published run like it in its location."""
 
-from __future__ import annotations
-
-import math
+import contextlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,53 +13,36 @@ from .runs import RunFolder, run_folders
 COMPARED_MODELS = 200_000
 
 
-def _published_manifests(root: str) -> list[tuple[dict[str, Any], str]]:
-    """Every published run's manifest in `root` with its folder name; unreadable ones left out."""
-    found = []
+def published_manifests(root: str) -> dict[str, dict[str, Any]]:
+    """Every published run's manifest in `root` by its folder name; unreadable ones left out."""
+    manifests = {}
     for name in run_folders(root, staged=False).values():
-        place = RunFolder(root, name)
-        try:
-            found.append((read_manifest(place.fs, place.path(staged=False)), name))
-        except ResultsError:
-            continue  # not a run this one can be compared with
-    return found
+        folder = RunFolder(root, name)
+        with contextlib.suppress(ResultsError):  # not a run this one can be compared with
+            manifests[name] = read_manifest(folder.fs, folder.path(staged=False))
+    return manifests
 
 
-def _json_safe(value: Any) -> Any:
-    """`value` as strict JSON: tuples as lists, inf and NaN as text."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)  # numpy scalars and the like: never a reason to fail publication
-
-
-def _compared_with(place: RunFolder, record: Mapping[str, Any], previous: str) -> dict[str, Any]:
-    """The summary of run `place` compared with the published run `previous` of its location."""
+def _compared_with(
+    place: RunFolder, record: Mapping[str, Any], previous: str, manifests: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run `place` compared with the published run `previous` (its manifest in `manifests`)."""
     # imported here: the comparison imports the report (pandas, matplotlib), which runs never need
     from irismodel.compare import compare_runs
 
     summary: dict[str, Any] = {"previous_run": previous, "verdict": None}
     try:
         before = RunFolder(place.root, previous)
-        sizes = {name: count_models(p) for name, p in (("this", place.staging),
-                                                   ("previous", before.published))}  # fmt: skip
-        if max(sizes.values()) > COMPARED_MODELS:
+        models = count_models(place.staging), count_models(before.published)
+        if max(models) > COMPARED_MODELS:
             summary["reason"] = (
-                f"not compared at publication: {sizes['this']:,} and {sizes['previous']:,} "
+                f"not compared at publication: {models[0]:,} and {models[1]:,} "
                 f"models, above {COMPARED_MODELS:,}; compare them with python -m "
                 "irismodel.report --compare"
             )
             return summary
         found = compare_runs(
-            read_results(before.published),
-            read_manifest(before.fs, before.path(staged=False)),
-            read_results(place.staging),
-            record,
+            read_results(before.published), manifests[previous], read_results(place.staging), record
         )
     except Exception as error:  # a comparison never fails a publication
         return {**summary, "error": f"{type(error).__name__}: {error}"}
@@ -69,7 +51,9 @@ def _compared_with(place: RunFolder, record: Mapping[str, Any], previous: str) -
     summary |= {name: getattr(found, name) for name in fields}
     if found.fingerprints[0] != found.fingerprints[1]:
         summary["data_fingerprints"] = found.fingerprints
-    return _json_safe(summary)
+    # strict JSON: inf and NaN as text, as are numpy scalars and the like (never a reason to fail
+    # publication)
+    return json.loads(json.dumps(summary, default=str), parse_constant=lambda c: str(float(c)))
 
 
 def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -82,7 +66,8 @@ def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[s
     from irismodel.history import previous_run
 
     try:
-        candidates = _published_manifests(place.root)
+        manifests = published_manifests(place.root)
+        candidates = [(manifest, name) for name, manifest in manifests.items()]
         previous = previous_run(candidates, record)
         same_data = previous_run(candidates, record, same_data=True)
     except Exception as error:  # a comparison never fails a publication
@@ -92,7 +77,7 @@ def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[s
         reason = "no earlier published run of the same parameters in this location"
         found["comparison"] = {"previous_run": None, "verdict": None, "reason": reason}
     else:
-        found["comparison"] = _compared_with(place, record, previous)
+        found["comparison"] = _compared_with(place, record, previous, manifests)
     if same_data is not None and same_data != previous:
-        found["comparison_same_data"] = _compared_with(place, record, same_data)
+        found["comparison_same_data"] = _compared_with(place, record, same_data, manifests)
     return found

@@ -1,7 +1,5 @@
 """Every name a run leaves on disk, in one place: folders, files, metadata keys and statuses."""
 
-from __future__ import annotations
-
 import os
 import re
 import socket

@@ -1,7 +1,5 @@
 """What a location holds: published runs' files, checked against their manifests; metadata."""
 
-from __future__ import annotations
-
 import json
 import posixpath
 import warnings

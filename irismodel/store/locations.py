@@ -1,7 +1,5 @@
 """Locations: local paths or `pyarrow.fs` URIs, checked in bounded time, shown without secrets."""
 
-from __future__ import annotations
-
 import contextlib
 import functools
 import os
@@ -43,9 +41,7 @@ def redact(location: str) -> str:
     if not is_uri(location):
         return location
     parts = urlsplit(location)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    netloc = "***@" + parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
     query = urlencode(
         [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)]
     )
@@ -170,8 +166,7 @@ def _check_local(path: str, parameter: str) -> str:
             f"{LONGEST_RELATIVE_PATH} characters below it, and this system allows "
             f"{max_path} in all"
         )
-    too_long = [part for part in real.split(os.sep) if len(part) > max_name]
-    if too_long:
+    if too_long := [part for part in real.split(os.sep) if len(part) > max_name]:
         raise ValueError(
             f"{parameter}: the folder name {too_long[0][:40]!r}... is longer than this file "
             f"system's {max_name} characters"
@@ -197,8 +192,7 @@ def _check_local(path: str, parameter: str) -> str:
     for folder in [existing, *([staging] if os.path.isdir(staging) else [])]:  # both written
         probe = os.path.join(folder, temporary_name("probe"))
         try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            os.close(os.open(probe, flags, 0o600))
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
             os.remove(probe)
         except OSError as error:
             raise ValueError(
@@ -210,8 +204,7 @@ def _check_local(path: str, parameter: str) -> str:
 def _check_remote(location: str, parameter: str) -> str:
     fs, path = resolve(location, parameter)
     try:
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
+        if fs.get_file_info(path).type == pafs.FileType.File:
             raise ValueError(f"{parameter}: {redact(location)!r} is a file; it must be a folder")
         probe = posixpath.join(path, temporary_name("probe"))
         with fs.open_output_stream(probe) as stream:

@@ -1,7 +1,5 @@
 """The writer lock of a run: one live process writes a run at a time, a dead one never blocks."""
 
-from __future__ import annotations
-
 import contextlib
 import fcntl
 import os
@@ -89,7 +87,7 @@ def _same_file(descriptor: int, path: str) -> bool:
     return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
 
-def take_lock(place: RunFolder, run_id: str) -> None:
+def take_lock(place: "RunFolder", run_id: str) -> None:
     """Mark this process as the one writing the run; refuse if another live process is.
 
     Locally the mark is under an exclusive `flock`, which the kernel drops however its process
@@ -97,24 +95,21 @@ def take_lock(place: RunFolder, run_id: str) -> None:
     """
     me = _identity(os.getpid())
     if is_uri(place.root):
+        names = place.staging_names(LOCK)
         try:
-            holder = read_bytes(child(place.root, *place.staging_names(LOCK))).decode().strip()
+            holder = read_bytes(child(place.root, *names)).decode().strip()
         except (OSError, ValueError):
             holder = ""
         if holder and holder != me and _alive(holder):
             raise _refuse(run_id, holder)
-        write_file(
-            place.root, place.staging_names(LOCK), lambda s: s.write(me.encode()), replace=True
-        )
+        write_file(place.root, names, lambda s: s.write(me.encode()), replace=True)
         return
     path = place.path(LOCK)
     with _HELD_GUARD:
-        held = _HELD.pop(path, None)
-        if held is not None and _same_file(held, path):
-            _HELD[path] = held
+        if path in _HELD and _same_file(_HELD[path], path):
             return
-        if held is not None:
-            os.close(held)
+        if path in _HELD:
+            os.close(_HELD.pop(path))
         try:
             os.makedirs(place.path(), exist_ok=True)
         except OSError as error:
@@ -139,11 +134,11 @@ def take_lock(place: RunFolder, run_id: str) -> None:
         _HELD[path] = descriptor
 
 
-def check_free(place: RunFolder, run_id: str) -> None:
+def check_free(place: "RunFolder", run_id: str) -> None:
     """Refuse if another process holds the run's lock now (locally; object stores say at open)."""
-    path = place.path(LOCK)
     if is_uri(place.root):
         return
+    path = place.path(LOCK)
     with _HELD_GUARD:
         if path in _HELD:
             return
@@ -155,7 +150,7 @@ def check_free(place: RunFolder, run_id: str) -> None:
         os.close(descriptor)  # closing drops the shared lock taken to look
 
 
-def release_lock(place: RunFolder, published: bool = False) -> None:
+def release_lock(place: "RunFolder", published: bool = False) -> None:
     """Drop this run's writer mark; `published`: the run folder has moved there with it."""
     if is_uri(place.root):  # the mark stays in staging: publication skips it
         with contextlib.suppress(OSError):  # FileNotFoundError included

@@ -1,11 +1,10 @@
 """The one reader: results files checked, then read by `pyarrow.dataset` in the schema."""
 
-from __future__ import annotations
-
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -57,7 +56,7 @@ class Source:
         self._checked: set[int] = set()
 
     @classmethod
-    def of_frame(cls, frame: pd.DataFrame) -> Source:
+    def of_frame(cls, frame: pd.DataFrame) -> Self:
         """A source over a results DataFrame (as `read_results` returns)."""
         if missing := [c for c in _NEEDED if c not in frame.columns]:
             raise ResultsError(f"results: the results frame has no column {', '.join(missing)}")
@@ -110,9 +109,8 @@ class Source:
             meta, count = fragment.metadata, fragment.metadata.num_rows
             chunks = [meta.row_group(g).column(c) for g in range(meta.num_row_groups)
                       for c in range(meta.num_columns)]  # fmt: skip
-            values = sum(
-                c.num_values for c in chunks if c.path_in_schema.startswith(f"{CURVE_COLUMN}.")
-            )
+            curve = f"{CURVE_COLUMN}."
+            values = sum(c.num_values for c in chunks if c.path_in_schema.startswith(curve))
         else:
             count, lists = self.dataset.count_rows(), self.dataset.to_table([CURVE_COLUMN])[0]
             values = pc.sum(pc.list_value_length(lists)).as_py() or 0
@@ -273,12 +271,8 @@ def each_curve(
                 break  # the rest of the file holds none of them
 
     spans = list(zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True))
-    if workers <= 1 or len(spans) <= 1:
-        for start, end in spans:
-            read(start, end)
-        return
     # Decoding nested Parquet lists costs more than the arithmetic on them and releases the
     # GIL: files read side by side use every core.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(spans)))) as pool:
         for done in [pool.submit(read, start, end) for start, end in spans]:
             done.result()

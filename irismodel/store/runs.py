@@ -84,15 +84,11 @@ class OpenedRun:
 def run_folders(root: str, staged: bool = True) -> dict[str, str]:
     """Return the run folders in `root` (or in its staging folder) by the run id in their name."""
     found = list_folder(child(root, layout.STAGING) if staged else root)
-    return {
-        layout.folder_run_id(e.base_name): e.base_name
-        for e in found
-        if e.type == pafs.FileType.Directory and layout.folder_run_id(e.base_name)
-    }
+    folders = [e.base_name for e in found if e.type == pafs.FileType.Directory]
+    return {layout.folder_run_id(name): name for name in folders if layout.folder_run_id(name)}
 
 
 def _folder(root: str, run_id: str, staged: bool = True) -> RunFolder | None:
-    """Return the folder of run `run_id` (in staging, or published), if there is one."""
     name = run_folders(root, staged).get(layout.safe_id(run_id))
     return None if name is None else RunFolder(root, name)
 
@@ -114,12 +110,11 @@ def write_manifest(place: RunFolder, record: Mapping[str, Any]) -> None:
 
 def _record(config: SweepConfig, run_id: str, record: Mapping[str, Any], **changes: Any) -> dict:
     """A manifest: what the run is follows from its id and parameters, never from a stored file."""
-    shards = len(plan_shards(config))
     return {
         **record,
         "run_id": run_id,
         "schema_version": SCHEMA_VERSION,
-        "shards": shards,
+        "shards": len(plan_shards(config)),
         **changes,
     }
 
@@ -165,10 +160,9 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
             f"{', '.join(clashes)}; a resume uses the run's own parameters, so leave "
             "them out or give the same"
         )
-    stored.pop("resume", None)
-    stored["output_dir"] = config.output_dir
-    stored["force"] = config.force  # asked of this attempt, not of the run
-    return SweepConfig(**stored, resume=config.resume)
+    # `force` is asked of this attempt, not of the run
+    changes = {"output_dir": config.output_dir, "force": config.force, "resume": config.resume}
+    return SweepConfig(**{**stored, **changes})
 
 
 def finished_before(config: SweepConfig) -> frozenset[str]:

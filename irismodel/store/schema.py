@@ -1,7 +1,5 @@
 """The results table's columns, types included, and their versions: one list for every reader."""
 
-from __future__ import annotations
-
 import json
 import platform
 from collections.abc import Mapping
@@ -10,78 +8,68 @@ from typing import Any
 
 import pyarrow as pa
 
-from .layout import (
-    META_PARAMETERS,
-    META_PROVENANCE,
-    META_RUN_ID,
-    META_SCHEMA_VERSION,
-    META_SHARD,
-    META_VERSIONS,
-    META_WRITER,
-)
+from . import layout
 
-# Version 4 changed what `outcome` means and added no column: version 3 files read as they are.
 SCHEMA_VERSION = "5"
 
-_METRIC_FIELDS = [
-    pa.field(f"{part}_{metric}", pa.float64())
-    for part in ("train", "test")
-    for metric in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+# Every column in order, with the schema version that added it. Versions only ever added columns
+# (none was renamed or retyped): an older file is the current schema less the later columns, and
+# reads with them null. Version 4 changed what `outcome` means and added no column.
+_FIELDS = [
+    (pa.field("flow_run_id", pa.string(), nullable=False), 1),
+    (pa.field("run_started_at", pa.timestamp("us", tz="UTC"), nullable=False), 1),
+    (pa.field("run_status", pa.string(), nullable=False), 1),
+    (pa.field("hidden_dim", pa.int32(), nullable=False), 1),
+    (pa.field("optimizer", pa.string(), nullable=False), 1),
+    (pa.field("seed", pa.int64(), nullable=False), 1),
+    (pa.field("learning_rate", pa.float64(), nullable=False), 1),
+    (pa.field("epochs", pa.int32(), nullable=False), 1),
+    (pa.field("test_size", pa.float64(), nullable=False), 1),
+    (pa.field("split_seed", pa.int64(), nullable=False), 1),
+    (pa.field("standardize", pa.bool_(), nullable=False), 1),
+    (pa.field("positive_class", pa.string(), nullable=False), 1),
+    (pa.field("data_source", pa.string(), nullable=False), 1),
+    (pa.field("data_fingerprint", pa.string(), nullable=False), 1),
+    (pa.field("n_train", pa.int32(), nullable=False), 1),
+    (pa.field("n_test", pa.int32(), nullable=False), 1),
+    (pa.field("n_train_positive", pa.int32()), 2),
+    (pa.field("n_test_positive", pa.int32()), 2),
+    (pa.field("device", pa.string(), nullable=False), 1),
+    (pa.field("engine", pa.string(), nullable=False), 1),
+    (pa.field("worker", pa.string(), nullable=False), 1),
+    (pa.field("shard", pa.string()), 2),
+    (pa.field("loss_curve", pa.list_(pa.float32()), nullable=False), 1),
+    (pa.field("final_train_loss", pa.float64()), 1),
+    (pa.field("diverged", pa.bool_(), nullable=False), 1),
+    *(
+        (pa.field(f"{part}_{metric}", pa.float64()), 1)
+        for part in ("train", "test")
+        for metric in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+    ),
+    (pa.field("train_seconds", pa.float64(), nullable=False), 1),
+    (pa.field("outcome", pa.string()), 3),
+    (pa.field("baseline_loss", pa.float64()), 3),
+    (pa.field("reference_checked", pa.bool_()), 3),
+    (pa.field("reference_epochs", pa.int32()), 3),
+    (pa.field("reference_max_abs_diff", pa.float64()), 3),
+    (pa.field("reference_agrees", pa.bool_()), 3),
+    (pa.field("reference_loss_curve", pa.list_(pa.float32())), 3),
+    # The final parameters as NeuralNet holds them, each tensor flattened row-major (C order).
+    (pa.field("fc1_weight", pa.list_(pa.float32())), 5),  # (hidden_dim, 4)
+    (pa.field("fc1_bias", pa.list_(pa.float32())), 5),  # (hidden_dim,)
+    (pa.field("fc2_weight", pa.list_(pa.float32())), 5),  # (1, hidden_dim)
+    (pa.field("fc2_bias", pa.float32()), 5),  # (1,), as a scalar
 ]
-
-SCHEMA = pa.schema(
-    [
-        pa.field("flow_run_id", pa.string(), nullable=False),
-        pa.field("run_started_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("run_status", pa.string(), nullable=False),
-        pa.field("hidden_dim", pa.int32(), nullable=False),
-        pa.field("optimizer", pa.string(), nullable=False),
-        pa.field("seed", pa.int64(), nullable=False),
-        pa.field("learning_rate", pa.float64(), nullable=False),
-        pa.field("epochs", pa.int32(), nullable=False),
-        pa.field("test_size", pa.float64(), nullable=False),
-        pa.field("split_seed", pa.int64(), nullable=False),
-        pa.field("standardize", pa.bool_(), nullable=False),
-        pa.field("positive_class", pa.string(), nullable=False),
-        pa.field("data_source", pa.string(), nullable=False),
-        pa.field("data_fingerprint", pa.string(), nullable=False),
-        pa.field("n_train", pa.int32(), nullable=False),
-        pa.field("n_test", pa.int32(), nullable=False),
-        pa.field("n_train_positive", pa.int32()),
-        pa.field("n_test_positive", pa.int32()),
-        pa.field("device", pa.string(), nullable=False),
-        pa.field("engine", pa.string(), nullable=False),
-        pa.field("worker", pa.string(), nullable=False),
-        pa.field("shard", pa.string()),
-        pa.field("loss_curve", pa.list_(pa.float32()), nullable=False),
-        pa.field("final_train_loss", pa.float64()),
-        pa.field("diverged", pa.bool_(), nullable=False),
-        *_METRIC_FIELDS,
-        pa.field("train_seconds", pa.float64(), nullable=False),
-        pa.field("outcome", pa.string()),
-        pa.field("baseline_loss", pa.float64()),
-        pa.field("reference_checked", pa.bool_()),
-        pa.field("reference_epochs", pa.int32()),
-        pa.field("reference_max_abs_diff", pa.float64()),
-        pa.field("reference_agrees", pa.bool_()),
-        pa.field("reference_loss_curve", pa.list_(pa.float32())),
-        # The final parameters as NeuralNet holds them, each tensor flattened row-major (C order).
-        pa.field("fc1_weight", pa.list_(pa.float32())),  # (hidden_dim, 4)
-        pa.field("fc1_bias", pa.list_(pa.float32())),  # (hidden_dim,)
-        pa.field("fc2_weight", pa.list_(pa.float32())),  # (1, hidden_dim)
-        pa.field("fc2_bias", pa.float32()),  # (1,), as a scalar
-    ]
-)
+SCHEMAS = {
+    str(v): pa.schema([f for f, since in _FIELDS if since <= v])
+    for v in range(1, int(SCHEMA_VERSION) + 1)
+}
+SCHEMA = SCHEMAS[SCHEMA_VERSION]
+SCHEMA_V1, SCHEMA_V2, SCHEMA_V4 = SCHEMAS["1"], SCHEMAS["2"], SCHEMAS["4"]
 COLUMNS = tuple(SCHEMA.names)
-# Versions only ever added columns (none was renamed or retyped): an older file is the current
-# schema less these, and reads with them null.
-ADDED_IN_2 = ("n_train_positive", "n_test_positive", "shard")
-ADDED_IN_3 = tuple(SCHEMA.names[-11:-4])  # the outcome and the reference check
-ADDED_IN_5 = tuple(SCHEMA.names[-4:])  # the trained weights
-SCHEMA_V4 = pa.schema([f for f in SCHEMA if f.name not in ADDED_IN_5])
-SCHEMA_V2 = pa.schema([f for f in SCHEMA_V4 if f.name not in ADDED_IN_3])
-SCHEMA_V1 = pa.schema([f for f in SCHEMA_V2 if f.name not in ADDED_IN_2])
-SCHEMAS = {"1": SCHEMA_V1, "2": SCHEMA_V2, "3": SCHEMA_V4, "4": SCHEMA_V4, SCHEMA_VERSION: SCHEMA}
+ADDED_IN_2, ADDED_IN_3, ADDED_IN_5 = (
+    tuple(f.name for f, since in _FIELDS if since == v) for v in (2, 3, 5)
+)
 
 # The per-model columns the report reads (every file must hold them), then those only newer files
 # hold (null in older ones); counts and flags among them as float64, so that a null is a NaN.
@@ -117,20 +105,19 @@ def part_metadata(
     from irismodel.provenance import provenance
 
     return {
-        META_SCHEMA_VERSION: SCHEMA_VERSION,
-        META_PARAMETERS: json.dumps(dict(parameters), sort_keys=True),
-        META_VERSIONS: json.dumps(package_versions(), sort_keys=True),
-        META_RUN_ID: run_id,
-        META_SHARD: shard,
-        META_WRITER: writer,
-        META_PROVENANCE: json.dumps(provenance(), sort_keys=True),
+        layout.META_SCHEMA_VERSION: SCHEMA_VERSION,
+        layout.META_PARAMETERS: json.dumps(dict(parameters), sort_keys=True),
+        layout.META_VERSIONS: json.dumps(package_versions(), sort_keys=True),
+        layout.META_RUN_ID: run_id,
+        layout.META_SHARD: shard,
+        layout.META_WRITER: writer,
+        layout.META_PROVENANCE: json.dumps(provenance(), sort_keys=True),
     }
 
 
 def schema_problem(schema: pa.Schema, version: str | None = SCHEMA_VERSION) -> str | None:
     """Say why a file's Arrow schema is no results schema of `version` (None: any); else None."""
-    meta = schema.metadata or {}
-    found = meta.get(META_SCHEMA_VERSION)
+    found = (schema.metadata or {}).get(layout.META_SCHEMA_VERSION)
     if found is None:
         return "is not an iris-sweep results file (no schema version)"
     text = found.decode(errors="replace")

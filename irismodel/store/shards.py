@@ -73,55 +73,50 @@ def _all_equal(column: pa.ChunkedArray | pa.Array, value: Any) -> bool:
 
 
 def part_problem(
-    parquet: pq.ParquetFile,
+    place: RunFolder,
+    entry: pafs.FileInfo,
     shard: Shard,
     run_id: str,
     fingerprint: str | None,
     config: SweepConfig | None = None,
 ) -> str | None:
     """Say what makes a part file not shard `shard` of run `run_id` (rows too with `config`)."""
-    meta = parquet.schema_arrow.metadata or {}
-    problem = schema_problem(parquet.schema_arrow)
-    if problem is not None:
-        return f"it {problem}"
-    for key, expected, what in ((layout.META_RUN_ID, run_id, "belongs to run"),
-                                (layout.META_SHARD, shard.name, "holds shard")):  # fmt: skip
-        found = meta.get(key, b"?").decode(errors="replace")
-        if found != expected:
-            return f"it {what} {found!r}"
-    if parquet.metadata.num_rows != len(shard):
-        return f"it holds {parquet.metadata.num_rows} rows, not the shard's {len(shard)}"
-    if fingerprint is not None and not _all_equal(
-        parquet.read(["data_fingerprint"])[0], fingerprint
-    ):
-        return "its rows are of other data than the run's"
-    if config is None:
-        return None
-    table = parquet.read(["hidden_dim", "optimizer", "seed", "epochs", "split_seed", "loss_curve"])
-    same = table["seed"].to_pylist() == shard.seeds(config) and all(
-        _all_equal(column, value)
-        for column, value in (
-            (table["hidden_dim"], shard.hidden_dim),
-            (table["optimizer"], shard.optimizer),
-            (table["split_seed"], shard.split_seed),
-            (table["epochs"], config.epochs),
-            (pc.list_value_length(table["loss_curve"]), config.epochs),
-        )
-    )
-    return None if same else "its rows are not the shard's"
-
-
-def _problem(
-    place: RunFolder, entry: pafs.FileInfo, shard: Shard, run_id: str, fingerprint: str | None,
-    config: SweepConfig | None = None,
-) -> str | None:  # fmt: skip
     if isinstance(place.fs, pafs.LocalFileSystem) and os.path.islink(entry.path):
         return "it is a symbolic link"  # the run would depend on its target
     try:
         parquet = pq.ParquetFile(entry.path, filesystem=place.fs)
-        return part_problem(parquet, shard, run_id, fingerprint, config)
+        meta = parquet.schema_arrow.metadata or {}
+        if problem := schema_problem(parquet.schema_arrow):
+            return f"it {problem}"
+        for key, expected, what in ((layout.META_RUN_ID, run_id, "belongs to run"),
+                                    (layout.META_SHARD, shard.name, "holds shard")):  # fmt: skip
+            found = meta.get(key, b"?").decode(errors="replace")
+            if found != expected:
+                return f"it {what} {found!r}"
+        if parquet.metadata.num_rows != len(shard):
+            return f"it holds {parquet.metadata.num_rows} rows, not the shard's {len(shard)}"
+        if fingerprint is not None and not _all_equal(
+            parquet.read(["data_fingerprint"])[0], fingerprint
+        ):
+            return "its rows are of other data than the run's"
+        if config is None:
+            return None
+        table = parquet.read(
+            ["hidden_dim", "optimizer", "seed", "epochs", "split_seed", "loss_curve"]
+        )
+        same = table["seed"].to_pylist() == shard.seeds(config) and all(
+            _all_equal(column, value)
+            for column, value in (
+                (table["hidden_dim"], shard.hidden_dim),
+                (table["optimizer"], shard.optimizer),
+                (table["split_seed"], shard.split_seed),
+                (table["epochs"], config.epochs),
+                (pc.list_value_length(table["loss_curve"]), config.epochs),
+            )
+        )
     except (OSError, pa.ArrowException, ValueError, KeyError) as error:
         return f"it cannot be read ({first_line(error)})"
+    return None if same else "its rows are not the shard's"
 
 
 def finished_shards(
@@ -133,7 +128,7 @@ def finished_shards(
         plan[e.base_name].name
         for e in place.entries()
         if e.base_name in plan and e.type == pafs.FileType.File
-        and _problem(place, e, plan[e.base_name], run_id, fingerprint, config) is None
+        and part_problem(place, e, plan[e.base_name], run_id, fingerprint, config) is None
     )  # fmt: skip
 
 
@@ -155,13 +150,12 @@ def check_staged(
         shard = plan.get(name)
         if shard is None or entry.type != pafs.FileType.File:
             problem: str | None = f"is no part of run {run_id}'s plan"
-        elif problem := _problem(place, entry, shard, run_id, fingerprint):
+        elif problem := part_problem(place, entry, shard, run_id, fingerprint):
             problem = f"is not shard {shard.name} of run {run_id}: {problem}"
         if problem:
             raise RunError(f"publish: {shown!r} {problem}; remove it, then {hint}")
         seen.add(name)
-    missing = sorted(set(plan) - seen)
-    if missing:
+    if missing := sorted(set(plan) - seen):
         raise RunError(
             f"publish: run {run_id} lacks {len(missing)} of its {len(plan)} parts "
             f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); {hint}"

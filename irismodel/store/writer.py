@@ -1,7 +1,5 @@
 """Writing whole: files through a hidden temporary and one rename, folders published at once."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import posixpath
@@ -137,12 +135,8 @@ def publish_folder(
         src, dst = posixpath.join(base, *source), posixpath.join(base, target)
         if not resume and fs.get_file_info(dst).type != pafs.FileType.NotFound:
             raise exists
-        selector = pafs.FileSelector(src, recursive=True, allow_not_found=True)
-        files = [
-            f
-            for f in fs.get_file_info(selector)
-            if f.type == pafs.FileType.File and f.base_name not in skip
-        ]
+        found = fs.get_file_info(pafs.FileSelector(src, recursive=True, allow_not_found=True))
+        files = [f for f in found if f.type == pafs.FileType.File and f.base_name not in skip]
         for info in sorted(files, key=lambda f: f.base_name == MANIFEST):
             fs.move(info.path, posixpath.join(dst, posixpath.relpath(info.path, src)))
         with contextlib.suppress(OSError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from irismodel.ranges import IntRanges, parse_ranges
@@ -23,7 +22,7 @@ def test_take_returns_positions_without_expanding_the_rest():
     assert values.take(2, 6) == [2, 3, 7, 9]
     assert values.take(6, 9) == [10, 50, 51]
     assert len(values) == 7 + 999951
-    np.testing.assert_array_equal(values.array()[:8], [0, 1, 2, 3, 7, 9, 10, 50])
+    assert values.take(0, 8) == [0, 1, 2, 3, 7, 9, 10, 50]
 
 
 def test_a_million_listed_seeds_with_one_repeat_is_found_in_linear_time():

@@ -97,10 +97,11 @@ def test_reference_epochs_beyond_the_run_are_capped(tmp_path):
 
 def test_checked_seeds_are_spread_from_first_to_last():
     """k checks take evenly spaced seeds, first and last included; one check takes the first."""
-    assert checked_seeds(IntRanges.of([5, 9, 2]), 2) == {2, 9}
-    assert checked_seeds(IntRanges.of(range(10**7)), 1) == {0}
-    assert checked_seeds(IntRanges.of(range(10**7)), 3) == {0, 5_000_000, 9_999_999}
-    assert checked_seeds(IntRanges.of([1]), 0) == set()
+    one = IntRanges.of([0])
+    assert checked_seeds(IntRanges.of([5, 9, 2]), 2, one, 0) == {2, 9}
+    assert checked_seeds(IntRanges.of(range(10**7)), 1, one, 0) == {0}
+    assert checked_seeds(IntRanges.of(range(10**7)), 3, one, 0) == {0, 5_000_000, 9_999_999}
+    assert checked_seeds(IntRanges.of([1]), 0, one, 0) == set()
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,7 @@ def test_training_run_shapes_and_types(iris, engine, built):
     }
     assert {n: p.shape for n, p in run.parameters.items()} == shapes
     assert all(p.dtype == np.float32 for p in run.parameters.values())
-    assert run.parameters_of(1)["fc1.weight"].shape == (6, 4)
+    assert run.parameters["fc1.weight"][1].shape == (6, 4)
     labels = {"fused": "batched-fused", "native": "batched-native", "eager": "batched"}
     assert run.engine == labels.get(engine, "reference")
     assert (run.seeds, run.epochs, run.device) == ([3, 5], 7, "cpu")

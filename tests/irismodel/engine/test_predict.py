@@ -21,7 +21,7 @@ def test_predict_proba_matches_the_network(iris):
     assert probabilities.shape == (2, len(x))
     for i in range(2):
         net = NeuralNet(4, 5, 1)
-        net.load_state_dict({n: torch.from_numpy(p) for n, p in run.parameters_of(i).items()})
+        net.load_state_dict({n: torch.from_numpy(p[i]) for n, p in run.parameters.items()})
         expected = torch.sigmoid(net(torch.from_numpy(x))).detach().numpy()[:, 0]
         np.testing.assert_allclose(probabilities[i], expected, rtol=1e-5, atol=1e-6)
 

@@ -36,7 +36,7 @@ def test_reference_engine_is_the_notebook_loop_bit_for_bit(iris, seed, device):
     run = train_reference(x, y, 10, "sgd", [seed], 0.1, 300, device=device)
     np.testing.assert_array_equal(run.loss_curves[0], expected_curve)
     for name in PARAMETER_NAMES:
-        np.testing.assert_array_equal(run.parameters_of(0)[name], expected_params[name].numpy())
+        np.testing.assert_array_equal(run.parameters[name][0], expected_params[name].numpy())
 
 
 def test_the_notebook_s_manual_line_equals_torch_sgd_up_to_float32_rounding(iris, device):

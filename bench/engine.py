@@ -1,7 +1,5 @@
 """Benchmark: the notebook's per-model loop against each loop of the batched engine."""
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

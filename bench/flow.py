@@ -12,8 +12,6 @@ number of (split, seed) pairs.
     python bench/flow.py [--json bench/results/flow.json]
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

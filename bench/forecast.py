@@ -12,8 +12,6 @@ bench/results/forecast.json.
     python bench/forecast.py [--sizes default first-use 10k 100k]
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

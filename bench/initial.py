@@ -1,7 +1,5 @@
 """Benchmark: the initial weights of 20,000 seeds, per-seed Python loop against initial_weights."""
 
-from __future__ import annotations
-
 import argparse
 import functools
 import json

@@ -29,8 +29,6 @@ pipeline is judged by, printed at the end:
                                                     # cost per model as the threads grow
 """
 
-from __future__ import annotations
-
 import argparse
 import functools
 import importlib

@@ -14,8 +14,6 @@ run, in its own process, and each size's end-to-end throughput is given as a sha
     python bench/scale.py --sizes 10k 100k 1m   # the million-model run too (~8 minutes here)
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

@@ -14,8 +14,6 @@ and history artifacts and the comparison key's page (every run's comparison).
     .venv/bin/python bench/screenshots.py --out docs/screenshots [--crash] [--history]
 """
 
-from __future__ import annotations
-
 import argparse
 import base64
 import itertools

@@ -1,7 +1,5 @@
 """The command line's Prefect server: a temporary one that dies with it, or a set one checked."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import signal

@@ -1,7 +1,5 @@
 """Command line for ad hoc sweeps: `iris-sweep --hidden-dims 8 9 --seeds 0..9` runs the flow."""
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import os

@@ -1,7 +1,5 @@
 """The iris-sweep flow: check the run (parameters, data, forecast), open it, train, publish."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from prefect import flow, unmapped

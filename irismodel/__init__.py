@@ -1,7 +1,5 @@
 """iris-sweep's library: data, the notebook's model, training engines, metrics, results, report."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from irismodel.store import read_results

@@ -1,7 +1,5 @@
 """The closed set of device names a sweep accepts, resolved to a torch device string."""
 
-from __future__ import annotations
-
 import re
 
 import torch

@@ -1,7 +1,5 @@
 """What a sweep will cost before it starts (time, memory, bytes written), and whether it fits."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import shutil

@@ -1,7 +1,5 @@
 """A location's runs over time: the previous run like a given one, and the history table."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime

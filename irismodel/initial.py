@@ -6,8 +6,6 @@ x * (to - from) + from once (fused multiply-add) in its AVX2/AVX-512 kernels and
 baseline one; `torch_uniform_rounding()` asks torch which.
 """
 
-from __future__ import annotations
-
 import ctypes
 import functools
 import logging

@@ -1,7 +1,5 @@
 """Classification metrics for many models at once, equal to scikit-learn's for each model."""
 
-from __future__ import annotations
-
 import ctypes
 
 import numpy as np

@@ -1,7 +1,5 @@
 """A sweep's steps as plain functions: a shard trained, evaluated and written; a whole sweep."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass

@@ -1,7 +1,5 @@
 """Calls to the Prefect API bounded in time, so a server that is gone never holds a run."""
 
-from __future__ import annotations
-
 import contextvars
 import os
 import ssl

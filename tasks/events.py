@@ -1,7 +1,5 @@
 """The event a run's publication sends, `iris-sweep.run.published`: what automations trigger on."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 

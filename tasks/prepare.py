@@ -1,7 +1,5 @@
 """Tasks before any training: the run's pre-flight (parameters, data, forecast), the run opened."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from prefect import get_run_logger, task

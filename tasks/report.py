@@ -1,7 +1,5 @@
 """The report task (summary, answers, plots as Prefect artifacts) and the sweep's progress bar."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar

@@ -1,7 +1,5 @@
 """The task that finishes a run: publish its folder, or keep it in staging for a resume."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 
 from prefect import get_run_logger, task

@@ -1,7 +1,5 @@
 """The shard task: train one shard's seeds at once, evaluate them and write their rows."""
 
-from __future__ import annotations
-
 import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE

@@ -1,7 +1,5 @@
 """Shared test set-up: a private PREFECT_HOME, Prefect offline, one test harness, ready homes."""
 
-from __future__ import annotations
-
 import os
 import shutil
 import tempfile

@@ -1,7 +1,5 @@
 """Predictions of many trained models at once, from their stacked final parameters."""
 
-from __future__ import annotations
-
 import ctypes
 import functools
 

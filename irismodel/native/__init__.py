@@ -4,8 +4,6 @@ It lives under `cache_root()`, in a folder named after a hash of the sources, to
 the compiler flags: an edited source or an upgraded torch is simply "not built" until built again.
 """
 
-from __future__ import annotations
-
 import ctypes
 import functools
 import hashlib

@@ -1,7 +1,5 @@
 """Command line of the compiled loops: `python -m irismodel.native build|status`."""
 
-from __future__ import annotations
-
 import argparse
 import sys
 import time

@@ -4,8 +4,6 @@ One thread and one process (an `fcntl.flock` of `build.lock`) compiles while the
 then all load that one result; the library is renamed into place, never loaded half-written.
 """
 
-from __future__ import annotations
-
 import contextlib
 import logging
 import os

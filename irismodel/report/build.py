@@ -1,7 +1,5 @@
 """A report from a results location or frame: numbers, words, plots, its files; the command line."""
 
-from __future__ import annotations
-
 import base64
 import json
 import math

@@ -1,7 +1,5 @@
 """The command line: a run checked once before Prefect starts, its results and summary printed."""
 
-from __future__ import annotations
-
 import json
 import os
 import re

@@ -1,7 +1,5 @@
 """The failure notification set-up refuses bad input before it asks any server."""
 
-from __future__ import annotations
-
 import pytest
 
 from cli.notify import check_webhook, main

@@ -1,7 +1,5 @@
 """The temporary Prefect server: it answers, records, stops, dies with its process; a set API."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import re

@@ -1,8 +1,6 @@
 """Signals to the command line: Ctrl-C stops training promptly and keeps what was written; no
 signal, not even SIGKILL of its pid alone, leaves its temporary Prefect server behind."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import re

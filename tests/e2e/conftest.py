@@ -1,7 +1,5 @@
 """Fixtures of the end-to-end tests: one real server, deployments and worker for the session."""
 
-from __future__ import annotations
-
 import shutil
 import tempfile
 import threading

@@ -1,7 +1,5 @@
 """Helpers of the end-to-end tests: ports, process groups, health waits, workers, Dask, webhooks."""
 
-from __future__ import annotations
-
 import contextlib
 import io
 import json

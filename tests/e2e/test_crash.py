@@ -1,7 +1,5 @@
 """A deployment's run whose worker and flow process are killed: Crashed, notified, retried."""
 
-from __future__ import annotations
-
 import re
 import time
 from pathlib import Path

@@ -1,7 +1,5 @@
 """The iris-sweep flow on a real Dask cluster (scheduler and two workers on loopback)."""
 
-from __future__ import annotations
-
 import os
 import pickle
 import re

@@ -1,7 +1,5 @@
 """The deployments of prefect.yaml, deployed and run for real: server, work pool, worker."""
 
-from __future__ import annotations
-
 import contextlib
 import json
 import re

@@ -1,7 +1,5 @@
 """A published nightly run's event starts a downstream deployment, through a real automation."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Iterator
 from pathlib import Path

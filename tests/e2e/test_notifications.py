@@ -1,7 +1,5 @@
 """`python -m cli.notify` on a real server: its automation POSTs to a webhook on failures."""
 
-from __future__ import annotations
-
 import re
 import sys
 from pathlib import Path

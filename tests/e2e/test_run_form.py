@@ -1,7 +1,5 @@
 """The deployments' run form, submitted as the Prefect UI does, and the runs it starts."""
 
-from __future__ import annotations
-
 import json
 import shutil
 import urllib.request

@@ -1,7 +1,5 @@
 """Faults lose no results: retries, partial files, reruns, kills, races, pickles."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import re

@@ -1,7 +1,5 @@
 """The iris-sweep flow under a Prefect test harness: it runs, writes rows, and they are sound."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

@@ -1,7 +1,5 @@
 """The task runner: the bound on a Dask cluster without workers; the wait on the shard tasks."""
 
-from __future__ import annotations
-
 import pytest
 
 from flows.runners import NO_WORKER_DEFAULT_SECONDS, NO_WORKER_VARIABLE, no_worker_timeout

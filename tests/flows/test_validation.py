@@ -1,7 +1,5 @@
 """Bad input fails the flow and the CLI before any training, naming the parameter."""
 
-from __future__ import annotations
-
 import math
 import os
 import re

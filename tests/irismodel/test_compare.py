@@ -1,7 +1,5 @@
 """Runs compared: bit-identical reruns, perturbed rows, changed environments, the previous run."""
 
-from __future__ import annotations
-
 import copy
 import json
 import re

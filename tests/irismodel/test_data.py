@@ -1,7 +1,5 @@
 """Iris data: loading, binarizing and splitting work, and every bad data file is a named error."""
 
-from __future__ import annotations
-
 import re
 
 import numpy as np

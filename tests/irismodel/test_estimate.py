@@ -1,7 +1,5 @@
 """The forecast of a sweep: sizes add up, and what cannot fit this machine is refused up front."""
 
-from __future__ import annotations
-
 import pytest
 
 from irismodel import store, sweep

@@ -1,7 +1,5 @@
 """A run's history: the published runs of its parameters in its location, newest first."""
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

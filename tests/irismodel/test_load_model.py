@@ -1,8 +1,6 @@
 """Each row holds its model's trained weights, and `load_model` returns that model, predictions and
 all; rows of older schema versions read with the weights null and say so when loaded."""
 
-from __future__ import annotations
-
 import dataclasses
 import shutil
 from datetime import UTC, datetime

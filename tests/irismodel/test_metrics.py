@@ -1,7 +1,5 @@
 """Batched metrics equal scikit-learn's, model by model, and survive diverged models."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from evaluation_checks import assert_same_bits, rank_metrics

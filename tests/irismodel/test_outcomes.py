@@ -1,7 +1,5 @@
 """Each model's outcome: plateaus, swings and blow-ups, judged on the final tenth of training."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

@@ -1,8 +1,6 @@
 """Sweep parameters: each bad value is refused with a message naming it and the allowed values;
 the run form is made of the same declaration."""
 
-from __future__ import annotations
-
 import inspect
 import math
 

@@ -1,7 +1,5 @@
 """The pre-flight of a run: parameters, resume, data and forecast checked once, before any work."""
 
-from __future__ import annotations
-
 import pandas as pd
 import pytest
 

@@ -1,7 +1,5 @@
 """Integer sets as ranges: parsing text and lists, positions, and errors that name the parameter."""
 
-from __future__ import annotations
-
 import pytest
 
 from irismodel.ranges import IntRanges, parse_ranges

@@ -1,7 +1,5 @@
 """The README's reader snippets (pandas, pyarrow, DuckDB, polars) run on a real results folder."""
 
-from __future__ import annotations
-
 import os
 import re
 import uuid

@@ -1,7 +1,5 @@
 """The reference check: the notebook's own loop retrained beside the batched rows, in every run."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

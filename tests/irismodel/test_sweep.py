@@ -1,7 +1,5 @@
 """Shards train, evaluate and write their own rows; the rows are the same however seeds are cut."""
 
-from __future__ import annotations
-
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path

@@ -1,7 +1,5 @@
 """Tests for a shard's rows (`shard_table`): the values of rows built one model at a time."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from datetime import UTC, datetime

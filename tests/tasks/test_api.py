@@ -1,7 +1,5 @@
 """Calls to the Prefect API end within their bound when the server stops answering."""
 
-from __future__ import annotations
-
 import contextlib
 import socket
 import threading

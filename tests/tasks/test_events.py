@@ -1,7 +1,5 @@
 """A run's publication, and only it, sends `iris-sweep.run.published`: read back from the server."""
 
-from __future__ import annotations
-
 import json
 import socket
 import time

@@ -1,7 +1,5 @@
 """publish_report and the progress helpers leave the expected artifacts on the flow run."""
 
-from __future__ import annotations
-
 import asyncio
 import json
 from pathlib import Path

@@ -1,7 +1,5 @@
 """The message of a run left unpublished: the failed shards, their cause, the parts on disk."""
 
-from __future__ import annotations
-
 import re
 
 from irismodel import store, sweep

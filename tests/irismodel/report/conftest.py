@@ -1,7 +1,5 @@
 """The report tests' results, made once a session: four real runs, two splits, a synthetic set."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 import numpy as np

@@ -1,7 +1,5 @@
 """Small real and synthetic results the report tests read, and helpers that edit them."""
 
-from __future__ import annotations
-
 import io
 from datetime import UTC, datetime
 from pathlib import Path

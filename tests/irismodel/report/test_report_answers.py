@@ -1,7 +1,5 @@
 """The numbers behind both answers and the secondary summaries, right on small real runs."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import numpy as np

@@ -1,7 +1,5 @@
 """A report from a location or a frame: its files, its documents, and the command line."""
 
-from __future__ import annotations
-
 import base64
 import json
 import os

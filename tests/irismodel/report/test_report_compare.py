@@ -1,7 +1,5 @@
 """The report's comparison with the last run like it, and `--compare` of any two run folders."""
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime
 from pathlib import Path

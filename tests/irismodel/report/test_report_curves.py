@@ -1,7 +1,5 @@
 """Per-epoch aggregates of the curves and per-model losses kept while streaming: as numpy says."""
 
-from __future__ import annotations
-
 import numpy as np
 from report_runs import SYNTHETIC_EPOCHS, curves_of
 

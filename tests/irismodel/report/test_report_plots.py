@@ -1,7 +1,5 @@
 """The report's plots: valid small PNGs, titles inside the figure, bars the table's intervals."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

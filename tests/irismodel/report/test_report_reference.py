@@ -1,7 +1,5 @@
 """The reference check: the engine against the notebook's loops, and the loops compared."""
 
-from __future__ import annotations
-
 import shutil
 from pathlib import Path
 

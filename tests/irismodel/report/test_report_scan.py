@@ -1,7 +1,5 @@
 """Reading results for a report: one row per model, the derived columns, old and odd files."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from pathlib import Path
 

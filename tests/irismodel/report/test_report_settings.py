@@ -1,7 +1,5 @@
 """The report's settings: the epoch is checked, settings are never pooled, optimizers ordered."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from report_runs import BLOWN, MAIN, rows_of

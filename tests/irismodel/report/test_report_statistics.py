@@ -1,7 +1,5 @@
 """The report's intervals stay in range, are reproducible, and say when there is none."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

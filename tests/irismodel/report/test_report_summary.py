@@ -1,7 +1,5 @@
 """The summary per configuration: outcomes with Wilson rates, intervals in range, two tables."""
 
-from __future__ import annotations
-
 import numpy as np
 import pandas as pd
 import pytest

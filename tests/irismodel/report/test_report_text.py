@@ -1,7 +1,5 @@
 """Values as text: data cannot inject HTML or markdown, break a table, or start plot math."""
 
-from __future__ import annotations
-
 import math
 import re
 

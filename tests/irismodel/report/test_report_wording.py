@@ -1,7 +1,5 @@
 """The answers in words: what a test can and cannot say, numbers as they are, plain terms."""
 
-from __future__ import annotations
-
 import math
 from typing import Any
 

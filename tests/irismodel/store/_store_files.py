@@ -5,8 +5,6 @@ table, prints `ready`, then writes it as new version 1 files under OUTPUT_DIR th
 atomic writer until it is killed.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import sys

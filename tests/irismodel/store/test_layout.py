@@ -1,7 +1,5 @@
 """Names on disk: run ids cannot smuggle path parts in, and every name reads back as written."""
 
-from __future__ import annotations
-
 import os
 import socket
 from datetime import UTC, datetime

@@ -1,7 +1,5 @@
 """Locations: names cannot leave them, checks are bounded and leave nothing, secrets never shown."""
 
-from __future__ import annotations
-
 import os
 
 import pytest

@@ -1,7 +1,5 @@
 """The writer lock: one live process writes a run at a time; a dead writer never blocks."""
 
-from __future__ import annotations
-
 import os
 import signal
 import subprocess

@@ -1,7 +1,5 @@
 """The reader: published runs listed and checked, every schema version read, foreign files named."""
 
-from __future__ import annotations
-
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path

@@ -1,7 +1,5 @@
 """A run's life on disk: its plan, its manifest, resuming with checked parts, publication."""
 
-from __future__ import annotations
-
 import json
 import pickle
 import shutil

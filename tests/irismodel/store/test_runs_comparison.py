@@ -1,7 +1,5 @@
 """Each run compared at publication with the last published run of the same parameters."""
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime
 from pathlib import Path

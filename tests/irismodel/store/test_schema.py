@@ -1,7 +1,5 @@
 """The schema's versions only add columns, and a file's schema is told apart by its version."""
 
-from __future__ import annotations
-
 import pyarrow as pa
 import pytest
 

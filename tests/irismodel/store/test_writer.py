@@ -1,7 +1,5 @@
 """The atomic writer: hidden temporaries, one rename, never a replaced file or a followed link."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import os

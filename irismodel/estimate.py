@@ -15,7 +15,7 @@ from irismodel.store import finished_before, locations, plan_shards
 FUSED_SECONDS = 6.5e-8
 EAGER_FACTOR = 8.0
 # What a run does besides training, measured end to end by bench/forecast.py (2 cores):
-MODEL_SECONDS = 1.3e-4  # a model's initial weights, evaluation, rows, Parquet (hold the GIL)
+MODEL_SECONDS = 3e-5  # a model's initial weights, evaluation, rows, Parquet (bench/overhead.py)
 SHARD_SECONDS = 0.05  # a shard task's run, part file and the manifest's check
 START_SECONDS = 4.0  # a command's start: Python, torch, pyarrow and Prefect imported
 FLOW_SECONDS = 2.0  # validation, data, the run opened, tasks recorded, publication

@@ -1,6 +1,5 @@
 """A location's runs over time: the previous run like a given one, and the history table."""
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ from irismodel.compare import comparable_parameters
 from irismodel.report.text import markdown_text
 from irismodel.store import list_result_files
 from irismodel.store.compared import published_manifests
-from irismodel.store.locations import read_bytes, resolve, split
+from irismodel.store.locations import resolve, split
 from irismodel.store.schema import SCHEMA
 
 HISTORY_RUNS = 20  # runs a history table shows at most, the newest
@@ -61,7 +60,7 @@ def run_history(run_folder: str, limit: int = HISTORY_RUNS) -> str:
     Each run's models and outcomes come from its part files (the `outcome` column only), its
     answers from the `answers` file its report wrote (`-` where it has none).
     """
-    from irismodel.report.build import report_files, report_prefix  # the report's names
+    from irismodel.report.build import written_answers  # the report: plots, not needed above
 
     root, name = split(run_folder.rstrip("/"))
     manifests = published_manifests(root)
@@ -76,12 +75,7 @@ def run_history(run_folder: str, limit: int = HISTORY_RUNS) -> str:
         fs = resolve(location, "run_folder")[0]
         column = ds.dataset(files, SCHEMA, filesystem=fs).to_table(columns=["outcome"])
         outcomes = pd.Series(column["outcome"].to_pylist(), dtype=object)
-        try:
-            answers_file = report_files(location, report_prefix(location))["answers"]
-            answers = json.loads(read_bytes(answers_file))
-        except (OSError, ValueError):
-            answers = None  # a run published without a report, or by an older version
-        entries.append((record, outcomes, answers))
+        entries.append((record, outcomes, written_answers(location)))
     return history_markdown(entries)
 
 

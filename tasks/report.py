@@ -17,9 +17,10 @@ from prefect.logging import get_logger
 
 from irismodel.history import run_history
 from irismodel.report import EPOCH_OF_INTEREST, report_of, report_prefix, summary_table
+from irismodel.report.build import written_answers
 from irismodel.report.comparison import comparison_markdown, manifest_comparisons
 from irismodel.report.text import markdown_text
-from irismodel.store.locations import base_name, browser_url, redact
+from irismodel.store.locations import base_name, browser_url, child, redact, split
 from tasks.api import api_answers, bounded
 
 # Stable keys: the Prefect UI shows each key's history across runs.
@@ -94,8 +95,11 @@ def _publish_report(path: str, flow_run_id: str, epoch: int) -> dict[str, Any] |
     logger = get_run_logger()
     for warning in report.answers.warnings:
         logger.warning("%s", warning)
+    comparisons = manifest_comparisons(path)
+    previous = comparisons.get("comparison", {}).get("previous_run")
+    earlier = written_answers(child(split(path.rstrip("/"))[0], previous)) if previous else None
     create_markdown_artifact(
-        markdown=comparison_markdown(manifest_comparisons(path)),
+        markdown=comparison_markdown(comparisons, (earlier, report.key_numbers)),
         key=COMPARISON_KEY,
         description=f"Run {flow_run_id} compared with the last published run like it.",
     )

@@ -154,6 +154,15 @@ def written_text(results_path: str) -> str:
     return locations.read_bytes(text).decode()
 
 
+def written_answers(run_folder: str) -> dict[str, Any] | None:
+    """Return the key numbers a run's report wrote (`-answers.json`); None where it wrote none."""
+    try:
+        path = report_files(run_folder, report_prefix(run_folder))["answers"]
+        return json.loads(locations.read_bytes(path))
+    except (OSError, ValueError):  # no report, or one by an older version
+        return None
+
+
 def _markdown(
     found: Scan,
     numbers: dict[str, Any],

@@ -100,10 +100,28 @@ def comparison_sections(comparisons: Mapping[str, Mapping[str, Any]]) -> list[st
     return lines
 
 
-def comparison_markdown(comparisons: Mapping[str, Mapping[str, Any]]) -> str:
-    """Return a run's comparisons as markdown: any WARNING first, then each comparison."""
+def _side(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.6g}" if isinstance(value, float) else markdown_text(value)
+
+
+def comparison_markdown(
+    comparisons: Mapping[str, Mapping[str, Any]],
+    answers: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
+) -> str:
+    """Return a run's comparisons as markdown: any WARNING first, then each comparison.
+
+    `answers`: the key numbers of the last run like it and of this one, shown side by side.
+    """
     lines = [f"> **{line}**\n" for line in comparison_warnings(comparisons, markdown_text)]
     lines += comparison_sections(comparisons)
+    if comparisons and any(answers):
+        before, after = (found or {} for found in answers)
+        lines += ["## The answers, the last run like it -> this one", ""]
+        for name in {**before, **after}:
+            was, now = (_side(found.get(name)) for found in (before, after))
+            lines.append(f"- {markdown_text(name)}: {was} -> {now}")
     return "\n".join(lines) or f"No earlier published run of the same parameters: {NOTHING}.\n"
 
 
@@ -122,7 +140,10 @@ def compare_folders(before: str, after: str) -> compare.Comparison:
             loaded.append((read_results(folder), manifest))
         except (ValueError, OSError) as error:
             raise ReportError(f"--compare: {error}") from error
+    from .build import written_answers  # the answers each run's report wrote, if any
+
+    answers = (written_answers(before), written_answers(after))
     try:
-        return compare.compare_runs(loaded[0][0], loaded[0][1], loaded[1][0], loaded[1][1])
+        return compare.compare_runs(*loaded[0], *loaded[1], *answers)
     except ValueError as error:
         raise ReportError(f"--compare: {error}") from error

@@ -120,6 +120,9 @@ def test_the_comparison_artifact_names_the_previous_run_and_its_verdict(two_runs
     assert f"previous run: {Path(first).name}".replace("_", "\\_") in compared
     assert "verdict: identical: all 12 models bit-identical" in compared
     assert "WARNING" not in compared
+    # the answers of both runs, side by side: the same numbers
+    slope = next(line for line in compared.splitlines() if line.startswith("- sgd slope:"))
+    assert slope.split(": ")[1].split(" -> ")[0] == slope.split(" -> ")[1]
 
 
 @pytest.mark.server

@@ -133,3 +133,23 @@ def test_a_first_run_has_no_comparison_section(perturbed, tmp_path):
         "Compared with the last run like it"
         in report.report_of(perturbed[1], out_dir=str(tmp_path)).text
     )
+
+
+def test_the_answers_each_report_wrote_show_side_by_side(tmp_path, capsys):
+    """Two runs alike with their reports: `--compare` and the comparison artifact show both
+    runs' key numbers, which match; a run without a report shows none."""
+    from irismodel.report.build import written_answers
+    from irismodel.report.comparison import comparison_markdown, manifest_comparisons
+
+    a, b = (_run(tmp_path, name, day, hidden_dims=[8, 9]) for name, day in (("a", 1), ("b", 2)))
+    assert written_answers(a) is None
+    numbers = [report.report_of(f, prefix=report.report_prefix(f)).key_numbers for f in (a, b)]
+    assert numbers[0] == numbers[1] == written_answers(b)
+    assert report.main(["--compare", a, b]) == 0
+    answers = next(line for line in capsys.readouterr().out.splitlines() if "answers:" in line)
+    slope = numbers[0]["sgd slope"]
+    assert f"sgd slope {slope:.6g} -> {slope:.6g}" in answers
+    markdown = comparison_markdown(manifest_comparisons(b), (numbers[0], numbers[1]))
+    assert "## The answers, the last run like it -> this one" in markdown
+    assert f"- sgd slope: {slope:.6g} -> {slope:.6g}" in markdown
+    assert "## The answers" not in comparison_markdown(manifest_comparisons(b))

@@ -1,5 +1,6 @@
 """The results table's columns, types included, and their versions: one list for every reader."""
 
+import functools
 import json
 import platform
 from collections.abc import Mapping
@@ -88,6 +89,11 @@ AS_FLOAT = [name for name in LATER_COLUMNS if SCHEMA.field(name).type in (pa.int
 
 def package_versions() -> dict[str, str]:
     """Return the versions of Python and the packages that shape the results."""
+    return dict(_versions())
+
+
+@functools.cache  # read once a process: a few ms of package metadata, every shard otherwise
+def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in ("iris-sweep", "torch", "numpy", "scikit-learn", "pyarrow", "prefect"):
         try:

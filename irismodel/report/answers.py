@@ -16,7 +16,6 @@ from .statistics import (
     UNBOUNDED,
     Interval,
     block_matrix,
-    complete_blocks,
     crossed_interval,
     fall_test,
     rate_interval,
@@ -109,9 +108,10 @@ def blocks_of(rows: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     split_of, seed_of = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
     codes = pd.factorize(pd.MultiIndex.from_arrays([split_of, seed_of]))[0]
-    blocks, dims, matrix = complete_blocks(codes, rows["hidden_dim"].to_numpy(), values)
-    where = np.unique(codes, return_index=True)[1][blocks]  # each block's first row
-    return dims, matrix, lambda block: block_matrix(split_of[where], seed_of[where], block)[2]
+    _, dims, matrix = block_matrix(codes, rows["hidden_dim"].to_numpy(), values)
+    full = np.isfinite(matrix).all(axis=1)
+    where = np.unique(codes, return_index=True)[1][full]  # each block's first row
+    return dims, matrix[full], lambda block: block_matrix(split_of[where], seed_of[where], block)[2]
 
 
 def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
@@ -190,17 +190,15 @@ def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any
             "n_unknown": int((~known).sum()), "trend": found}  # fmt: skip
 
 
-def _secondary(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
+def _secondary(scan: Scan, rows: pd.DataFrame, question1: dict[str, Any]) -> dict[str, Any]:
     per_model = scan.per_model
     assert per_model is not None
     length = int(rows["epochs"].max())
     kept = per_model.epochs <= length
-    baselines = rows.groupby("split_seed")["baseline_loss"].first().to_numpy(np.float64)
     positions = rows.index.to_numpy()  # the models frame has a RangeIndex: index = position
     first_below = rows["_first_below"].to_numpy(np.float64)
-    median = float(np.nanmedian(baselines)) if np.isfinite(baselines).any() else math.nan
-    out: dict[str, Any] = {"epochs": length, "baseline_loss": median,
-                           "n_splits": int(len(baselines)), "rules": []}  # fmt: skip
+    out: dict[str, Any] = {"epochs": length, "baseline_loss": question1["baseline_loss"],
+                           "n_splits": question1["n_splits"], "rules": []}  # fmt: skip
     for name, label, mine in rules_of(rows):
         subset, loss = rows[mine], per_model.loss[positions[mine]]
         by_epoch = [_slope(subset, loss[:, j]) for j in np.flatnonzero(kept)]
@@ -226,9 +224,9 @@ def answer_numbers(scan: Scan) -> dict[str, Any]:
         "n_unknown": int((outcome == "unknown").sum()), "settings": [],
     }  # fmt: skip
     for setting, rows in settings_of(models):
-        used = int(min(epoch, int(setting["epochs"])))
+        used, question1 = int(min(epoch, int(setting["epochs"]))), _question1(scan, rows)
         numbers["settings"].append({
-            "setting": setting, "epoch": used, "question1": _question1(scan, rows),
-            "question2": _question2(rows, used), "secondary": _secondary(scan, rows),
+            "setting": setting, "epoch": used, "question1": question1,
+            "question2": _question2(rows, used), "secondary": _secondary(scan, rows, question1),
         })  # fmt: skip
     return numbers

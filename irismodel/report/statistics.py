@@ -45,15 +45,6 @@ def rate_interval(count: int, total: int) -> tuple[float, float, float]:
     return count / total, float(ci.low), float(ci.high)
 
 
-def complete_blocks(
-    seeds: np.ndarray, dims: np.ndarray, values: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (seeds, dims, matrix seeds x dims) of the seeds with a finite value at every dim."""
-    all_seeds, all_dims, matrix = block_matrix(seeds, dims, values)
-    full = np.isfinite(matrix).all(axis=1)
-    return all_seeds[full], all_dims, matrix[full]
-
-
 def fall_test(matrix: np.ndarray) -> tuple[str, float]:
     """Return (test name, one-sided p) that values fall along the columns (rows are blocks).
 
@@ -135,10 +126,9 @@ def crossed_interval(
     alpha = 1 - CONFIDENCE
     low, high = np.quantile(out, [alpha / 2, 1 - alpha / 2]) if out.size else (math.nan,) * 2
     method = "bootstrap over splits and seeds" if m > 1 else "bootstrap over seeds"
-    return Interval(
-        n, centre, median, max(float(low), bounds[0]),
-        min(float(high), bounds[1]), method, m, float(np.std(out, ddof=1)) if out.size > 1 else 0.0,
-    )  # fmt: skip
+    low, high = max(float(low), bounds[0]), min(float(high), bounds[1])
+    se = float(np.std(out, ddof=1)) if out.size > 1 else 0.0
+    return Interval(n, centre, median, low, high, method, m, se)
 
 
 def _counts(drawn: np.ndarray, width: int) -> np.ndarray:

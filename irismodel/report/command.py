@@ -8,7 +8,7 @@ from irismodel import compare
 
 from .build import report_of
 from .comparison import compare_folders
-from .settings import EPOCH_OF_INTEREST, ReportError
+from .settings import EPOCH_OF_INTEREST
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,23 +48,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     identical or differ as expected, 1 on a WARNING, 2 on bad input.
     """
     args = build_parser().parse_args(argv)
-    if args.compare:
-        if args.location or args.runs or args.out:
-            print("iris-sweep-report: error: --compare: give two run folders and nothing else "
-                  "(no RESULTS_LOCATION, --run or --out)", file=sys.stderr)  # fmt: skip
-            return 2
-        try:
-            compared = compare_folders(*args.compare)
-        except ReportError as error:
-            print(f"iris-sweep-report: error: {error}", file=sys.stderr)
-            return 2
-        print(compared.text())
-        return 1 if compared.verdict == compare.WARNING else 0
-    if args.location is None:
-        print("iris-sweep-report: error: RESULTS_LOCATION: required (or --compare RUN_A RUN_B)",
-              file=sys.stderr)  # fmt: skip
-        return 2
     try:
+        if args.compare and (args.location or args.runs or args.out):
+            raise ValueError(
+                "--compare: give two run folders and nothing else "
+                "(no RESULTS_LOCATION, --run or --out)"
+            )
+        if args.compare:
+            compared = compare_folders(*args.compare)
+            print(compared.text())
+            return 1 if compared.verdict == compare.WARNING else 0
+        if args.location is None:
+            raise ValueError("RESULTS_LOCATION: required (or --compare RUN_A RUN_B)")
         report = report_of(args.location, args.out, args.runs, args.epoch)
     except (ValueError, OSError) as error:  # ReportError, ResultsError, locations, --out
         print(f"iris-sweep-report: error: {error}", file=sys.stderr)

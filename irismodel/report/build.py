@@ -48,7 +48,6 @@ TABLE_LEGEND = (
     "and the mean with its 95% bootstrap interval over seeds and splits, over every model with "
     "a finite value. Epochs are 1-based: the loss of epoch e is `loss_curve[e - 1]`."
 )
-# The report's files by name, and the end of each file's name after the prefix.
 FILES = {"loss_curves": "-loss-curves.png", "accuracy": "-accuracy.png",
          "slope_by_epoch": "-slope-by-epoch.png", "markdown": ".md", "text": ".txt",
          "answers": "-answers.json"}  # fmt: skip
@@ -96,9 +95,7 @@ def summarize(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> pd.DataFra
 def answer_questions(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> Answers:
     """Answer the notebook's questions from the results, per setting when runs differ.
 
-    Question 1: is the model good, and does the hand-written update match torch.optim.SGD?
-    Question 2: does the loss at epoch `epoch` fall as hidden_dim grows?
-    Beyond them, pre-specified: the first epoch below the linear baseline, the slope by epoch.
+    QUESTION1, QUESTION2 at `epoch`, and the pre-specified secondary summaries beyond them.
     """
     return word_answers(answer_numbers(scan(frame, epoch)), plain)
 
@@ -120,11 +117,9 @@ def answer_summary(numbers: Mapping[str, Any]) -> dict[str, Any]:
             values = (slope["mean"], slope["low"], slope["high"], rule["p_value"],
                       accuracy.get("accuracy_median"))  # fmt: skip
             for key, value in zip(KEY_NUMBERS, values, strict=True):
-                found[f"{lead}{rule['optimizer']} {key}"] = value
-    return {
-        key: None if isinstance(value, float) and not math.isfinite(value) else value
-        for key, value in found.items()
-    }
+                finite = not isinstance(value, float) or math.isfinite(value)
+                found[f"{lead}{rule['optimizer']} {key}"] = value if finite else None
+    return found
 
 
 def report_prefix(results_path: str) -> str:
@@ -168,21 +163,16 @@ def _markdown(
     numbers: dict[str, Any],
     summary: pd.DataFrame,
     images: Mapping[str, bytes],
-    comparisons: Mapping[str, Mapping[str, Any]] | None = None,
+    comparisons: Mapping[str, Mapping[str, Any]],
 ) -> str:
     """The report as markdown: warnings, the two answers, the table, plots as data URIs.
 
-    Each image is embedded as `![caption](data:image/png;base64,...)`, which Prefect's UI
-    renders inside an artifact. Every value taken from the data (run ids, class names,
-    optimizers) is escaped: no HTML, no markdown syntax and no table-breaking `|` reach the
-    report from the results.
+    Prefect's UI renders a data URI image inside an artifact. Every value from the data is
+    escaped: no HTML, no markdown syntax and no table-breaking `|` reach the report.
     """
     escaped, models = word_answers(numbers, markdown_text), found.models
-    comparisons = comparisons or {}
     lines = ["# iris-sweep report", ""]
-    for warning in comparison_warnings(comparisons, markdown_text):
-        lines += [f"> **{warning}**", ""]
-    for warning in escaped.warnings:
+    for warning in [*comparison_warnings(comparisons, markdown_text), *escaped.warnings]:
         lines += [f"> **{warning}**", ""]
     if escaped.headline:
         lines += ["## Headline", "", *(f"- {line}" for line in escaped.headline), "",
@@ -265,13 +255,11 @@ def report_of(
     comparisons = manifest_comparisons(rows)
     markdown = _markdown(found, numbers, summary, images, comparisons)
     text = format_terminal(answers, summary, found.epoch)
-    if comparisons:  # a WARNING before everything, the comparisons after
-        top = comparison_warnings(comparisons)
-        text = "\n".join([*top, *([""] if top else []), text])
-        for key, compared in comparisons.items():
-            text += f"\n\n{COMPARISONS[key]}:\n" + "\n".join(
-                f"  {line}" for line in comparison_lines(compared)
-            )
+    if top := comparison_warnings(comparisons):  # a WARNING before everything
+        text = "\n".join([*top, "", text])
+    for key, compared in comparisons.items():  # the comparisons after
+        lines = "\n".join(f"  {line}" for line in comparison_lines(compared))
+        text += f"\n\n{COMPARISONS[key]}:\n{lines}"
     paths = report_files(out_dir if out_dir is not None else folder_of(rows), prefix)
     key_numbers = answer_summary(numbers)
     files = [*images.values(), markdown.encode(), text.encode(),

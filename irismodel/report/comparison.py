@@ -23,10 +23,7 @@ NOTHING = "nothing to compare this run with"
 
 
 def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str, Any]]:
-    """Return the comparisons with an earlier run in a run folder's manifest, by key.
-
-    {} for any other source, and for a run with no earlier run like it.
-    """
+    """Return a run folder's manifest comparisons with an earlier run (or their error); else {}."""
     if not isinstance(location, str):
         return {}
     try:
@@ -63,11 +60,8 @@ def comparison_lines(found: Mapping[str, Any], clean: Clean = plain) -> list[str
         changes = found.get(name) or {}
         if name == "data_fingerprints":  # a pair, present only where the data changed
             changes = {"fingerprint": changes} if changes else {}
-        shown = "; ".join(
-            f"{clean(k)} {clean(pair[0])} -> {clean(pair[1])}"
-            for k, pair in changes.items()
-            if isinstance(pair, list | tuple) and len(pair) == 2
-        )
+        pairs = [(k, p) for k, p in changes.items() if isinstance(p, list | tuple) and len(p) == 2]
+        shown = "; ".join(f"{clean(k)} {clean(a)} -> {clean(b)}" for k, (a, b) in pairs)
         lines.append(f"{name.split('_')[0]}: {shown or 'unchanged'}")
     where = found.get("loss_where")
     lines.append(

@@ -156,11 +156,8 @@ def plot_loss(scan: Scan) -> bytes:
     return _finish(plt, figure, f"Training loss per epoch: median (line) and {what} (band)", models)
 
 
-def _accuracy_panel(axis: Any, setting: dict[str, Any], rows: pd.DataFrame, table: Any) -> bool:
-    """One setting's accuracy per hidden_dim and rule; returns whether it drew boxes.
-
-    `table` is the setting's summary by (hidden_dim, optimizer): the bars are its intervals.
-    """
+def _accuracy_panel(axis: Any, rows: pd.DataFrame, table: Any) -> bool:
+    """One setting's accuracy per hidden_dim and rule, bars from `table`; whether it drew boxes."""
     part = accuracy_part(rows)
     rules, shown = rules_of(rows), ~rows["_duplicate"].to_numpy(bool)
     palette = colours(len(rules))
@@ -231,7 +228,7 @@ def plot_accuracy(models: pd.DataFrame, summary: pd.DataFrame) -> bytes:
     for axis, (setting, rows) in zip(axes, groups, strict=False):
         table = summary[np.logical_and.reduce([summary[c] == setting[c] for c in varying])
                         if varying else slice(None)]  # fmt: skip
-        boxes |= _accuracy_panel(axis, setting, rows, table.set_index(["hidden_dim", "optimizer"]))
+        boxes |= _accuracy_panel(axis, rows, table.set_index(["hidden_dim", "optimizer"]))
         if suffix := _title(setting, varying):
             panel = figure.get_figwidth() / min(len(groups), 3)
             axis.set_title(textwrap.fill(suffix, max(20, int(panel * 12))) + "\n"
@@ -241,11 +238,8 @@ def plot_accuracy(models: pd.DataFrame, summary: pd.DataFrame) -> bytes:
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     _legend(figure, list(legend.values()), list(legend), "")
-    what = "Accuracy per seed (points)"
-    if boxes:
-        what = (
-            f"Accuracy per seed: points, or a box (median, quartiles, 10-90%) above {BOX_THRESHOLD}"
-        )
+    boxed = f": points, or a box (median, quartiles, 10-90%) above {BOX_THRESHOLD}"
+    what = "Accuracy per seed" + (boxed if boxes else " (points)")
     what += "; mean and 95% interval over seeds and splits, as in the table (bars)"
     return _finish(plt, figure, what, models)
 

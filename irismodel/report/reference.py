@@ -44,16 +44,15 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
     Per rule, the engine's curves against the notebook's loop (differences relative to the
     loss: float32 rounds relative to it); then the notebook's loops against each other.
     """
-    checked = rows["reference_checked"].to_numpy(np.float64) == 1.0
-    if not checked.any():
+    sample = rows[rows["reference_checked"].to_numpy(np.float64) == 1.0]
+    if sample.empty:
         return None
-    positions = rows.index.to_numpy()[checked]
+    positions = sample.index.to_numpy()
     reference, batched = scan.curves_of(positions, reference=True), scan.curves_of(positions)
-    models = scan.models
     numbers: dict[str, Any] = {"rules": {}, "pairs": {}}
-    for optimizer in optimizer_order(rows["optimizer"][checked].astype(str).unique()):
-        mine = positions[(models.loc[positions, "optimizer"] == optimizer).to_numpy()]
-        rows_of = models.loc[mine]
+    for optimizer in optimizer_order(sample["optimizer"].astype(str).unique()):
+        rows_of = sample[(sample["optimizer"] == optimizer).to_numpy()]
+        mine = rows_of.index.to_numpy()
         columns = ("reference_max_abs_diff", "baseline_loss", "reference_epochs")
         stored, baselines, spans = (rows_of[c].to_numpy(np.float64) for c in columns)
         diverged = rows_of["_outcome"].astype(object).to_numpy() == "diverged"
@@ -100,7 +99,7 @@ def rule_check(scan: Scan, rows: pd.DataFrame) -> dict[str, Any] | None:
             "agrees_through": min(through) if through else None, "tolerance": tolerance,
             "flagged": optimizer in STRICT_RULES and bool(early) and not max(early) <= tolerance,
         }  # fmt: skip
-    keys = models.loc[positions, ["hidden_dim", "split_seed", "seed", "optimizer"]].astype(object)
+    keys = sample[["hidden_dim", "split_seed", "seed", "optimizer"]].astype(object)
     where = {tuple(k): p for k, p in zip(keys.itertuples(index=False), positions, strict=True)}
     for other in ("manual", "manual-no-zero-grad"):
         sgd = [(p, (*key[:3], other)) for key, p in where.items() if key[3] == "sgd"]
@@ -149,8 +148,7 @@ def reference_words(numbers: Mapping[str, Any], clean: Clean) -> tuple[list[str]
     ]
     if literal := literal_line_words(check):
         lines.append(f"  - the fixed loop (with zero_grad): {literal}.")
-    if "manual-no-zero-grad" in pairs:
-        pair = pairs["manual-no-zero-grad"]
+    if pair := pairs.get("manual-no-zero-grad"):
         lines.append(
             f"  - the second loop (no zero_grad) vs torch.optim.SGD: within "
             f"{REFERENCE_TOLERANCE:g} through epoch {pair['agrees_through']}, then apart by up to "

@@ -183,11 +183,9 @@ def _mark_duplicates(models: pd.DataFrame) -> None:
     sgd = models[models["optimizer"] == "sgd"]
     manual = models[models["optimizer"] == "manual"]
     if len(sgd) and len(manual):
-        pairs = (
-            manual[keys + list(_SAME_ROW_COLUMNS)]
-            .reset_index()
-            .merge(sgd[keys + list(_SAME_ROW_COLUMNS)], on=keys, how="left", suffixes=("", "_sgd"))
-        )
+        columns = [*keys, *_SAME_ROW_COLUMNS]
+        pairs = manual[columns].reset_index()
+        pairs = pairs.merge(sgd[columns], on=keys, how="left", suffixes=("", "_sgd"))
         pairs["_same"] = True
         for name in _SAME_ROW_COLUMNS:
             a, b = pairs[name].to_numpy(np.float64), pairs[f"{name}_sgd"].to_numpy(np.float64)

@@ -39,11 +39,12 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
     shown = models[~models["_duplicate"].to_numpy(bool)]
 
     def record_of(values: tuple, rows: pd.DataFrame) -> dict[str, Any]:
+        first = rows.iloc[0]
         record: dict[str, Any] = dict(zip(keys, values, strict=True))
-        record["rules"] = str(rows["_rule"].iloc[0])
+        record["rules"] = str(first["_rule"])
         record["n_seeds"] = len(rows)
         record.update(outcome_counts(rows["_outcome"].astype(object).to_numpy()))
-        record["epoch"] = int(rows["_epoch"].iloc[0])
+        record["epoch"] = int(first["_epoch"])
         splits, seeds = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
         record["n_splits"] = int(len(np.unique(splits)))
         for name, column, bounds in QUANTITIES:
@@ -51,11 +52,9 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
             values = rows[column].to_numpy(np.float64)
             interval = crossed_interval(block_matrix(splits, seeds, values)[2], bounds)
             record.update({f"{name}_{k}": getattr(interval, k) for k in _PARTS})
-        record["held_out"] = bool(
-            rows["test_size"].iloc[0] > 0 and rows["test_accuracy"].notna().any()
-        )
-        record["train_majority_accuracy"] = float(rows["_majority_train"].iloc[0])
-        record["baseline_loss"] = float(rows["baseline_loss"].iloc[0])
+        record["held_out"] = bool(first["test_size"] > 0 and rows["test_accuracy"].notna().any())
+        record["train_majority_accuracy"] = float(first["_majority_train"])
+        record["baseline_loss"] = float(first["baseline_loss"])
         return record
 
     groups = shown.groupby(keys, sort=True, dropna=False, observed=True)
@@ -88,8 +87,7 @@ def _number(value: float) -> float | None:
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Return the summary as a table of numbers: one column per number, so that it sorts.
 
-    Rates come with their Wilson 95% interval, means with their 95% bootstrap interval over
-    seeds and splits. Missing numbers are None.
+    Rates with their Wilson 95% interval, means with their bootstrap one; missing numbers None.
     """
 
     def cells(record: dict) -> dict:

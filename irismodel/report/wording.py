@@ -164,15 +164,13 @@ SECONDARY_RULE = (
 
 
 def _epoch_text(value: float, epochs: int) -> str:
-    return "n/a" if math.isnan(value) else f"never (> {epochs})" if math.isinf(value) else (
-        f"{value:g}"
-    )  # fmt: skip
+    known = f"never (> {epochs})" if math.isinf(value) else f"{value:g}"
+    return "n/a" if math.isnan(value) else known
 
 
 def _slope_by_epoch_words(curve: Mapping[str, Any], epoch: int) -> str:
     """The blocked slope by epoch: steepest where, its interval off 0 where, at `epoch`."""
-    epochs, mean = curve["epoch"], curve["mean"]
-    low, high = curve["low"], curve["high"]
+    epochs, mean, low, high = (curve[k] for k in ("epoch", "mean", "low", "high"))
     finite = [i for i, m in enumerate(mean) if math.isfinite(m)]
     if not finite:
         return "Slope of the loss on hidden_dim by epoch: cannot tell (no complete blocks)"

@@ -114,12 +114,12 @@ def blocks_of(rows: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.nd
     return dims, matrix[full], lambda block: block_matrix(split_of[where], seed_of[where], block)[2]
 
 
-def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
-    """The blocked fall of `values` with hidden_dim: test, mean and Theil-Sen slopes, power."""
+def trend(rows: pd.DataFrame, values: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """The blocked fall of `values` with hidden_dim (test, slopes, power), and its blocks."""
     dims, matrix, cells = blocks_of(rows, values)
     test, p = fall_test(matrix)
     result: dict[str, Any] = {"test": test, "p_value": p, "n_blocks": len(matrix),
-                              "dims": [int(d) for d in dims], "matrix": matrix}  # fmt: skip
+                              "dims": [int(d) for d in dims]}  # fmt: skip
     if len(dims) > 1 and len(matrix):
         slopes = seed_slopes(matrix, dims)
         result["slope"] = _interval(crossed_interval(cells(slopes)))
@@ -133,7 +133,7 @@ def trend(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
     # a two-sided 5% test has 80% power against a true slope of (1.96 + 0.84) standard errors
     result["detectable"] = 2.8 * se if math.isfinite(se) else math.nan
     result["half_width"] = (high - low) / 2 if math.isfinite(low + high) else math.nan
-    return result
+    return result, matrix
 
 
 def _question2(rows: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
@@ -142,8 +142,7 @@ def _question2(rows: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
     loss_all = rows["_loss"].to_numpy(np.float64)
     for name, label, mine in rules_of(rows):
         subset, loss = rows[mine], loss_all[mine]
-        found = trend(subset, loss)
-        matrix = found.pop("matrix")
+        found, matrix = trend(subset, loss)
         hidden = subset["hidden_dim"].to_numpy()
         medians = [
             {"hidden_dim": int(d),
@@ -184,10 +183,8 @@ def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any
         median = float(np.median(ranked)) if n else math.nan
         per_dim.append({"hidden_dim": int(dim), "n": n, "n_beat": n_beat,
                         "median": median, "share": rate_interval(n_beat, n)})  # fmt: skip
-    found = trend(rows, values)
-    found.pop("matrix")
     return {"per_dim": per_dim, "n_censored": int(censored.sum()),
-            "n_unknown": int((~known).sum()), "trend": found}  # fmt: skip
+            "n_unknown": int((~known).sum()), "trend": trend(rows, values)[0]}  # fmt: skip
 
 
 def _secondary(scan: Scan, rows: pd.DataFrame, question1: dict[str, Any]) -> dict[str, Any]:

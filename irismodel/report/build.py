@@ -218,10 +218,8 @@ def _curve_table(found: Scan) -> pd.DataFrame | None:
     for record in groups_shown(found.models).to_dict("records"):
         band = found.curves.band(int(record["_group"]))
         if band is not None:
-            part = pd.DataFrame(band)
-            for column in reversed((*SETTING_COLUMNS, "hidden_dim", "optimizer")):
-                part.insert(0, column, record[column])
-            parts.append(part)
+            keys = {c: record[c] for c in (*SETTING_COLUMNS, "hidden_dim", "optimizer")}
+            parts.append(pd.DataFrame({**keys, **band}))
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
@@ -247,9 +245,8 @@ def report_of(
     if isinstance(rows, pd.DataFrame) and out_dir is None:
         raise ReportError("out_dir: required when the report is built from a DataFrame")
     found = scan(rows, epoch, run_ids)
-    summary, numbers = summarize_models(found.models), answer_numbers(found)
-    answers = word_answers(numbers, plain)
-    models = found.models
+    models, numbers = found.models, answer_numbers(found)
+    summary, answers = summarize_models(models), word_answers(numbers, plain)
     plots = plot_loss(found), plot_accuracy(models, summary), plot_slope_by_epoch(numbers, models)
     images = dict(zip(CAPTIONS, plots, strict=True))
     comparisons = manifest_comparisons(rows)

@@ -131,20 +131,17 @@ def plot_loss(scan: Scan) -> bytes:
             else "range of the seeds")  # fmt: skip
     handles: dict[int, Any] = {}
     for axis, (title, rows) in zip(axes, panels, strict=False):
-        top, shown = 0.0, 0
-        for dim, group in zip(rows["hidden_dim"], rows["_group"], strict=True):
-            band = curves.band(int(group))
-            if band is None:
-                continue
-            shown += 1
+        found = [(d, curves.band(g)) for d, g in rows[["hidden_dim", "_group"]].to_numpy()]
+        bands = [(dim, band) for dim, band in found if band is not None]
+        top = max([0.0, *(float(np.nanmax(band["median"])) for _, band in bands)])
+        for dim, band in bands:
             x = band["epoch"]  # epoch e is loss_curve[e - 1]
-            top = max(top, float(np.nanmax(band["median"])))
             (handles[int(dim)],) = axis.plot(x, band["median"], color=colour[dim], linewidth=1.2)
             axis.fill_between(x, band[low], band[high], color=colour[dim], alpha=0.15, lw=0)
         axis.set_ylim(0, top * 1.15 if top > 0 else 1)  # a band spiking past the medians is cut
         _mark_epoch(axis, int(min(scan.epoch, int(rows["epochs"].max()))))
         hidden = int(rows["n_diverged"].sum())
-        if not shown:
+        if not bands:
             axis.text(0.5, 0.5, "every seed diverged", transform=axis.transAxes, ha="center")
         axis.set_title(title + (f"\n({hidden} diverged, not shown)" if hidden else ""), fontsize=9)
         _label(axis, "epoch")

@@ -123,11 +123,9 @@ def summary_text_table(summary: pd.DataFrame) -> pd.DataFrame:
         quantity = "train_accuracy" if train else "test_accuracy"
         mark = " (train)" if train and accuracy == "test acc" else ""
         for name, label in (("loss_at_epoch", f"loss@{record['epoch']}"), (quantity, accuracy)):
-            median = record[f"{name}_median"]
+            median, mean, low, high = (record[f"{name}_{part}"] for part in _PARTS)
             row[f"{label} median"] = no_number(median)
-            row[f"{label} mean [95%]"] = interval_text(
-                record[f"{name}_mean"], record[f"{name}_low"], record[f"{name}_high"]
-            )
+            row[f"{label} mean [95%]"] = interval_text(mean, low, high)
             if name == quantity and math.isfinite(median):
                 row[f"{label} median"] += mark
         return row

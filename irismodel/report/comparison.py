@@ -51,10 +51,8 @@ def comparison_lines(found: Mapping[str, Any], clean: Clean = plain) -> list[str
     if previous is None:
         return [clean(found.get("error") or reason or "no earlier run to compare with")]
     lines = [f"previous run: {clean(previous)}"]
-    if found.get("error"):
-        return [*lines, f"not compared: {clean(found['error'])}"]
-    if not found.get("verdict"):
-        return [*lines, f"not compared: {clean(reason)}"]
+    if found.get("error") or not found.get("verdict"):
+        return [*lines, f"not compared: {clean(found.get('error') or reason)}"]
     lines.append(f"verdict: {clean(found['verdict'])}: {clean(reason)}")
     for name in ("environment", "parameters", "data_fingerprints"):
         changes = found.get(name) or {}
@@ -120,24 +118,18 @@ def comparison_markdown(
 
 
 def compare_folders(before: str, after: str) -> compare.Comparison:
-    """Compare run folder `after` with run folder `before`, each read whole with its manifest.
+    """Compare run folder `after` with `before`, read whole; `ReportError` naming `--compare`."""
+    from .build import written_answers  # the answers each run's report wrote, if any
 
-    Raises `ReportError` naming `--compare` when either is not a readable run folder.
-    """
     loaded = []
-    for name, folder in (("RUN_A", before), ("RUN_B", after)):
-        try:
+    try:
+        for name, folder in (("RUN_A", before), ("RUN_B", after)):
             fs, path = locations.resolve(folder, "--compare")
             if fs.get_file_info(path).type != pafs.FileType.Directory:
                 raise ReportError(f"{name} {locations.redact(folder)!r} is no folder")
             manifest = read_manifest(fs, path, ReportError, f"{name} is not a run folder")
             loaded.append((read_results(folder), manifest))
-        except (ValueError, OSError) as error:
-            raise ReportError(f"--compare: {error}") from error
-    from .build import written_answers  # the answers each run's report wrote, if any
-
-    answers = (written_answers(before), written_answers(after))
-    try:
+        answers = (written_answers(before), written_answers(after))
         return compare.compare_runs(*loaded[0], *loaded[1], *answers)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         raise ReportError(f"--compare: {error}") from error

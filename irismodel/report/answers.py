@@ -94,10 +94,9 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
             paired = pairs[c].to_numpy(np.float64) - pairs[f"{c}_sgd"].to_numpy()
             numbers["against_sgd"][name][key] = _over_blocks(pairs, paired, bounds)
     numbers["reference"] = rule_check(scan, rows)
-    recorded = rows["reference_checked"].notna().any()
-    numbers["reference_missing"] = None if numbers["reference"] is not None else (
-        "written by an older version" if not recorded else "no model was checked"
-    )  # fmt: skip
+    older = not rows["reference_checked"].notna().any()
+    missing = "written by an older version" if older else "no model was checked"
+    numbers["reference_missing"] = missing if numbers["reference"] is None else None
     return numbers
 
 

@@ -63,9 +63,8 @@ CAPTIONS = (
 class Report:
     """A built report: the statistics, the answers, the rendered texts and the files written.
 
-    `curves` holds the loss-curve plot's numbers: per setting, hidden_dim, optimizer and drawn
-    epoch, the models counted (`n`), the mean, the least and largest loss and the 10/50/90th
-    percentiles (from histograms: close, not exact).
+    `curves` holds the loss-curve plot's numbers per setting, hidden_dim, optimizer and drawn
+    epoch: models (`n`), mean, least, largest and 10/50/90th percentiles (from histograms: close).
     """
 
     summary: pd.DataFrame
@@ -103,9 +102,9 @@ def answer_questions(frame: pd.DataFrame, epoch: int = EPOCH_OF_INTEREST) -> Ans
 def answer_summary(numbers: Mapping[str, Any]) -> dict[str, Any]:
     """The answers' key numbers, flat and JSON-safe (non-finite numbers are null).
 
-    Per rule: question 2's slope of the loss on hidden_dim with its 95% interval and p-value,
-    and question 1's median accuracy, named `<rule> slope`, `<rule> slope low`, `<rule> slope
-    high`, `<rule> p`, `<rule> accuracy`; prefixed by `setting <n> ` where runs differ in one.
+    Per rule, `<rule> slope`, `slope low`, `slope high`, `p` (question 2's slope of the loss on
+    hidden_dim, its 95% interval, p-value) and `accuracy` (question 1's median accuracy);
+    prefixed by `setting <n> ` where runs differ in one.
     """
     found: dict[str, Any] = {"epoch": numbers["epoch"], "models": numbers["n_models"]}
     settings = numbers["settings"]

@@ -44,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the summary and the answers; write plots and report files. Exit 2 on bad input.
 
-    With `--compare RUN_A RUN_B`, print the comparison instead: exit 0 when the runs are
-    identical or differ as expected, 1 on a WARNING, 2 on bad input.
+    With `--compare RUN_A RUN_B`, print the comparison: exit 0, or 1 on a WARNING, 2 on bad input.
     """
     args = build_parser().parse_args(argv)
     try:

@@ -124,11 +124,9 @@ def _prepare_models(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
     order = np.argsort(frame["run_started_at"].array.asi8, kind="stable")
     keys = pd.DataFrame({c: frame[c].to_numpy()[order] for c in ("_group", "split_seed", "seed")})
     order = order[~keys.duplicated(keep="last").to_numpy()]
-    by_name = (
-        frame[c].to_numpy()[order] if c != "optimizer" else frame[c].cat.codes.to_numpy()[order]
-        for c in ("seed", "split_seed", "optimizer", "hidden_dim")
-    )
-    order = order[np.lexsort(tuple(by_name))]  # stable: hidden_dim, optimizer, split, seed
+    optimizer = frame["optimizer"].cat.codes
+    by_name = [frame["seed"], frame["split_seed"], optimizer, frame["hidden_dim"]]  # last first
+    order = order[np.lexsort([c.to_numpy()[order] for c in by_name])]  # stable
     frame = take(frame, order)
     frame["_epoch"] = np.minimum(frame["epochs"].to_numpy(np.int64), epoch).astype(np.int32)
     frame["_majority_train"] = _majority(frame, "train")
@@ -180,8 +178,7 @@ def _mark_duplicates(models: pd.DataFrame) -> None:
     """Set `_duplicate` on manual rows that repeat sgd's, setting by setting, and `_rule`."""
     duplicate = np.zeros(len(models), dtype=bool)
     keys = [*SETTING_COLUMNS, "split_seed", "hidden_dim", "seed"]
-    sgd = models[models["optimizer"] == "sgd"]
-    manual = models[models["optimizer"] == "manual"]
+    sgd, manual = (models[models["optimizer"] == name] for name in ("sgd", "manual"))
     if len(sgd) and len(manual):
         columns = [*keys, *_SAME_ROW_COLUMNS]
         pairs = manual[columns].reset_index()

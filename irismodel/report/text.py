@@ -96,10 +96,8 @@ def setting_label(setting: Mapping[str, Any], clean: Clean) -> str:
 def run_title(frame: pd.DataFrame, clean: Clean = plain) -> str:
     """A line naming the run(s) and their parameters."""
     runs = frame["flow_run_id"].unique()
-    parts = [
-        f"run {clean(str(runs[0])[:8])}" if len(runs) == 1 else f"{len(runs)} runs",
-        f"{frame['seed'].nunique()} seeds",
-    ]
+    first = f"run {clean(str(runs[0])[:8])}" if len(runs) == 1 else f"{len(runs)} runs"
+    parts = [first, f"{frame['seed'].nunique()} seeds"]
     for column, fmt in (("learning_rate", "lr={:g}"), ("epochs", "epochs={}"),
                         ("test_size", "test_size={:g}")):  # fmt: skip
         values = pd.unique(frame[column].to_numpy())

@@ -1,7 +1,5 @@
 """A run compared with an earlier one: the manifest's comparisons in words, and any two runs."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +18,7 @@ from .text import Clean, markdown_text, plain
 COMPARISONS = {"comparison": "Compared with the last run like it",
                "comparison_same_data": "Compared with the last run of the same data"}  # fmt: skip
 NOTHING = "nothing to compare this run with"
+Comparisons = Mapping[str, Mapping[str, Any]]  # by key, as `manifest_comparisons` returns them
 
 
 def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str, Any]]:
@@ -33,12 +32,10 @@ def manifest_comparisons(location: str | pd.DataFrame) -> dict[str, Mapping[str,
         manifest = read_manifest(fs, path)
     except (ValueError, OSError):  # no manifest to read: the rows' own errors say the rest
         return {}
-    return {
-        key: found
-        for key, found in ((k, manifest.get(k)) for k in COMPARISONS)
-        # a first run's "no earlier run" is no section of its report
-        if isinstance(found, Mapping) and (found.get("previous_run") or found.get("error"))
-    }
+    found = {key: manifest.get(key) for key in COMPARISONS}
+    found = {k: v for k, v in found.items() if isinstance(v, Mapping)}
+    # a first run's "no earlier run" is no section of its report
+    return {k: v for k, v in found.items() if v.get("previous_run") or v.get("error")}
 
 
 def _number(value: Any) -> str:
@@ -71,9 +68,7 @@ def comparison_lines(found: Mapping[str, Any], clean: Clean = plain) -> list[str
     return lines
 
 
-def comparison_warnings(
-    comparisons: Mapping[str, Mapping[str, Any]], clean: Clean = plain
-) -> list[str]:
+def comparison_warnings(comparisons: Comparisons, clean: Clean = plain) -> list[str]:
     """Return one line per comparison whose verdict is a WARNING, for the report's top."""
     return [
         f"WARNING: {COMPARISONS[key].lower().replace('compared with', 'unlike')} "
@@ -83,7 +78,7 @@ def comparison_warnings(
     ]
 
 
-def comparison_sections(comparisons: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def comparison_sections(comparisons: Comparisons) -> list[str]:
     """Return markdown lines: a section per comparison, its lines as a list."""
     lines = []
     for key, found in comparisons.items():
@@ -99,7 +94,7 @@ def _side(value: Any) -> str:
 
 
 def comparison_markdown(
-    comparisons: Mapping[str, Mapping[str, Any]],
+    comparisons: Comparisons,
     answers: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None),
 ) -> str:
     """Return a run's comparisons as markdown: any WARNING first, then each comparison.

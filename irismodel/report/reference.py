@@ -28,8 +28,7 @@ def _scale(reference: np.ndarray) -> float:
 
 def _largest(values: list[float]) -> float:
     """The largest of `values` that is not NaN; NaN when there is none."""
-    kept = [v for v in values if not math.isnan(v)]
-    return max(kept) if kept else math.nan
+    return max([v for v in values if not math.isnan(v)], default=math.nan)
 
 
 def _agrees_through(difference: np.ndarray) -> int:

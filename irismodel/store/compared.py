@@ -36,14 +36,12 @@ def _compared_with(
         models = count_models(place.staging), count_models(before.published)
         if max(models) > COMPARED_MODELS:
             summary["reason"] = (
-                f"not compared at publication: {models[0]:,} and {models[1]:,} "
-                f"models, above {COMPARED_MODELS:,}; compare them with python -m "
-                "irismodel.report --compare"
+                f"not compared at publication: {models[0]:,} and {models[1]:,} models, above "
+                f"{COMPARED_MODELS:,}; compare them with python -m irismodel.report --compare"
             )
             return summary
-        found = compare_runs(
-            read_results(before.published), manifests[previous], read_results(place.staging), record
-        )
+        earlier = read_results(before.published)
+        found = compare_runs(earlier, manifests[previous], read_results(place.staging), record)
     except Exception as error:  # a comparison never fails a publication
         return {**summary, "error": f"{type(error).__name__}: {error}"}
     fields = ("verdict", "reason", "matched", "changed_rows", "loss_difference", "loss_where")
@@ -51,17 +49,15 @@ def _compared_with(
     summary |= {name: getattr(found, name) for name in fields}
     if found.fingerprints[0] != found.fingerprints[1]:
         summary["data_fingerprints"] = found.fingerprints
-    # strict JSON: inf and NaN as text, as are numpy scalars and the like (never a reason to fail
-    # publication)
+    # strict JSON: inf, NaN, numpy scalars and the like as text (never a reason to fail publication)
     return json.loads(json.dumps(summary, default=str), parse_constant=lambda c: str(float(c)))
 
 
 def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's `comparison` (and `comparison_same_data`) of a run about to be published.
 
-    `comparison` is with `history.previous_run` of the location, `comparison_same_data` with the
-    latest of the same data too where that is another run. Neither a run too large to compare
-    nor a failed comparison stops the publication: the reason or error is recorded.
+    With `history.previous_run` of the location (and the latest of the same data, if another); a
+    run too large to compare or a failed comparison records why, never stopping the publication.
     """
     from irismodel.history import previous_run
 
@@ -72,11 +68,9 @@ def compare_with_previous(place: RunFolder, record: Mapping[str, Any]) -> dict[s
         same_data = previous_run(candidates, record, same_data=True)
     except Exception as error:  # a comparison never fails a publication
         return {"comparison": {"previous_run": None, "error": f"{type(error).__name__}: {error}"}}
-    found: dict[str, Any] = {}
-    if previous is None:
-        reason = "no earlier published run of the same parameters in this location"
-        found["comparison"] = {"previous_run": None, "verdict": None, "reason": reason}
-    else:
+    reason = "no earlier published run of the same parameters in this location"
+    found = {"comparison": {"previous_run": None, "verdict": None, "reason": reason}}
+    if previous is not None:
         found["comparison"] = _compared_with(place, record, previous, manifests)
     if same_data is not None and same_data != previous:
         found["comparison_same_data"] = _compared_with(place, record, same_data, manifests)

@@ -63,9 +63,8 @@ def is_part(entry: pafs.FileInfo) -> bool:
 
 def is_run_folder(entry: pafs.FileInfo) -> bool:
     """Whether a folder entry is a run's folder (`iris-sweep-...`)."""
-    name = entry.base_name
-    is_run = name.startswith(FILE_PREFIX) and not name.endswith(FILE_SUFFIX)
-    return entry.type == pafs.FileType.Directory and is_run
+    name, folder = entry.base_name, entry.type == pafs.FileType.Directory
+    return folder and name.startswith(FILE_PREFIX) and not name.endswith(FILE_SUFFIX)
 
 
 def temporary_name(name: str) -> str:

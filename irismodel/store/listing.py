@@ -66,8 +66,7 @@ def list_result_files(
 ) -> list[str]:
     """Return every published results file under `location` (an output folder, a run's, a file).
 
-    A run folder that is not whole raises `ResultsError`, or with `on_foreign="skip"` is left out
-    with a warning.
+    A run folder not whole raises `ResultsError`; `on_foreign="skip"` leaves it out with a warning.
     """
     if not isinstance(location, str) or not location.strip():
         raise ValueError(
@@ -105,10 +104,9 @@ def count_models(location: str) -> int:
 
 def check_part(path: str, meta: dict[bytes, bytes] | None) -> None:
     """Refuse a part `...Z-<run id>/<shard>.parquet` whose metadata names another run or shard."""
-    meta = meta or {}
     folder, name = posixpath.split(path.replace("\\", "/"))
     folder_id = layout.folder_run_id(posixpath.basename(folder))
-    if folder_id is None or layout.META_RUN_ID not in meta:
+    if folder_id is None or layout.META_RUN_ID not in (meta or {}):
         return  # a version 1 single file, or a file read on its own
     run_id = meta[layout.META_RUN_ID].decode(errors="replace")
     shard = meta.get(layout.META_SHARD, b"").decode(errors="replace")
@@ -127,20 +125,19 @@ def check_part(path: str, meta: dict[bytes, bytes] | None) -> None:
 def file_metadata(path: str) -> dict[str, Any]:
     """Return the schema version, parameters, versions, status and failed shards of `path`."""
     fs, inner = resolve(path, "path")
-    if fs.get_file_info(inner).type == pafs.FileType.Directory:
-        record = read_manifest(fs, inner)
-    else:
+    if fs.get_file_info(inner).type != pafs.FileType.Directory:
         try:
             meta = pq.read_schema(inner, filesystem=fs).metadata or {}
         except (pa.ArrowException, OSError) as error:
             raise unreadable(path, error) from error
-        record = {
+        return {
             "schema_version": meta.get(layout.META_SCHEMA_VERSION, b"").decode(),
+            "status": meta.get(layout.META_STATUS, layout.STATUS_COMPLETE.encode()).decode(),
             "parameters": json.loads(meta.get(layout.META_PARAMETERS, b"{}")),
             "versions": json.loads(meta.get(layout.META_VERSIONS, b"{}")),
-            "status": meta.get(layout.META_STATUS, layout.STATUS_COMPLETE.encode()).decode(),
             "failed": json.loads(meta.get(layout.META_FAILED, b"[]")),
         }
+    record = read_manifest(fs, inner)  # a run folder's: its keys may be missing
     found = {k: record.get(k, v) for k, v in (("parameters", {}), ("versions", {}), ("failed", []))}
     return {"schema_version": str(record.get("schema_version", "")),
             "status": record.get("status", ""), **found}  # fmt: skip

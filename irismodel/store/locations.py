@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -42,35 +42,28 @@ def redact(location: str) -> str:
         return location
     parts = urlsplit(location)
     netloc = "***@" + parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
-    query = urlencode(
-        [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    query = [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)]
+    return parts._replace(netloc=netloc, query=urlencode(query)).geturl()
 
 
 def child(location: str, *names: str) -> str:
     """Return the location of `names` below `location`, keeping a URI's query options last."""
-    for name in names:
-        check_name(name)
+    names = tuple(check_name(name) for name in names)
     if not is_uri(location):
         return os.path.join(location, *names)
     parts = urlsplit(location)
-    path = posixpath.join(parts.path.rstrip("/") or "/", *names)
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+    return parts._replace(path=posixpath.join(parts.path.rstrip("/") or "/", *names)).geturl()
 
 
 def check_name(name: str) -> str:
     """Return `name` if it is a plain file name; refuse anything that could leave its folder."""
     if not name or name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
-        raise ValueError(
-            f"refusing file name {name!r}: it must be a plain name inside the location"
-        )
+        message = f"refusing file name {name!r}: it must be a plain name inside the location"
+        raise ValueError(message)
     return name
 
 
-@functools.lru_cache(maxsize=64)
-def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(location)
+_filesystem = functools.lru_cache(maxsize=64)(pafs.FileSystem.from_uri)
 
 
 def resolve(location: str, parameter: str = "output_dir") -> tuple[pafs.FileSystem, str]:
@@ -80,9 +73,8 @@ def resolve(location: str, parameter: str = "output_dir") -> tuple[pafs.FileSyst
     try:
         return _filesystem(location)
     except (pa.ArrowException, OSError, ValueError) as error:  # ArrowInvalid is a ValueError
-        raise ValueError(
-            f"{parameter}: cannot open {redact(location)!r}: {first_line(error)}"
-        ) from error
+        reason = first_line(error)
+        raise ValueError(f"{parameter}: cannot open {redact(location)!r}: {reason}") from error
 
 
 def first_line(error: BaseException) -> str:
@@ -124,19 +116,17 @@ def check_location(location: str, parameter: str = "output_dir") -> str:
     if not isinstance(location, str) or not location.strip():
         raise ValueError(f"{parameter}: expected a folder path or URI, got {location!r}")
     if is_uri(location):
-        parts = urlsplit(location)
+        parts, shown = urlsplit(location), f"{parameter}: {redact(location)!r}"
         if "@" in parts.netloc:  # a user part alone (`s3://KEY@bucket`) is a secret too
             raise ValueError(
-                f"{parameter}: {redact(location)!r} holds credentials (user@ or user:secret@); "
+                f"{shown} holds credentials (user@ or user:secret@); "
                 "they would be stored with the results, in logs and in Prefect's database. Give "
                 "them through the environment instead (AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY for s3://, GOOGLE_APPLICATION_CREDENTIALS for gs://)"
             )
         if parts.scheme == "file":
             return check_location(parts.path, parameter)
-        return within_time(
-            f"{parameter}: {redact(location)!r}", lambda: _check_remote(location, parameter)
-        )
+        return within_time(shown, lambda: _check_remote(location, parameter))
     return _check_local(absolute(location), parameter)
 
 
@@ -149,12 +139,10 @@ def _check_local(path: str, parameter: str) -> str:
     real = os.path.realpath(path)
     existing = real  # the nearest existing folder: probed, and asked for the limits
     while not os.path.isdir(existing):
+        if os.path.lexists(existing) and existing == real:
+            raise ValueError(f"{parameter}: {path!r} is a file; it must be a folder")
         if os.path.lexists(existing):
-            raise ValueError(
-                f"{parameter}: {path!r} cannot be created: {existing!r} is a file"
-                if existing != real
-                else f"{parameter}: {path!r} is a file; it must be a folder"
-            )
+            raise ValueError(f"{parameter}: {path!r} cannot be created: {existing!r} is a file")
         existing = os.path.dirname(existing)
     max_name, max_path = 255, 4096
     with contextlib.suppress(OSError, ValueError):  # limits unknown: keep the usual ones
@@ -162,9 +150,8 @@ def _check_local(path: str, parameter: str) -> str:
         max_path = os.pathconf(existing, "PC_PATH_MAX")
     if len(real) + LONGEST_RELATIVE_PATH > max_path:
         raise ValueError(
-            f"{parameter}: {path!r} is too long: runs write paths up to "
-            f"{LONGEST_RELATIVE_PATH} characters below it, and this system allows "
-            f"{max_path} in all"
+            f"{parameter}: {path!r} is too long: runs write paths up to {LONGEST_RELATIVE_PATH} "
+            f"characters below it, and this system allows {max_path} in all"
         )
     if too_long := [part for part in real.split(os.sep) if len(part) > max_name]:
         raise ValueError(
@@ -195,27 +182,25 @@ def _check_local(path: str, parameter: str) -> str:
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
             os.remove(probe)
         except OSError as error:
-            raise ValueError(
-                f"{parameter}: {path!r} is not writable ({error.strerror} in {folder!r})"
-            ) from error
+            reason = f"{error.strerror} in {folder!r}"
+            raise ValueError(f"{parameter}: {path!r} is not writable ({reason})") from error
     return real
 
 
 def _check_remote(location: str, parameter: str) -> str:
     fs, path = resolve(location, parameter)
+    shown = f"{parameter}: {redact(location)!r}"
     try:
         if fs.get_file_info(path).type == pafs.FileType.File:
-            raise ValueError(f"{parameter}: {redact(location)!r} is a file; it must be a folder")
+            raise ValueError(f"{shown} is a file; it must be a folder")
         probe = posixpath.join(path, temporary_name("probe"))
         with fs.open_output_stream(probe) as stream:
             stream.write(b"")
         fs.delete_file(probe)
     except (OSError, pa.ArrowException) as error:
-        raise ValueError(
-            f"{parameter}: {redact(location)!r} cannot be written: {first_line(error)}"
-        ) from error
+        raise ValueError(f"{shown} cannot be written: {first_line(error)}") from error
     if len(path) + LONGEST_RELATIVE_PATH > 1024:  # the object key limit of S3 and GCS
-        raise ValueError(f"{parameter}: {redact(location)!r} is too long for object keys")
+        raise ValueError(f"{shown} is too long for object keys")
     return location
 
 
@@ -242,7 +227,7 @@ def split(location: str) -> tuple[str, str]:
         return os.path.dirname(location) or ".", os.path.basename(location)
     parts = urlsplit(location)
     folder, name = posixpath.split(parts.path)
-    return urlunsplit((parts.scheme, parts.netloc, folder, parts.query, parts.fragment)), name
+    return parts._replace(path=folder).geturl(), name
 
 
 def base_name(location: str) -> str:

@@ -14,8 +14,7 @@ from .writer import write_file
 if TYPE_CHECKING:
     from .runs import RunFolder
 
-# Locks this process holds, by the lock file's path: a Prefect retry in the same process
-# takes its own lock again.
+# Locks this process holds, by lock file path: a Prefect retry in this process retakes its own.
 _HELD: dict[str, int] = {}
 _HELD_GUARD = threading.Lock()
 

@@ -62,12 +62,7 @@ class Source:
             raise ResultsError(f"results: the results frame has no column {', '.join(missing)}")
         wanted = (*MODEL_COLUMNS, *LATER_COLUMNS, CURVE_COLUMN, REFERENCE_CURVE_COLUMN)
         schema = pa.schema([_STREAMED.field(name) for name in wanted])
-        arrays = [
-            _as_type(pa.array(frame[f.name], from_pandas=True), f.type)
-            if f.name in frame
-            else pa.nulls(len(frame), f.type)
-            for f in schema
-        ]
+        arrays = [_column(frame, field) for field in schema]
         return cls(["<DataFrame>"], table=pa.Table.from_arrays(arrays, schema=schema))
 
     def __len__(self) -> int:
@@ -126,7 +121,10 @@ class Source:
             raise ResultsError(f"results: cannot read {self.paths[index]!r}: {error}") from error
 
 
-def _as_type(array: pa.Array, wanted: pa.DataType) -> pa.Array:
+def _column(frame: pd.DataFrame, field: pa.Field) -> pa.Array:
+    if field.name not in frame:
+        return pa.nulls(len(frame), field.type)
+    array, wanted = pa.array(frame[field.name], from_pandas=True), field.type
     if array.type == wanted:
         return array
     if wanted == _DICTIONARY:
@@ -143,8 +141,7 @@ def read_results(
 ) -> pd.DataFrame:
     """Load every published run's results under `location` as one pandas DataFrame, checked.
 
-    `flow_run_ids` keeps only those runs; `include_unfinished` adds unfinished runs' shards (as
-    `run_status` "partial").
+    `flow_run_ids` keeps those runs; `include_unfinished` adds unfinished runs' rows as "partial".
     """
     if on_foreign not in ("error", "skip"):
         raise ValueError(f"on_foreign: {on_foreign!r} is not allowed; valid are 'error', 'skip'")
@@ -270,9 +267,7 @@ def each_curve(
             if offset > mine[-1]:
                 break  # the rest of the file holds none of them
 
-    spans = list(zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True))
-    # Decoding nested Parquet lists costs more than the arithmetic on them and releases the
-    # GIL: files read side by side use every core.
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(spans)))) as pool:
-        for done in [pool.submit(read, start, end) for start, end in spans]:
-            done.result()
+    firsts, ends = starts[:-1].tolist(), starts[1:].tolist()
+    # decoding Parquet lists costs most and frees the GIL: files read side by side use every core
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(ends)))) as pool:
+        list(pool.map(read, firsts, ends))

@@ -103,20 +103,14 @@ def _manifest(place: RunFolder, staged: bool = True) -> dict[str, Any]:
 def write_manifest(place: RunFolder, record: Mapping[str, Any]) -> None:
     """Write (or replace) the run's manifest in its staging folder."""
     blob = json.dumps(dict(record), indent=1, sort_keys=True).encode()
-    write_file(
-        place.root, place.staging_names(layout.MANIFEST), lambda s: s.write(blob), replace=True
-    )
+    names = place.staging_names(layout.MANIFEST)
+    write_file(place.root, names, lambda s: s.write(blob), replace=True)
 
 
 def _record(config: SweepConfig, run_id: str, record: Mapping[str, Any], **changes: Any) -> dict:
     """A manifest: what the run is follows from its id and parameters, never from a stored file."""
-    return {
-        **record,
-        "run_id": run_id,
-        "schema_version": SCHEMA_VERSION,
-        "shards": len(plan_shards(config)),
-        **changes,
-    }
+    own = {"run_id": run_id, "schema_version": SCHEMA_VERSION, "shards": len(plan_shards(config))}
+    return {**record, **own, **changes}
 
 
 def _now_text() -> str:
@@ -132,36 +126,30 @@ def resumed_config(config: SweepConfig) -> SweepConfig:
     # imported here: the configuration imports torch (devices), which the readers never need
     from irismodel.parameters import SweepConfig
 
-    assert config.resume is not None
-    place = _folder(config.output_dir, config.resume)
+    run, root = config.resume, config.output_dir
+    assert run is not None
+    place = _folder(root, run)
     if place is None:
-        done = _folder(config.output_dir, config.resume, staged=False)
+        done = _folder(root, run, staged=False)
         if done is not None:
-            raise RunError(
-                f"resume: run {config.resume} is already complete: {redact(done.published)}"
-            )
-        listed = ", ".join(sorted(run_folders(config.output_dir))) or "none"
+            raise RunError(f"resume: run {run} is already complete: {redact(done.published)}")
+        found = ", ".join(sorted(run_folders(root))) or "none"
         raise RunError(
-            f"resume: no unfinished run {config.resume!r} in "
-            f"{redact(config.output_dir)!r}; unfinished runs there: {listed}"
+            f"resume: no unfinished run {run!r} in {redact(root)!r}; unfinished runs there: {found}"
         )
     stored = dict(_manifest(place)["parameters"])
     if "split_seed" in stored:  # a run started before splits were an axis: its one split
         stored["split_seeds"] = [stored.pop("split_seed")]
-    defaults = SweepConfig(output_dir=config.output_dir).parameters()
-    clashes = [
-        name
-        for name, value in _compared(config.parameters()).items()
-        if value != stored.get(name) and value != defaults.get(name)
-    ]
+    defaults = SweepConfig(output_dir=root).parameters()
+    given = _compared(config.parameters()).items()
+    clashes = [n for n, v in given if v != stored.get(n) and v != defaults.get(n)]
     if clashes:
         raise RunError(
-            f"resume: run {config.resume} was started with other values of "
-            f"{', '.join(clashes)}; a resume uses the run's own parameters, so leave "
-            "them out or give the same"
+            f"resume: run {run} was started with other values of {', '.join(clashes)}; "
+            "a resume uses the run's own parameters, so leave them out or give the same"
         )
     # `force` is asked of this attempt, not of the run
-    changes = {"output_dir": config.output_dir, "force": config.force, "resume": config.resume}
+    changes = {"output_dir": root, "force": config.force, "resume": run}
     return SweepConfig(**{**stored, **changes})
 
 
@@ -180,15 +168,14 @@ def open_run(
     (`fingerprint`, else from `config.data_path`); a published one is left (or finished).
     """
     run_id, root = config.resume or run_id, config.output_dir
+    given = _compared(config.parameters())
     fingerprint = fingerprint or load_dataset(config.data_path).fingerprint()
     place = _folder(root, run_id, staged=False)
     if place is not None:
         if _folder(root, run_id) == place:  # a publication cut short
             _finish_publication(place, run_id)
         record = _manifest(place, staged=False)
-        if record.get("run_id") != run_id or _compared(record["parameters"]) != _compared(
-            config.parameters()
-        ):
+        if record.get("run_id") != run_id or _compared(record["parameters"]) != given:
             raise RunError(
                 f"run {run_id!r}: {redact(place.published)!r} is already published "
                 "by a run with another id or other parameters; give another run id"
@@ -199,7 +186,7 @@ def open_run(
     resumed = place is not None
     if resumed:
         record = _manifest(place)
-        if _compared(record["parameters"]) != _compared(config.parameters()):
+        if _compared(record["parameters"]) != given:
             raise RunError(
                 f"run {run_id} was started with other parameters than these; "
                 "resume it with its own (resume=<id> takes them from the run)"
@@ -254,8 +241,7 @@ def publish_run(
 ) -> str | None:
     """Finish the run: mark and publish it if nothing failed; return its location, else None.
 
-    A run with failed shards, or whose staging folder `check_staged` refuses (`RunError`), stays
-    in staging for a resume.
+    Failed shards, or a staging folder `check_staged` refuses (`RunError`), keep it in staging.
     """
     record = {**_manifest(place), "finished_at": _now_text()}
     if failed:
@@ -281,7 +267,6 @@ def _finish_publication(place: RunFolder, run_id: str) -> None:
             "exist, and the staged run is not complete; move the files back by hand"
         )
     take_lock(place, run_id)
-    publish_folder(
-        place.root, place.staging_names(), place.folder, skip=(layout.LOCK,), resume=True
-    )
+    names = place.staging_names()
+    publish_folder(place.root, names, place.folder, skip=(layout.LOCK,), resume=True)
     release_lock(place, published=True)

@@ -31,13 +31,9 @@ _FIELDS = [
     (pa.field("positive_class", pa.string(), nullable=False), 1),
     (pa.field("data_source", pa.string(), nullable=False), 1),
     (pa.field("data_fingerprint", pa.string(), nullable=False), 1),
-    (pa.field("n_train", pa.int32(), nullable=False), 1),
-    (pa.field("n_test", pa.int32(), nullable=False), 1),
-    (pa.field("n_train_positive", pa.int32()), 2),
-    (pa.field("n_test_positive", pa.int32()), 2),
-    (pa.field("device", pa.string(), nullable=False), 1),
-    (pa.field("engine", pa.string(), nullable=False), 1),
-    (pa.field("worker", pa.string(), nullable=False), 1),
+    *((pa.field(name, pa.int32(), nullable=False), 1) for name in ("n_train", "n_test")),
+    *((pa.field(name, pa.int32()), 2) for name in ("n_train_positive", "n_test_positive")),
+    *((pa.field(name, pa.string(), nullable=False), 1) for name in ("device", "engine", "worker")),
     (pa.field("shard", pa.string()), 2),
     (pa.field("loss_curve", pa.list_(pa.float32()), nullable=False), 1),
     (pa.field("final_train_loss", pa.float64()), 1),
@@ -61,10 +57,8 @@ _FIELDS = [
     (pa.field("fc2_weight", pa.list_(pa.float32())), 5),  # (1, hidden_dim)
     (pa.field("fc2_bias", pa.float32()), 5),  # (1,), as a scalar
 ]
-SCHEMAS = {
-    str(v): pa.schema([f for f, since in _FIELDS if since <= v])
-    for v in range(1, int(SCHEMA_VERSION) + 1)
-}
+_VERSIONS = range(1, int(SCHEMA_VERSION) + 1)
+SCHEMAS = {str(v): pa.schema([f for f, since in _FIELDS if since <= v]) for v in _VERSIONS}
 SCHEMA = SCHEMAS[SCHEMA_VERSION]
 SCHEMA_V1, SCHEMA_V2, SCHEMA_V4 = SCHEMAS["1"], SCHEMAS["2"], SCHEMAS["4"]
 COLUMNS = tuple(SCHEMA.names)

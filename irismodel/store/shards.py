@@ -101,19 +101,13 @@ def part_problem(
             return "its rows are of other data than the run's"
         if config is None:
             return None
-        table = parquet.read(
-            ["hidden_dim", "optimizer", "seed", "epochs", "split_seed", "loss_curve"]
-        )
-        same = table["seed"].to_pylist() == shard.seeds(config) and all(
-            _all_equal(column, value)
-            for column, value in (
-                (table["hidden_dim"], shard.hidden_dim),
-                (table["optimizer"], shard.optimizer),
-                (table["split_seed"], shard.split_seed),
-                (table["epochs"], config.epochs),
-                (pc.list_value_length(table["loss_curve"]), config.epochs),
-            )
-        )
+        wanted = {"hidden_dim": shard.hidden_dim, "optimizer": shard.optimizer}
+        wanted |= {"split_seed": shard.split_seed, "epochs": config.epochs}
+        table = parquet.read([*wanted, "seed", "loss_curve"])
+        columns = [(table[name], value) for name, value in wanted.items()]
+        columns.append((pc.list_value_length(table["loss_curve"]), config.epochs))
+        seeds = table["seed"].to_pylist()
+        same = seeds == shard.seeds(config) and all(_all_equal(c, v) for c, v in columns)
     except (OSError, pa.ArrowException, ValueError, KeyError) as error:
         return f"it cannot be read ({first_line(error)})"
     return None if same else "its rows are not the shard's"

@@ -13,6 +13,9 @@ import pyarrow.parquet as pq
 from .layout import MANIFEST, temporary_name
 from .locations import absolute, check_name, child, is_uri, redact, resolve
 
+Names = tuple[str, ...] | list[str]  # a path below a root, one name a folder or the file
+Write = Callable[[IO[bytes]], None]  # writes a file's bytes to the stream it is given
+
 
 def _fsync(descriptor: int) -> None:
     with contextlib.suppress(OSError):  # not every file system lets a folder be synced
@@ -20,7 +23,7 @@ def _fsync(descriptor: int) -> None:
 
 
 @contextlib.contextmanager
-def _open_folder(root: str, names: tuple[str, ...] | list[str], create: bool) -> Iterator[int]:
+def _open_folder(root: str, names: Names, create: bool) -> Iterator[int]:
     """Yield a descriptor of `root/names...`, refusing any symbolic link below `root`."""
     descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -34,9 +37,8 @@ def _open_folder(root: str, names: tuple[str, ...] | list[str], create: bool) ->
                 inner = os.open(name, flags, dir_fd=descriptor)
             except OSError as error:
                 if os.path.islink(f"/proc/self/fd/{descriptor}/{name}"):
-                    raise OSError(
-                        error.errno, f"refusing to write through the symbolic link {name!r}"
-                    ) from error
+                    message = f"refusing to write through the symbolic link {name!r}"
+                    raise OSError(error.errno, message) from error
                 raise
             os.close(descriptor)
             descriptor = inner
@@ -57,13 +59,7 @@ def _link_or_rename(temporary: str, name: str, folder: int) -> None:
     os.unlink(temporary, dir_fd=folder)
 
 
-def write_file(
-    root: str,
-    names: tuple[str, ...] | list[str],
-    write: Callable[[IO[bytes]], None],
-    *,
-    replace: bool = False,
-) -> str:
+def write_file(root: str, names: Names, write: Write, *, replace: bool = False) -> str:
     """Write the file `root/names...` through `write(stream)`, atomically; return its location.
 
     An existing file is replaced only with `replace`. Locally missing folders are created and no
@@ -113,9 +109,7 @@ def write_file(
     return location
 
 
-def write_atomically(
-    location: str, name: str, write: Callable[[IO[bytes]], None], *, replace: bool = False
-) -> str:
+def write_atomically(location: str, name: str, write: Write, *, replace: bool = False) -> str:
     """Write the file `name` in the folder `location` atomically (see `write_file`)."""
     return write_file(location, (name,), write, replace=replace)
 

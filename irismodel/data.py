@@ -74,7 +74,6 @@ def load_dataset(data_path: str | None = None) -> Dataset:
             header = list(frame.columns)
     except Exception as error:  # a reader's own error names neither the parameter nor the fix
         raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
-    header = [str(name) for name in header]
     if repeated := [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if header.count(c) > 1]:
         raise ValueError(
             f"data_path: {data_path!r} has more than one column named "
@@ -126,12 +125,10 @@ def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
     label_column = next((c for c in LABEL_COLUMNS if c in frame.columns), None)
     if label_column is None:
         raise ValueError(refused + "no label column" + expected)
-    features = frame[list(FEATURE_COLUMNS)]
-    non_numeric = [c for c in FEATURE_COLUMNS if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
+    if non_numeric := [c for c in FEATURE_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]:
         shown = ", ".join(map(repr, non_numeric))
         raise ValueError(f"data_path: feature column(s) {shown} of {source!r} are not numeric")
-    values = features.to_numpy(dtype=np.float64)
+    values = frame[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
     rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if rows.size:
         raise ValueError(

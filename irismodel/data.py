@@ -243,11 +243,10 @@ def split_dataset(
     targets, name = binarize(dataset, positive_class)
     x = dataset.features
     counts = {label: int((targets == label).sum()) for label in (0.0, 1.0)}
-    needed = 2 if test_size > 0 else 1
-    if min(counts.values()) < needed:
+    if test_size > 0 and min(counts.values()) < 2:  # binarize leaves one of each; a split needs two
         raise ValueError(
             f"data_path: {dataset.source!r} has {len(targets)} rows, {counts[1.0]} of class "
-            f"{name!r} and {counts[0.0]} of the rest; the split needs at least {needed} of each"
+            f"{name!r} and {counts[0.0]} of the rest; the split needs at least 2 of each"
         )
     if test_size == 0:
         x_train, y_train, x_test, y_test = x, targets, x[:0], targets[:0]

@@ -220,9 +220,7 @@ class SweepConfig(BaseModel):
     @property
     def seeds_per_shard(self) -> int:
         """Seeds in each shard: `shard_size`, or the default for this many epochs."""
-        if self.shard_size is not None:
-            return self.shard_size
-        return max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // max(self.epochs, 1)))
+        return self.shard_size or max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // self.epochs))
 
 
 def _refusal(error: ValidationError) -> str:

@@ -48,7 +48,6 @@ class ShardSummary:
     engine: str
     train_seconds: float
     n_diverged: int
-    reused: bool  # already written by an earlier attempt of the run, checked, kept
 
 
 def diverged_mask(run: TrainingRun) -> np.ndarray:
@@ -70,7 +69,6 @@ def shard_table(
     split_seed: int,
 ) -> pa.Table:
     """Return one trained shard's rows (split `split_seed`, reference `check`) as a SCHEMA table."""
-    config = context.config
     k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
     diverged = diverged_mask(run)
     columns: dict[str, pa.Array] = {}
@@ -78,17 +76,17 @@ def shard_table(
     def constant(name: str, value: object) -> None:
         columns[name] = pa.repeat(pa.scalar(value, SCHEMA.field(name).type), k)
 
-    for name in ("hidden_dim", "optimizer", "learning_rate", "epochs", "device", "engine"):
-        constant(name, getattr(run, name))
-    for name in ("positive_class", "data_source", "data_fingerprint"):
-        constant(name, getattr(split, name))
-    constant("flow_run_id", context.flow_run_id)
-    constant("run_started_at", context.run_started_at)
+    for source, names in (
+        (run, ("hidden_dim", "optimizer", "learning_rate", "epochs", "device", "engine")),
+        (split, ("positive_class", "data_source", "data_fingerprint")),
+        (context, ("flow_run_id", "run_started_at")),
+        (context.config, ("test_size", "standardize")),
+    ):
+        for name in names:
+            constant(name, getattr(source, name))
     constant("run_status", STATUS_COMPLETE)
     columns["seed"] = pa.array(np.asarray(run.seeds, dtype=np.int64))
-    constant("test_size", config.test_size)
     constant("split_seed", split_seed)
-    constant("standardize", config.standardize)
     constant("worker", worker)
     constant("shard", shard)
     columns["loss_curve"] = _lists(run.loss_curves.reshape(k, epochs))
@@ -166,7 +164,6 @@ def run_shard(
         engine=run.engine,
         train_seconds=run.train_seconds,
         n_diverged=int(table["diverged"].to_numpy().sum()),
-        reused=False,
     )
 
 

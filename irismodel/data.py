@@ -109,7 +109,6 @@ def _check_path(data_path: str) -> None:
 
 
 def _listing(names: tuple[str, ...]) -> str:
-    """Join class names for a message, at most `LISTED_CLASSES` of them."""
     more = f", ... ({len(names)} in all)" if len(names) > LISTED_CLASSES else ""
     return ", ".join(names[:LISTED_CLASSES]) + more
 

@@ -50,10 +50,7 @@ class IntRanges:
 
     def text(self) -> str:
         """Return the canonical text: `8..14`, `0, 3, 7..9`."""
-        return ", ".join(
-            str(start) if stop - start == 1 else f"{start}..{stop - 1}"
-            for start, stop in self.ranges
-        )
+        return ", ".join(str(lo) if hi - lo == 1 else f"{lo}..{hi - 1}" for lo, hi in self.ranges)
 
     __str__ = text
 

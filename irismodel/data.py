@@ -74,7 +74,6 @@ def load_dataset(data_path: str | None = None) -> Dataset:
             header = list(frame.columns)
     except Exception as error:  # a reader's own error names neither the parameter nor the fix
         raise ValueError(f"data_path: cannot read {data_path!r}: {error}") from error
-    header = [str(name) for name in header]
     if repeated := [c for c in (*FEATURE_COLUMNS, *LABEL_COLUMNS) if header.count(c) > 1]:
         raise ValueError(
             f"data_path: {data_path!r} has more than one column named "
@@ -110,7 +109,6 @@ def _check_path(data_path: str) -> None:
 
 
 def _listing(names: tuple[str, ...]) -> str:
-    """Join class names for a message, at most `LISTED_CLASSES` of them."""
     more = f", ... ({len(names)} in all)" if len(names) > LISTED_CLASSES else ""
     return ", ".join(names[:LISTED_CLASSES]) + more
 
@@ -126,12 +124,10 @@ def _dataset_from_frame(frame: pd.DataFrame, source: str) -> Dataset:
     label_column = next((c for c in LABEL_COLUMNS if c in frame.columns), None)
     if label_column is None:
         raise ValueError(refused + "no label column" + expected)
-    features = frame[list(FEATURE_COLUMNS)]
-    non_numeric = [c for c in FEATURE_COLUMNS if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
+    if non_numeric := [c for c in FEATURE_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]:
         shown = ", ".join(map(repr, non_numeric))
         raise ValueError(f"data_path: feature column(s) {shown} of {source!r} are not numeric")
-    values = features.to_numpy(dtype=np.float64)
+    values = frame[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
     rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
     if rows.size:
         raise ValueError(
@@ -246,11 +242,10 @@ def split_dataset(
     targets, name = binarize(dataset, positive_class)
     x = dataset.features
     counts = {label: int((targets == label).sum()) for label in (0.0, 1.0)}
-    needed = 2 if test_size > 0 else 1
-    if min(counts.values()) < needed:
+    if test_size > 0 and min(counts.values()) < 2:  # binarize leaves one of each; a split needs two
         raise ValueError(
             f"data_path: {dataset.source!r} has {len(targets)} rows, {counts[1.0]} of class "
-            f"{name!r} and {counts[0.0]} of the rest; the split needs at least {needed} of each"
+            f"{name!r} and {counts[0.0]} of the rest; the split needs at least 2 of each"
         )
     if test_size == 0:
         x_train, y_train, x_test, y_test = x, targets, x[:0], targets[:0]

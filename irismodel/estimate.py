@@ -23,9 +23,8 @@ REPORT_SECONDS = 2.0  # plots and bootstrap intervals ...
 REPORT_MODEL_SECONDS = 2.5e-5  # ... then a pass over every row
 SERVER_SECONDS = 8.0  # Prefect's temporary server, without PREFECT_API_URL (4-12 s when busy)
 COMPILE_SECONDS = 30.0  # the one-time build of the compiled loops (~26-30 s here)
-# Parquet bytes (measured): float32 curves and weights barely compress, the other columns of a
-# row take ~50 bytes, a part file's footer and schema ~16 KB.
-# The trained weights (6 a hidden unit, 1 more a model) are float32 values too.
+# Parquet bytes (measured): float32 curves and weights (6 a hidden unit, 1 more a model) barely
+# compress, the other columns of a row take ~50 bytes, a part file's footer and schema ~16 KB.
 BYTES_PER_VALUE = 3.6
 BYTES_PER_ROW = 60
 BYTES_PER_PART = 16 << 10
@@ -120,17 +119,16 @@ def estimate(
     largest = max(config.hidden_dims)
     shard_seeds = min(config.seeds_per_shard, len(config.seeds))
     shard = shard_seeds * (config.epochs * COPIES_PER_SHARD + largest * per_unit) * 4
+    disk = seeds * ((config.epochs + 1) * BYTES_PER_VALUE + BYTES_PER_ROW)
+    disk += unit_epochs / max(config.epochs, 1) * WEIGHTS_PER_UNIT * BYTES_PER_VALUE
+    disk += len(shards) * BYTES_PER_PART
     return Estimate(
         models=seeds,
         model_epochs=seeds * config.epochs,
         seconds=sum(parts.values()),
         workers=workers,
         peak_bytes=BASE_BYTES + workers * shard,
-        disk_bytes=int(
-            seeds * ((config.epochs + 1) * BYTES_PER_VALUE + BYTES_PER_ROW)
-            + unit_epochs / max(config.epochs, 1) * WEIGHTS_PER_UNIT * BYTES_PER_VALUE
-            + len(shards) * BYTES_PER_PART
-        ),
+        disk_bytes=int(disk),
         parts=tuple(parts.items()),
     )
 
@@ -160,10 +158,9 @@ def _available_memory() -> int | None:
     return None
 
 
-def _free_disk(location: str) -> int | None:
-    if locations.is_uri(location):
+def _free_disk(path: str) -> int | None:
+    if locations.is_uri(path):
         return None  # object stores have no free space to ask about
-    path = location
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
     with contextlib.suppress(OSError):

@@ -48,6 +48,8 @@ ALLOWED = {
 _TEXT = {"type": "string", "minLength": 1, "title": "ranges"}
 _LIST = {"type": "array", "items": {"type": "integer"}, "minItems": 1, "title": "list"}
 _RANGES_FORM = WithJsonSchema({"anyOf": [_TEXT, _LIST]})
+_OPTIMIZER = {"type": "string", "enum": list(OPTIMIZERS)}
+_OPTIMIZERS_FORM = WithJsonSchema({"type": "array", "items": _OPTIMIZER})
 
 
 def _ranges(name: str, low: int, high: int, most: int) -> Any:
@@ -104,10 +106,7 @@ class SweepConfig(BaseModel):
     """Hidden layer sizes to sweep: a range such as 8..14, a list such as 8, 10, 12, or both
     (8..10, 16); each in 1..4096. The notebook's: 8..14."""
     optimizers: Annotated[
-        tuple[str, ...],
-        PlainValidator(_optimizer_names),
-        PlainSerializer(list),
-        WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(OPTIMIZERS)}}),
+        tuple[str, ...], PlainValidator(_optimizer_names), PlainSerializer(list), _OPTIMIZERS_FORM
     ] = Field(("sgd", "manual", "manual-no-zero-grad"), json_schema_extra={"minItems": 1})
     """Update rules to compare: sgd (torch.optim.SGD), manual (the notebook's hand-written step,
     gradients reset every epoch), manual-no-zero-grad (the same step as the notebook first wrote
@@ -221,9 +220,7 @@ class SweepConfig(BaseModel):
     @property
     def seeds_per_shard(self) -> int:
         """Seeds in each shard: `shard_size`, or the default for this many epochs."""
-        if self.shard_size is not None:
-            return self.shard_size
-        return max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // max(self.epochs, 1)))
+        return self.shard_size or max(1, min(DEFAULT_MAX_SHARD_SIZE, SHARD_VALUES // self.epochs))
 
 
 def _refusal(error: ValidationError) -> str:
@@ -267,19 +264,14 @@ def form_defaults() -> dict[str, Any]:
 
 def sweep_parameters(function: Callable[..., Any]) -> Callable[..., Any]:
     """Give `function` the sweep's parameters as signature (Prefect's run form) and `Args:` docs."""
-    form = run_form()
-    function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=schema["default"],
-                annotation=Annotated[Any, WithJsonSchema(schema)],
-            )
-            for name, schema in form.items()
-        ],
-        return_annotation=str,
-    )
+    form, keyword = run_form(), inspect.Parameter.KEYWORD_ONLY
+    forms = {name: Annotated[Any, WithJsonSchema(schema)] for name, schema in form.items()}
+    parameters = [
+        inspect.Parameter(name, keyword, default=form[name]["default"], annotation=annotation)
+        for name, annotation in forms.items()
+    ]
+    signature = inspect.Signature(parameters, return_annotation=str)
+    function.__signature__ = signature  # type: ignore[attr-defined]
     docs = "\n".join(f"    {name}: {schema['description']}" for name, schema in form.items())
     function.__doc__ = inspect.cleandoc(function.__doc__ or "") + "\n\nArgs:\n" + docs + "\n"
     return function

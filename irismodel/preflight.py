@@ -67,12 +67,8 @@ def handed_over(checked: Preflight) -> Iterator[None]:
 def check_splits(config: SweepConfig) -> dict[int, Split]:
     """Return `config`'s splits by split seed, or raise ValueError."""
     dataset = load_dataset(config.data_path)
-    return {
-        seed: split_dataset(
-            dataset, config.positive_class, config.test_size, seed, config.standardize
-        )
-        for seed in config.split_seeds
-    }
+    label, test, scale = config.positive_class, config.test_size, config.standardize
+    return {seed: split_dataset(dataset, label, test, seed, scale) for seed in config.split_seeds}
 
 
 def check_data(config: SweepConfig) -> Split:

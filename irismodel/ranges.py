@@ -50,10 +50,7 @@ class IntRanges:
 
     def text(self) -> str:
         """Return the canonical text: `8..14`, `0, 3, 7..9`."""
-        return ", ".join(
-            str(start) if stop - start == 1 else f"{start}..{stop - 1}"
-            for start, stop in self.ranges
-        )
+        return ", ".join(str(lo) if hi - lo == 1 else f"{lo}..{hi - 1}" for lo, hi in self.ranges)
 
     __str__ = text
 
@@ -68,27 +65,26 @@ def _merge(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple(merged)
 
 
-def _check_bounds(name: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name}: {value} is out of range; allowed are {low}..{high}")
-
-
 def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) -> IntRanges:
     """Return the set `value` names (text `0, 3, 7..9`, a list, an `IntRanges`), else ValueError."""
     allowed = f"allowed are {low}..{high}"
+    pairs: list[tuple[int, int]] = []
+
+    def add(first: int, last: int) -> None:
+        for bound in (first, last):
+            if not low <= bound <= high:
+                raise ValueError(f"{name}: {bound} is out of range; {allowed}")
+        pairs.append((first, last + 1))
+
     if isinstance(value, IntRanges):
-        pairs = list(value.ranges)
-        for start, stop in pairs:
-            for bound in (start, stop - 1):
-                _check_bounds(name, bound, low, high)
+        for start, stop in value.ranges:
+            add(start, stop - 1)
     elif isinstance(value, str):
-        pairs = []
-        text = value.strip()
-        if not text:
+        if not value.strip():
             raise ValueError(
                 f"{name}: must not be empty; give integers or ranges like 8..14 ({allowed})"
             )
-        for item in text.split(","):
+        for item in value.split(","):
             match = _ITEM.fullmatch(item)
             if match is None:
                 raise ValueError(
@@ -96,18 +92,14 @@ def parse_ranges(name: str, value: object, low: int, high: int, max_count: int) 
                 )
             start = int(match.group(1))
             stop = int(match.group(2) or start)
-            for bound in (start, stop):
-                _check_bounds(name, bound, low, high)
+            add(start, stop)
             if stop < start:
                 raise ValueError(f"{name}: the range {start}..{stop} is empty; write it low..high")
-            pairs.append((start, stop + 1))
     elif isinstance(value, list | tuple | range):
-        pairs = []
         for item in value:
             if isinstance(item, bool) or not isinstance(item, int | np.integer):
                 raise ValueError(f"{name}: {item!r} is not an integer; {allowed}")
-            _check_bounds(name, int(item), low, high)
-            pairs.append((int(item), int(item) + 1))
+            add(int(item), int(item))
     else:
         raise ValueError(
             f"{name}: expected integers as text (8..14 or 0, 3, 7..9) or a list, got {value!r}"

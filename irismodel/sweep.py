@@ -48,7 +48,6 @@ class ShardSummary:
     engine: str
     train_seconds: float
     n_diverged: int
-    reused: bool  # already written by an earlier attempt of the run, checked, kept
 
 
 def diverged_mask(run: TrainingRun) -> np.ndarray:
@@ -70,7 +69,6 @@ def shard_table(
     split_seed: int,
 ) -> pa.Table:
     """Return one trained shard's rows (split `split_seed`, reference `check`) as a SCHEMA table."""
-    config = context.config
     k, epochs = run.loss_curves.shape if len(run.seeds) else (0, run.epochs)
     diverged = diverged_mask(run)
     columns: dict[str, pa.Array] = {}
@@ -78,21 +76,17 @@ def shard_table(
     def constant(name: str, value: object) -> None:
         columns[name] = pa.repeat(pa.scalar(value, SCHEMA.field(name).type), k)
 
-    for name in ("hidden_dim", "optimizer", "learning_rate", "epochs", "device", "engine"):
-        constant(name, getattr(run, name))
-    for name in ("positive_class", "data_source", "data_fingerprint"):
-        constant(name, getattr(split, name))
-    constant("flow_run_id", context.flow_run_id)
-    constant("run_started_at", context.run_started_at)
+    for source, names in (
+        (run, ("hidden_dim", "optimizer", "learning_rate", "epochs", "device", "engine")),
+        (split, ("positive_class", "data_source", "data_fingerprint")),
+        (context, ("flow_run_id", "run_started_at")),
+        (context.config, ("test_size", "standardize")),
+    ):
+        for name in names:
+            constant(name, getattr(source, name))
     constant("run_status", STATUS_COMPLETE)
     columns["seed"] = pa.array(np.asarray(run.seeds, dtype=np.int64))
-    constant("test_size", config.test_size)
     constant("split_seed", split_seed)
-    constant("standardize", config.standardize)
-    constant("n_train", len(split.y_train))
-    constant("n_test", len(split.y_test))
-    constant("n_train_positive", int(split.y_train.sum()))
-    constant("n_test_positive", int(split.y_test.sum()))
     constant("worker", worker)
     constant("shard", shard)
     columns["loss_curve"] = _lists(run.loss_curves.reshape(k, epochs))
@@ -102,6 +96,8 @@ def shard_table(
     accuracy = {}
     for part in ("train", "test"):
         x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
+        constant(f"n_{part}", len(y))
+        constant(f"n_{part}_positive", int(y.sum()))
         chunks, size = [], max(1, METRICS_VALUES // max(1, len(y) * max(8, run.hidden_dim)))
         for lo in range(0, k, size):
             rows = slice(lo, lo + size)
@@ -122,9 +118,8 @@ def shard_table(
     columns["reference_epochs"] = pa.array(np.full(k, check.epochs, np.int32), mask=unchecked)
     columns["reference_max_abs_diff"] = pa.array(check.max_abs_diff, mask=unchecked)
     columns["reference_agrees"] = pa.array(check.agrees, mask=unchecked)
-    columns["reference_loss_curve"] = pa.array(
-        check.curves, SCHEMA.field("reference_loss_curve").type
-    )
+    curve_type = SCHEMA.field("reference_loss_curve").type
+    columns["reference_loss_curve"] = pa.array(check.curves, curve_type)
     for name in PARAMETER_NAMES:  # flattened row-major per model; fc2.bias a scalar column
         values = np.asarray(run.parameters[name], np.float32)
         values = values.reshape(k, math.prod(values.shape[1:]))
@@ -156,10 +151,9 @@ def run_shard(
     ref = checked_seeds(config.seeds, config.reference_seeds, config.split_seeds, shard.split_seed)
     check = check_against_reference(split, run, config.learning_rate, ref, config.reference_epochs)
     worker = writer_id()
+    metadata = part_metadata(config.parameters(), context.flow_run_id, shard.name, worker)
     table = shard_table(run, split, context, shard.name, worker, check, shard.split_seed)
-    table = table.replace_schema_metadata(
-        part_metadata(config.parameters(), context.flow_run_id, shard.name, worker)
-    )
+    table = table.replace_schema_metadata(metadata)
     names = context.place.staging_names(shard.file_name)
     write_file(context.place.root, names, lambda out: write_parquet(table, out), replace=True)
     return ShardSummary(
@@ -170,7 +164,6 @@ def run_shard(
         engine=run.engine,
         train_seconds=run.train_seconds,
         n_diverged=int(table["diverged"].to_numpy().sum()),
-        reused=False,
     )
 
 
@@ -180,9 +173,7 @@ def context_of(opened: OpenedRun, config: SweepConfig) -> RunContext:
 
 
 def run_sweep(
-    config: SweepConfig,
-    flow_run_id: str = "local",
-    started_at: datetime | None = None,
+    config: SweepConfig, flow_run_id: str = "local", started_at: datetime | None = None
 ) -> str:
     """Run a validated sweep here, without Prefect, resuming it if unfinished; return its folder."""
     splits = check_splits(config)

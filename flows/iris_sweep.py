@@ -16,13 +16,9 @@ from tasks.results import SweepFailed, failure_message, publish_results
 from tasks.train import train_shard
 
 
-def _run_name() -> str:
-    return run_label(flow_run.parameters)
-
-
 @flow(
     name="iris-sweep",
-    flow_run_name=_run_name,  # e.g. h8-14_sgd+manual_s30_e1000, not a random name
+    flow_run_name=lambda: run_label(flow_run.parameters),  # h8-14_sgd+manual_s30_e1000, not random
     task_runner=task_runner_from_env(),
     validate_parameters=False,  # SweepConfig validates them, in check_run: one check, one message
     persist_result=False,  # the result is a path; the Parquet files are what persists
@@ -46,9 +42,8 @@ def iris_sweep(**parameters: Any) -> str:
     else:
         progress = Progress(len(shards), len(finished))
         to_train = [shard for shard in shards if shard.name not in finished]
-        futures = train_shard.with_options(task_run_name="train-{shard.name}").map(
-            unmapped(splits), to_train, unmapped(context)
-        )
+        train = train_shard.with_options(task_run_name="train-{shard.name}")
+        futures = train.map(unmapped(splits), to_train, unmapped(context))
         failed, stopped = wait_for_shards(futures, [s.name for s in to_train], progress.advance)
         path = publish_results(context, list(failed))
         if failed:

@@ -26,15 +26,12 @@ class ClusterLost(RuntimeError):
 
 
 def task_runner_from_env() -> TaskRunner:
-    """Return `DaskTaskRunner(address=...)` if the variable names a scheduler, else a thread pool.
-
-    The thread pool has one thread per core: training is compute-bound, so more threads only
-    contend for the same cores.
-    """
+    """Return `DaskTaskRunner(address=...)` if the variable names a scheduler, else threads."""
     if address := os.environ.get(DASK_ADDRESS_VARIABLE, "").strip():
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=address)
+    # one thread per core: training is compute-bound, more threads only contend for the cores
     return ThreadPoolTaskRunner(max_workers=max(1, os.cpu_count() or 1))
 
 
@@ -43,23 +40,17 @@ def no_worker_timeout() -> float:
     text = os.environ.get(NO_WORKER_VARIABLE, "").strip()
     if not text:
         return NO_WORKER_DEFAULT_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(
-            f"{NO_WORKER_VARIABLE}: expected a positive number of seconds, got {text!r}"
-        )
-    return seconds
+    with contextlib.suppress(ValueError):
+        if math.isfinite(seconds := float(text)) and seconds > 0:
+            return seconds
+    raise ValueError(f"{NO_WORKER_VARIABLE}: expected a positive number of seconds, got {text!r}")
 
 
 def cluster_watch(runner: TaskRunner) -> Callable[[], None] | None:
     """Return a check to call while waiting on shards, or None where the runner needs none.
 
-    On a Dask cluster the check raises `ClusterLost` once the scheduler has reported no
-    workers (or not answered) for `no_worker_timeout()` seconds: its tasks would otherwise wait
-    for a worker forever, without a word. Threads of this process cannot all disappear.
+    On a Dask cluster it raises `ClusterLost` once the scheduler has reported no workers (or not
+    answered) for `no_worker_timeout()` s, lest its tasks wait for ever without a word.
     """
     from prefect_dask import DaskTaskRunner
 
@@ -72,10 +63,9 @@ def cluster_watch(runner: TaskRunner) -> Callable[[], None] | None:
 
     def check() -> None:
         nonlocal since
-        try:
+        workers = 0  # a scheduler that does not answer runs nothing either
+        with contextlib.suppress(Exception):
             workers = len(within_time("the Dask scheduler", client.nthreads, min(bound, 10.0)))
-        except Exception:  # a scheduler that does not answer runs nothing either
-            workers = 0
         if workers:
             since = None
         elif since is None:
@@ -119,11 +109,7 @@ def wait_for_shards(
 def _final_states(
     futures: Sequence[PrefectFuture], watch: Callable[[], None] | None
 ) -> Iterator[tuple[PrefectFuture, State]]:
-    """Yield each future with its final state as it ends; on a cluster, `watch` meanwhile.
-
-    On a cluster the state comes from the worker that holds it; if that worker has died, Dask
-    runs the task again, and the wait goes on under `watch`.
-    """
+    """Yield each future with its final state as it ends; on a cluster, `watch` meanwhile."""
     if watch is None:
         for future in as_completed(list(futures)):
             future.wait()
@@ -134,7 +120,7 @@ def _final_states(
         future.add_done_callback(ended.put)  # once: each call would add a waiter on the cluster
     for _ in futures:
         future = _polled(ended.get, watch)
-        try:  # it times out when rescheduled: its worker died before the result was fetched
+        try:  # it times out when rescheduled (its worker died first): Dask runs it again
             outcome = _polled(future.wrapped_future.result, watch)
         except Exception as error:  # cancelled, or its workers kept dying under it
             outcome = Failed(message=f"{type(error).__name__}: {first_line(error)}")

@@ -19,6 +19,7 @@ NOT_PARAMETERS = ("resume", "output_dir", "force", "report", "name", "run_name")
 NOT_ENVIRONMENT = ("prefect",)  # the orchestrator shapes no result
 IDENTICAL, EXPECTED, WARNING = "identical", "expected", "WARNING"
 CHUNK = 4096  # models whose curves are compared at once
+Clean = Callable[[Any], str]  # makes a value from the data safe to show
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Comparison:
     columns: dict[str, tuple[int, float | None]]  # column -> (models, largest |difference|)
     answers: dict[str, tuple[Any, Any]]  # every answer given, side by side
 
-    def findings(self, clean: Callable[[Any], str] = plain) -> list[tuple[str, str]]:
+    def findings(self, clean: Clean = plain) -> list[tuple[str, str]]:
         """The comparison as (label, text) lines; `clean` makes values from the data safe."""
         prints = self.fingerprints
         data = {"fingerprint": prints} if prints[0] != prints[1] else {}
@@ -79,14 +80,12 @@ class Comparison:
         return "\n".join([heading, "", verdict, "", "| | |", "|---|---|", *rows]) + "\n"
 
 
-def _pairs(
-    found: Mapping[str, tuple], clean: Callable[[Any], str], empty: str = "unchanged"
-) -> str:
+def _pairs(found: Mapping[str, tuple], clean: Clean, empty: str = "unchanged") -> str:
     shown = (f"{clean(k)} {_show(a, clean)} -> {_show(b, clean)}" for k, (a, b) in found.items())
     return "; ".join(shown) or empty
 
 
-def _show(value: Any, clean: Callable[[Any], str] = plain) -> str:
+def _show(value: Any, clean: Clean) -> str:
     if value is None:
         return "not recorded"
     return f"{value:.6g}" if isinstance(value, float) else clean(value)
@@ -200,13 +199,12 @@ def compare_runs(
             changed |= differ
             predictions |= differ if name in PREDICTION_COLUMNS else False
     given, m0, m1 = (answers_before or {}, answers_after or {}), before_manifest, after_manifest
+    parameters = [comparable_parameters(m.get("parameters") or {}) for m in (m0, m1)]
     found: dict[str, Any] = dict(
         before=str(m0.get("run_id", "?")),
         after=str(m1.get("run_id", "?")),
         environment=_differences(_environment(m0, before), _environment(m1, after)),
-        parameters=_differences(
-            *(comparable_parameters(m.get("parameters") or {}) for m in (m0, m1))
-        ),
+        parameters=_differences(*parameters),
         fingerprints=(m0.get("data_fingerprint"), m1.get("data_fingerprint")),
         matched=len(both),
         only_before=int((merged["_merge"] == "left_only").sum()),

@@ -23,11 +23,7 @@ def comparable_runs(
     manifest: Mapping[str, Any],
     same_data: bool = False,
 ) -> list[tuple[Mapping[str, Any], str]]:
-    """Return the earlier complete runs comparable to `manifest`, newest first.
-
-    Comparable: the same parameters (`comparable_parameters`) and, with `same_data`, the same
-    data fingerprint; earlier: started no later (ISO times in UTC sort as text).
-    """
+    """Return earlier complete runs of `manifest`'s parameters (`same_data`: data), newest first."""
     wanted = comparable_parameters(manifest.get("parameters") or {})
     started = str(manifest.get("started_at") or "~")
     fingerprint = manifest.get("data_fingerprint")
@@ -36,12 +32,12 @@ def comparable_runs(
         for record, folder in candidates
         if record.get("status") == "complete"
         and record.get("run_id") != manifest.get("run_id")
-        and str(record.get("started_at") or "") <= started
+        and str(record.get("started_at") or "") <= started  # ISO times in UTC sort as text
         and comparable_parameters(record.get("parameters") or {}) == wanted
         and (not same_data or record.get("data_fingerprint") == fingerprint)
     ]
-    return sorted(found, key=lambda found: (str(found[0].get("started_at") or ""), found[1]),
-                  reverse=True)  # fmt: skip
+    found.sort(key=lambda pair: (str(pair[0].get("started_at") or ""), pair[1]), reverse=True)
+    return found
 
 
 def previous_run(
@@ -50,23 +46,17 @@ def previous_run(
     same_data: bool = False,
 ) -> str | None:
     """Return the folder of the latest earlier complete run comparable to `manifest`, or None."""
-    earlier = comparable_runs(candidates, manifest, same_data)
-    return earlier[0][1] if earlier else None
+    return next((folder for _, folder in comparable_runs(candidates, manifest, same_data)), None)
 
 
 def run_history(run_folder: str, limit: int = HISTORY_RUNS) -> str:
-    """Return the history table of a published run and the `limit - 1` comparable runs before it.
-
-    Each run's models and outcomes come from its part files (the `outcome` column only), its
-    answers from the `answers` file its report wrote (`-` where it has none).
-    """
+    """Return the history table of a published run and the `limit - 1` comparable runs before it."""
     from irismodel.report.build import written_answers  # the report: plots, not needed above
 
     root, name = split(run_folder.rstrip("/"))
     manifests = published_manifests(root)
     candidates = [(record, folder) for folder, record in manifests.items()]
-    manifest = manifests.get(name)
-    if manifest is None:
+    if (manifest := manifests.get(name)) is None:
         raise ValueError(f"run_folder: {run_folder!r} is not a published run")
     entries = []
     for record, folder in [(manifest, name), *comparable_runs(candidates, manifest)][:limit]:
@@ -84,14 +74,11 @@ def history_markdown(
 ) -> str:
     """Return a markdown table of runs, newest first; entries: (`_run.json`, outcomes, answers).
 
-    Of the answers (`answer_summary`'s numbers), each rule's slope shows with its interval in
-    one cell (`-0.0036 [-0.0045, -0.0027]`), then its p-value and accuracy.
+    Answers (`answer_summary`'s): a slope shows with its interval, `-0.0036 [-0.0045, -0.0027]`.
     """
-    names = [
-        name
-        for name in dict.fromkeys(name for *_, answers in entries for name in answers or {})
-        if name not in SHOWN_ELSEWHERE and not name.endswith((" slope low", " slope high"))
-    ]
+    given = dict.fromkeys(name for *_, answers in entries for name in answers or {})
+    bounds = (" slope low", " slope high")  # shown in their slope's cell
+    names = [n for n in given if n not in SHOWN_ELSEWHERE and not n.endswith(bounds)]
     head = ["started (UTC)", "run", "models", "wall", "model-epochs/s", "stalled", "diverged"]
     lines = ["| " + " | ".join([*head, *map(markdown_text, names)]) + " |"]
     lines.append("|---" * (len(head) + len(names)) + "|")

@@ -50,9 +50,8 @@ def binary_metrics(
     clipped = np.clip(probabilities, eps, 1 - eps)
     log_loss = -np.where(targets, np.log(clipped), np.log1p(-clipped)).mean(1)
     log_loss[~scored] = np.nan
-    return dict(
-        zip(METRIC_NAMES, (accuracy, precision, recall, f1, roc_auc, log_loss), strict=True)
-    )
+    metrics = (accuracy, precision, recall, f1, roc_auc, log_loss)
+    return dict(zip(METRIC_NAMES, metrics, strict=True))
 
 
 def _rank_counts(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:

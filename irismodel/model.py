@@ -53,14 +53,11 @@ def _linear_init(
 
 
 def initial_parameters(hidden_dim: int, seed: int, input_dim: int = 4) -> dict[str, torch.Tensor]:
-    """Return the initial weights of `torch.manual_seed(seed); NeuralNet(input_dim, hidden_dim, 1)`.
-
-    Drawn from a private `torch.Generator` (other threads cannot disturb it); as `parameter_shapes`.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    fc1_weight, fc1_bias = _linear_init(input_dim, hidden_dim, generator)
-    fc2_weight, fc2_bias = _linear_init(hidden_dim, 1, generator)
-    return dict(zip(PARAMETER_NAMES, (fc1_weight, fc1_bias, fc2_weight, fc2_bias), strict=True))
+    """Return the initial weights of `manual_seed(seed); NeuralNet(input_dim, hidden_dim, 1)`."""
+    generator = torch.Generator().manual_seed(seed)  # private: other threads cannot disturb it
+    fc1 = _linear_init(input_dim, hidden_dim, generator)
+    fc2 = _linear_init(hidden_dim, 1, generator)
+    return dict(zip(PARAMETER_NAMES, (*fc1, *fc2), strict=True))
 
 
 def seeded_net(hidden_dim: int, seed: int, input_dim: int = 4) -> NeuralNet:
@@ -116,9 +113,8 @@ def _row_at(location: str, key: dict[str, Any]) -> dict[str, Any]:
     columns = ["flow_run_id", *KEY_COLUMNS, *WEIGHT_COLUMNS.values()]
     source = Source(list_result_files(location), fs, strict=True)
     batches = [b for i in range(len(source)) for b in source.batches(i, columns, 1 << 16, keep)]
-    rows = pa.Table.from_batches(
-        batches, pa.schema([source.dataset.schema.field(c) for c in columns])
-    ).to_pylist()
+    schema = pa.schema([source.dataset.schema.field(c) for c in columns])
+    rows = pa.Table.from_batches(batches, schema).to_pylist()
     described = ", ".join(f"{name}={value!r}" for name, value in key.items())
     if not rows:
         raise LookupError(f"load_model: no model {described} in {location!r}")

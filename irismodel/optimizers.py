@@ -43,15 +43,13 @@ class NotebookUpdate:
     def __init__(self, name: str, params: Sequence[torch.Tensor], learning_rate: float) -> None:
         self.name = check_optimizer(name)
         self.params = list(params)
-        self.learning_rate = learning_rate
+        self.learning_rate = lr = learning_rate
         self.optimizer: torch.optim.Optimizer | None = None
         if name in ("sgd", "momentum"):
             momentum = MOMENTUM if name == "momentum" else 0.0
-            self.optimizer = torch.optim.SGD(self.params, lr=learning_rate, momentum=momentum)
+            self.optimizer = torch.optim.SGD(self.params, lr=lr, momentum=momentum)
         elif name == "adam":
-            self.optimizer = torch.optim.Adam(
-                self.params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS
-            )
+            self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
 
     @torch.no_grad()
     def step(self) -> None:
@@ -75,11 +73,10 @@ class FlatUpdate:
         self.params = params
         self.learning_rate = learning_rate
         self.steps = 0
-        # momentum's buffer, Adam's moments, or manual-no-zero-grad's never-reset .grad
+        # momentum's buffer, or manual-no-zero-grad's never-reset .grad
         self.buffer: torch.Tensor | None = None
         if name == "adam":
-            self.exp_avg = torch.zeros_like(params)
-            self.exp_avg_sq = torch.zeros_like(params)
+            self.exp_avg, self.exp_avg_sq = torch.zeros_like(params), torch.zeros_like(params)
             self.denom = torch.empty_like(params)
         elif name == "manual-no-zero-grad":
             self.scaled = torch.empty_like(params)

@@ -72,10 +72,9 @@ def classify(
         level = np.median(safe, axis=1)
         swing = (safe - np.minimum.accumulate(safe, axis=1)).max(axis=1)
         diverged = blown | (safe.min(axis=1) > curves[:, 0])
-        unsettled = ~diverged & (swing > np.maximum(SWING_FLOOR, SWING_SHARE * level))
+        unsettled = swing > np.maximum(SWING_FLOOR, SWING_SHARE * level)
         plateau = level >= baseline
         if train_accuracy is not None and majority_accuracy is not None:
             plateau |= np.asarray(train_accuracy, np.float64) <= majority_accuracy + 1e-12
-        stalled = ~diverged & ~unsettled & plateau
-    labels = np.select([diverged, unsettled, stalled], [DIVERGED, OSCILLATING, STALLED], CONVERGED)
+    labels = np.select([diverged, unsettled, plateau], [DIVERGED, OSCILLATING, STALLED], CONVERGED)
     return labels.astype(object)

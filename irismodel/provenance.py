@@ -52,10 +52,9 @@ def _cpu() -> dict[str, Any]:
 def _fixed() -> dict[str, Any]:
     found: dict[str, Any] = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
+        found[name] = None
+        with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
     found |= _checkout() | _cpu()
     found["machine"], found["cpu_count"] = platform.machine(), os.cpu_count()
     found["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()

@@ -46,18 +46,12 @@ def checked_pairs(
     Check i of k takes the seed and the split i / (k - 1) of the way through each (the first
     and the last included); with k at least the run's seeds, every seed is checked.
     """
-    k, n, m = max(per_configuration, 0), len(seeds), max(len(splits), 1)
-    if k == 0 or n == 0:
-        return set()
-    if k >= n:
-        positions = [(i, i) for i in range(n)]
-    else:
-        step = 1 / (k - 1) if k > 1 else 0.0
-        positions = [(round(i * step * (n - 1)), i) for i in range(k)]
-    split_step = 1 / (len(positions) - 1) if len(positions) > 1 else 0.0
+    n, m = len(seeds), max(len(splits), 1)
+    k = min(max(per_configuration, 0), n)
+    step = 1 / (k - 1) if k > 1 else 0.0
     return {
         (splits.take(p, p + 1)[0] if len(splits) else 0, seeds.take(s, s + 1)[0])
-        for s, p in ((s, round(i * split_step * (m - 1))) for s, i in positions)
+        for s, p in ((round(i * step * (n - 1)), round(i * step * (m - 1))) for i in range(k))
     }
 
 
@@ -74,8 +68,8 @@ def _curve_difference(batched: np.ndarray, reference: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         diff = np.abs(a - b)
     diff[np.isnan(a) & np.isnan(b)] = 0.0
-    diff[np.isnan(diff)] = np.inf  # one NaN, the other not; or inf against inf of other sign
-    return diff.max(axis=1) if diff.shape[1] else np.zeros(len(diff))
+    diff[np.isnan(diff)] = np.inf  # one NaN, the other not; or inf against inf of the same sign
+    return diff.max(axis=1, initial=0.0)
 
 
 def check_against_reference(
@@ -86,10 +80,7 @@ def check_against_reference(
     epochs: int,
     loop: str = "auto",
 ) -> ReferenceCheck:
-    """Retrain `run`'s models whose seed is in `seeds` with the notebook's loop; compare.
-
-    Over the first `epochs` epochs: loss curves, and test predictions against a batched run's.
-    """
+    """Retrain `run`'s models of `seeds` by the notebook's loop; compare losses and predictions."""
     positions = [i for i, seed in enumerate(run.seeds) if seed in seeds]
     epochs = min(epochs, run.epochs)
     k = len(run.seeds)  # none checked yet

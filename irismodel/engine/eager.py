@@ -32,20 +32,17 @@ def train_chunks(
     k, n = len(stacked["fc1.bias"]), len(x)
     if k == 0:
         return torch.empty(0, epochs), stacked
-    curves, finals = [], []
+    rule, trained = (optimizer, learning_rate, epochs, module), []
     with torch.inference_mode():
         # (D+1, N): the data transposed, with a row of ones so that fc1's bias rides in the matmul
         xa_t = torch.cat([x.t(), torch.ones(1, n, device=x.device)])
         for lo in range(0, k, chunk):
             part = {name: t[lo : lo + chunk] for name, t in stacked.items()}
             try:
-                chunk_curves, chunk_params = _train_chunk(
-                    xa_t, y.reshape(1, 1, n), part, optimizer, learning_rate, epochs, module
-                )
+                trained.append(_train_chunk(xa_t, y.reshape(1, 1, n), part, *rule))
             except stop.TrainingInterrupted as stopped:
                 raise stop.counted(stopped, lo, k) from None
-            curves.append(chunk_curves)
-            finals.append(chunk_params)
+        curves, finals = zip(*trained, strict=True)
         parameters = {name: torch.cat([f[name] for f in finals]) for name in PARAMETER_NAMES}
         return torch.cat(curves), parameters
 

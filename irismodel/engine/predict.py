@@ -12,10 +12,7 @@ _ARGUMENTS = (_POINTER, _INT, _INT, *[_POINTER] * 4, _INT, _INT, _POINTER)  # x,
 
 
 def predict_proba(parameters: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Return P(positive) for every model in `parameters` (K stacked) and row of x: (K, N).
-
-    In float64: by the compiled module where it sums as numpy's einsum does here, else by einsum.
-    """
+    """Return P(positive) in float64 for every model in `parameters` (K) and row of x: (K, N)."""
     w1, b1 = parameters["fc1.weight"], parameters["fc1.bias"]  # (K, H, D), (K, H)
     w2, b2 = parameters["fc2.weight"][:, 0, :], parameters["fc2.bias"][:, 0]  # (K, H), (K,)
     arrays = [np.ascontiguousarray(a, np.float64) for a in (x, w1, b1, w2, b2)]

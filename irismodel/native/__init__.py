@@ -7,7 +7,6 @@ the compiler flags: an edited source or an upgraded torch is simply "not built" 
 import ctypes
 import functools
 import hashlib
-import importlib.machinery
 import importlib.util
 import logging
 import os
@@ -31,7 +30,6 @@ BUILD_COMMAND = "python -m irismodel.native build"
 BUILD_ENV = "IRISMODEL_NATIVE_BUILD"  # "0" turns building on first use off
 _BUILD_ON = ("1", "true", "yes", "on")
 _BUILD_OFF = ("0", "false", "no", "off")
-_LIBRARY_SUFFIX = ".pyd" if sys.platform == "win32" else ".so"  # what cpp_extension writes
 
 logger = logging.getLogger(__name__)
 _loaded: ModuleType | None = None
@@ -71,7 +69,7 @@ def build_directory() -> Path:
 
 def library_path() -> Path:
     """Return the path of the compiled module for this source, torch and Python."""
-    return build_directory() / f"{module_name()}{_LIBRARY_SUFFIX}"
+    return build_directory() / f"{module_name()}.so"
 
 
 def is_built() -> bool:
@@ -85,10 +83,8 @@ def build_on_first_use() -> bool:
     Unset, empty, 1, true, yes, on: yes; 0, false, no, off: no (any case); else ValueError.
     """
     value = os.environ.get(BUILD_ENV, "").strip().lower()
-    if value in ("", *_BUILD_ON):
-        return True
-    if value in _BUILD_OFF:
-        return False
+    if value in ("", *_BUILD_ON, *_BUILD_OFF):
+        return value not in _BUILD_OFF
     raise ValueError(
         f"{BUILD_ENV} must be one of {', '.join(_BUILD_ON + _BUILD_OFF)}, or unset, "
         f"got {os.environ[BUILD_ENV]!r}"
@@ -112,12 +108,9 @@ def load() -> ModuleType | None:
         if _loaded is not None or not (path := library_path()).is_file():  # cheap once loaded
             return _loaded
         try:
-            loader = importlib.machinery.ExtensionFileLoader(module_name(), str(path))
-            spec = importlib.util.spec_from_file_location(module_name(), path, loader=loader)
-            if spec is None:
-                raise ImportError(f"no import spec for {path}")
-            module = importlib.util.module_from_spec(spec)
-            loader.exec_module(module)
+            spec = importlib.util.spec_from_file_location(module_name(), path)  # .so: an extension
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
         except Exception as error:  # a broken build must never break a sweep: eager still works
             _load_error = f"{type(error).__name__}: {error}"
             logger.debug("native module failed to load; using the eager loop", exc_info=True)

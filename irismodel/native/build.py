@@ -5,6 +5,7 @@ then all load that one result; the library is renamed into place, never loaded h
 """
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -36,13 +37,12 @@ def load_or_build() -> ModuleType | None:
     global _build_failure, _opt_out_logged
     if (module := native.load()) is not None:
         return module
-    if not native.build_on_first_use():
-        with _build_lock:
+    with _build_lock:
+        if not native.build_on_first_use():
             if not _opt_out_logged:
                 _opt_out_logged = True
                 _say_eager(logger.info)
-        return None
-    with _build_lock:
+            return None
         if _build_failure is not None:  # tried and failed, maybe by another thread meanwhile
             return None
         try:
@@ -92,9 +92,8 @@ def _build_and_load(verbose: bool) -> ModuleType:
 
 def ninja_directory() -> Path | None:
     """Return the folder of the ninja pip installed for this Python (venv activated or not)."""
-    executable = "ninja.exe" if sys.platform == "win32" else "ninja"
     for folder in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
-        if os.access(Path(folder) / executable, os.X_OK):
+        if os.access(Path(folder) / "ninja", os.X_OK):
             return Path(folder)
     return None
 
@@ -102,11 +101,6 @@ def ninja_directory() -> Path | None:
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive `flock` of `path` (created if missing); the kernel drops it if we die."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: processes are not serialized, only threads
-        yield
-        return
     with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -162,15 +156,14 @@ def unavailable_reason() -> str | None:
 
 def how_to_fix() -> str:
     """Say how to get the compiled loops, for the reason `unavailable_reason()` gives."""
+    command = native.BUILD_COMMAND
     if _build_failure is not None:
         return _build_failure[1]
     if native.is_built():
-        return f"build them again with `{native.BUILD_COMMAND} --verbose`"
+        return f"build them again with `{command} --verbose`"
     if native.opted_out():
-        return (
-            f"unset {native.BUILD_ENV} to build them on first use, or run `{native.BUILD_COMMAND}`"
-        )
-    return f"they are built on first use, or now by `{native.BUILD_COMMAND}`"
+        return f"unset {native.BUILD_ENV} to build them on first use, or run `{command}`"
+    return f"they are built on first use, or now by `{command}`"
 
 
 def _summary(error: BaseException) -> str:

@@ -1,5 +1,7 @@
 """A run compared with an earlier one: the manifest's comparisons in words, and any two runs."""
 
+from __future__ import annotations  # irismodel.compare imports this package: annotations wait
+
 from collections.abc import Mapping
 from typing import Any
 

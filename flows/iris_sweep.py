@@ -2,10 +2,10 @@
 
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import unmapped
 from prefect.runtime import flow_run
 
-from flows.runners import task_runner_from_env, wait_for_shards
+from flows.runners import sweep_flow, task_runner_from_env, wait_for_shards
 from irismodel.parameters import sweep_parameters
 from irismodel.preflight import run_label
 from irismodel.store import plan_shards
@@ -16,7 +16,7 @@ from tasks.results import SweepFailed, failure_message, publish_results
 from tasks.train import train_shard
 
 
-@flow(
+@sweep_flow(
     name="iris-sweep",
     flow_run_name=lambda: run_label(flow_run.parameters),  # h8-14_sgd+manual_s30_e1000, not random
     task_runner=task_runner_from_env(),

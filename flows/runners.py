@@ -1,4 +1,4 @@
-"""The flow's task runner (Dask when IRIS_SWEEP_DASK_ADDRESS is set, else threads) and its wait."""
+"""How the flow runs: its Flow class, its task runner (Dask or threads) and its wait on shards."""
 
 import contextlib
 import math
@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from prefect import Flow, settings
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, as_completed
 from prefect.states import Completed, Failed, State
@@ -19,6 +20,33 @@ from tasks.api import bounded
 DASK_ADDRESS_VARIABLE = "IRIS_SWEEP_DASK_ADDRESS"
 NO_WORKER_VARIABLE = "IRIS_SWEEP_DASK_NO_WORKER_TIMEOUT"
 NO_WORKER_DEFAULT_SECONDS = 60.0
+
+
+class SweepFlow(Flow):
+    """A flow whose runs called from Python or the command line send heartbeats only if asked.
+
+    Prefect 3 gives every flow run a heartbeat thread (each 180 s by default) whose stop waits
+    for its next one-second tick, so each run ended up to a second late. Only a deployment's
+    runs are watched for silence (`python -m cli.notify`), and they neither start here (the
+    worker runs them without this call) nor lose theirs: prefect.yaml sets their frequency. A
+    frequency set anywhere (environment, profile, `temporary_settings`) is kept.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if "heartbeat_frequency" in settings.get_current_settings().flows.model_fields_set:
+            return super().__call__(*args, **kwargs)
+        with settings.temporary_settings({settings.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return super().__call__(*args, **kwargs)
+
+    def with_options(self, **options: Any) -> "SweepFlow":
+        copy = super().with_options(**options)
+        copy.__class__ = SweepFlow  # Prefect's copy is a plain Flow; this one keeps the rule
+        return copy
+
+
+def sweep_flow(**options: Any) -> Callable[[Callable[..., Any]], SweepFlow]:
+    """Like `prefect.flow(**options)`, making a `SweepFlow`."""
+    return lambda function: SweepFlow(function, **options)
 
 
 class ClusterLost(RuntimeError):

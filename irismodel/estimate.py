@@ -23,9 +23,11 @@ REPORT_SECONDS = 2.0  # plots and bootstrap intervals ...
 REPORT_MODEL_SECONDS = 2.5e-5  # ... then a pass over every row
 SERVER_SECONDS = 8.0  # Prefect's temporary server, without PREFECT_API_URL (4-12 s when busy)
 COMPILE_SECONDS = 30.0  # the one-time build of the compiled loops (~26-30 s here)
-# Parquet bytes (measured): float32 curves and weights (6 a hidden unit, 1 more a model) barely
-# compress, the other columns of a row take ~50 bytes, a part file's footer and schema ~16 KB.
-BYTES_PER_VALUE = 3.6
+# Parquet bytes (measured): a curve's float32 values byte-split and compressed, the weights (6
+# a hidden unit, 1 more a model) barely compress, the other columns of a row take ~50 bytes, a
+# part file's footer and schema ~16 KB.
+BYTES_PER_VALUE = 2.5
+BYTES_PER_WEIGHT = 3.6
 BYTES_PER_ROW = 60
 BYTES_PER_PART = 16 << 10
 BASE_BYTES = 600 << 20  # a worker besides its shards: torch, pyarrow, sklearn, Prefect
@@ -119,8 +121,8 @@ def estimate(
     largest = max(config.hidden_dims)
     shard_seeds = min(config.seeds_per_shard, len(config.seeds))
     shard = shard_seeds * (config.epochs * COPIES_PER_SHARD + largest * per_unit) * 4
-    disk = seeds * ((config.epochs + 1) * BYTES_PER_VALUE + BYTES_PER_ROW)
-    disk += unit_epochs / max(config.epochs, 1) * WEIGHTS_PER_UNIT * BYTES_PER_VALUE
+    disk = seeds * (config.epochs * BYTES_PER_VALUE + BYTES_PER_WEIGHT + BYTES_PER_ROW)
+    disk += unit_epochs / max(config.epochs, 1) * WEIGHTS_PER_UNIT * BYTES_PER_WEIGHT
     disk += len(shards) * BYTES_PER_PART
     return Estimate(
         models=seeds,

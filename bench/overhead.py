@@ -14,14 +14,18 @@ threads that ran them; a reference check's own training counts as the check): in
 training, evaluation (predictions, metrics, outcomes), reference check, rows (the Arrow table
 and its metadata), write (the Parquet part, written and synced). "other" is what the wall time,
 times the threads that ran shards, leaves: opening and publishing the run, splits, Prefect's
-task runs and API calls, and threads waiting for work. The engine's own rate (`train_batched`
+task runs and API calls, and threads waiting for work. "server" is apart: the CPU seconds the
+Prefect server (a process beside the flow, on the same cores) spent during the flow's sweep, per
+model. The engine's own rate (`train_batched`
 alone, one call per configuration) is measured on the same threads, for the ratios the
 pipeline is judged by, printed at the end:
 
 - one thread, 20k models: the 10-epoch library sweep's wall time over the 1000-epoch one's;
 - 100k models at 10 epochs through the flow: seconds;
 - 1 -> 2 threads at 100k models: the speed-up of the whole pipeline (flow);
-- 1000 epochs at 100k models: the pipeline's model-epochs per second over the engine's.
+- 1000 epochs at 100k models: the pipeline's model-epochs per second over the engine's; and the
+  same had the server's CPU seconds been spent on other cores (the wall time less the server's
+  seconds over the threads: an estimate, as for a server on another machine).
 
     python bench/overhead.py              # the full grid (10k, 20k, 100k models): a quiet machine
     python bench/overhead.py --quick      # 1k, 2k and 5k models: that it works (~7 min on 2 cores)
@@ -110,6 +114,30 @@ class StepTimers:
         return timed
 
 
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of process `pid` and every process below it, from /proc."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it ended meanwhile
+    return total
+
+
+def _server_pid() -> int:
+    """The pid of this process's one child still running: the temporary Prefect server."""
+    tasks = Path("/proc/self/task").iterdir()
+    children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+    if len(children) != 1:
+        raise RuntimeError(f"expected the server as the one child process, found {children}")
+    return children[0]
+
+
 def _config(seeds: int, epochs: int, out: str) -> dict[str, Any]:
     return {
         "hidden_dims": HIDDEN_DIMS,
@@ -149,10 +177,13 @@ def measure_one(path: str, seeds: int, epochs: int, threads: int) -> dict[str, A
 
         warm_up = {**_config(2, 2, f"{out}/warm-up"), "hidden_dims": "8", "optimizers": ["sgd"]}
         sweep(warm_up)
+        server = int(os.environ.get("IRIS_SWEEP_BENCH_SERVER_PID", "0"))
         timers.install()
+        server_before = process_tree_cpu_seconds(server) if server else 0.0
         start = time.perf_counter()
         sweep(_config(seeds, epochs, f"{out}/sweep"))
         wall = time.perf_counter() - start
+        server_cpu = process_tree_cpu_seconds(server) - server_before if server else 0.0
     models = seeds * CONFIGURATIONS
     steps = {step: timers.seconds.get(step, 0.0) for step in STEPS}
     parallel = threads if path == "flow" else 1  # Python threads that ran shards
@@ -167,6 +198,8 @@ def measure_one(path: str, seeds: int, epochs: int, threads: int) -> dict[str, A
         "model_epochs_per_s": models * epochs / wall,
         "step_seconds": steps,
         "step_us_per_model": {step: s / models * 1e6 for step, s in steps.items()},
+        "server_cpu_s": server_cpu,
+        "server_us_per_model": server_cpu / models * 1e6,
         "unmeasured": timers.unmeasured,
     }
 
@@ -246,7 +279,16 @@ def ratios(rows: list[dict[str, Any]], grid: dict[str, Any]) -> dict[str, Any]:
         f"flow_{large}_models_{high}_epochs_rate_over_engine": divide(
             flow_rate and flow_rate["model_epochs_per_s"], engine and engine["model_epochs_per_s"]
         ),
+        f"flow_{large}_models_{high}_epochs_rate_over_engine_server_elsewhere": divide(
+            flow_rate and large * high / _server_elsewhere(flow_rate),
+            engine and engine["model_epochs_per_s"],
+        ),
     }
+
+
+def _server_elsewhere(row: dict[str, Any]) -> float:
+    """A flow's wall time had the server's CPU seconds been spent on other cores (an estimate)."""
+    return row["wall_s"] - row.get("server_cpu_s", 0.0) / row["threads"]
 
 
 _SHORT = {"initial weights": "init", "reference check": "check", "evaluation": "eval"}
@@ -254,7 +296,8 @@ _SHORT = {"initial weights": "init", "reference check": "check", "evaluation": "
 
 def _header() -> str:
     line = f"{'path':>7} {'models':>7} {'epochs':>6} {'thr':>3} {'wall s':>7} {'us/model':>8} "
-    return line + " ".join(f"{_SHORT.get(s, s):>8}" for s in [*STEPS, "other"]) + "  (us a model)"
+    steps = " ".join(f"{_SHORT.get(s, s):>8}" for s in [*STEPS, "other", "server"])
+    return line + steps + "  (us a model)"
 
 
 def _row_line(row: dict[str, Any]) -> str:
@@ -262,7 +305,8 @@ def _row_line(row: dict[str, Any]) -> str:
     line += f"{row['wall_s']:>7.2f} {row['wall_s'] / row['models'] * 1e6:>8.1f} "
     if "step_us_per_model" not in row:  # the engine alone
         return line + f"{row['model_epochs_per_s']:,.0f} model-epochs/s"
-    return line + " ".join(f"{row['step_us_per_model'][s]:>8.1f}" for s in [*STEPS, "other"])
+    line += " ".join(f"{row['step_us_per_model'][s]:>8.1f}" for s in [*STEPS, "other"])
+    return line + f" {row['server_us_per_model']:>8.1f}"
 
 
 def main() -> int:
@@ -307,6 +351,7 @@ def main() -> int:
     home = tempfile.TemporaryDirectory(prefix="iris-sweep-overhead-home-")
     with home, temporary_server(home=Path(home.name)) as api_url:
         env.update(PREFECT_API_URL=api_url, PREFECT_HOME=home.name)
+        env["IRIS_SWEEP_BENCH_SERVER_PID"] = str(_server_pid())
         print(_header())
         for job in jobs:
             row = _child([str(part) for part in job], env)

@@ -8,7 +8,7 @@ from prefect.runtime import flow_run
 from flows.runners import sweep_flow, task_runner_from_env, wait_for_shards
 from irismodel.parameters import sweep_parameters
 from irismodel.preflight import run_label
-from irismodel.store import plan_shards
+from irismodel.store import most_work_first, plan_shards
 from tasks.events import announce_published
 from tasks.prepare import check_run, open_sweep_run
 from tasks.report import Progress, publish_report
@@ -41,7 +41,7 @@ def iris_sweep(**parameters: Any) -> str:
         path = context.place.published
     else:
         progress = Progress(len(shards), len(finished))
-        to_train = [shard for shard in shards if shard.name not in finished]
+        to_train = most_work_first([shard for shard in shards if shard.name not in finished])
         train = train_shard.with_options(task_run_name="train-{shard.name}")
         futures = train.map(unmapped(splits), to_train, unmapped(context))
         failed, stopped = wait_for_shards(futures, [s.name for s in to_train], progress.advance)

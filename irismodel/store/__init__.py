@@ -12,7 +12,7 @@ from .runs import (
     publish_run,
     resumed_config,
 )
-from .shards import Shard, plan_shards
+from .shards import Shard, most_work_first, plan_shards
 
 __all__ = [
     "OpenedRun",
@@ -26,6 +26,7 @@ __all__ = [
     "finished_before",
     "list_result_files",
     "open_run",
+    "most_work_first",
     "plan_shards",
     "publish_run",
     "read_results",

@@ -68,6 +68,16 @@ def plan_shards(config: SweepConfig) -> list[Shard]:
     ]
 
 
+def most_work_first(shards: list[Shard]) -> list[Shard]:
+    """Return `shards` in the order to start them: the most work (seeds x hidden units) first.
+
+    Side by side on a pool of workers, the short shards then come last and the workers finish
+    nearly together, rather than one training a large shard alone at the end. Ties keep the plan's
+    order; rows do not depend on the order.
+    """
+    return sorted(shards, key=lambda shard: len(shard) * shard.hidden_dim, reverse=True)
+
+
 def _all_equal(column: pa.ChunkedArray | pa.Array, value: Any) -> bool:
     return len(column) == 0 or bool(pc.all(pc.equal(column, value)).as_py())
 

@@ -151,10 +151,17 @@ def write_parquet(table: pa.Table, stream: Any) -> None:
 
     BYTE_STREAM_SPLIT puts each float's bytes in four streams, so zstd finds the exponents'
     regularity: curves take about 28% fewer bytes, written about 18% faster, than dictionary.
+    The float lists carry no min/max statistics (no reader filters on a curve's smallest value;
+    computing them was a tenth of the write); every other column keeps its statistics.
     """
     floats = [f.name for f in table.schema if f.type == pa.list_(pa.float32())]
-    dictionary = [name for name in table.column_names if name not in floats]
+    scalars = [name for name in table.column_names if name not in floats]
     split = {f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in floats}
     pq.write_table(
-        table, stream, compression="zstd", use_dictionary=dictionary, column_encoding=split
+        table,
+        stream,
+        compression="zstd",
+        use_dictionary=scalars,
+        column_encoding=split,
+        write_statistics=scalars,
     )

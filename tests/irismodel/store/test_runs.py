@@ -16,6 +16,7 @@ from irismodel.parameters import SweepConfig
 from irismodel.store import (
     RunError,
     RunFolder,
+    most_work_first,
     open_run,
     plan_shards,
     publish_run,
@@ -41,6 +42,17 @@ def test_the_plan_cuts_seeds_into_named_shards(tmp_path):
     two = plan_shards(config(tmp_path, split_seeds="0,2", hidden_dims=[8], optimizers=["sgd"]))
     assert [s.name for s in two] == ["s0-h8-sgd-0000", "s2-h8-sgd-0000"]
     assert two[1].file_name == "s2-h8-sgd-0000.parquet" and two[1].split_seed == 2
+
+
+def test_shards_start_with_the_most_work(tmp_path):
+    """The flow starts the shards with the most seeds x hidden units first, so the short ones come
+    last and a pool's workers finish together; equal work keeps the plan's order."""
+    plan = plan_shards(config(tmp_path, shard_size=3, hidden_dims="8,12"))
+    ordered = most_work_first(plan)
+    assert sorted(ordered, key=plan.index) == plan
+    work = [len(s) * s.hidden_dim for s in ordered]
+    assert work == sorted(work, reverse=True) and work[0] == 3 * 12 and work[-1] == 1 * 8
+    assert [s.name for s in ordered[:2]] == ["h12-sgd-0000", "h12-sgd-0001"]
 
 
 def test_a_run_folder_resolves_once_and_travels(tmp_path):

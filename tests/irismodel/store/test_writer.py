@@ -213,8 +213,8 @@ def test_sigkill_during_writing_never_publishes_a_broken_file(tmp_path):
 
 
 def test_float_lists_are_byte_split_and_read_back_exactly(tmp_path):
-    """Curves and weights are written BYTE_STREAM_SPLIT (no dictionary), every other column as
-    before, and pyarrow and DuckDB read the float lists back value for value."""
+    """Curves and weights are written BYTE_STREAM_SPLIT (no dictionary, no statistics), every
+    other column as before, and pyarrow and DuckDB read the float lists back value for value."""
     table = synthetic_table("run-1", rows=6, epochs=50)
     path = tmp_path / "part.parquet"
     with open(path, "wb") as stream:
@@ -226,6 +226,8 @@ def test_float_lists_are_byte_split_and_read_back_exactly(tmp_path):
     floats = {f.name for f in table.schema if str(f.type) == "list<item: float>"}
     assert "loss_curve" in floats and split == {f"{name}.list.element" for name in floats}
     assert not any("DICTIONARY" in e for name in split for e in encodings[name])
+    with_statistics = {c.path_in_schema for c in columns if c.is_stats_set}
+    assert with_statistics == set(encodings) - split  # every scalar column, no float list
     curves = table.column("loss_curve").to_pylist()
     assert pq.read_table(path).column("loss_curve").to_pylist() == curves
     read = duckdb.sql(f"SELECT loss_curve FROM '{path}' ORDER BY seed").fetchall()

@@ -1,7 +1,8 @@
 """Scale benchmark: sweeps of 10k, 100k (and 1M) models through the command line, server warm.
 
 For each size, `iris-sweep --hidden-dims 8..14 --optimizers sgd manual-no-zero-grad --seeds 0..N
---no-report` runs against an already started `prefect server start` (its own PREFECT_HOME) into
+--split-seeds 0 --no-report` (one data split: N seeds x 14 configurations are the size's models)
+runs against an already started `prefect server start` (its own PREFECT_HOME) into
 a fresh folder; the report of the published run is then made on its own. Measured per size:
 wall seconds of the whole command, model-epochs per second end to end, the peak of the summed
 RSS of the command's process tree (sampled from /proc every 0.2 s), the bytes written, and the
@@ -24,6 +25,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -138,7 +141,8 @@ def main() -> int:
             out = work / size
             command = [
                 str(bin_dir / "iris-sweep"), "--hidden-dims", HIDDEN, "--optimizers", *OPTIMIZERS,
-                "--seeds", f"0..{seeds - 1}", "--epochs", str(EPOCHS), "--output-dir", str(out),
+                "--seeds", f"0..{seeds - 1}", "--split-seeds", "0", "--epochs", str(EPOCHS),
+                "--output-dir", str(out),
                 "--no-report",  # the sweep alone; its report is measured on its own below
             ]  # fmt: skip
             wall, peak, code = _run_measured(command, env, work / f"{size}.log")
@@ -150,7 +154,8 @@ def main() -> int:
             report_wall, report_peak, report_code = _run_measured(
                 report, env, work / f"{size}-report.log"
             )
-            models = seeds * 7 * len(OPTIMIZERS)
+            parts = sorted(run.glob("*.parquet"))
+            models = sum(pq.ParquetFile(part).metadata.num_rows for part in parts)  # as written
             row = {
                 "size": size,
                 "models": models,
@@ -160,7 +165,7 @@ def main() -> int:
                 "share_of_engine": round(models * EPOCHS / wall / engine["model_epochs_per_s"], 3),
                 "peak_rss_mib": round(peak / 2**20),
                 "bytes_written": _bytes_in(out),
-                "parts": len(list(run.glob("*.parquet"))),
+                "parts": len(parts),
                 "report_wall_s": round(report_wall, 1),
                 "report_peak_rss_mib": round(report_peak / 2**20),
                 "report_ok": report_code == 0,

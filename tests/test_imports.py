@@ -1,5 +1,6 @@
 """The project's import graph: every module imports first, and the library without Prefect."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,10 +38,11 @@ def _modules(*packages: str) -> list[str]:
     return names
 
 
-def _run(code: str, *arguments: str) -> str:
+def _run(code: str, *arguments: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [sys.executable, "-c", code, *arguments],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -71,3 +73,15 @@ def test_the_library_never_imports_prefect() -> None:
         "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('prefect')}))"
     )
     assert _run(code) == "[]"
+
+
+@pytest.mark.subprocess
+def test_the_library_picks_arrows_system_allocator_unless_one_is_chosen() -> None:
+    """Importing irismodel first selects Arrow's system pool; a pool chosen before is kept."""
+    pool = "import pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    arrows_own = _run(pool, env=env)  # this pyarrow build's default, without the library
+    assert _run(f"import irismodel; {pool}", env=env) == "system"
+    assert _run(f"import pyarrow, irismodel; {pool}", env=env) == arrows_own  # too late: kept
+    chosen = {**env, "ARROW_DEFAULT_MEMORY_POOL": arrows_own}
+    assert _run(f"import irismodel; {pool}", env=chosen) == arrows_own

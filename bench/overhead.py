@@ -25,12 +25,16 @@ pipeline is judged by, printed at the end:
 - 1 -> 2 threads at 100k models: the speed-up of the whole pipeline (flow);
 - 1000 epochs at 100k models: the pipeline's model-epochs per second over the engine's; and the
   same had the server's CPU seconds been spent on other cores (the wall time less the server's
-  seconds over the threads: an estimate, as for a server on another machine).
+  seconds over the threads: an estimate, as for a server on another machine; measured instead
+  with `--server-cores`, on a machine with cores to spare).
 
     python bench/overhead.py              # the full grid (10k, 20k, 100k models): a quiet machine
     python bench/overhead.py --quick      # 1k, 2k and 5k models: that it works (~7 min on 2 cores)
     python bench/overhead.py --threads 1 2 4 8 16   # on a big machine, unattended: each step's
                                                     # cost per model as the threads grow
+    python bench/overhead.py --server-cores 2       # the server on the last 2 cores, every
+                                                    # sweep on the others: the "elsewhere" ratio
+                                                    # measured rather than estimated
 """
 
 import argparse
@@ -136,6 +140,26 @@ def _server_pid() -> int:
     if len(children) != 1:
         raise RuntimeError(f"expected the server as the one child process, found {children}")
     return children[0]
+
+
+def pin_server(server: int, cores: int) -> tuple[list[int], list[int]]:
+    """Pin the server's processes to the last `cores` cores and this process to the others.
+
+    Every thread of the server's process tree is pinned (threads it starts later inherit it);
+    the sweeps, started from this process afterwards, inherit the rest. Returns both sets.
+    """
+    available = sorted(os.sched_getaffinity(0))
+    if not 0 < cores < len(available):
+        raise SystemExit(f"--server-cores: {cores} leaves no core for the sweeps of {available}")
+    mine, theirs = available[:-cores], available[-cores:]
+    pending = [server]
+    while pending:
+        current = pending.pop()
+        for task in Path(f"/proc/{current}/task").iterdir():
+            os.sched_setaffinity(int(task.name), theirs)
+            pending += [int(c) for c in (task / "children").read_text().split()]
+    os.sched_setaffinity(0, mine)
+    return mine, theirs
 
 
 def _config(seeds: int, epochs: int, out: str) -> dict[str, Any]:
@@ -287,7 +311,13 @@ def ratios(rows: list[dict[str, Any]], grid: dict[str, Any]) -> dict[str, Any]:
 
 
 def _server_elsewhere(row: dict[str, Any]) -> float:
-    """A flow's wall time had the server's CPU seconds been spent on other cores (an estimate)."""
+    """A flow's wall time had the server's CPU seconds been spent on other cores.
+
+    Measured where the server was pinned to cores of its own (`--server-cores`); else an
+    estimate: the wall time less the server's CPU seconds over the threads.
+    """
+    if row.get("server_pinned_elsewhere"):
+        return row["wall_s"]
     return row["wall_s"] - row.get("server_cpu_s", 0.0) / row["threads"]
 
 
@@ -319,6 +349,12 @@ def main() -> int:
         nargs="+",
         help="thread counts to measure (default 1 2); on a big machine e.g. 1 2 4 8 16",
     )
+    parser.add_argument(
+        "--server-cores",
+        type=int,
+        default=0,
+        help="pin the Prefect server to this many of the last cores, the sweeps to the others",
+    )
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # path seeds epochs threads
     args = parser.parse_args()
     if args.one:
@@ -348,14 +384,19 @@ def main() -> int:
                     if name == sizes[-2][0] and threads > 1:
                         continue
                     jobs.append((path, seeds, epochs, threads))
+    cores: dict[str, list[int]] = {"sweeps": sorted(os.sched_getaffinity(0)), "server": []}
     home = tempfile.TemporaryDirectory(prefix="iris-sweep-overhead-home-")
     with home, temporary_server(home=Path(home.name)) as api_url:
         env.update(PREFECT_API_URL=api_url, PREFECT_HOME=home.name)
-        env["IRIS_SWEEP_BENCH_SERVER_PID"] = str(_server_pid())
+        server = _server_pid()
+        env["IRIS_SWEEP_BENCH_SERVER_PID"] = str(server)
+        if args.server_cores:
+            cores["sweeps"], cores["server"] = pin_server(server, args.server_cores)
         print(_header())
         for job in jobs:
             row = _child([str(part) for part in job], env)
             row["load_average_1_min_after"] = os.getloadavg()[0]
+            row["server_pinned_elsewhere"] = bool(args.server_cores)
             rows.append(row)
             print(_row_line(row), flush=True)
     figures = ratios(rows, grid)
@@ -372,6 +413,7 @@ def main() -> int:
             "python": platform.python_version(),
             "load_average_1_5_15_min_before": load_before,
             "load_average_1_5_15_min_after": os.getloadavg(),  # other work on the machine
+            "cores": cores,  # the sweeps' and, with --server-cores, the server's alone
         },
         "rows": rows,
         "ratios": figures,

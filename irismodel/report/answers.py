@@ -17,6 +17,7 @@ from .statistics import (
     Interval,
     block_matrix,
     crossed_interval,
+    crossed_intervals,
     fall_test,
     rate_interval,
     seed_slopes,
@@ -100,17 +101,32 @@ def _question1(scan: Scan, rows: pd.DataFrame) -> dict[str, Any]:
     return numbers
 
 
-def blocks_of(rows: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable]:
-    """(hidden_dims, matrix blocks x hidden_dims, per-block values -> splits x seeds matrix).
+class Blocks:
+    """The (split, seed) blocks of `rows` and their hidden_dims, found once for many values."""
 
-    Blocks are (split, seed) pairs with a finite value at every hidden_dim.
-    """
-    split_of, seed_of = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
-    codes = pd.factorize(pd.MultiIndex.from_arrays([split_of, seed_of]))[0]
-    _, dims, matrix = block_matrix(codes, rows["hidden_dim"].to_numpy(), values)
-    full = np.isfinite(matrix).all(axis=1)
-    where = np.unique(codes, return_index=True)[1][full]  # each block's first row
-    return dims, matrix[full], lambda block: block_matrix(split_of[where], seed_of[where], block)[2]
+    def __init__(self, rows: pd.DataFrame) -> None:
+        self.split_of, self.seed_of = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
+        codes = pd.factorize(pd.MultiIndex.from_arrays([self.split_of, self.seed_of]))[0]
+        ids, self.first, block_at = np.unique(codes, return_index=True, return_inverse=True)
+        self.dims, dim_at = np.unique(rows["hidden_dim"].to_numpy(), return_inverse=True)
+        self.shape, self.at = (len(ids), len(self.dims)), (block_at, dim_at)
+
+    def of(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable]:
+        """(hidden_dims, matrix blocks x hidden_dims, per-block values -> splits x seeds matrix).
+
+        Blocks are (split, seed) pairs with a finite value at every hidden_dim.
+        """
+        matrix = np.full(self.shape, math.nan)
+        matrix[self.at] = values
+        full = np.isfinite(matrix).all(axis=1)
+        where = self.first[full]  # each full block's first row
+        splits, seeds = self.split_of[where], self.seed_of[where]
+        return self.dims, matrix[full], lambda block: block_matrix(splits, seeds, block)[2]
+
+
+def blocks_of(rows: pd.DataFrame, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, Callable]:
+    """`Blocks(rows).of(values)`: the blocks of one set of values."""
+    return Blocks(rows).of(values)
 
 
 def trend(rows: pd.DataFrame, values: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
@@ -159,12 +175,22 @@ def _question2(rows: pd.DataFrame, epoch: int) -> list[dict[str, Any]]:
     return results
 
 
-def _slope(rows: pd.DataFrame, values: np.ndarray) -> dict[str, Any]:
-    """The mean per-(split, seed) slope of `values` on hidden_dim, its interval, its blocks."""
-    dims, matrix, cells = blocks_of(rows, values.astype(np.float64))
-    complete = len(dims) > 1 and len(matrix)
-    found = crossed_interval(cells(seed_slopes(matrix, dims)) if complete else np.empty((0, 0)))
-    return {"n_blocks": len(matrix), "mean": found.mean, "low": found.low, "high": found.high}
+def _slopes(rows: pd.DataFrame, columns: np.ndarray) -> list[dict[str, Any]]:
+    """Per column of `columns` (models x k): the mean per-block slope on hidden_dim, and more.
+
+    Each is the mean per-(split, seed) slope of the column's values on hidden_dim, its interval
+    and its blocks; the blocks are found, and the resamples drawn, once for all the columns.
+    """
+    blocks, counts, cells = Blocks(rows), [], []
+    for values in columns.T:
+        dims, matrix, cells_of = blocks.of(values.astype(np.float64))
+        complete = len(dims) > 1 and len(matrix)
+        counts.append(len(matrix))
+        cells.append(cells_of(seed_slopes(matrix, dims)) if complete else np.empty((0, 0)))
+    return [
+        {"n_blocks": n, "mean": found.mean, "low": found.low, "high": found.high}
+        for n, found in zip(counts, crossed_intervals(cells), strict=True)
+    ]
 
 
 def _first_beating(rows: pd.DataFrame, first_below: np.ndarray) -> dict[str, Any]:
@@ -197,7 +223,7 @@ def _secondary(scan: Scan, rows: pd.DataFrame, question1: dict[str, Any]) -> dic
                            "n_splits": question1["n_splits"], "rules": []}  # fmt: skip
     for name, label, mine in rules_of(rows):
         subset, loss = rows[mine], per_model.loss[positions[mine]]
-        by_epoch = [_slope(subset, loss[:, j]) for j in np.flatnonzero(kept)]
+        by_epoch = _slopes(subset, loss[:, kept])
         curve = {key: [s[key] for s in by_epoch] for key in ("mean", "low", "high", "n_blocks")}
         out["rules"].append({
             "optimizer": name, "label": label,

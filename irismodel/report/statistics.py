@@ -1,6 +1,7 @@
 """The report's statistics: bootstrap intervals over seeds and splits, Wilson rates, trend tests."""
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,24 +88,68 @@ def crossed_interval(
     Splits and seeds are drawn with replacement, each seed whole across splits (seeds are
     crossed with splits); NaN cells are skipped; the interval is clipped to `bounds`.
     """
-    matrix = np.atleast_2d(np.asarray(matrix, np.float64))
-    finite = np.isfinite(matrix)
-    keep_rows, keep_cols = finite.any(axis=1), finite.any(axis=0)
-    matrix, finite = matrix[keep_rows][:, keep_cols], finite[keep_rows][:, keep_cols]
-    m, n = matrix.shape
-    values = matrix[finite]
-    if values.size == 0:
-        return Interval(0, math.nan, math.nan, math.nan, math.nan, "no seeds")
-    mean, median = float(values.mean()), float(np.median(values))
-    centre = mean if statistic == "mean" else median
-    if n == 1 and m == 1:
-        return Interval(1, mean, median, math.nan, math.nan, "one seed")
-    if np.all(values == values[0]):
-        return Interval(n, mean, median, mean, mean, "all equal", m, 0.0)
+    return crossed_intervals([matrix], [bounds], statistic)[0]
+
+
+def crossed_intervals(
+    matrices: Sequence[np.ndarray],
+    bounds: Sequence[tuple[float, float]] | None = None,
+    statistic: str = "mean",
+) -> list[Interval]:
+    """Return `crossed_interval` of each matrix (clipped to its `bounds`), bit for bit.
+
+    Every interval draws its resamples from the same seed, so matrices of one shape (after
+    their empty rows and columns are dropped) draw the same splits and seeds: they are drawn,
+    and counted, once for all of them. Many intervals over the same seeds then cost little more
+    than one (the slope at each epoch, the quantities of a configuration).
+    """
+    found: list[Interval | None] = [None] * len(matrices)
+    shapes: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray, float, float]]] = {}
+    for i, given in enumerate(matrices):
+        matrix = np.atleast_2d(np.asarray(given, np.float64))
+        finite = np.isfinite(matrix)
+        keep_rows, keep_cols = finite.any(axis=1), finite.any(axis=0)
+        matrix, finite = matrix[keep_rows][:, keep_cols], finite[keep_rows][:, keep_cols]
+        m, n = matrix.shape
+        values = matrix[finite]
+        if values.size == 0:
+            found[i] = Interval(0, math.nan, math.nan, math.nan, math.nan, "no seeds")
+            continue
+        mean, median = float(values.mean()), float(np.median(values))
+        if n == 1 and m == 1:
+            found[i] = Interval(1, mean, median, math.nan, math.nan, "one seed")
+        elif np.all(values == values[0]):
+            found[i] = Interval(n, mean, median, mean, mean, "all equal", m, 0.0)
+        else:
+            shapes.setdefault((m, n), []).append((i, matrix, finite, mean, median))
+    for (m, n), group in shapes.items():
+        resampled = _resampled([(matrix, finite) for _, matrix, finite, _, _ in group], statistic)
+        for (i, _, _, mean, median), out in zip(group, resampled, strict=True):
+            out = out[np.isfinite(out)]
+            alpha = 1 - CONFIDENCE
+            low, high = (
+                np.quantile(out, [alpha / 2, 1 - alpha / 2]) if out.size else (math.nan,) * 2
+            )
+            method = "bootstrap over splits and seeds" if m > 1 else "bootstrap over seeds"
+            clip = bounds[i] if bounds is not None else UNBOUNDED
+            low, high = max(float(low), clip[0]), min(float(high), clip[1])
+            se = float(np.std(out, ddof=1)) if out.size > 1 else 0.0
+            centre = mean if statistic == "mean" else median
+            found[i] = Interval(n, centre, median, low, high, method, m, se)
+    return [interval for interval in found if interval is not None]
+
+
+def _resampled(matrices: list[tuple[np.ndarray, np.ndarray]], statistic: str) -> list[np.ndarray]:
+    """The statistic of every bootstrap resample of each (matrix, finite) pair, all m x n.
+
+    The splits and seeds drawn for a resample are the same for every matrix of the group.
+    """
+    m, n = matrices[0][0].shape
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    filled = np.where(finite, matrix, 0.0)
-    weights = finite.astype(np.float64)
-    out = np.empty(BOOTSTRAP_RESAMPLES)
+    outs = [np.empty(BOOTSTRAP_RESAMPLES) for _ in matrices]
+    sums = [
+        (np.where(finite, matrix, 0.0), finite.astype(np.float64)) for matrix, finite in matrices
+    ]
     batch = max(1, (1 << 21) // max(m * n, 1))
     for start in range(0, BOOTSTRAP_RESAMPLES, batch):
         size = min(batch, BOOTSTRAP_RESAMPLES - start)
@@ -113,22 +158,18 @@ def crossed_interval(
         if statistic == "mean":
             # counts of each split and seed drawn: the resample's sum is a weighted sum
             row_counts, col_counts = _counts(rows, m), _counts(cols, n)
-            total = np.einsum("bi,ij,bj->b", row_counts, filled, col_counts)
-            count = np.einsum("bi,ij,bj->b", row_counts, weights, col_counts)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[start : start + size] = total / count
+            for out, (filled, weights) in zip(outs, sums, strict=True):
+                total = np.einsum("bi,ij,bj->b", row_counts, filled, col_counts)
+                count = np.einsum("bi,ij,bj->b", row_counts, weights, col_counts)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[start : start + size] = total / count
         else:
-            for b in range(size):
-                drawn = matrix[np.ix_(rows[b], cols[b])]
-                drawn = drawn[np.isfinite(drawn)]
-                out[start + b] = np.median(drawn) if drawn.size else math.nan
-    out = out[np.isfinite(out)]
-    alpha = 1 - CONFIDENCE
-    low, high = np.quantile(out, [alpha / 2, 1 - alpha / 2]) if out.size else (math.nan,) * 2
-    method = "bootstrap over splits and seeds" if m > 1 else "bootstrap over seeds"
-    low, high = max(float(low), bounds[0]), min(float(high), bounds[1])
-    se = float(np.std(out, ddof=1)) if out.size > 1 else 0.0
-    return Interval(n, centre, median, low, high, method, m, se)
+            for out, (matrix, _) in zip(outs, matrices, strict=True):
+                for b in range(size):
+                    drawn = matrix[np.ix_(rows[b], cols[b])]
+                    drawn = drawn[np.isfinite(drawn)]
+                    out[start + b] = np.median(drawn) if drawn.size else math.nan
+    return outs
 
 
 def _counts(drawn: np.ndarray, width: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .settings import ALL_OUTCOMES, SETTING_COLUMNS, optimizer_order, varying_settings
-from .statistics import ACCURACY_BOUNDS, LOSS_BOUNDS, block_matrix, crossed_interval, rate_interval
+from .statistics import ACCURACY_BOUNDS, LOSS_BOUNDS, block_matrix, crossed_intervals, rate_interval
 from .text import interval_text, no_number, rate_of
 
 _PARTS = ("median", "mean", "low", "high")
@@ -47,10 +47,12 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
         record["epoch"] = int(first["_epoch"])
         splits, seeds = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
         record["n_splits"] = int(len(np.unique(splits)))
-        for name, column, bounds in QUANTITIES:
-            # every model, diverged ones too (a non-finite value is left out only where it is)
-            values = rows[column].to_numpy(np.float64)
-            interval = crossed_interval(block_matrix(splits, seeds, values)[2], bounds)
+        # every model, diverged ones too (a non-finite value is left out only where it is)
+        matrices = [
+            block_matrix(splits, seeds, rows[c].to_numpy(np.float64))[2] for _, c, _ in QUANTITIES
+        ]
+        intervals = crossed_intervals(matrices, [bounds for _, _, bounds in QUANTITIES])
+        for (name, _, _), interval in zip(QUANTITIES, intervals, strict=True):
             record.update({f"{name}_{k}": getattr(interval, k) for k in _PARTS})
         record["held_out"] = bool(first["test_size"] > 0 and rows["test_accuracy"].notna().any())
         record["train_majority_accuracy"] = float(first["_majority_train"])

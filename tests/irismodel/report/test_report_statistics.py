@@ -1,12 +1,18 @@
 """The report's intervals stay in range, are reproducible, and say when there is none."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from irismodel.report.statistics import block_matrix, crossed_interval, rate_interval
+from irismodel.report.statistics import (
+    block_matrix,
+    crossed_interval,
+    crossed_intervals,
+    rate_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -64,3 +70,30 @@ def test_a_rate_has_scipys_wilson_interval():
     ci = stats.binomtest(3, 10).proportion_ci(method="wilson")
     assert rate_interval(3, 10) == pytest.approx((0.3, ci.low, ci.high))
     assert all(math.isnan(v) for v in rate_interval(0, 0))
+
+
+@pytest.mark.parametrize("statistic", ["mean", "median"])
+def test_intervals_drawn_together_equal_each_drawn_alone(statistic):
+    """Many intervals at once (the resamples of each shape drawn once) are each, bit for bit,
+    the interval drawn alone: whatever their shapes, NaN cells, bounds and special cases."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(2, 40))
+    matrices = [
+        base,
+        base * 3 + 1,  # the same shape: the same resamples, other values
+        np.where(rng.random((2, 40)) < 0.1, math.nan, base),  # NaN cells, the same shape
+        rng.normal(size=(1, 40)),  # other shapes: resamples of their own
+        rng.normal(size=(2, 39)),
+        np.vstack([base[0], np.full(40, math.nan)]),  # an empty split is dropped: 1 x 40
+        np.full((2, 40), 0.5),  # all equal
+        [[0.3, math.nan]],  # one seed
+        np.empty((0, 0)),  # none
+    ]
+    bounds = [(-math.inf, math.inf), (0.0, 2.0), (-0.1, 0.1), *[(-1.0, 1.0)] * 6]
+    together = crossed_intervals(matrices, bounds, statistic)
+    alone = [crossed_interval(m, b, statistic) for m, b in zip(matrices, bounds, strict=True)]
+    assert len(together) == len(matrices)
+    np.testing.assert_equal(
+        [dataclasses.astuple(i) for i in together], [dataclasses.astuple(i) for i in alone]
+    )
+    assert together[0].low != together[1].low and together[3].n == 40  # not one result repeated

@@ -48,19 +48,23 @@ def summarize_models(models: pd.DataFrame) -> pd.DataFrame:
         splits, seeds = rows["split_seed"].to_numpy(), rows["seed"].to_numpy()
         record["n_splits"] = int(len(np.unique(splits)))
         # every model, diverged ones too (a non-finite value is left out only where it is)
-        matrices = [
-            block_matrix(splits, seeds, rows[c].to_numpy(np.float64))[2] for _, c, _ in QUANTITIES
-        ]
-        intervals = crossed_intervals(matrices, [bounds for _, _, bounds in QUANTITIES])
-        for (name, _, _), interval in zip(QUANTITIES, intervals, strict=True):
-            record.update({f"{name}_{k}": getattr(interval, k) for k in _PARTS})
+        for _, column, _ in QUANTITIES:
+            matrices.append(block_matrix(splits, seeds, rows[column].to_numpy(np.float64))[2])
         record["held_out"] = bool(first["test_size"] > 0 and rows["test_accuracy"].notna().any())
         record["train_majority_accuracy"] = float(first["_majority_train"])
         record["baseline_loss"] = float(first["baseline_loss"])
         return record
 
+    matrices: list[np.ndarray] = []  # each configuration's QUANTITIES, in order
     groups = shown.groupby(keys, sort=True, dropna=False, observed=True)
-    summary = pd.DataFrame.from_records([record_of(values, rows) for values, rows in groups])
+    records = [record_of(values, rows) for values, rows in groups]
+    # one call: configurations over the same seeds share their resamples
+    intervals = iter(crossed_intervals(matrices, [b for _, _, b in QUANTITIES] * len(records)))
+    for record in records:
+        for name, _, _ in QUANTITIES:
+            interval = next(intervals)
+            record.update({f"{name}_{k}": getattr(interval, k) for k in _PARTS})
+    summary = pd.DataFrame.from_records(records)
     summary["_order"] = summary["optimizer"].map(optimizer_order(summary["optimizer"]).index)
     summary = summary.sort_values([*keys[:-2], "hidden_dim", "_order"], kind="stable")
     return summary.drop(columns="_order").reset_index(drop=True)

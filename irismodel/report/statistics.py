@@ -109,7 +109,8 @@ def crossed_intervals(
         matrix = np.atleast_2d(np.asarray(given, np.float64))
         finite = np.isfinite(matrix)
         keep_rows, keep_cols = finite.any(axis=1), finite.any(axis=0)
-        matrix, finite = matrix[keep_rows][:, keep_cols], finite[keep_rows][:, keep_cols]
+        if not (keep_rows.all() and keep_cols.all()):  # else no copy: many may be held at once
+            matrix, finite = matrix[keep_rows][:, keep_cols], finite[keep_rows][:, keep_cols]
         m, n = matrix.shape
         values = matrix[finite]
         if values.size == 0:
@@ -147,8 +148,10 @@ def _resampled(matrices: list[tuple[np.ndarray, np.ndarray]], statistic: str) ->
     m, n = matrices[0][0].shape
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     outs = [np.empty(BOOTSTRAP_RESAMPLES) for _ in matrices]
+    ones = np.ones((m, n))  # the weights of a matrix without NaN, shared
     sums = [
-        (np.where(finite, matrix, 0.0), finite.astype(np.float64)) for matrix, finite in matrices
+        (matrix, ones) if finite.all() else (np.where(finite, matrix, 0.0), finite.astype(float))
+        for matrix, finite in matrices
     ]
     batch = max(1, (1 << 21) // max(m * n, 1))
     for start in range(0, BOOTSTRAP_RESAMPLES, batch):

@@ -101,17 +101,20 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
+def _interruptible() -> Iterator[threading.Event]:
     """Ctrl-C stops training at its next epoch; a second Ctrl-C stops waiting at once.
 
-    SIGTERM stops training too and exits with 143 at once (the server stops on the way out).
+    SIGTERM before the flow runs exits with 143 at once (the server stops on the way out);
+    while it runs, it stops training as the first Ctrl-C does, then exits with 143
+    (`_stop_on_sigterm`). Yields an event set once SIGTERM has arrived.
 
     The first SIGINT asks every training in this process to stop (`request_stop`): running
     shards end within an epoch, none is retried or started, the shards already written stay
     for a resume, and the run ends unpublished. A second SIGINT ends the process at once.
     """
+    terminated = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield terminated
         return
 
     def on_interrupt(signum: int, frame: object) -> None:
@@ -129,15 +132,35 @@ def _interruptible() -> Iterator[None]:
 
     def on_terminate(signum: int, frame: object) -> None:
         request_stop()  # running shards end within an epoch instead of holding the exit
+        terminated.set()
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     previous_term = signal.signal(signal.SIGTERM, on_terminate)
     try:
-        yield
+        yield terminated
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def _stop_on_sigterm(terminated: threading.Event) -> None:
+    """For the rest of the flow run, let SIGTERM ask training to stop and raise nothing.
+
+    Prefect's flow engine sets a SIGTERM handler that raises in the main thread wherever it is.
+    Raised inside importlib's bookkeeping (the main thread imports as the first shards end) it
+    leaves the global import lock held, and every other thread's next import waits for ever: a
+    shard's, so the run never ends; raised inside a finalizer it is printed and dropped. This
+    handler only asks training to stop and notes the signal: the running shards end within an
+    epoch, the flow ends with them unfinished, and the command exits with 143.
+    """
+
+    def on_terminate(signum: int, frame: object) -> None:
+        request_stop()
+        terminated.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_terminate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def note_flow_run(flow, flow_run, state) -> None:  # a Prefect flow hook
         started["id"] = str(flow_run.id)
+        _stop_on_sigterm(terminated)  # in place of Prefect's, which the engine has just set
 
     with contextlib.ExitStack() as stack:
         url = get_current_settings().api.url
@@ -193,11 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.enter_context(client_settings(url))
             # first on the way out: the server records the flow run before it stops
             stack.callback(lambda: wait_until_recorded(started.get("id")))
-        stack.enter_context(_interruptible())
+        terminated = stack.enter_context(_interruptible())
         stack.enter_context(handed_over(checked))
         try:
             path = iris_sweep.with_options(on_running=[note_flow_run])(**parameters)
         except SweepFailed as error:
+            if terminated.is_set():  # SIGTERM during the run (`_stop_on_sigterm`)
+                hint = _resume_hint(config.output_dir, config.resume or started.get("id"), " ")
+                print(f"\niris-sweep: terminated.{hint}", file=sys.stderr, flush=True)
+                return 128 + int(signal.SIGTERM)
             if stop_requested():
                 print(f"iris-sweep: interrupted. {error}", file=sys.stderr)
                 return 130
@@ -220,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 hint = _resume_hint(config.output_dir, run_id, " ")
                 print(f"iris-sweep: error: {first_line(error)}{hint}", file=sys.stderr)
                 return 2 if isinstance(error, RunError) else 1
+    if terminated.is_set():  # after training: publication (and the report) went on to the end
+        print(f"\niris-sweep: terminated after the run was published\n\nresults: {redact(path)}")
+        return 128 + int(signal.SIGTERM)
     if checked.config.report:
         try:
             print(written_text(path))  # the summary the flow's report task wrote

@@ -7,11 +7,11 @@ import posixpath
 import re
 import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from irismodel.engine import request_stop, stop_requested
+from cli.signals import interruptible, stop_on_sigterm
+from irismodel.engine import stop_requested
 from irismodel.parameters import form_defaults, run_form
 from irismodel.preflight import handed_over, preflight
 from irismodel.store import RunError, list_result_files
@@ -100,69 +100,6 @@ def parse_parameters(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return parameters
 
 
-@contextlib.contextmanager
-def _interruptible() -> Iterator[threading.Event]:
-    """Ctrl-C stops training at its next epoch; a second Ctrl-C stops waiting at once.
-
-    SIGTERM before the flow runs exits with 143 at once (the server stops on the way out);
-    while it runs, it stops training as the first Ctrl-C does, then exits with 143
-    (`_stop_on_sigterm`). Yields an event set once SIGTERM has arrived.
-
-    The first SIGINT asks every training in this process to stop (`request_stop`): running
-    shards end within an epoch, none is retried or started, the shards already written stay
-    for a resume, and the run ends unpublished. A second SIGINT ends the process at once.
-    """
-    terminated = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield terminated
-        return
-
-    def on_interrupt(signum: int, frame: object) -> None:
-        if stop_requested():
-            # Not KeyboardInterrupt: an interpreter shutting down under running training
-            # threads can abort in C++. Written shards are whole; the server dies with us.
-            print("\niris-sweep: stopped at once", file=sys.stderr, flush=True)
-            os._exit(130)
-        request_stop()
-        print(
-            "\niris-sweep: stopping: the running shards end at their next epoch and the written "
-            "ones are kept (Ctrl-C again to stop waiting)",
-            file=sys.stderr,
-        )
-
-    def on_terminate(signum: int, frame: object) -> None:
-        request_stop()  # running shards end within an epoch instead of holding the exit
-        terminated.set()
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    previous_term = signal.signal(signal.SIGTERM, on_terminate)
-    try:
-        yield terminated
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-
-
-def _stop_on_sigterm(terminated: threading.Event) -> None:
-    """For the rest of the flow run, let SIGTERM ask training to stop and raise nothing.
-
-    Prefect's flow engine sets a SIGTERM handler that raises in the main thread wherever it is.
-    Raised inside importlib's bookkeeping (the main thread imports as the first shards end) it
-    leaves the global import lock held, and every other thread's next import waits for ever: a
-    shard's, so the run never ends; raised inside a finalizer it is printed and dropped. This
-    handler only asks training to stop and notes the signal: the running shards end within an
-    epoch, the flow ends with them unfinished, and the command exits with 143.
-    """
-
-    def on_terminate(signum: int, frame: object) -> None:
-        request_stop()
-        terminated.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_terminate)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Check the run (its pre-flight), run the flow on that check, print the summary and folder."""
     parameters = parse_parameters(argv)
@@ -190,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def note_flow_run(flow, flow_run, state) -> None:  # a Prefect flow hook
         started["id"] = str(flow_run.id)
-        _stop_on_sigterm(terminated)  # in place of Prefect's, which the engine has just set
+        stop_on_sigterm()  # in place of Prefect's, which the engine has just set
 
     with contextlib.ExitStack() as stack:
         url = get_current_settings().api.url
@@ -217,12 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.enter_context(client_settings(url))
             # first on the way out: the server records the flow run before it stops
             stack.callback(lambda: wait_until_recorded(started.get("id")))
-        terminated = stack.enter_context(_interruptible())
+        terminated = stack.enter_context(interruptible())
         stack.enter_context(handed_over(checked))
         try:
             path = iris_sweep.with_options(on_running=[note_flow_run])(**parameters)
         except SweepFailed as error:
-            if terminated.is_set():  # SIGTERM during the run (`_stop_on_sigterm`)
+            if terminated.is_set():  # SIGTERM during the run (`stop_on_sigterm`)
                 hint = _resume_hint(config.output_dir, config.resume or started.get("id"), " ")
                 print(f"\niris-sweep: terminated.{hint}", file=sys.stderr, flush=True)
                 return 128 + int(signal.SIGTERM)

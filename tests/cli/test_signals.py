@@ -184,8 +184,8 @@ def test_ctrl_c_while_a_store_that_never_answers_is_checked_exits_at_once(tmp_pa
 # in a finalizer (or in importlib's bookkeeping) it is dropped (or leaves the import lock held).
 # The command line's handler for the run raises nothing and still stops the sweep.
 SIGTERM_IN_A_FINALIZER = """
-import os, signal, sys, threading
-from cli.sweep import _stop_on_sigterm
+import os, signal, sys
+from cli.signals import TERMINATED, stop_on_sigterm
 from irismodel.engine import stop_requested
 
 def raising(signum, frame):
@@ -196,12 +196,11 @@ class Finalized:
         os.kill(os.getpid(), signal.SIGTERM)  # its handler runs in here
         sum(range(1000))
 
-terminated = threading.Event()
 signal.signal(signal.SIGTERM, raising)  # as Prefect's flow engine does
 if sys.argv[1] == "ours":
-    _stop_on_sigterm(terminated)  # as the command line's hook does once the run is running
+    stop_on_sigterm()  # as the command line's hook does once the run is running
 Finalized()  # gone at once
-print(terminated.wait(3), stop_requested())
+print(TERMINATED.wait(3), stop_requested())
 """
 
 
